@@ -1,0 +1,45 @@
+/*
+ * The ddb2os command line: subcommands dispatched from one table, each with getopt_long parsing.
+ *
+ * Exit codes: 0 success, 1 the work failed, 2 wrong arguments (usage on stderr),
+ * D2O_EXIT_CONFIG (78) bad configuration.
+ */
+#ifndef D2O_CLI_H
+#define D2O_CLI_H
+
+#include <getopt.h>
+#include <stdio.h>
+
+#include "d2o/conf.h"
+
+#define D2O_EXIT_OK 0
+#define D2O_EXIT_FAIL 1
+#define D2O_EXIT_USAGE 2
+
+struct d2o_cli_cmd {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+};
+
+/* Entry point used by main(): dispatches argv[1]. */
+int d2o_cli_main(int argc, char **argv);
+
+/*
+ * Parses a subcommand's arguments: -c/--config FILE, --help, every configuration key as a flag,
+ * and the subcommand's own options (extra, shortopts). Builds *conf from default < file <
+ * environment < flags. on_opt is called for each of the subcommand's own options and returns
+ * 0, or D2O_EXIT_USAGE to stop. After return, optind indexes the first operand.
+ *
+ * Returns 0, a D2O_EXIT_* code (usage and config errors are already printed), or -1 when --help
+ * was given (usage already printed to stdout).
+ */
+int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopts,
+                  const struct option *extra, int (*on_opt)(int opt, const char *arg, void *ctx),
+                  void *ctx, struct d2o_config *conf);
+
+/* Prints "ddb2os CMD: message" and the hint to use --help on stderr; returns D2O_EXIT_USAGE. */
+__attribute__((format(printf, 2, 3))) int d2o_cli_usage_error(const char *cmd, const char *fmt,
+                                                              ...);
+
+#endif

@@ -1,0 +1,580 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "d2o/buf.h"
+#include "d2o/conf.h"
+#include "d2o/log.h"
+#include "d2o/util.h"
+
+#define FIELD(c, e, type) ((type *)(void *)((char *)(c) + (e)->offset))
+
+static void free_map(struct d2o_kv **map, size_t *n)
+{
+    size_t i;
+
+    for (i = 0; i < *n; i++) {
+        free((*map)[i].key);
+        free((*map)[i].value);
+    }
+    free(*map);
+    *map = NULL;
+    *n = 0;
+}
+
+static void map_count_field(const struct d2o_conf_entry *e, struct d2o_config *c, size_t **n)
+{
+    /* The only MAP key today is index_map; its count lives beside it. */
+    (void)e;
+    *n = &c->n_index_map;
+}
+
+void d2o_conf_free(struct d2o_config *c)
+{
+    size_t i;
+
+    if (!c) {
+        return;
+    }
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        const struct d2o_conf_entry *e = &d2o_conf_table[i];
+
+        if (e->type == D2O_CONF_STR) {
+            char **p = FIELD(c, e, char *);
+
+            free(*p);
+            *p = NULL;
+        } else if (e->type == D2O_CONF_MAP) {
+            size_t *n;
+
+            map_count_field(e, c, &n);
+            free_map(FIELD(c, e, struct d2o_kv *), n);
+        }
+    }
+}
+
+int d2o_conf_init(struct d2o_config *c)
+{
+    char err[256];
+    size_t i;
+
+    memset(c, 0, sizeof(*c));
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        const struct d2o_conf_entry *e = &d2o_conf_table[i];
+        int r = d2o_conf_set(c, e->name, e->def ? e->def : "", "default", err, sizeof(err));
+
+        if (r < 0) {
+            d2o_conf_free(c);
+            return r;
+        }
+    }
+    return 0;
+}
+
+static bool key_eq(const char *table_key, const char *key)
+{
+    for (; *table_key && *key; table_key++, key++) {
+        char k = *key == '-' ? '_' : *key;
+
+        if (*table_key != k) {
+            return false;
+        }
+    }
+    return *table_key == '\0' && *key == '\0';
+}
+
+const struct d2o_conf_entry *d2o_conf_find(const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        if (key_eq(d2o_conf_table[i].name, key)) {
+            return &d2o_conf_table[i];
+        }
+    }
+    return NULL;
+}
+
+static const char *suggest(const char *key)
+{
+    char norm[128];
+    const char *best = NULL;
+    unsigned best_d = 4;
+    size_t i;
+
+    for (i = 0; key[i] && i < sizeof(norm) - 1; i++) {
+        norm[i] = key[i] == '-' ? '_' : (char)tolower((unsigned char)key[i]);
+    }
+    norm[i] = '\0';
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        unsigned d = d2o_edit_distance(norm, d2o_conf_table[i].name);
+
+        if (d < best_d) {
+            best_d = d;
+            best = d2o_conf_table[i].name;
+        }
+    }
+    return best;
+}
+
+/* Parses "<number><unit>" with the unit table given; the number may not be negative. */
+static int parse_scaled(const char *v, const char *const *units, const int64_t *mult,
+                        int64_t *out)
+{
+    size_t digits = 0, i;
+    int64_t n;
+
+    while (v[digits] >= '0' && v[digits] <= '9') {
+        digits++;
+    }
+    if (digits == 0 || digits > 18) {
+        return -EINVAL;
+    }
+    if (d2o_parse_i64n(v, digits, 0, INT64_MAX, &n) < 0) {
+        return -EINVAL;
+    }
+    for (i = 0; units[i]; i++) {
+        if (strcmp(v + digits, units[i]) == 0) {
+            if (mult[i] != 0 && n > INT64_MAX / mult[i]) {
+                return -ERANGE;
+            }
+            *out = n * mult[i];
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int parse_ms(const char *v, int64_t *out)
+{
+    static const char *const units[] = {"", "ms", "s", "m", "h", NULL};
+    static const int64_t mult[] = {1, 1, 1000, 60000, 3600000};
+
+    return parse_scaled(v, units, mult, out);
+}
+
+static int parse_size(const char *v, int64_t *out)
+{
+    static const char *const units[] = {"",  "b", "B",  "k",   "K",   "KiB", "kB", "m",
+                                        "M", "MiB", "MB", "g", "G", "GiB", "GB", NULL};
+    static const int64_t mult[] = {1,       1,       1,       1024,    1024,
+                                   1024,    1024,    1 << 20, 1 << 20, 1 << 20,
+                                   1 << 20, 1 << 30, 1 << 30, 1 << 30, 1 << 30};
+
+    return parse_scaled(v, units, mult, out);
+}
+
+static int parse_map(const char *v, struct d2o_kv **out, size_t *n_out, char *why, size_t n)
+{
+    struct d2o_kv *map = NULL;
+    size_t count = 0;
+    const char *p = v;
+    int r = 0;
+
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        struct d2o_kv *grown;
+
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        if (!eq || eq == p || eq == p + len - 1) {
+            snprintf(why, n, "entry '%.*s' is not key=value", (int)len, p);
+            r = -EINVAL;
+            goto out;
+        }
+        grown = realloc(map, (count + 1) * sizeof(*map));
+        if (!grown) {
+            r = -ENOMEM;
+            goto out;
+        }
+        map = grown;
+        map[count].key = strndup(p, (size_t)(eq - p));
+        map[count].value = strndup(eq + 1, (size_t)(p + len - eq - 1));
+        count++;
+        if (!map[count - 1].key || !map[count - 1].value) {
+            r = -ENOMEM;
+            goto out;
+        }
+        p += len;
+    }
+    *out = map;
+    *n_out = count;
+    map = NULL;
+    count = 0;
+out:
+    free_map(&map, &count);
+    return r;
+}
+
+static void describe_range(const struct d2o_conf_entry *e, char *buf, size_t n)
+{
+    size_t i, used = 0;
+
+    switch (e->type) {
+    case D2O_CONF_INT:
+    case D2O_CONF_MS:
+    case D2O_CONF_SIZE:
+        snprintf(buf, n, "%lld to %lld%s", (long long)e->min, (long long)e->max,
+                 e->type == D2O_CONF_MS ? " ms" : e->type == D2O_CONF_SIZE ? " bytes" : "");
+        break;
+    case D2O_CONF_BOOL:
+        snprintf(buf, n, "true or false");
+        break;
+    case D2O_CONF_ENUM:
+        buf[0] = '\0';
+        for (i = 0; e->choices[i] && used < n; i++) {
+            int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "one of ", e->choices[i]);
+
+            if (w < 0) {
+                break;
+            }
+            used += (size_t)w;
+        }
+        break;
+    default:
+        snprintf(buf, n, "text");
+        break;
+    }
+}
+
+int d2o_conf_set(struct d2o_config *c, const char *key, const char *value, const char *source,
+                 char *errstr, size_t errstr_size)
+{
+    const struct d2o_conf_entry *e = d2o_conf_find(key);
+    const char *shown;
+    char why[256] = "";
+    char range[256];
+    int64_t num = 0;
+    int r = 0;
+
+    if (!e) {
+        const char *s = suggest(key);
+
+        if (s) {
+            snprintf(errstr, errstr_size, "%s: unknown configuration key '%s' (did you mean '%s'?)",
+                     source, key, s);
+        } else {
+            snprintf(errstr, errstr_size, "%s: unknown configuration key '%s'", source, key);
+        }
+        return -ENOENT;
+    }
+    shown = e->secret ? "(secret)" : value;
+    describe_range(e, range, sizeof(range));
+    switch (e->type) {
+    case D2O_CONF_STR: {
+        char *copy;
+
+        if (e->validate && e->validate(value, why, sizeof(why)) < 0) {
+            r = -EINVAL;
+            break;
+        }
+        copy = strdup(value);
+        if (!copy) {
+            return -ENOMEM;
+        }
+        free(*FIELD(c, e, char *));
+        *FIELD(c, e, char *) = copy;
+        if (e->secret) {
+            d2o_log_add_secret(value);
+        }
+        break;
+    }
+    case D2O_CONF_INT:
+        r = d2o_parse_i64(value, e->min, e->max, &num);
+        break;
+    case D2O_CONF_MS:
+        r = parse_ms(value, &num);
+        break;
+    case D2O_CONF_SIZE:
+        r = parse_size(value, &num);
+        break;
+    case D2O_CONF_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0 ||
+            strcmp(value, "on") == 0) {
+            *FIELD(c, e, bool) = true;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
+                   strcmp(value, "no") == 0 || strcmp(value, "off") == 0) {
+            *FIELD(c, e, bool) = false;
+        } else {
+            r = -EINVAL;
+        }
+        break;
+    case D2O_CONF_ENUM: {
+        size_t i;
+
+        r = -EINVAL;
+        for (i = 0; e->choices[i]; i++) {
+            if (strcmp(value, e->choices[i]) == 0) {
+                *FIELD(c, e, int) = (int)i;
+                r = 0;
+                break;
+            }
+        }
+        break;
+    }
+    case D2O_CONF_MAP: {
+        struct d2o_kv *map = NULL;
+        size_t n = 0, *count;
+
+        r = parse_map(value, &map, &n, why, sizeof(why));
+        if (r == -ENOMEM) {
+            return r;
+        }
+        if (r == 0) {
+            map_count_field(e, c, &count);
+            free_map(FIELD(c, e, struct d2o_kv *), count);
+            *FIELD(c, e, struct d2o_kv *) = map;
+            *count = n;
+        }
+        break;
+    }
+    }
+    if (r == 0 && (e->type == D2O_CONF_INT || e->type == D2O_CONF_MS || e->type == D2O_CONF_SIZE)) {
+        if (num < e->min || num > e->max) {
+            r = -ERANGE;
+        } else {
+            *FIELD(c, e, int64_t) = num;
+        }
+    }
+    if (r < 0) {
+        snprintf(errstr, errstr_size, "%s: %s = '%s' is not valid: %s%saccepted: %s", source,
+                 e->name, shown, why, why[0] ? "; " : "", range);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n')) {
+        *--end = '\0';
+    }
+    return s;
+}
+
+int d2o_conf_load_file(struct d2o_config *c, const char *path, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "re");
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int r = 0;
+
+    if (!f) {
+        char eb[128];
+
+        r = -errno;
+        snprintf(errstr, errstr_size, "cannot read config file '%s': %s", path,
+                 d2o_strerror(r, eb, sizeof(eb)));
+        return r;
+    }
+    while (getline(&line, &cap, f) >= 0) {
+        char *key, *value, *eq;
+        char source[512];
+        size_t vl;
+
+        lineno++;
+        key = trim(line);
+        if (*key == '\0' || *key == '#') {
+            continue;
+        }
+        eq = strchr(key, '=');
+        if (!eq) {
+            snprintf(errstr, errstr_size, "%s:%u: expected 'key = value', got '%.80s'", path, lineno,
+                     key);
+            r = -EINVAL;
+            break;
+        }
+        *eq = '\0';
+        key = trim(key);
+        value = trim(eq + 1);
+        vl = strlen(value);
+        if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
+            value[vl - 1] = '\0';
+            value++;
+        }
+        snprintf(source, sizeof(source), "%s:%u", path, lineno);
+        r = d2o_conf_set(c, key, value, source, errstr, errstr_size);
+        if (r < 0) {
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return r;
+}
+
+int d2o_conf_env_name(const struct d2o_conf_entry *e, char *buf, size_t size)
+{
+    size_t i, n = strlen(e->name);
+
+    if (size < n + 8) {
+        return -E2BIG;
+    }
+    memcpy(buf, "DDB2OS_", 7);
+    for (i = 0; i < n; i++) {
+        buf[7 + i] = (char)toupper((unsigned char)e->name[i]);
+    }
+    buf[7 + n] = '\0';
+    return 0;
+}
+
+int d2o_conf_load_env(struct d2o_config *c, char *const *envp, char *errstr, size_t errstr_size)
+{
+    size_t i;
+
+    for (i = 0; envp && envp[i]; i++) {
+        const char *kv = envp[i];
+        const char *eq = strchr(kv, '=');
+        char key[128], source[160];
+        size_t j, kl;
+        int r;
+
+        if (strncmp(kv, "DDB2OS_", 7) != 0 || !eq) {
+            continue;
+        }
+        kl = (size_t)(eq - kv - 7);
+        if (kl == 0 || kl >= sizeof(key)) {
+            snprintf(errstr, errstr_size, "environment: unusable variable name '%.*s'",
+                     (int)(eq - kv), kv);
+            return -EINVAL;
+        }
+        for (j = 0; j < kl; j++) {
+            key[j] = (char)tolower((unsigned char)kv[7 + j]);
+        }
+        key[kl] = '\0';
+        snprintf(source, sizeof(source), "environment %.*s", (int)(eq - kv), kv);
+        r = d2o_conf_set(c, key, eq + 1, source, errstr, errstr_size);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+static char flag_names[64][48];
+
+const char *d2o_conf_flag_name(size_t i)
+{
+    size_t j;
+
+    if (i >= d2o_conf_table_len || i >= D2O_ARRAY_SIZE(flag_names)) {
+        return NULL;
+    }
+    if (flag_names[i][0] == '\0') {
+        for (j = 0; d2o_conf_table[i].name[j] && j < sizeof(flag_names[i]) - 1; j++) {
+            char ch = d2o_conf_table[i].name[j];
+
+            flag_names[i][j] = ch == '_' ? '-' : ch;
+        }
+        flag_names[i][j] = '\0';
+    }
+    return flag_names[i];
+}
+
+struct option *d2o_conf_long_options(const struct option *extra)
+{
+    size_t n_extra = 0, i;
+    struct option *opts;
+
+    while (extra && extra[n_extra].name) {
+        n_extra++;
+    }
+    opts = calloc(d2o_conf_table_len + n_extra + 1, sizeof(*opts));
+    if (!opts) {
+        return NULL;
+    }
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        opts[i].name = d2o_conf_flag_name(i);
+        opts[i].has_arg = required_argument;
+        opts[i].flag = NULL;
+        opts[i].val = D2O_CONF_OPT_BASE + (int)i;
+    }
+    for (i = 0; i < n_extra; i++) {
+        opts[d2o_conf_table_len + i] = extra[i];
+    }
+    return opts;
+}
+
+char *d2o_conf_index_for_table(const struct d2o_config *c, const char *table)
+{
+    size_t i;
+    char *out;
+
+    for (i = 0; i < c->n_index_map; i++) {
+        if (strcmp(c->index_map[i].key, table) == 0) {
+            return strdup(c->index_map[i].value);
+        }
+    }
+    out = strdup(table);
+    for (i = 0; out && out[i]; i++) {
+        out[i] = (char)tolower((unsigned char)out[i]);
+    }
+    return out;
+}
+
+static const char *type_name(enum d2o_conf_type t)
+{
+    switch (t) {
+    case D2O_CONF_STR:
+        return "string";
+    case D2O_CONF_INT:
+        return "integer";
+    case D2O_CONF_BOOL:
+        return "boolean";
+    case D2O_CONF_ENUM:
+        return "enum";
+    case D2O_CONF_MS:
+        return "duration";
+    case D2O_CONF_SIZE:
+        return "size";
+    case D2O_CONF_MAP:
+        return "map";
+    }
+    return "?";
+}
+
+int d2o_conf_doc(struct d2o_buf *out)
+{
+    size_t i;
+    int r = 0;
+
+    r |= d2o_buf_puts(out,
+                      "# ddb2os configuration reference\n\n"
+                      "Generated by `ddb2os config-doc` from the table in src/conf/conf_table.c; "
+                      "do not edit by hand.\n\n"
+                      "Every key can be set in the config file (`key = value`, `-c FILE`), as an "
+                      "environment variable, or as a command-line flag. Later sources win: "
+                      "default, file, environment, flag. Durations take ms, s, m or h; sizes take "
+                      "k, KiB, M, MiB, G or GiB.\n\n"
+                      "| Key | Type | Default | Accepted | Environment | Flag | Reload |\n"
+                      "|---|---|---|---|---|---|---|\n");
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        const struct d2o_conf_entry *e = &d2o_conf_table[i];
+        char env[128], range[256];
+
+        (void)d2o_conf_env_name(e, env, sizeof(env));
+        describe_range(e, range, sizeof(range));
+        r |= d2o_buf_printf(out, "| `%s` | %s | `%s` | %s | `%s` | `--%s` | %s |\n", e->name,
+                            type_name(e->type), e->def && e->def[0] ? e->def : "", range, env,
+                            d2o_conf_flag_name(i), e->reloadable ? "yes" : "no");
+    }
+    r |= d2o_buf_puts(out, "\n## Keys\n");
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        const struct d2o_conf_entry *e = &d2o_conf_table[i];
+
+        r |= d2o_buf_printf(out, "\n### `%s`\n\n%s\n", e->name, e->description);
+    }
+    return r ? -ENOMEM : 0;
+}

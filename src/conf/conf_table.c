@@ -1,0 +1,182 @@
+/*
+ * The configuration table. Every key ddb2os knows is one row here; parsing, environment names,
+ * flags and docs/configuration.md all come from it.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "d2o/conf.h"
+#include "d2o/log.h"
+#include "d2o/util.h"
+
+#define OFF(field) offsetof(struct d2o_config, field)
+
+static const char *const delete_modes[] = {"delete", "tombstone", NULL};
+static const char *const ttl_modes[] = {"delete", "keep", NULL};
+static const char *const auth_modes[] = {"none", "basic", "sigv4", NULL};
+static const char *const services[] = {"es", "aoss", NULL};
+static const char *const log_formats[] = {"json", "text", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static int validate_url(const char *v, char *why, size_t n)
+{
+    if (v[0] == '\0') {
+        return 0;
+    }
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+        snprintf(why, n, "must start with http:// or https://");
+        return -1;
+    }
+    if (strchr(v, ' ') || strchr(v, '\n')) {
+        snprintf(why, n, "must not contain white space");
+        return -1;
+    }
+    return 0;
+}
+
+static int validate_region(const char *v, char *why, size_t n)
+{
+    size_t i, len = strlen(v);
+
+    if (len == 0) {
+        return 0;
+    }
+    if (len > 32) {
+        snprintf(why, n, "is longer than 32 characters");
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        char ch = v[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
+            snprintf(why, n, "may hold only a-z, 0-9 and '-' (like us-east-1)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int validate_name(const char *v, char *why, size_t n)
+{
+    size_t i, len = strlen(v);
+
+    if (len == 0 || len > 128) {
+        snprintf(why, n, "must be 1 to 128 characters");
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        char ch = v[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.')) {
+            snprintf(why, n, "may hold only letters, digits, '-', '_' and '.'");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int validate_debug(const char *v, char *why, size_t n)
+{
+    unsigned cats;
+    const char *bad = NULL;
+    size_t bad_len = 0;
+
+    if (d2o_log_categories_from_list(v, &cats, &bad, &bad_len) < 0) {
+        snprintf(why, n, "unknown category '%.*s' (known: kinesis, lease, sink, dlq, aws, pg, all)",
+                 (int)bad_len, bad);
+        return -1;
+    }
+    return 0;
+}
+
+const struct d2o_conf_entry d2o_conf_table[] = {
+    {"application", D2O_CONF_STR, OFF(application), "ddb2os", 0, 0, NULL,
+     "Name of this consumer application. Leases, checkpoints and DLQ rows are kept per "
+     "application, so several applications can share one database and one stream.",
+     false, false, validate_name},
+    {"stream_name", D2O_CONF_STR, OFF(stream_name), "", 0, 0, NULL,
+     "Kinesis data stream that the DynamoDB table's streaming destination writes to.", false,
+     false, NULL},
+    {"aws_region", D2O_CONF_STR, OFF(aws_region), "us-east-1", 0, 0, NULL,
+     "AWS region of the stream (and of the OpenSearch domain when signing with SigV4).", false,
+     false, validate_region},
+    {"kinesis_endpoint", D2O_CONF_STR, OFF(kinesis_endpoint), "", 0, 0, NULL,
+     "Kinesis endpoint URL. Empty means https://kinesis.<aws_region>.amazonaws.com; set it to "
+     "reach an emulator or a VPC endpoint.",
+     false, false, validate_url},
+    {"opensearch_url", D2O_CONF_STR, OFF(opensearch_url), "http://127.0.0.1:9200", 0, 0, NULL,
+     "Base URL of the OpenSearch cluster or collection.", false, false, validate_url},
+    {"opensearch_auth", D2O_CONF_ENUM, OFF(opensearch_auth), "none", 0, 0, auth_modes,
+     "How requests to OpenSearch authenticate: none, basic (opensearch_user and "
+     "opensearch_password) or sigv4 (AWS credentials, service opensearch_service).",
+     false, false, NULL},
+    {"opensearch_user", D2O_CONF_STR, OFF(opensearch_user), "", 0, 0, NULL,
+     "User name for basic authentication.", false, false, NULL},
+    {"opensearch_password", D2O_CONF_STR, OFF(opensearch_password), "", 0, 0, NULL,
+     "Password for basic authentication. Never logged.", false, true, NULL},
+    {"opensearch_service", D2O_CONF_ENUM, OFF(opensearch_service), "es", 0, 0, services,
+     "SigV4 service name: es for OpenSearch Service domains, aoss for OpenSearch Serverless.",
+     false, false, NULL},
+    {"tls_ca_file", D2O_CONF_STR, OFF(tls_ca_file), "", 0, 0, NULL,
+     "PEM bundle of CA certificates for TLS; empty uses the system store.", false, false, NULL},
+    {"tls_verify", D2O_CONF_BOOL, OFF(tls_verify), "true", 0, 0, NULL,
+     "Verify TLS certificates and host names. Turn off only for local testing.", false, false,
+     NULL},
+    {"index_map", D2O_CONF_MAP, OFF(index_map), "", 0, 0, NULL,
+     "Where each table's documents go, as table=index pairs separated by commas "
+     "(books=library-books,authors=people). A table not listed goes to its own name in lower "
+     "case. One stream may carry several tables.",
+     false, false, NULL},
+    {"delete_mode", D2O_CONF_ENUM, OFF(delete_mode), "delete", 0, 0, delete_modes,
+     "What a REMOVE does: delete removes the document; tombstone indexes {\"_deleted\": true} "
+     "with the item's keys at the delete's version, so a late older write can never bring the "
+     "document back, even after index.gc_deletes.",
+     false, false, NULL},
+    {"ttl_deletes", D2O_CONF_ENUM, OFF(ttl_deletes), "delete", 0, 0, ttl_modes,
+     "What a REMOVE made by DynamoDB's TTL expiry does: delete handles it like any REMOVE; keep "
+     "leaves the document searchable.",
+     false, false, NULL},
+    {"bulk_max_bytes", D2O_CONF_SIZE, OFF(bulk_max_bytes), "5MiB", 1024, 100 * 1024 * 1024, NULL,
+     "Largest _bulk request body. A request is sent when the next item would pass it.", false,
+     false, NULL},
+    {"bulk_max_records", D2O_CONF_INT, OFF(bulk_max_records), "5000", 1, 100000, NULL,
+     "Most items in one _bulk request.", false, false, NULL},
+    {"bulk_flush_ms", D2O_CONF_MS, OFF(bulk_flush_ms), "1s", 0, 60000, NULL,
+     "Longest time a record waits in a partly filled bulk request before it is sent.", true,
+     false, NULL},
+    {"retry_base_ms", D2O_CONF_MS, OFF(retry_base_ms), "100ms", 1, 60000, NULL,
+     "First retry delay; each attempt doubles the ceiling of a full-jitter backoff.", true, false,
+     NULL},
+    {"retry_cap_ms", D2O_CONF_MS, OFF(retry_cap_ms), "30s", 1, 3600000, NULL,
+     "Largest retry delay.", true, false, NULL},
+    {"item_max_attempts", D2O_CONF_INT, OFF(item_max_attempts), "10", 1, 1000, NULL,
+     "Attempts per document for errors that are not known to be permanent; then it goes to the "
+     "dead-letter queue.",
+     true, false, NULL},
+    {"http_connect_timeout_ms", D2O_CONF_MS, OFF(http_connect_timeout_ms), "5s", 100, 120000,
+     NULL, "Connect timeout for every HTTP request.", false, false, NULL},
+    {"http_timeout_ms", D2O_CONF_MS, OFF(http_timeout_ms), "60s", 100, 600000, NULL,
+     "Total timeout for one HTTP request, including the response.", false, false, NULL},
+    {"http_max_response_bytes", D2O_CONF_SIZE, OFF(http_max_response_bytes), "64MiB", 4096,
+     1024LL * 1024 * 1024, NULL,
+     "Largest response body accepted; a larger one fails the request as an error.", false,
+     false, NULL},
+    {"pg_conninfo", D2O_CONF_STR, OFF(pg_conninfo), "", 0, 0, NULL,
+     "libpq connection string of the database that holds leases, checkpoints and the "
+     "dead-letter queue (host=... dbname=... or postgresql://...). Empty uses the PG* "
+     "environment variables.",
+     false, true, NULL},
+    {"log_format", D2O_CONF_ENUM, OFF(log_format), "json", 0, 0, log_formats,
+     "json writes one JSON object per line (for ECS and CloudWatch); text is for terminals.",
+     true, false, NULL},
+    {"log_level", D2O_CONF_ENUM, OFF(log_level), "info", 0, 0, log_levels,
+     "Lowest level written: error, warn, info or debug.", true, false, NULL},
+    {"log_debug", D2O_CONF_STR, OFF(log_debug), "", 0, 0, NULL,
+     "Debug categories written at level debug, separated by commas: kinesis, lease, sink, dlq, "
+     "aws, pg, all.",
+     true, false, validate_debug},
+};
+
+const size_t d2o_conf_table_len = D2O_ARRAY_SIZE(d2o_conf_table);

@@ -1,0 +1,14 @@
+#include <stdlib.h>
+
+#include "d2o_test.h"
+
+int main(void)
+{
+    SRunner *sr = srunner_create(d2o_test_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
