@@ -17,7 +17,10 @@ struct d2o_buf {
     size_t cap;
 };
 
-#define D2O_BUF_INIT {NULL, 0, 0}
+#define D2O_BUF_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Releases the memory and resets the buffer to empty. NULL-safe. */
 void d2o_buf_free(struct d2o_buf *b);
@@ -30,11 +33,12 @@ __attribute__((warn_unused_result)) int d2o_buf_puts(struct d2o_buf *b, const ch
 __attribute__((warn_unused_result)) int d2o_buf_putc(struct d2o_buf *b, char c);
 __attribute__((warn_unused_result, format(printf, 2, 3))) int d2o_buf_printf(struct d2o_buf *b,
                                                                              const char *fmt, ...);
-__attribute__((warn_unused_result, format(printf, 2, 0))) int d2o_buf_vprintf(struct d2o_buf *b,
-                                                                              const char *fmt,
-                                                                              va_list ap);
-/* Appends s (n bytes) as a quoted JSON string, escaping per RFC 8259. Bytes >= 0x80 pass through. */
-__attribute__((warn_unused_result)) int d2o_buf_json_str(struct d2o_buf *b, const char *s, size_t n);
+__attribute__((warn_unused_result, format(printf, 2, 0))) int
+d2o_buf_vprintf(struct d2o_buf *b, const char *fmt, va_list ap);
+/* Appends s (n bytes) as a quoted JSON string, escaping per RFC 8259. Bytes >= 0x80 pass through.
+ */
+__attribute__((warn_unused_result)) int d2o_buf_json_str(struct d2o_buf *b, const char *s,
+                                                         size_t n);
 /* Drops bytes from the end so that len becomes new_len (no-op if new_len >= len). */
 void d2o_buf_truncate(struct d2o_buf *b, size_t new_len);
 /* Hands the memory to the caller (who frees it with free()) and empties the buffer. */

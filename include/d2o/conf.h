@@ -30,7 +30,11 @@ enum d2o_delete_mode { D2O_DELETE_DELETE = 0, D2O_DELETE_TOMBSTONE = 1 };
 enum d2o_ttl_deletes { D2O_TTL_DELETE = 0, D2O_TTL_KEEP = 1 };
 enum d2o_os_auth { D2O_OS_AUTH_NONE = 0, D2O_OS_AUTH_BASIC = 1, D2O_OS_AUTH_SIGV4 = 2 };
 enum d2o_os_service { D2O_OS_SERVICE_ES = 0, D2O_OS_SERVICE_AOSS = 1 };
-enum d2o_initial_position { D2O_POS_TRIM_HORIZON = 0, D2O_POS_LATEST = 1, D2O_POS_AT_TIMESTAMP = 2 };
+enum d2o_initial_position {
+    D2O_POS_TRIM_HORIZON = 0,
+    D2O_POS_LATEST = 1,
+    D2O_POS_AT_TIMESTAMP = 2
+};
 
 struct d2o_kv {
     char *key;
@@ -76,15 +80,15 @@ struct d2o_config {
 };
 
 struct d2o_conf_entry {
-    const char *name;             /* snake_case key; flag is --name-with-dashes */
+    const char *name; /* snake_case key; flag is --name-with-dashes */
     enum d2o_conf_type type;
-    size_t offset;                /* into struct d2o_config */
-    const char *def;              /* default, as text; NULL = unset */
-    int64_t min, max;             /* INT, MS, SIZE */
-    const char *const *choices;   /* ENUM: NULL-terminated names, index = stored value */
+    size_t offset;              /* into struct d2o_config */
+    const char *def;            /* default, as text; NULL = unset */
+    int64_t min, max;           /* INT, MS, SIZE */
+    const char *const *choices; /* ENUM: NULL-terminated names, index = stored value */
     const char *description;
-    bool reloadable;              /* applied on SIGHUP without a restart */
-    bool secret;                  /* never printed; registered with the log redactor */
+    bool reloadable; /* applied on SIGHUP without a restart */
+    bool secret;     /* never printed; registered with the log redactor */
     /* Extra check after parsing; returns 0 or writes the reason. */
     int (*validate)(const char *value, char *why, size_t why_size);
 };
@@ -92,7 +96,8 @@ struct d2o_conf_entry {
 extern const struct d2o_conf_entry d2o_conf_table[];
 extern const size_t d2o_conf_table_len;
 
-/* Exit code for a configuration error: the supervisor never respawns a worker that exits with it. */
+/* Exit code for a configuration error: the supervisor never respawns a worker that exits with it.
+ */
 #define D2O_EXIT_CONFIG 78
 
 /* Sets every key to its default. Returns 0, or -ENOMEM. */

@@ -49,13 +49,15 @@ void d2o_log_set_categories(unsigned cats);
 void d2o_log_set_stream(FILE *f);
 /* Names this process in every line ("supervisor", "w3-12345", ...). Copied. */
 void d2o_log_set_worker(const char *worker);
-/* Registers a secret that must never be printed (copied; up to 16, shorter than 4 chars ignored). */
+/* Registers a secret that must never be printed (copied; up to 16, shorter than 4 chars ignored).
+ */
 void d2o_log_add_secret(const char *secret);
 void d2o_log_clear_secrets(void);
 /* Parses "error|warn|info|debug"; returns -1 if unknown. */
 int d2o_log_level_from_name(const char *name);
 /* Parses "kinesis,lease,sink,dlq,aws,pg,all"; returns -1 and names the bad token in *bad. */
-int d2o_log_categories_from_list(const char *list, unsigned *out, const char **bad, size_t *bad_len);
+int d2o_log_categories_from_list(const char *list, unsigned *out, const char **bad,
+                                 size_t *bad_len);
 /* Replaces each registered secret in s (in place, same or shorter length). */
 void d2o_log_redact(char *s);
 
@@ -65,7 +67,7 @@ __attribute__((format(printf, 5, 6))) void d2o_log(enum d2o_log_level level, uns
 
 bool d2o_log_enabled(enum d2o_log_level level, unsigned cat);
 
-#define D2O_LOG_(lvl, cat, shard, event, ...)                                                     \
+#define D2O_LOG_(lvl, cat, shard, event, ...)                                                      \
     do {                                                                                           \
         if (d2o_log_enabled((lvl), (cat))) {                                                       \
             d2o_log((lvl), (cat), (shard), (event), __VA_ARGS__);                                  \

@@ -30,7 +30,8 @@ struct d2o_sigv4_header {
 struct d2o_sigv4_request {
     const char *method;
     const char *url;
-    const struct d2o_sigv4_header *headers; /* headers that will be sent (Host is derived if absent) */
+    const struct d2o_sigv4_header
+        *headers; /* headers that will be sent (Host is derived if absent) */
     size_t n_headers;
     const void *body;
     size_t body_len;
@@ -57,12 +58,10 @@ struct d2o_sigv4_signer *d2o_sigv4_signer_new(const char *region, const char *se
 void d2o_sigv4_signer_free(struct d2o_sigv4_signer *s);
 
 /* Signs req at time now. Returns 0, -EINVAL (malformed request; errstr says what) or -ENOMEM. */
-__attribute__((warn_unused_result)) int d2o_sigv4_sign(struct d2o_sigv4_signer *s,
-                                                       const struct d2o_aws_creds *creds,
-                                                       const struct d2o_sigv4_request *req,
-                                                       time_t now, unsigned flags,
-                                                       struct d2o_sigv4_out *out, char *errstr,
-                                                       size_t errstr_size);
+__attribute__((warn_unused_result)) int
+d2o_sigv4_sign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds,
+               const struct d2o_sigv4_request *req, time_t now, unsigned flags,
+               struct d2o_sigv4_out *out, char *errstr, size_t errstr_size);
 /* Frees what d2o_sigv4_sign put in out. NULL-safe, idempotent. */
 void d2o_sigv4_out_free(struct d2o_sigv4_out *out);
 

@@ -31,7 +31,8 @@ int d2o_strlcpy(char *dst, const char *src, size_t size);
 /* Case-insensitive ASCII equality of two NUL-terminated strings. */
 bool d2o_streq_ci(const char *a, const char *b);
 
-/* Formats a UTC timestamp from epoch microseconds as RFC 3339 with milliseconds: 2026-11-25T02:12:34.123Z */
+/* Formats a UTC timestamp from epoch microseconds as RFC 3339 with milliseconds:
+ * 2026-11-25T02:12:34.123Z */
 int d2o_fmt_rfc3339_ms(int64_t epoch_us, char *buf, size_t size);
 
 /* Levenshtein distance, for "did you mean" suggestions; capped at 255. */

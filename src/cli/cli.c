@@ -32,15 +32,18 @@ static void print_help(FILE *f)
 {
     size_t i;
 
-    fprintf(f, "ddb2os %s: keeps OpenSearch indices in sync with DynamoDB tables through the\n"
-               "tables' Kinesis data streams.\n\n"
-               "usage: ddb2os COMMAND [OPTIONS]\n"
-               "       ddb2os --version | --help\n\ncommands:\n",
+    fprintf(f,
+            "ddb2os %s: keeps OpenSearch indices in sync with DynamoDB tables through the\n"
+            "tables' Kinesis data streams.\n\n"
+            "usage: ddb2os COMMAND [OPTIONS]\n"
+            "       ddb2os --version | --help\n\ncommands:\n",
             D2O_VERSION);
     for (i = 0; i < D2O_ARRAY_SIZE(commands); i++) {
         fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
     }
-    fprintf(f, "\nEvery command answers --help. Configuration keys are listed by 'ddb2os config-doc'.\n");
+    fprintf(
+        f,
+        "\nEvery command answers --help. Configuration keys are listed by 'ddb2os config-doc'.\n");
 }
 
 int d2o_cli_usage_error(const char *cmd, const char *fmt, ...)

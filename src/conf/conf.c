@@ -120,8 +120,7 @@ static const char *suggest(const char *key)
 }
 
 /* Parses "<number><unit>" with the unit table given; the number may not be negative. */
-static int parse_scaled(const char *v, const char *const *units, const int64_t *mult,
-                        int64_t *out)
+static int parse_scaled(const char *v, const char *const *units, const int64_t *mult, int64_t *out)
 {
     size_t digits = 0, i;
     int64_t n;
@@ -157,7 +156,7 @@ static int parse_ms(const char *v, int64_t *out)
 
 static int parse_size(const char *v, int64_t *out)
 {
-    static const char *const units[] = {"",  "b", "B",  "k",   "K",   "KiB", "kB", "m",
+    static const char *const units[] = {"",  "b",   "B",  "k", "K", "KiB", "kB", "m",
                                         "M", "MiB", "MB", "g", "G", "GiB", "GB", NULL};
     static const int64_t mult[] = {1,       1,       1,       1024,    1024,
                                    1024,    1024,    1 << 20, 1 << 20, 1 << 20,
@@ -220,7 +219,9 @@ static void describe_range(const struct d2o_conf_entry *e, char *buf, size_t n)
     case D2O_CONF_MS:
     case D2O_CONF_SIZE:
         snprintf(buf, n, "%lld to %lld%s", (long long)e->min, (long long)e->max,
-                 e->type == D2O_CONF_MS ? " ms" : e->type == D2O_CONF_SIZE ? " bytes" : "");
+                 e->type == D2O_CONF_MS     ? " ms"
+                 : e->type == D2O_CONF_SIZE ? " bytes"
+                                            : "");
         break;
     case D2O_CONF_BOOL:
         snprintf(buf, n, "true or false");
@@ -391,8 +392,8 @@ int d2o_conf_load_file(struct d2o_config *c, const char *path, char *errstr, siz
         }
         eq = strchr(key, '=');
         if (!eq) {
-            snprintf(errstr, errstr_size, "%s:%u: expected 'key = value', got '%.80s'", path, lineno,
-                     key);
+            snprintf(errstr, errstr_size, "%s:%u: expected 'key = value', got '%.80s'", path,
+                     lineno, key);
             r = -EINVAL;
             break;
         }
