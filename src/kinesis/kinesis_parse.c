@@ -1,0 +1,890 @@
+/*
+ * Pure parsers of Kinesis JSON 1.1 responses, sequence-number helpers, hash-key arithmetic.
+ * No I/O: every function takes bytes and fills structs, so the fuzz targets can drive them.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "d2o/kinesis.h"
+#include "d2o/util.h"
+
+#define MALFORMED "MalformedResponse"
+
+bool d2o_kinesis_seq_valid(const char *s)
+{
+    size_t i;
+
+    if (!s || !s[0]) {
+        return false;
+    }
+    if (s[0] == '0') {
+        return s[1] == '\0';
+    }
+    for (i = 0; s[i]; i++) {
+        if (s[i] < '0' || s[i] > '9' || i >= D2O_KINESIS_SEQ_MAX_DIGITS) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int d2o_kinesis_seq_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    int c;
+
+    if (la != lb) {
+        return la < lb ? -1 : 1;
+    }
+    c = memcmp(a, b, la);
+    return c < 0 ? -1 : (c > 0 ? 1 : 0);
+}
+
+static int parse_u128(const char *s, unsigned __int128 *out)
+{
+    unsigned __int128 v = 0, max = ~(unsigned __int128)0;
+    size_t i;
+
+    if (!s || !s[0] || (s[0] == '0' && s[1])) {
+        return -EINVAL;
+    }
+    for (i = 0; s[i]; i++) {
+        unsigned d;
+
+        if (s[i] < '0' || s[i] > '9') {
+            return -EINVAL;
+        }
+        d = (unsigned)(s[i] - '0');
+        if (v > (max - d) / 10) {
+            return -EINVAL;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int format_u128(unsigned __int128 v, char *out, size_t out_size)
+{
+    char tmp[48];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + (unsigned)(v % 10));
+        v /= 10;
+    } while (v > 0);
+    if (n + 1 > out_size) {
+        return -EINVAL;
+    }
+    for (i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+int d2o_kinesis_hash_mid(const char *start, const char *end, char *out, size_t out_size)
+{
+    unsigned __int128 a, b;
+
+    if (parse_u128(start, &a) < 0 || parse_u128(end, &b) < 0 || a >= b) {
+        return -EINVAL;
+    }
+    return format_u128(a + (b - a) / 2 + 1, out, out_size);
+}
+
+static void set_err(struct d2o_kinesis_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_err(struct d2o_kinesis_err *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    memset(err, 0, sizeof(*err));
+    err->action = D2O_ACT_RETRY;
+    err->status = 200;
+    err->curl_code = CURLE_OK;
+    snprintf(err->code, sizeof(err->code), "%s", MALFORMED);
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+}
+
+/* Parses body as one JSON object. Returns 0 or D2O_KINESIS_E_FAILED / -ENOMEM. */
+static int parse_root(const char *what, const char *body, size_t len, json_object **out,
+                      struct d2o_kinesis_err *err)
+{
+    json_tokener *tok = NULL;
+    json_object *root = NULL;
+    enum json_tokener_error jerr;
+    size_t end;
+    int r;
+
+    *out = NULL;
+    if (!body || len == 0) {
+        set_err(err, "%s response: empty body", what);
+        r = D2O_KINESIS_E_FAILED;
+        goto out;
+    }
+    if (len > INT32_MAX) {
+        set_err(err, "%s response: body too large to parse (%zu bytes)", what, len);
+        r = D2O_KINESIS_E_FAILED;
+        goto out;
+    }
+    if (memchr(body, '\0', len)) {
+        set_err(err, "%s response: NUL byte in the body", what);
+        r = D2O_KINESIS_E_FAILED;
+        goto out;
+    }
+    tok = json_tokener_new();
+    if (!tok) {
+        r = -ENOMEM;
+        goto out;
+    }
+    root = json_tokener_parse_ex(tok, body, (int)len);
+    jerr = json_tokener_get_error(tok);
+    if (!root || jerr != json_tokener_success) {
+        set_err(err, "%s response: invalid JSON (%s)", what,
+                jerr == json_tokener_continue ? "truncated" : json_tokener_error_desc(jerr));
+        r = D2O_KINESIS_E_FAILED;
+        goto out;
+    }
+    end = json_tokener_get_parse_end(tok);
+    while (end < len &&
+           (body[end] == ' ' || body[end] == '\n' || body[end] == '\r' || body[end] == '\t')) {
+        end++;
+    }
+    if (end != len) {
+        set_err(err, "%s response: unexpected data after the JSON object at byte %zu", what, end);
+        r = D2O_KINESIS_E_FAILED;
+        goto out;
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        set_err(err, "%s response: not a JSON object", what);
+        r = D2O_KINESIS_E_FAILED;
+        goto out;
+    }
+    *out = root;
+    root = NULL;
+    r = 0;
+out:
+    json_object_put(root);
+    if (tok) {
+        json_tokener_free(tok);
+    }
+    return r;
+}
+
+/*
+ * Copies the string member key of obj into *out. A missing or null member gives NULL when
+ * optional, an error when required; any other type is an error.
+ */
+static int get_str(const char *what, json_object *obj, const char *key, bool required, char **out,
+                   struct d2o_kinesis_err *err)
+{
+    json_object *v = NULL;
+
+    *out = NULL;
+    if (!json_object_object_get_ex(obj, key, &v) || !v) {
+        if (required) {
+            set_err(err, "%s: %s is missing", what, key);
+            return D2O_KINESIS_E_FAILED;
+        }
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_string)) {
+        set_err(err, "%s: %s is not a string", what, key);
+        return D2O_KINESIS_E_FAILED;
+    }
+    *out = strdup(json_object_get_string(v));
+    return *out ? 0 : -ENOMEM;
+}
+
+static int get_seq(const char *what, json_object *obj, const char *key, bool required, char **out,
+                   struct d2o_kinesis_err *err)
+{
+    int r = get_str(what, obj, key, required, out, err);
+
+    if (r == 0 && *out && !d2o_kinesis_seq_valid(*out)) {
+        set_err(err, "%s: %s is not a valid sequence number", what, key);
+        free(*out);
+        *out = NULL;
+        r = D2O_KINESIS_E_FAILED;
+    }
+    return r;
+}
+
+/* An optional integer member; absent/null leaves *out unchanged. */
+static int get_int(const char *what, json_object *obj, const char *key, bool required, int64_t *out,
+                   struct d2o_kinesis_err *err)
+{
+    json_object *v = NULL;
+
+    if (!json_object_object_get_ex(obj, key, &v) || !v) {
+        if (required) {
+            set_err(err, "%s: %s is missing", what, key);
+            return D2O_KINESIS_E_FAILED;
+        }
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_int)) {
+        set_err(err, "%s: %s is not an integer", what, key);
+        return D2O_KINESIS_E_FAILED;
+    }
+    *out = json_object_get_int64(v);
+    return 0;
+}
+
+/* An optional array member; absent/null gives *out = NULL. */
+static int get_array(const char *what, json_object *obj, const char *key, bool required,
+                     json_object **out, struct d2o_kinesis_err *err)
+{
+    json_object *v = NULL;
+
+    *out = NULL;
+    if (!json_object_object_get_ex(obj, key, &v) || !v) {
+        if (required) {
+            set_err(err, "%s: %s is missing", what, key);
+            return D2O_KINESIS_E_FAILED;
+        }
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_array)) {
+        set_err(err, "%s: %s is not an array", what, key);
+        return D2O_KINESIS_E_FAILED;
+    }
+    *out = v;
+    return 0;
+}
+
+static int get_object(const char *what, json_object *obj, const char *key, bool required,
+                      json_object **out, struct d2o_kinesis_err *err)
+{
+    json_object *v = NULL;
+
+    *out = NULL;
+    if (!json_object_object_get_ex(obj, key, &v) || !v) {
+        if (required) {
+            set_err(err, "%s: %s is missing", what, key);
+            return D2O_KINESIS_E_FAILED;
+        }
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_object)) {
+        set_err(err, "%s: %s is not an object", what, key);
+        return D2O_KINESIS_E_FAILED;
+    }
+    *out = v;
+    return 0;
+}
+
+static bool b64_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+/* Decodes standard padded base64. Returns 0, D2O_KINESIS_E_FAILED or -ENOMEM. */
+static int b64_decode(const char *what, const char *in, size_t n, unsigned char **out,
+                      size_t *out_len, struct d2o_kinesis_err *err)
+{
+    unsigned char *buf;
+    size_t pad = 0, i;
+    int dec;
+
+    *out = NULL;
+    *out_len = 0;
+    if (n % 4 != 0 || n > INT32_MAX) {
+        set_err(err, "%s: Data is not base64 (length %zu is not a multiple of 4)", what, n);
+        return D2O_KINESIS_E_FAILED;
+    }
+    if (n > 0 && in[n - 1] == '=') {
+        pad = (n > 1 && in[n - 2] == '=') ? 2 : 1;
+    }
+    for (i = 0; i < n - pad; i++) {
+        if (!b64_char(in[i])) {
+            set_err(err, "%s: Data is not base64 (bad character at offset %zu)", what, i);
+            return D2O_KINESIS_E_FAILED;
+        }
+    }
+    buf = malloc(n / 4 * 3 + 1);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    dec = n > 0 ? EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n) : 0;
+    if (dec < 0 || (size_t)dec < pad) {
+        free(buf);
+        set_err(err, "%s: Data is not valid base64", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    /* EVP_DecodeBlock counts the padding as decoded zero bytes */
+    *out_len = (size_t)dec - pad;
+    buf[*out_len] = '\0';
+    *out = buf;
+    return 0;
+}
+
+void d2o_kinesis_records_free(struct d2o_kinesis_records *r)
+{
+    size_t i, j;
+
+    if (!r) {
+        return;
+    }
+    for (i = 0; i < r->n_records; i++) {
+        free(r->records[i].sequence_number);
+        free(r->records[i].partition_key);
+        free(r->records[i].data);
+    }
+    free(r->records);
+    for (i = 0; i < r->n_children; i++) {
+        for (j = 0; j < r->children[i].n_parents; j++) {
+            free(r->children[i].parents[j]);
+        }
+        free(r->children[i].parents);
+        free(r->children[i].shard_id);
+        free(r->children[i].hash_start);
+        free(r->children[i].hash_end);
+    }
+    free(r->children);
+    free(r->next_iterator);
+    memset(r, 0, sizeof(*r));
+    r->millis_behind_latest = -1;
+}
+
+static int parse_hash_range(const char *what, json_object *obj, char **start, char **end,
+                            struct d2o_kinesis_err *err)
+{
+    json_object *hr = NULL;
+    int r;
+
+    r = get_object(what, obj, "HashKeyRange", true, &hr, err);
+    if (r == 0) {
+        r = get_str(what, hr, "StartingHashKey", true, start, err);
+    }
+    if (r == 0) {
+        r = get_str(what, hr, "EndingHashKey", true, end, err);
+    }
+    return r;
+}
+
+static int parse_record(json_object *o, size_t i, struct d2o_kinesis_record *rec,
+                        struct d2o_kinesis_err *err)
+{
+    char what[64];
+    json_object *v = NULL;
+    double ts;
+    int r;
+
+    snprintf(what, sizeof(what), "GetRecords response: Records[%zu]", i);
+    if (!json_object_is_type(o, json_type_object)) {
+        set_err(err, "%s is not an object", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    r = get_seq(what, o, "SequenceNumber", true, &rec->sequence_number, err);
+    if (r == 0) {
+        r = get_str(what, o, "PartitionKey", true, &rec->partition_key, err);
+    }
+    if (r != 0) {
+        return r;
+    }
+    if (!json_object_object_get_ex(o, "Data", &v) || !json_object_is_type(v, json_type_string)) {
+        set_err(err, "%s: Data is missing or not a string", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    r = b64_decode(what, json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                   &rec->data, &rec->data_len, err);
+    if (r != 0) {
+        return r;
+    }
+    if (json_object_object_get_ex(o, "ApproximateArrivalTimestamp", &v) && v) {
+        if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) {
+            set_err(err, "%s: ApproximateArrivalTimestamp is not a number", what);
+            return D2O_KINESIS_E_FAILED;
+        }
+        ts = json_object_get_double(v);
+        if (!isfinite(ts) || ts < 0 || ts > 1e13) {
+            set_err(err, "%s: ApproximateArrivalTimestamp is out of range", what);
+            return D2O_KINESIS_E_FAILED;
+        }
+        rec->arrival_ms = (int64_t)llround(ts * 1000.0);
+    }
+    return 0;
+}
+
+static int parse_child(json_object *o, size_t i, struct d2o_kinesis_child_shard *c,
+                       struct d2o_kinesis_err *err)
+{
+    char what[64];
+    json_object *parents = NULL, *p;
+    size_t j, n;
+    int r;
+
+    snprintf(what, sizeof(what), "GetRecords response: ChildShards[%zu]", i);
+    if (!json_object_is_type(o, json_type_object)) {
+        set_err(err, "%s is not an object", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    r = get_str(what, o, "ShardId", true, &c->shard_id, err);
+    if (r == 0) {
+        r = get_array(what, o, "ParentShards", true, &parents, err);
+    }
+    if (r == 0) {
+        r = parse_hash_range(what, o, &c->hash_start, &c->hash_end, err);
+    }
+    if (r != 0) {
+        return r;
+    }
+    n = json_object_array_length(parents);
+    if (n == 0) {
+        set_err(err, "%s: ParentShards is empty", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    c->parents = calloc(n, sizeof(*c->parents));
+    if (!c->parents) {
+        return -ENOMEM;
+    }
+    for (j = 0; j < n; j++) {
+        p = json_object_array_get_idx(parents, j);
+        if (!json_object_is_type(p, json_type_string)) {
+            set_err(err, "%s: ParentShards[%zu] is not a string", what, j);
+            return D2O_KINESIS_E_FAILED;
+        }
+        c->parents[j] = strdup(json_object_get_string(p));
+        if (!c->parents[j]) {
+            return -ENOMEM;
+        }
+        c->n_parents++;
+    }
+    return 0;
+}
+
+int d2o_kinesis_parse_get_records(const char *body, size_t len, struct d2o_kinesis_records *out,
+                                  struct d2o_kinesis_err *err)
+{
+    static const char what[] = "GetRecords response";
+    struct d2o_kinesis_records res;
+    json_object *root = NULL, *records = NULL, *children = NULL;
+    size_t i, n;
+    int r;
+
+    memset(&res, 0, sizeof(res));
+    res.millis_behind_latest = -1;
+    memset(out, 0, sizeof(*out));
+    out->millis_behind_latest = -1;
+    r = parse_root("GetRecords", body, len, &root, err);
+    if (r != 0) {
+        goto out;
+    }
+    r = get_array(what, root, "Records", true, &records, err);
+    if (r == 0) {
+        r = get_str(what, root, "NextShardIterator", false, &res.next_iterator, err);
+    }
+    if (r == 0) {
+        r = get_int(what, root, "MillisBehindLatest", false, &res.millis_behind_latest, err);
+    }
+    if (r == 0) {
+        r = get_array(what, root, "ChildShards", false, &children, err);
+    }
+    if (r != 0) {
+        goto out;
+    }
+    n = json_object_array_length(records);
+    if (n > 0) {
+        res.records = calloc(n, sizeof(*res.records));
+        if (!res.records) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        res.n_records++;
+        r = parse_record(json_object_array_get_idx(records, i), i, &res.records[i], err);
+        if (r != 0) {
+            goto out;
+        }
+    }
+    n = children ? json_object_array_length(children) : 0;
+    if (n > 0) {
+        res.children = calloc(n, sizeof(*res.children));
+        if (!res.children) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        res.n_children++;
+        r = parse_child(json_object_array_get_idx(children, i), i, &res.children[i], err);
+        if (r != 0) {
+            goto out;
+        }
+    }
+    *out = res;
+    memset(&res, 0, sizeof(res));
+    r = 0;
+out:
+    d2o_kinesis_records_free(&res);
+    json_object_put(root);
+    return r;
+}
+
+void d2o_kinesis_shards_free(struct d2o_kinesis_shards *s)
+{
+    size_t i;
+
+    if (!s) {
+        return;
+    }
+    for (i = 0; i < s->n_shards; i++) {
+        free(s->shards[i].shard_id);
+        free(s->shards[i].parent_shard_id);
+        free(s->shards[i].adjacent_parent_shard_id);
+        free(s->shards[i].hash_start);
+        free(s->shards[i].hash_end);
+        free(s->shards[i].seq_start);
+        free(s->shards[i].seq_end);
+    }
+    free(s->shards);
+    free(s->next_token);
+    free(s->stream_status);
+    memset(s, 0, sizeof(*s));
+}
+
+static int parse_shard(const char *op, json_object *o, size_t i, struct d2o_kinesis_shard *s,
+                       struct d2o_kinesis_err *err)
+{
+    char what[64];
+    json_object *sr = NULL;
+    int r;
+
+    snprintf(what, sizeof(what), "%s response: Shards[%zu]", op, i);
+    if (!json_object_is_type(o, json_type_object)) {
+        set_err(err, "%s is not an object", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    r = get_str(what, o, "ShardId", true, &s->shard_id, err);
+    if (r == 0) {
+        r = get_str(what, o, "ParentShardId", false, &s->parent_shard_id, err);
+    }
+    if (r == 0) {
+        r = get_str(what, o, "AdjacentParentShardId", false, &s->adjacent_parent_shard_id, err);
+    }
+    if (r == 0) {
+        r = parse_hash_range(what, o, &s->hash_start, &s->hash_end, err);
+    }
+    if (r == 0) {
+        r = get_object(what, o, "SequenceNumberRange", true, &sr, err);
+    }
+    if (r == 0) {
+        r = get_seq(what, sr, "StartingSequenceNumber", true, &s->seq_start, err);
+    }
+    if (r == 0) {
+        r = get_seq(what, sr, "EndingSequenceNumber", false, &s->seq_end, err);
+    }
+    return r;
+}
+
+static int parse_shard_array(const char *op, json_object *shards, struct d2o_kinesis_shards *res,
+                             struct d2o_kinesis_err *err)
+{
+    size_t i, n = json_object_array_length(shards);
+    int r;
+
+    if (n > 0) {
+        res->shards = calloc(n, sizeof(*res->shards));
+        if (!res->shards) {
+            return -ENOMEM;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        res->n_shards++;
+        r = parse_shard(op, json_object_array_get_idx(shards, i), i, &res->shards[i], err);
+        if (r != 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+int d2o_kinesis_parse_list_shards(const char *body, size_t len, struct d2o_kinesis_shards *out,
+                                  struct d2o_kinesis_err *err)
+{
+    static const char what[] = "ListShards response";
+    struct d2o_kinesis_shards res;
+    json_object *root = NULL, *shards = NULL;
+    int r;
+
+    memset(&res, 0, sizeof(res));
+    memset(out, 0, sizeof(*out));
+    r = parse_root("ListShards", body, len, &root, err);
+    if (r == 0) {
+        r = get_array(what, root, "Shards", true, &shards, err);
+    }
+    if (r == 0) {
+        r = get_str(what, root, "NextToken", false, &res.next_token, err);
+    }
+    if (r == 0) {
+        r = parse_shard_array("ListShards", shards, &res, err);
+    }
+    if (r != 0) {
+        goto out;
+    }
+    *out = res;
+    memset(&res, 0, sizeof(res));
+out:
+    d2o_kinesis_shards_free(&res);
+    json_object_put(root);
+    return r;
+}
+
+int d2o_kinesis_parse_describe_stream(const char *body, size_t len, struct d2o_kinesis_shards *out,
+                                      struct d2o_kinesis_err *err)
+{
+    static const char what[] = "DescribeStream response";
+    struct d2o_kinesis_shards res;
+    json_object *root = NULL, *desc = NULL, *shards = NULL;
+    int r;
+
+    memset(&res, 0, sizeof(res));
+    memset(out, 0, sizeof(*out));
+    r = parse_root("DescribeStream", body, len, &root, err);
+    if (r == 0) {
+        r = get_object(what, root, "StreamDescription", true, &desc, err);
+    }
+    if (r == 0) {
+        r = get_str(what, desc, "StreamStatus", true, &res.stream_status, err);
+    }
+    if (r == 0) {
+        r = get_array(what, desc, "Shards", true, &shards, err);
+    }
+    if (r == 0) {
+        r = parse_shard_array("DescribeStream", shards, &res, err);
+    }
+    if (r != 0) {
+        goto out;
+    }
+    *out = res;
+    memset(&res, 0, sizeof(res));
+out:
+    d2o_kinesis_shards_free(&res);
+    json_object_put(root);
+    return r;
+}
+
+void d2o_kinesis_summary_free(struct d2o_kinesis_summary *s)
+{
+    if (!s) {
+        return;
+    }
+    free(s->stream_name);
+    free(s->stream_arn);
+    free(s->stream_status);
+    free(s->encryption_type);
+    memset(s, 0, sizeof(*s));
+}
+
+int d2o_kinesis_parse_summary(const char *body, size_t len, struct d2o_kinesis_summary *out,
+                              struct d2o_kinesis_err *err)
+{
+    static const char what[] = "DescribeStreamSummary response";
+    struct d2o_kinesis_summary res;
+    json_object *root = NULL, *d = NULL;
+    int r;
+
+    memset(&res, 0, sizeof(res));
+    memset(out, 0, sizeof(*out));
+    r = parse_root("DescribeStreamSummary", body, len, &root, err);
+    if (r == 0) {
+        r = get_object(what, root, "StreamDescriptionSummary", true, &d, err);
+    }
+    if (r == 0) {
+        r = get_str(what, d, "StreamName", true, &res.stream_name, err);
+    }
+    if (r == 0) {
+        r = get_str(what, d, "StreamARN", false, &res.stream_arn, err);
+    }
+    if (r == 0) {
+        r = get_str(what, d, "StreamStatus", true, &res.stream_status, err);
+    }
+    if (r == 0) {
+        r = get_str(what, d, "EncryptionType", false, &res.encryption_type, err);
+    }
+    if (r == 0) {
+        r = get_int(what, d, "OpenShardCount", false, &res.open_shard_count, err);
+    }
+    if (r == 0) {
+        r = get_int(what, d, "RetentionPeriodHours", false, &res.retention_hours, err);
+    }
+    if (r != 0) {
+        goto out;
+    }
+    *out = res;
+    memset(&res, 0, sizeof(res));
+out:
+    d2o_kinesis_summary_free(&res);
+    json_object_put(root);
+    return r;
+}
+
+int d2o_kinesis_parse_shard_iterator(const char *body, size_t len, char **iterator,
+                                     struct d2o_kinesis_err *err)
+{
+    json_object *root = NULL;
+    int r;
+
+    *iterator = NULL;
+    r = parse_root("GetShardIterator", body, len, &root, err);
+    if (r == 0) {
+        r = get_str("GetShardIterator response", root, "ShardIterator", true, iterator, err);
+    }
+    json_object_put(root);
+    return r;
+}
+
+void d2o_kinesis_put_result_free(struct d2o_kinesis_put_result *p)
+{
+    size_t i;
+
+    if (!p) {
+        return;
+    }
+    for (i = 0; i < p->n_items; i++) {
+        free(p->items[i].sequence_number);
+        free(p->items[i].shard_id);
+        free(p->items[i].error_code);
+        free(p->items[i].error_message);
+    }
+    free(p->items);
+    memset(p, 0, sizeof(*p));
+}
+
+int d2o_kinesis_parse_put_records(const char *body, size_t len, struct d2o_kinesis_put_result *out,
+                                  struct d2o_kinesis_err *err)
+{
+    struct d2o_kinesis_put_result res;
+    json_object *root = NULL, *recs = NULL, *o;
+    struct d2o_kinesis_put_item *it;
+    char what[64];
+    int64_t failed = 0;
+    size_t i, n;
+    int r;
+
+    memset(&res, 0, sizeof(res));
+    memset(out, 0, sizeof(*out));
+    r = parse_root("PutRecords", body, len, &root, err);
+    if (r == 0) {
+        r = get_array("PutRecords response", root, "Records", true, &recs, err);
+    }
+    if (r == 0) {
+        r = get_int("PutRecords response", root, "FailedRecordCount", false, &failed, err);
+    }
+    if (r != 0) {
+        goto out;
+    }
+    n = json_object_array_length(recs);
+    if (n > 0) {
+        res.items = calloc(n, sizeof(*res.items));
+        if (!res.items) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        it = &res.items[i];
+        res.n_items++;
+        o = json_object_array_get_idx(recs, i);
+        snprintf(what, sizeof(what), "PutRecords response: Records[%zu]", i);
+        if (!json_object_is_type(o, json_type_object)) {
+            set_err(err, "%s is not an object", what);
+            r = D2O_KINESIS_E_FAILED;
+            goto out;
+        }
+        r = get_str(what, o, "ErrorCode", false, &it->error_code, err);
+        if (r == 0) {
+            r = get_str(what, o, "ErrorMessage", false, &it->error_message, err);
+        }
+        if (r == 0) {
+            r = get_seq(what, o, "SequenceNumber", !it->error_code, &it->sequence_number, err);
+        }
+        if (r == 0) {
+            r = get_str(what, o, "ShardId", false, &it->shard_id, err);
+        }
+        if (r != 0) {
+            goto out;
+        }
+        if (it->error_code) {
+            res.failed_count++;
+        }
+    }
+    if (failed != (int64_t)res.failed_count) {
+        set_err(err, "PutRecords response: FailedRecordCount %lld but %zu records carry an error",
+                (long long)failed, res.failed_count);
+        r = D2O_KINESIS_E_FAILED;
+        goto out;
+    }
+    *out = res;
+    memset(&res, 0, sizeof(res));
+    r = 0;
+out:
+    d2o_kinesis_put_result_free(&res);
+    json_object_put(root);
+    return r;
+}
+
+void d2o_kinesis_parse_error(long status, const char *error_type_header, const char *body,
+                             size_t len, struct d2o_kinesis_err *err)
+{
+    json_object *root = NULL, *v = NULL;
+    json_tokener *tok = NULL;
+    const char *raw = NULL, *msg = NULL, *reason = NULL;
+    struct d2o_buf text = D2O_BUF_INIT;
+    char msgbuf[384];
+
+    memset(err, 0, sizeof(*err));
+    err->status = status;
+    msgbuf[0] = '\0';
+    if (body && len > 0 && len < INT32_MAX && !memchr(body, '\0', len)) {
+        tok = json_tokener_new();
+        if (tok) {
+            root = json_tokener_parse_ex(tok, body, (int)len);
+            json_tokener_free(tok);
+        }
+    }
+    if (root && json_object_is_type(root, json_type_object)) {
+        if ((json_object_object_get_ex(root, "__type", &v) ||
+             json_object_object_get_ex(root, "code", &v)) &&
+            json_object_is_type(v, json_type_string)) {
+            raw = json_object_get_string(v);
+        }
+        if ((json_object_object_get_ex(root, "message", &v) ||
+             json_object_object_get_ex(root, "Message", &v)) &&
+            json_object_is_type(v, json_type_string)) {
+            msg = json_object_get_string(v);
+        }
+    }
+    if (error_type_header && error_type_header[0]) {
+        raw = error_type_header;
+    }
+    d2o_classify_code_name(raw, err->code, sizeof(err->code));
+    err->action = d2o_classify(CURLE_OK, status, err->code, &reason);
+    if (msg) {
+        snprintf(msgbuf, sizeof(msgbuf), "%s", msg);
+    } else if (body && len > 0 && !root) {
+        /* not JSON: show the beginning of the body */
+        snprintf(msgbuf, sizeof(msgbuf), "%.*s", (int)(len < 200 ? len : 200), body);
+    }
+    if (d2o_buf_printf(&text, "HTTP %ld%s%s: %s%s%s", status, err->code[0] ? " " : "", err->code,
+                       reason, msgbuf[0] ? ": " : "", msgbuf) == 0) {
+        d2o_strlcpy(err->message, text.data, sizeof(err->message));
+    } else {
+        d2o_strlcpy(err->message, reason, sizeof(err->message));
+    }
+    d2o_buf_free(&text);
+    json_object_put(root);
+}
