@@ -62,6 +62,9 @@ __attribute__((warn_unused_result)) int
 d2o_sigv4_sign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds,
                const struct d2o_sigv4_request *req, time_t now, unsigned flags,
                struct d2o_sigv4_out *out, char *errstr, size_t errstr_size);
+/* How many times s derived a signing key (a new day or a new secret); for tests and metrics. */
+unsigned long d2o_sigv4_signer_derivations(const struct d2o_sigv4_signer *s);
+
 /* Frees what d2o_sigv4_sign put in out. NULL-safe, idempotent. */
 void d2o_sigv4_out_free(struct d2o_sigv4_out *out);
 
