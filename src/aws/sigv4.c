@@ -18,7 +18,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 #include "d2o/buf.h"
 #include "d2o/sigv4.h"
@@ -33,7 +34,7 @@ struct d2o_sigv4_signer {
     char *service;
     /* The derived key of one (date, secret): the day's key is reused by every request. */
     char key_date[9];
-    unsigned char secret_hash[SHA256_LEN];
+    char *secret; /* the secret the key was derived from; cleansed on change and free */
     unsigned char key[SHA256_LEN];
     bool have_key;
     unsigned long derivations; /* for tests: how often the key chain ran */
@@ -64,6 +65,15 @@ static void set_err(char *errstr, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
+static void drop_secret(struct d2o_sigv4_signer *s)
+{
+    if (s->secret) {
+        OPENSSL_cleanse(s->secret, strlen(s->secret));
+        free(s->secret);
+        s->secret = NULL;
+    }
+}
+
 struct d2o_sigv4_signer *d2o_sigv4_signer_new(const char *region, const char *service)
 {
     struct d2o_sigv4_signer *s;
@@ -90,6 +100,7 @@ void d2o_sigv4_signer_free(struct d2o_sigv4_signer *s)
         return;
     }
     OPENSSL_cleanse(s->key, sizeof(s->key));
+    drop_secret(s);
     free(s->region);
     free(s->service);
     free(s);
@@ -116,19 +127,65 @@ void d2o_sigv4_out_free(struct d2o_sigv4_out *out)
     memset(out, 0, sizeof(*out));
 }
 
+/*
+ * OpenSSL 3 looks algorithms up by name on every implicit use (EVP_sha256(), HMAC()), which
+ * costs more than the hashing of a small request. The process fetches SHA-256 and HMAC once and
+ * reuses one digest and one MAC context (each process is single-threaded).
+ */
+static struct {
+    EVP_MD *md;
+    EVP_MD_CTX *dctx;
+    EVP_MAC *mac;
+    EVP_MAC_CTX *mctx;
+} crypto;
+
+static int crypto_init(void)
+{
+    OSSL_PARAM params[2];
+
+    if (crypto.mctx) {
+        return 0;
+    }
+    crypto.md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    crypto.dctx = EVP_MD_CTX_new();
+    crypto.mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    crypto.mctx = crypto.mac ? EVP_MAC_CTX_new(crypto.mac) : NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (!crypto.md || !crypto.dctx || !crypto.mctx ||
+        !EVP_MAC_CTX_set_params(crypto.mctx, params)) {
+        EVP_MAC_CTX_free(crypto.mctx);
+        EVP_MAC_free(crypto.mac);
+        EVP_MD_CTX_free(crypto.dctx);
+        EVP_MD_free(crypto.md);
+        memset(&crypto, 0, sizeof(crypto));
+        return -EIO;
+    }
+    return 0;
+}
+
 static int sha256(const void *p, size_t n, unsigned char out[SHA256_LEN])
 {
     unsigned int len = 0;
 
-    return EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+    if (crypto_init() < 0 || !EVP_DigestInit_ex(crypto.dctx, crypto.md, NULL) ||
+        !EVP_DigestUpdate(crypto.dctx, p, n) || !EVP_DigestFinal_ex(crypto.dctx, out, &len)) {
+        return -EIO;
+    }
+    return 0;
 }
 
 static int hmac(const void *key, size_t key_len, const void *msg, size_t msg_len,
                 unsigned char out[SHA256_LEN])
 {
-    unsigned int len = 0;
+    size_t len = 0;
 
-    return HMAC(EVP_sha256(), key, (int)key_len, msg, msg_len, out, &len) ? 0 : -EIO;
+    if (crypto_init() < 0 || !EVP_MAC_init(crypto.mctx, key, key_len, NULL) ||
+        !EVP_MAC_update(crypto.mctx, msg, msg_len) ||
+        !EVP_MAC_final(crypto.mctx, out, &len, SHA256_LEN)) {
+        return -EIO;
+    }
+    return 0;
 }
 
 static void hex(const unsigned char *p, size_t n, char *out)
@@ -522,18 +579,16 @@ static const char *find_header(const struct hdr *h, size_t n, const char *lname)
 
 static int derive_key(struct d2o_sigv4_signer *s, const char *date, const char *secret)
 {
-    unsigned char secret_hash[SHA256_LEN], k1[SHA256_LEN], k2[SHA256_LEN], k3[SHA256_LEN];
+    unsigned char k1[SHA256_LEN], k2[SHA256_LEN], k3[SHA256_LEN];
     struct d2o_buf kin = D2O_BUF_INIT;
     int r;
 
-    r = sha256(secret, strlen(secret), secret_hash);
-    if (r < 0) {
-        return r;
-    }
-    if (s->have_key && strcmp(s->key_date, date) == 0 &&
-        CRYPTO_memcmp(secret_hash, s->secret_hash, SHA256_LEN) == 0) {
+    if (s->have_key && strcmp(s->key_date, date) == 0 && s->secret &&
+        strcmp(s->secret, secret) == 0) {
         return 0;
     }
+    s->have_key = false;
+    drop_secret(s);
     r = d2o_buf_printf(&kin, "AWS4%s", secret);
     if (r == 0) {
         r = hmac(kin.data, kin.len, date, strlen(date), k1);
@@ -547,6 +602,10 @@ static int derive_key(struct d2o_sigv4_signer *s, const char *date, const char *
     if (r == 0) {
         r = hmac(k3, SHA256_LEN, "aws4_request", 12, s->key);
     }
+    if (r == 0) {
+        s->secret = strdup(secret);
+        r = s->secret ? 0 : -ENOMEM;
+    }
     if (kin.data) {
         OPENSSL_cleanse(kin.data, kin.len);
     }
@@ -555,11 +614,9 @@ static int derive_key(struct d2o_sigv4_signer *s, const char *date, const char *
     OPENSSL_cleanse(k2, sizeof(k2));
     OPENSSL_cleanse(k3, sizeof(k3));
     if (r < 0) {
-        s->have_key = false;
         return r;
     }
     memcpy(s->key_date, date, 9);
-    memcpy(s->secret_hash, secret_hash, SHA256_LEN);
     s->have_key = true;
     s->derivations++;
     return 0;
