@@ -434,7 +434,8 @@ static int canonical_query(struct d2o_buf *b, const char *q, size_t n)
     size_t count = 0, i = 0, k;
     int r = 0;
 
-    while (i < n) {
+    /* Every '&'-separated piece counts, an empty one as "=" (as botocore and the SDKs sign). */
+    while (n > 0 && i <= n) {
         size_t len = 0, klen;
         const char *eq;
         struct qparam *grown;
@@ -442,7 +443,7 @@ static int canonical_query(struct d2o_buf *b, const char *q, size_t n)
         while (i + len < n && q[i + len] != '&') {
             len++;
         }
-        if (len > 0) {
+        {
             eq = memchr(q + i, '=', len);
             klen = eq ? (size_t)(eq - (q + i)) : len;
             grown = realloc(params, (count + 1) * sizeof(*params));
