@@ -42,4 +42,7 @@ int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopt
 __attribute__((format(printf, 2, 3))) int d2o_cli_usage_error(const char *cmd, const char *fmt,
                                                               ...);
 
+/* Subcommands that live in their own files of src/cli. */
+int d2o_cmd_transform(int argc, char **argv);
+
 #endif

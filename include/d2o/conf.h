@@ -41,6 +41,12 @@ struct d2o_kv {
     char *value;
 };
 
+/* A MAP setting: key=value pairs in the order given. */
+struct d2o_kvlist {
+    struct d2o_kv *items;
+    size_t n;
+};
+
 struct d2o_config {
     /* identity */
     char *application;
@@ -57,8 +63,8 @@ struct d2o_config {
     char *tls_ca_file;
     bool tls_verify;
     /* documents */
-    struct d2o_kv *index_map;
-    size_t n_index_map;
+    struct d2o_kvlist index_map;
+    struct d2o_kvlist key_schema;
     int delete_mode;
     int ttl_deletes;
     /* bulk sink and retries */
@@ -136,6 +142,8 @@ const char *d2o_conf_flag_name(size_t i);
 
 /* The index for a table: index_map entry, else the table name lowercased. Returns malloc'd text. */
 char *d2o_conf_index_for_table(const struct d2o_config *c, const char *table);
+/* The value of key in a MAP setting, or NULL. Borrowed. */
+const char *d2o_kvlist_get(const struct d2o_kvlist *l, const char *key);
 
 /* Writes the Markdown reference (docs/configuration.md) for the table. */
 __attribute__((warn_unused_result)) int d2o_conf_doc(struct d2o_buf *out);

@@ -20,6 +20,8 @@ static int cmd_config_doc(int argc, char **argv);
 static int cmd_check_config(int argc, char **argv);
 
 static const struct d2o_cli_cmd commands[] = {
+    {"transform", "read change records on stdin, print the bulk NDJSON ddb2os would send",
+     d2o_cmd_transform},
     {"check-config", "load the configuration, report the first problem, print the result",
      cmd_check_config},
     {"config-doc", "print the configuration reference (docs/configuration.md) in Markdown",
@@ -255,10 +257,11 @@ static int cmd_check_config(int argc, char **argv)
             printf("%s\n", e->choices[*(const int *)(const void *)p]);
             break;
         case D2O_CONF_MAP: {
+            const struct d2o_kvlist *l = (const struct d2o_kvlist *)(const void *)p;
             size_t j;
 
-            for (j = 0; j < conf.n_index_map; j++) {
-                printf("%s%s=%s", j ? "," : "", conf.index_map[j].key, conf.index_map[j].value);
+            for (j = 0; j < l->n; j++) {
+                printf("%s%s=%s", j ? "," : "", l->items[j].key, l->items[j].value);
             }
             printf("\n");
             break;

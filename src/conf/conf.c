@@ -24,11 +24,21 @@ static void free_map(struct d2o_kv **map, size_t *n)
     *n = 0;
 }
 
-static void map_count_field(const struct d2o_conf_entry *e, struct d2o_config *c, size_t **n)
+static void free_kvlist(struct d2o_kvlist *l)
 {
-    /* The only MAP key today is index_map; its count lives beside it. */
-    (void)e;
-    *n = &c->n_index_map;
+    free_map(&l->items, &l->n);
+}
+
+const char *d2o_kvlist_get(const struct d2o_kvlist *l, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++) {
+        if (strcmp(l->items[i].key, key) == 0) {
+            return l->items[i].value;
+        }
+    }
+    return NULL;
 }
 
 void d2o_conf_free(struct d2o_config *c)
@@ -47,10 +57,7 @@ void d2o_conf_free(struct d2o_config *c)
             free(*p);
             *p = NULL;
         } else if (e->type == D2O_CONF_MAP) {
-            size_t *n;
-
-            map_count_field(e, c, &n);
-            free_map(FIELD(c, e, struct d2o_kv *), n);
+            free_kvlist(FIELD(c, e, struct d2o_kvlist));
         }
     }
 }
@@ -319,18 +326,15 @@ int d2o_conf_set(struct d2o_config *c, const char *key, const char *value, const
         break;
     }
     case D2O_CONF_MAP: {
-        struct d2o_kv *map = NULL;
-        size_t n = 0, *count;
+        struct d2o_kvlist l = {NULL, 0};
 
-        r = parse_map(value, &map, &n, why, sizeof(why));
+        r = parse_map(value, &l.items, &l.n, why, sizeof(why));
         if (r == -ENOMEM) {
             return r;
         }
         if (r == 0) {
-            map_count_field(e, c, &count);
-            free_map(FIELD(c, e, struct d2o_kv *), count);
-            *FIELD(c, e, struct d2o_kv *) = map;
-            *count = n;
+            free_kvlist(FIELD(c, e, struct d2o_kvlist));
+            *FIELD(c, e, struct d2o_kvlist) = l;
         }
         break;
     }
@@ -510,13 +514,12 @@ struct option *d2o_conf_long_options(const struct option *extra)
 
 char *d2o_conf_index_for_table(const struct d2o_config *c, const char *table)
 {
+    const char *mapped = d2o_kvlist_get(&c->index_map, table);
     size_t i;
     char *out;
 
-    for (i = 0; i < c->n_index_map; i++) {
-        if (strcmp(c->index_map[i].key, table) == 0) {
-            return strdup(c->index_map[i].value);
-        }
+    if (mapped) {
+        return strdup(mapped);
     }
     out = strdup(table);
     for (i = 0; out && out[i]; i++) {

@@ -129,6 +129,12 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "(books=library-books,authors=people). A table not listed goes to its own name in lower "
      "case. One stream may carry several tables.",
      false, false, NULL},
+    {"key_schema", D2O_CONF_MAP, OFF(key_schema), "", 0, 0, NULL,
+     "Key attributes of tables with a sort key, as table=hash:range pairs separated by commas "
+     "(orders=customer_id:order_id). The document id of such a table is <hash>|<range>; a table "
+     "not listed takes its key attributes in byte order of their names. Hash-only tables need no "
+     "entry.",
+     false, false, NULL},
     {"delete_mode", D2O_CONF_ENUM, OFF(delete_mode), "delete", 0, 0, delete_modes,
      "What a REMOVE does: delete removes the document; tombstone indexes {\"_deleted\": true} "
      "with the item's keys at the delete's version, so a late older write can never bring the "

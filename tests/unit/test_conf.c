@@ -126,7 +126,7 @@ START_TEST(file_and_env_layers)
     ck_assert_int_eq(d2o_conf_load_file(&c, path, err, sizeof(err)), 0);
     ck_assert_str_eq(c.stream_name, "from-file");
     ck_assert_int_eq(c.bulk_max_records, 10);
-    ck_assert_uint_eq(c.n_index_map, 2);
+    ck_assert_uint_eq(c.index_map.n, 2);
     {
         char *idx = d2o_conf_index_for_table(&c, "Books");
 

@@ -1,0 +1,296 @@
+/*
+ * Document identity, versions, index names and the bulk item of one change record.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "d2o/conf.h"
+#include "d2o/document.h"
+
+void d2o_doc_op_free(struct d2o_doc_op *op)
+{
+    if (!op) {
+        return;
+    }
+    free(op->index);
+    free(op->id);
+    d2o_buf_free(&op->ndjson);
+    memset(op, 0, sizeof(*op));
+}
+
+bool d2o_index_name_valid(const char *name, char *why, size_t why_size)
+{
+    size_t i, n = strlen(name);
+
+    if (n == 0 || n > 255) {
+        snprintf(why, why_size, "index name '%.40s' must be 1 to 255 bytes", name);
+        return false;
+    }
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || name[0] == '-' || name[0] == '_' ||
+        name[0] == '+') {
+        snprintf(why, why_size, "index name '%.40s' may not be . or .. or start with -, _ or +",
+                 name);
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        char c = name[i];
+
+        if ((c >= 'A' && c <= 'Z') || strchr("\\/*?\"<>| ,#:", c)) {
+            snprintf(why, why_size,
+                     "index name '%.40s' may not hold upper case letters or any of "
+                     "\\ / * ? \" < > | space , # :",
+                     name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Appends one key attribute's text for the id, escaping '|' and '\'. */
+static int key_text(const char *name, struct json_object *av, struct d2o_buf *out, char *errstr,
+                    size_t errstr_size)
+{
+    struct json_object *v = NULL;
+    struct d2o_buf tmp = D2O_BUF_INIT;
+    const char *type = NULL;
+    size_t i;
+    int r = 0;
+
+    if (!json_object_is_type(av, json_type_object) || json_object_object_length(av) != 1) {
+        snprintf(errstr, errstr_size, "dynamodb.Keys.%s is not an AttributeValue", name);
+        return -EINVAL;
+    }
+    {
+        json_object_object_foreach(av, k, val)
+        {
+            type = k;
+            v = val;
+        }
+    }
+    if (!json_object_is_type(v, json_type_string) ||
+        (strcmp(type, "S") != 0 && strcmp(type, "N") != 0 && strcmp(type, "B") != 0)) {
+        snprintf(errstr, errstr_size, "dynamodb.Keys.%s has type %s; key attributes are S, N or B",
+                 name, type);
+        return -EINVAL;
+    }
+    if (json_object_get_string_len(v) == 0) {
+        snprintf(errstr, errstr_size, "dynamodb.Keys.%s is empty", name);
+        return -EINVAL;
+    }
+    if (strcmp(type, "N") == 0) {
+        r = d2o_number_canonical(json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                                 &tmp);
+        if (r == -EINVAL) {
+            snprintf(errstr, errstr_size, "dynamodb.Keys.%s: '%.60s' is not a number", name,
+                     json_object_get_string(v));
+        }
+    } else {
+        r = d2o_buf_append(&tmp, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    }
+    for (i = 0; r == 0 && i < tmp.len; i++) {
+        if (tmp.data[i] == '|' || tmp.data[i] == '\\') {
+            r = d2o_buf_putc(out, '\\');
+        }
+        if (r == 0) {
+            r = d2o_buf_putc(out, tmp.data[i]);
+        }
+    }
+    d2o_buf_free(&tmp);
+    return r;
+}
+
+int d2o_doc_id(struct json_object *keys, const char *hash_key, const char *range_key,
+               struct d2o_buf *out, char *errstr, size_t errstr_size)
+{
+    const char *names[2] = {NULL, NULL};
+    struct json_object *vals[2] = {NULL, NULL};
+    int n = json_object_object_length(keys), i, r;
+
+    if (n < 1 || n > 2) {
+        snprintf(errstr, errstr_size, "dynamodb.Keys has %d attributes; a key has one or two", n);
+        return -EINVAL;
+    }
+    if (hash_key) {
+        names[0] = hash_key;
+        names[1] = range_key;
+        for (i = 0; i < 2 && names[i]; i++) {
+            if (!json_object_object_get_ex(keys, names[i], &vals[i])) {
+                snprintf(errstr, errstr_size,
+                         "dynamodb.Keys lacks %s, the %s key attribute set in key_schema", names[i],
+                         i ? "range" : "hash");
+                return -EINVAL;
+            }
+        }
+        if (n != (range_key ? 2 : 1)) {
+            snprintf(errstr, errstr_size, "dynamodb.Keys has %d attributes but key_schema names %d",
+                     n, range_key ? 2 : 1);
+            return -EINVAL;
+        }
+    } else {
+        i = 0;
+        {
+            json_object_object_foreach(keys, k, v)
+            {
+                names[i] = k;
+                vals[i] = v;
+                i++;
+            }
+        }
+        if (n == 2 && strcmp(names[0], names[1]) > 0) {
+            const char *tn = names[0];
+            struct json_object *tv = vals[0];
+
+            names[0] = names[1];
+            vals[0] = vals[1];
+            names[1] = tn;
+            vals[1] = tv;
+        }
+    }
+    r = key_text(names[0], vals[0], out, errstr, errstr_size);
+    if (r == 0 && n == 2) {
+        r = d2o_buf_putc(out, '|');
+        if (r == 0) {
+            r = key_text(names[1], vals[1], out, errstr, errstr_size);
+        }
+    }
+    return r;
+}
+
+int d2o_doc_version(int64_t approx_creation, enum d2o_precision precision,
+                    struct d2o_version_state *vs, int64_t *version)
+{
+    uint32_t seq = 0;
+
+    if (precision == D2O_PRECISION_MICROSECOND) {
+        *version = approx_creation;
+        return 0;
+    }
+    if (vs->last_ms == approx_creation) {
+        if (vs->seq_in_ms >= 999) {
+            return -ERANGE;
+        }
+        seq = vs->seq_in_ms + 1;
+    }
+    vs->last_ms = approx_creation;
+    vs->seq_in_ms = seq;
+    *version = approx_creation * 1000 + seq;
+    return 0;
+}
+
+/* The key attributes as plain JSON members (for tombstones). */
+static int key_members(struct json_object *keys, struct d2o_buf *out, char *errstr, size_t n)
+{
+    struct d2o_buf obj = D2O_BUF_INIT;
+    int r = d2o_image_to_json(keys, "dynamodb.Keys", &obj, errstr, n);
+
+    /* obj is "{...}": append its members without the braces. */
+    if (r == 0 && obj.len > 2) {
+        r = d2o_buf_putc(out, ',');
+        if (r == 0) {
+            r = d2o_buf_append(out, obj.data + 1, obj.len - 2);
+        }
+    }
+    d2o_buf_free(&obj);
+    return r;
+}
+
+static int action_line(struct d2o_doc_op *op, const char *verb)
+{
+    int r = d2o_buf_printf(&op->ndjson, "{\"%s\":{\"_index\":", verb);
+
+    r |= d2o_buf_json_str(&op->ndjson, op->index, strlen(op->index));
+    r |= d2o_buf_puts(&op->ndjson, ",\"_id\":");
+    r |= d2o_buf_json_str(&op->ndjson, op->id, strlen(op->id));
+    r |= d2o_buf_printf(&op->ndjson, ",\"version\":%lld,\"version_type\":\"external\"}}\n",
+                        (long long)op->version);
+    return r ? -ENOMEM : 0;
+}
+
+int d2o_doc_build(const struct d2o_record *rec, const struct d2o_config *conf,
+                  struct d2o_version_state *vs, struct d2o_doc_op *out, char *errstr,
+                  size_t errstr_size)
+{
+    struct d2o_version_state next = *vs;
+    struct d2o_buf id = D2O_BUF_INIT;
+    const char *schema = d2o_kvlist_get(&conf->key_schema, rec->table);
+    char hash[256] = "", why[200];
+    const char *range = NULL;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    if (schema) {
+        const char *colon = strchr(schema, ':');
+
+        snprintf(hash, sizeof(hash), "%.*s",
+                 (int)(colon ? (size_t)(colon - schema) : strlen(schema)), schema);
+        range = colon && colon[1] ? colon + 1 : NULL;
+    }
+    r = d2o_doc_id(rec->keys, schema ? hash : NULL, range, &id, errstr, errstr_size);
+    if (r < 0) {
+        goto out;
+    }
+    out->id = d2o_buf_steal(&id);
+    if (!out->id) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (strlen(out->id) > 512) {
+        snprintf(errstr, errstr_size, "document id of %zu bytes is longer than OpenSearch's 512",
+                 strlen(out->id));
+        r = -EINVAL;
+        goto out;
+    }
+    out->index = d2o_conf_index_for_table(conf, rec->table);
+    if (!out->index) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (!d2o_index_name_valid(out->index, why, sizeof(why))) {
+        snprintf(errstr, errstr_size, "table %.100s: %s (set index_map)", rec->table, why);
+        r = -EINVAL;
+        goto out;
+    }
+    if (d2o_doc_version(rec->approx_creation, rec->precision, &next, &out->version) < 0) {
+        snprintf(errstr, errstr_size,
+                 "more than 1000 records of this shard share the millisecond %lld",
+                 (long long)rec->approx_creation);
+        r = -EINVAL;
+        goto out;
+    }
+    if (rec->event == D2O_EVENT_REMOVE && rec->ttl_delete && conf->ttl_deletes == D2O_TTL_KEEP) {
+        out->action = D2O_DOC_SKIP;
+        r = d2o_buf_puts(&out->ndjson, "");
+    } else if (rec->event == D2O_EVENT_REMOVE && conf->delete_mode == D2O_DELETE_DELETE) {
+        out->action = D2O_DOC_DELETE;
+        r = action_line(out, "delete");
+    } else if (rec->event == D2O_EVENT_REMOVE) {
+        out->action = D2O_DOC_INDEX;
+        out->tombstone = true;
+        r = action_line(out, "index");
+        r = r < 0 ? r : d2o_buf_puts(&out->ndjson, "{\"_deleted\":true");
+        r = r < 0 ? r : key_members(rec->keys, &out->ndjson, errstr, errstr_size);
+        r = r < 0 ? r : d2o_buf_puts(&out->ndjson, "}\n");
+    } else {
+        out->action = D2O_DOC_INDEX;
+        r = action_line(out, "index");
+        r = r < 0 ? r
+                  : d2o_image_to_json(rec->new_image, "dynamodb.NewImage", &out->ndjson, errstr,
+                                      errstr_size);
+        r = r < 0 ? r : d2o_buf_putc(&out->ndjson, '\n');
+    }
+out:
+    d2o_buf_free(&id);
+    if (r < 0) {
+        if (r == -ENOMEM) {
+            snprintf(errstr, errstr_size, "out of memory");
+        }
+        d2o_doc_op_free(out);
+        return r;
+    }
+    *vs = next;
+    return 0;
+}

@@ -1,0 +1,215 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "d2o/record.h"
+
+/* Envelope (3 levels) plus DynamoDB's 32 nesting levels at two JSON levels each, plus slack. */
+#define RECORD_MAX_DEPTH 80
+
+static const char *const event_names[] = {"INSERT", "MODIFY", "REMOVE"};
+
+const char *d2o_event_name(enum d2o_event e)
+{
+    return (unsigned)e < 3 ? event_names[e] : "?";
+}
+
+void d2o_record_free(struct d2o_record *r)
+{
+    if (!r) {
+        return;
+    }
+    json_object_put(r->root);
+    memset(r, 0, sizeof(*r));
+}
+
+static struct json_object *member(struct json_object *o, const char *key)
+{
+    struct json_object *v = NULL;
+
+    if (!o || !json_object_object_get_ex(o, key, &v)) {
+        return NULL;
+    }
+    return v;
+}
+
+static int refuse(struct d2o_record *r, char *errstr, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int refuse(struct d2o_record *r, char *errstr, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(errstr, n, fmt, ap);
+    va_end(ap);
+    d2o_record_free(r);
+    return -EINVAL;
+}
+
+int d2o_record_parse(const char *data, size_t len, struct d2o_record *out, char *errstr,
+                     size_t errstr_size)
+{
+    struct json_tokener *tok;
+    struct json_object *root, *v, *ddb, *who;
+    enum json_tokener_error jerr;
+    const char *name;
+
+    memset(out, 0, sizeof(*out));
+    out->size_bytes = -1;
+    if (len > (size_t)INT32_MAX) {
+        snprintf(errstr, errstr_size, "record of %zu bytes is too large", len);
+        return -EINVAL;
+    }
+    tok = json_tokener_new_ex(RECORD_MAX_DEPTH);
+    if (!tok) {
+        return -ENOMEM;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    root = json_tokener_parse_ex(tok, data, (int)len);
+    jerr = json_tokener_get_error(tok);
+    if (root && jerr == json_tokener_success && (size_t)json_tokener_get_parse_end(tok) < len) {
+        size_t i;
+
+        for (i = json_tokener_get_parse_end(tok); i < len; i++) {
+            if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t') {
+                json_object_put(root);
+                json_tokener_free(tok);
+                snprintf(errstr, errstr_size,
+                         "record is not one JSON object: extra bytes at "
+                         "offset %zu",
+                         i);
+                return -EINVAL;
+            }
+        }
+    }
+    if (!root || jerr != json_tokener_success) {
+        snprintf(errstr, errstr_size, "record is not valid JSON: %s",
+                 jerr == json_tokener_continue ? "truncated" : json_tokener_error_desc(jerr));
+        json_object_put(root);
+        json_tokener_free(tok);
+        return -EINVAL;
+    }
+    json_tokener_free(tok);
+    out->root = root;
+    if (!json_object_is_type(root, json_type_object)) {
+        return refuse(out, errstr, errstr_size, "record is not a JSON object");
+    }
+
+    v = member(root, "eventName");
+    if (!v || !json_object_is_type(v, json_type_string)) {
+        return refuse(out, errstr, errstr_size, "eventName is %s", v ? "not a string" : "missing");
+    }
+    name = json_object_get_string(v);
+    if (strcmp(name, "INSERT") == 0) {
+        out->event = D2O_EVENT_INSERT;
+    } else if (strcmp(name, "MODIFY") == 0) {
+        out->event = D2O_EVENT_MODIFY;
+    } else if (strcmp(name, "REMOVE") == 0) {
+        out->event = D2O_EVENT_REMOVE;
+    } else {
+        return refuse(out, errstr, errstr_size, "eventName '%.40s' is not INSERT, MODIFY or REMOVE",
+                      name);
+    }
+
+    v = member(root, "tableName");
+    if (!v || !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0) {
+        return refuse(out, errstr, errstr_size, "tableName is %s",
+                      !v                                         ? "missing"
+                      : json_object_is_type(v, json_type_string) ? "empty"
+                                                                 : "not a string");
+    }
+    out->table = json_object_get_string(v);
+    v = member(root, "eventID");
+    out->event_id =
+        v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+
+    ddb = member(root, "dynamodb");
+    if (!ddb || !json_object_is_type(ddb, json_type_object)) {
+        return refuse(out, errstr, errstr_size, "dynamodb is %s",
+                      ddb ? "not an object" : "missing");
+    }
+    out->keys = member(ddb, "Keys");
+    if (!out->keys || !json_object_is_type(out->keys, json_type_object) ||
+        json_object_object_length(out->keys) == 0) {
+        return refuse(out, errstr, errstr_size, "dynamodb.Keys is %s",
+                      !out->keys                                         ? "missing"
+                      : json_object_is_type(out->keys, json_type_object) ? "empty"
+                                                                         : "not an object");
+    }
+    if (json_object_object_length(out->keys) > 2) {
+        return refuse(out, errstr, errstr_size,
+                      "dynamodb.Keys has %d attributes; a DynamoDB key has one or two",
+                      json_object_object_length(out->keys));
+    }
+    out->new_image = member(ddb, "NewImage");
+    out->old_image = member(ddb, "OldImage");
+    if (out->new_image && !json_object_is_type(out->new_image, json_type_object)) {
+        return refuse(out, errstr, errstr_size, "dynamodb.NewImage is not an object");
+    }
+    if (out->old_image && !json_object_is_type(out->old_image, json_type_object)) {
+        return refuse(out, errstr, errstr_size, "dynamodb.OldImage is not an object");
+    }
+    if (out->event != D2O_EVENT_REMOVE && !out->new_image) {
+        return refuse(out, errstr, errstr_size, "dynamodb.NewImage is missing (eventName %s)",
+                      name);
+    }
+
+    v = member(ddb, "ApproximateCreationDateTime");
+    if (!v || !json_object_is_type(v, json_type_int)) {
+        return refuse(out, errstr, errstr_size, "dynamodb.ApproximateCreationDateTime is %s",
+                      v ? "not an integer (epoch milliseconds or microseconds)" : "missing");
+    }
+    errno = 0;
+    out->approx_creation = json_object_get_int64(v);
+    if (out->approx_creation <= 0 || errno == ERANGE) {
+        return refuse(out, errstr, errstr_size,
+                      "dynamodb.ApproximateCreationDateTime %lld is out of range",
+                      (long long)out->approx_creation);
+    }
+    v = member(ddb, "ApproximateCreationDateTimePrecision");
+    if (v) {
+        const char *p = json_object_get_string(v);
+
+        if (!json_object_is_type(v, json_type_string)) {
+            return refuse(out, errstr, errstr_size,
+                          "dynamodb.ApproximateCreationDateTimePrecision is not a string");
+        }
+        if (strcmp(p, "MILLISECOND") == 0) {
+            out->precision = D2O_PRECISION_MILLISECOND;
+        } else if (strcmp(p, "MICROSECOND") == 0) {
+            out->precision = D2O_PRECISION_MICROSECOND;
+        } else {
+            return refuse(out, errstr, errstr_size,
+                          "dynamodb.ApproximateCreationDateTimePrecision '%.20s' is not "
+                          "MILLISECOND or MICROSECOND",
+                          p);
+        }
+    } else {
+        /* Older records carry no precision: a value of 1e15 or more can only be microseconds. */
+        out->precision = out->approx_creation >= 1000000000000000LL ? D2O_PRECISION_MICROSECOND
+                                                                    : D2O_PRECISION_MILLISECOND;
+    }
+    if (out->precision == D2O_PRECISION_MILLISECOND &&
+        out->approx_creation > INT64_MAX / 1000 - 1000) {
+        return refuse(out, errstr, errstr_size,
+                      "dynamodb.ApproximateCreationDateTime %lld is too large for milliseconds",
+                      (long long)out->approx_creation);
+    }
+    v = member(ddb, "SizeBytes");
+    if (v && json_object_is_type(v, json_type_int)) {
+        out->size_bytes = json_object_get_int64(v);
+    }
+    who = member(root, "userIdentity");
+    if (who && json_object_is_type(who, json_type_object)) {
+        struct json_object *type = member(who, "type"), *principal = member(who, "principalId");
+
+        out->ttl_delete = out->event == D2O_EVENT_REMOVE && type && principal &&
+                          strcmp(json_object_get_string(type), "Service") == 0 &&
+                          strcmp(json_object_get_string(principal), "dynamodb.amazonaws.com") == 0;
+    }
+    return 0;
+}

@@ -1,0 +1,323 @@
+/* AttributeValue images, numbers, document ids, versions, index names and bulk items. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "d2o/conf.h"
+#include "d2o/document.h"
+#include "d2o_test.h"
+
+/* Parses test input with room for DynamoDB's nesting (json_tokener_parse stops at 32). */
+static struct json_object *parse_deep(const char *json)
+{
+    struct json_tokener *tok = json_tokener_new_ex(100);
+    struct json_object *o = json_tokener_parse_ex(tok, json, (int)strlen(json));
+
+    json_tokener_free(tok);
+    return o;
+}
+
+static char *image(const char *json, int *rc, char *err)
+{
+    struct json_object *o = parse_deep(json);
+    struct d2o_buf b = D2O_BUF_INIT;
+
+    ck_assert_msg(o != NULL, "test input is not JSON: %s", json);
+    *rc = d2o_image_to_json(o, "NewImage", &b, err, 256);
+    json_object_put(o);
+    if (*rc < 0) {
+        d2o_buf_free(&b);
+        return NULL;
+    }
+    return d2o_buf_steal(&b);
+}
+
+static void expect_image(const char *in, const char *want)
+{
+    char err[256] = "";
+    int rc;
+    char *got = image(in, &rc, err);
+
+    ck_assert_msg(rc == 0, "%s: %s", in, err);
+    ck_assert_str_eq(got, want);
+    free(got);
+}
+
+static void expect_image_error(const char *in, const char *reason)
+{
+    char err[256] = "";
+    int rc;
+    char *got = image(in, &rc, err);
+
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(rc, -EINVAL);
+    ck_assert_msg(strstr(err, reason) != NULL, "%s: got '%s', want '%s'", in, err, reason);
+}
+
+START_TEST(all_ten_types)
+{
+    expect_image("{\"s\":{\"S\":\"x\"},\"n\":{\"N\":\"42\"},\"b\":{\"B\":\"AAEC\"},"
+                 "\"t\":{\"BOOL\":true},\"f\":{\"BOOL\":false},\"z\":{\"NULL\":true},"
+                 "\"m\":{\"M\":{\"k\":{\"S\":\"v\"}}},\"l\":{\"L\":[{\"N\":\"1\"},{\"S\":\"2\"}]},"
+                 "\"ss\":{\"SS\":[\"a\",\"b\"]},\"ns\":{\"NS\":[\"1\",\"2.5\"]},"
+                 "\"bs\":{\"BS\":[\"AA==\",\"AQ==\"]}}",
+                 "{\"s\":\"x\",\"n\":42,\"b\":\"AAEC\",\"t\":true,\"f\":false,\"z\":null,"
+                 "\"m\":{\"k\":\"v\"},\"l\":[1,\"2\"],\"ss\":[\"a\",\"b\"],\"ns\":[1,2.5],"
+                 "\"bs\":[\"AA==\",\"AQ==\"]}");
+}
+END_TEST
+
+START_TEST(empties_unicode_and_escapes)
+{
+    expect_image("{}", "{}");
+    expect_image("{\"e\":{\"S\":\"\"},\"m\":{\"M\":{}},\"l\":{\"L\":[]}}",
+                 "{\"e\":\"\",\"m\":{},\"l\":[]}");
+    expect_image("{\"q\\\"k\":{\"S\":\"a\\\"b\\\\c\\n\\t\\u0001\\u00e9\\u1234 \xf0\x9f\x98\x80\"}}",
+                 "{\"q\\\"k\":\"a\\\"b\\\\c\\n\\t\\u0001\xc3\xa9\xe1\x88\xb4 \xf0\x9f\x98\x80\"}");
+}
+END_TEST
+
+START_TEST(numbers_keep_their_text)
+{
+    expect_image("{\"a\":{\"N\":\"12345678901234567890123456789012345678\"},"
+                 "\"b\":{\"N\":\"-1E-130\"},\"c\":{\"N\":\"9.99E+125\"},\"d\":{\"N\":\"0.1\"},"
+                 "\"e\":{\"N\":\"-0.000000000000000000000000000000000001\"},\"f\":{\"N\":\"1e3\"}}",
+                 "{\"a\":12345678901234567890123456789012345678,\"b\":-1E-130,\"c\":9.99E+125,"
+                 "\"d\":0.1,\"e\":-0.000000000000000000000000000000000001,\"f\":1e3}");
+    /* Not JSON number tokens: minimally rewritten. */
+    expect_image("{\"a\":{\"N\":\"+5\"},\"b\":{\"N\":\".5\"},\"c\":{\"N\":\"5.\"},"
+                 "\"d\":{\"N\":\"007\"},\"e\":{\"N\":\"-.25E2\"}}",
+                 "{\"a\":5,\"b\":0.5,\"c\":5,\"d\":7,\"e\":-0.25E2}");
+    expect_image_error(
+        "{\"a\":{\"N\":\"123456789012345678901234567890123456789\"}}",
+        "NewImage.a: N '123456789012345678901234567890123456789' has 39 significant");
+    expect_image_error("{\"a\":{\"N\":\"1E-131\"}}", "outside DynamoDB's range");
+    expect_image_error("{\"a\":{\"N\":\"1E+126\"}}", "outside DynamoDB's range");
+    expect_image_error("{\"a\":{\"N\":\"12a\"}}", "is not a number");
+    expect_image_error("{\"a\":{\"N\":\"1E\"}}", "exponent without digits");
+    expect_image_error("{\"a\":{\"N\":\"\"}}", "empty number");
+    expect_image_error("{\"a\":{\"NS\":[\"1\",\"x\"]}}", "NewImage.a: NS[1]: 'x' is not a number");
+}
+END_TEST
+
+START_TEST(canonical_numbers)
+{
+    static const char *const cases[][2] = {
+        {"1E+3", "1000"},   {"1000", "1000"}, {"1000.0", "1000"},   {"0001000.000", "1000"},
+        {"-0", "0"},        {"0.000", "0"},   {"1.5E-3", "0.0015"}, {"-12.340", "-12.34"},
+        {"1.23E1", "12.3"}, {"+7", "7"},      {".5", "0.5"},        {"5E0", "5"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct d2o_buf b = D2O_BUF_INIT;
+
+        ck_assert_int_eq(d2o_number_canonical(cases[i][0], strlen(cases[i][0]), &b), 0);
+        ck_assert_msg(strcmp(b.data, cases[i][1]) == 0, "%s -> %s, want %s", cases[i][0], b.data,
+                      cases[i][1]);
+        d2o_buf_free(&b);
+    }
+}
+END_TEST
+
+START_TEST(deepest_nesting)
+{
+    struct d2o_buf in = D2O_BUF_INIT, want = D2O_BUF_INIT;
+    int i;
+
+    /* 32 nested M levels are DynamoDB's limit and convert; 33 are refused with the path. */
+    for (i = 0; i < 2; i++) {
+        int depth = 32 + i, k;
+
+        d2o_buf_reset(&in);
+        d2o_buf_reset(&want);
+        ck_assert_int_eq(d2o_buf_puts(&in, "{\"a\":"), 0);
+        ck_assert_int_eq(d2o_buf_puts(&want, "{\"a\":"), 0);
+        for (k = 0; k < depth; k++) {
+            ck_assert_int_eq(d2o_buf_puts(&in, "{\"M\":{\"a\":"), 0);
+            ck_assert_int_eq(d2o_buf_puts(&want, "{\"a\":"), 0);
+        }
+        ck_assert_int_eq(d2o_buf_puts(&in, "{\"S\":\"deep\"}"), 0);
+        ck_assert_int_eq(d2o_buf_puts(&want, "\"deep\""), 0);
+        for (k = 0; k < depth; k++) {
+            ck_assert_int_eq(d2o_buf_puts(&in, "}}"), 0);
+            ck_assert_int_eq(d2o_buf_puts(&want, "}"), 0);
+        }
+        ck_assert_int_eq(d2o_buf_puts(&in, "}"), 0);
+        ck_assert_int_eq(d2o_buf_puts(&want, "}"), 0);
+        if (i == 0) {
+            expect_image(in.data, want.data);
+        } else {
+            expect_image_error(in.data, "nested deeper than DynamoDB's 32 levels");
+        }
+    }
+    expect_image_error("{\"l\":{\"L\":[{\"L\":[{\"Q\":1}]}]}}",
+                       "NewImage.l.L[0].L[0]: unknown AttributeValue type \"Q\"");
+    d2o_buf_free(&in);
+    d2o_buf_free(&want);
+}
+END_TEST
+
+START_TEST(malformed_attribute_values)
+{
+    expect_image_error("{\"a\":{\"S\":\"x\",\"N\":\"1\"}}",
+                       "NewImage.a: an AttributeValue has exactly one type key");
+    expect_image_error("{\"a\":{\"S\":5}}", "NewImage.a: S value is not a string");
+    expect_image_error("{\"a\":{\"NULL\":false}}", "NULL value is not true");
+    expect_image_error("{\"a\":{\"BOOL\":\"yes\"}}", "BOOL value is not true or false");
+    expect_image_error("{\"a\":{\"SS\":[]}}", "SS is empty");
+    expect_image_error("{\"a\":{\"BS\":[1]}}", "BS[0] is not a string");
+    expect_image_error("{\"a\":{\"M\":{\"b\":{\"M\":{\"c\":\"raw\"}}}}}",
+                       "NewImage.a.M.b.M.c: is not an AttributeValue object");
+    expect_image_error("{\"a\":{\"L\":{}}}", "L value is not an array");
+}
+END_TEST
+
+static char *id_of(const char *keys, const char *hash, const char *range, int *rc, char *err)
+{
+    struct json_object *o = json_tokener_parse(keys);
+    struct d2o_buf b = D2O_BUF_INIT;
+
+    ck_assert_ptr_nonnull(o);
+    *rc = d2o_doc_id(o, hash, range, &b, err, 256);
+    json_object_put(o);
+    return *rc == 0 ? d2o_buf_steal(&b) : (d2o_buf_free(&b), NULL);
+}
+
+START_TEST(document_ids)
+{
+    char err[256];
+    int rc;
+    char *id;
+
+    id = id_of("{\"book_id\":{\"S\":\"b-42\"}}", NULL, NULL, &rc, err);
+    ck_assert_str_eq(id, "b-42");
+    free(id);
+    id = id_of("{\"n\":{\"N\":\"1E+3\"}}", NULL, NULL, &rc, err);
+    ck_assert_str_eq(id, "1000");
+    free(id);
+    id = id_of("{\"bin\":{\"B\":\"AAH/\"}}", NULL, NULL, &rc, err);
+    ck_assert_str_eq(id, "AAH/");
+    free(id);
+    /* Composite: by name without a schema, by schema when given; | and \ escaped. */
+    id = id_of("{\"sk\":{\"S\":\"x|y\"},\"pk\":{\"S\":\"a\\\\b\"}}", NULL, NULL, &rc, err);
+    ck_assert_str_eq(id, "a\\\\b|x\\|y");
+    free(id);
+    id = id_of("{\"pk\":{\"S\":\"a\"},\"order\":{\"N\":\"10.0\"}}", "pk", "order", &rc, err);
+    ck_assert_str_eq(id, "a|10");
+    free(id);
+    ck_assert_ptr_null(id_of("{\"pk\":{\"S\":\"a\"}}", "id", NULL, &rc, err));
+    ck_assert_ptr_nonnull(strstr(err, "lacks id, the hash key attribute"));
+    ck_assert_ptr_null(id_of("{\"pk\":{\"BOOL\":true}}", NULL, NULL, &rc, err));
+    ck_assert_ptr_nonnull(strstr(err, "dynamodb.Keys.pk has type BOOL"));
+    ck_assert_ptr_null(id_of("{\"pk\":{\"S\":\"\"}}", NULL, NULL, &rc, err));
+    ck_assert_ptr_nonnull(strstr(err, "dynamodb.Keys.pk is empty"));
+}
+END_TEST
+
+START_TEST(versions_and_tie_breaker)
+{
+    struct d2o_version_state vs = {0, 0}, saved;
+    int64_t v[6];
+
+    ck_assert_int_eq(d2o_doc_version(1721011165891550LL, D2O_PRECISION_MICROSECOND, &vs, &v[0]), 0);
+    ck_assert(v[0] == 1721011165891550LL);
+    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[0]), 0);
+    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[1]), 0);
+    saved = vs; /* a checkpoint after the second record */
+    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[2]), 0);
+    ck_assert_int_eq(d2o_doc_version(1651495525901LL, D2O_PRECISION_MILLISECOND, &vs, &v[3]), 0);
+    ck_assert(v[0] == 1651495525900000LL && v[1] == 1651495525900001LL);
+    ck_assert(v[2] == 1651495525900002LL && v[3] == 1651495525901000LL);
+    /* Restarting from the saved state numbers the following records the same way. */
+    vs = saved;
+    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[4]), 0);
+    ck_assert_int_eq(d2o_doc_version(1651495525901LL, D2O_PRECISION_MILLISECOND, &vs, &v[5]), 0);
+    ck_assert(v[4] == v[2] && v[5] == v[3]);
+    vs.last_ms = 7;
+    vs.seq_in_ms = 999;
+    ck_assert_int_eq(d2o_doc_version(7, D2O_PRECISION_MILLISECOND, &vs, &v[0]), -ERANGE);
+}
+END_TEST
+
+START_TEST(index_names)
+{
+    char why[200];
+
+    ck_assert(d2o_index_name_valid("books-v2", why, sizeof(why)));
+    ck_assert(!d2o_index_name_valid("Books", why, sizeof(why)));
+    ck_assert(!d2o_index_name_valid("_books", why, sizeof(why)));
+    ck_assert(!d2o_index_name_valid("a b", why, sizeof(why)));
+    ck_assert(!d2o_index_name_valid("..", why, sizeof(why)));
+    ck_assert(!d2o_index_name_valid("", why, sizeof(why)));
+}
+END_TEST
+
+static void build(struct d2o_config *conf, const char *rec_json, struct d2o_version_state *vs,
+                  struct d2o_doc_op *op)
+{
+    struct d2o_record rec;
+    char err[256];
+
+    ck_assert_int_eq(d2o_record_parse(rec_json, strlen(rec_json), &rec, err, sizeof(err)), 0);
+    ck_assert_msg(d2o_doc_build(&rec, conf, vs, op, err, sizeof(err)) == 0, "%s", err);
+    d2o_record_free(&rec);
+}
+
+START_TEST(bulk_items)
+{
+    static const char rm[] = "{\"eventName\":\"REMOVE\",\"tableName\":\"Books\",\"userIdentity\":"
+                             "{\"principalId\":\"dynamodb.amazonaws.com\",\"type\":\"Service\"},"
+                             "\"dynamodb\":{\"ApproximateCreationDateTime\":1651495525900,"
+                             "\"Keys\":{\"id\":{\"N\":\"7\"}}}}";
+    struct d2o_config conf;
+    struct d2o_version_state vs = {0, 0};
+    struct d2o_doc_op op;
+    char err[256];
+
+    ck_assert_int_eq(d2o_conf_init(&conf), 0);
+    build(&conf, rm, &vs, &op);
+    ck_assert_int_eq(op.action, D2O_DOC_DELETE);
+    ck_assert_str_eq(op.ndjson.data, "{\"delete\":{\"_index\":\"books\",\"_id\":\"7\",\"version\":"
+                                     "1651495525900000,\"version_type\":\"external\"}}\n");
+    d2o_doc_op_free(&op);
+    ck_assert_int_eq(d2o_conf_set(&conf, "delete_mode", "tombstone", "t", err, sizeof(err)), 0);
+    ck_assert_int_eq(d2o_conf_set(&conf, "index_map", "Books=library", "t", err, sizeof(err)), 0);
+    build(&conf, rm, &vs, &op);
+    ck_assert_int_eq(op.action, D2O_DOC_INDEX);
+    ck_assert(op.tombstone);
+    ck_assert_str_eq(
+        op.ndjson.data,
+        "{\"index\":{\"_index\":\"library\",\"_id\":\"7\",\"version\":"
+        "1651495525900001,\"version_type\":\"external\"}}\n{\"_deleted\":true,\"id\":7}\n");
+    d2o_doc_op_free(&op);
+    ck_assert_int_eq(d2o_conf_set(&conf, "ttl_deletes", "keep", "t", err, sizeof(err)), 0);
+    build(&conf, rm, &vs, &op);
+    ck_assert_int_eq(op.action, D2O_DOC_SKIP);
+    ck_assert_uint_eq(op.ndjson.len, 0);
+    d2o_doc_op_free(&op);
+    d2o_conf_free(&conf);
+}
+END_TEST
+
+Suite *d2o_test_suite(void)
+{
+    Suite *s = suite_create("document");
+    TCase *tc = tcase_create("document");
+
+    tcase_add_test(tc, all_ten_types);
+    tcase_add_test(tc, empties_unicode_and_escapes);
+    tcase_add_test(tc, numbers_keep_their_text);
+    tcase_add_test(tc, canonical_numbers);
+    tcase_add_test(tc, deepest_nesting);
+    tcase_add_test(tc, malformed_attribute_values);
+    tcase_add_test(tc, document_ids);
+    tcase_add_test(tc, versions_and_tie_breaker);
+    tcase_add_test(tc, index_names);
+    tcase_add_test(tc, bulk_items);
+    suite_add_tcase(s, tc);
+    return s;
+}
