@@ -41,4 +41,23 @@ enum d2o_action d2o_classify(CURLcode curl_code, long status, const char *aws_co
  */
 size_t d2o_classify_code_name(const char *raw, char *out, size_t out_size);
 
+/* What to do with one item of an OpenSearch _bulk response. */
+enum d2o_item_class {
+    D2O_ITEM_DONE = 0,  /* 2xx: indexed or deleted */
+    D2O_ITEM_STALE,     /* 409 version conflict: a newer version is already there; done */
+    D2O_ITEM_ABSENT,    /* 404 on a delete: the document is already gone; done */
+    D2O_ITEM_THROTTLE,  /* 429 / es_rejected_execution_exception: retry, never dead-letter */
+    D2O_ITEM_RETRY,     /* other 5xx and unknown outcomes: retry up to the attempt cap */
+    D2O_ITEM_PERMANENT, /* mapping, parsing and other 4xx errors: dead-letter now */
+};
+
+/* "done", "stale", "absent", "throttle", "retry", "permanent". */
+const char *d2o_item_class_name(enum d2o_item_class c);
+
+/*
+ * Classifies one _bulk response item from its status and error type (NULL when none).
+ * is_delete: the item was a delete action. Pure.
+ */
+enum d2o_item_class d2o_classify_bulk_item(int status, const char *error_type, int is_delete);
+
 #endif

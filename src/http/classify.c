@@ -227,3 +227,51 @@ out:
     }
     return a;
 }
+
+const char *d2o_item_class_name(enum d2o_item_class c)
+{
+    static const char *const names[] = {"done",     "stale", "absent",
+                                        "throttle", "retry", "permanent"};
+
+    return (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "?";
+}
+
+enum d2o_item_class d2o_classify_bulk_item(int status, const char *error_type, int is_delete)
+{
+    static const char *const permanent_types[] = {
+        "mapper_parsing_exception",
+        "illegal_argument_exception",
+        "strict_dynamic_mapping_exception",
+        "document_parsing_exception",
+        "action_request_validation_exception",
+        "invalid_index_name_exception",
+        "index_closed_exception",
+    };
+    size_t i;
+
+    if (status >= 200 && status < 300) {
+        return D2O_ITEM_DONE;
+    }
+    if (error_type && strcmp(error_type, "es_rejected_execution_exception") == 0) {
+        return D2O_ITEM_THROTTLE;
+    }
+    if (status == 429 || status == 503) {
+        return D2O_ITEM_THROTTLE;
+    }
+    if (status == 409 ||
+        (error_type && strcmp(error_type, "version_conflict_engine_exception") == 0)) {
+        return D2O_ITEM_STALE;
+    }
+    if (status == 404 && is_delete) {
+        return D2O_ITEM_ABSENT;
+    }
+    for (i = 0; error_type && i < sizeof(permanent_types) / sizeof(permanent_types[0]); i++) {
+        if (strcmp(error_type, permanent_types[i]) == 0) {
+            return D2O_ITEM_PERMANENT;
+        }
+    }
+    if (status >= 400 && status < 500) {
+        return D2O_ITEM_PERMANENT;
+    }
+    return D2O_ITEM_RETRY;
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""A small fault-injecting HTTP proxy for ddb2os tests, in front of a real OpenSearch.
+
+Listens on 127.0.0.1 only. The first line printed on stdout is the port. Faults are set at start
+from flags or at run time with `POST /__fault` (a JSON object of the same names), and
+`GET /__stats` returns counters:
+
+  request_status, request_count  answer the next N requests with this status, without forwarding
+  item_429_every                 in _bulk requests, refuse every k-th item with a 429
+                                 es_rejected_execution_exception: the item is removed from the
+                                 body before forwarding, so it is really not applied, and its
+                                 synthetic result is spliced into the response at its position
+  reset_count                    close the next N connections without answering
+  down_seconds                   close every connection at once for this long
+  delay_ms                       wait this long before forwarding
+  max_body                       answer 413 to bodies larger than this many bytes
+
+The proxy stops by itself after --max-seconds and on SIGTERM.
+"""
+import argparse
+import http.client
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()
+FAULTS = {"request_status": 0, "request_count": 0, "item_429_every": 0, "reset_count": 0,
+          "down_until": 0.0, "delay_ms": 0, "max_body": 0}
+STATS = {"requests": 0, "forwarded": 0, "injected_status": 0, "injected_items": 0,
+         "resets": 0, "too_large": 0}
+ITEM_COUNTER = [0]
+UPSTREAM = ("127.0.0.1", 9200)
+
+
+def set_faults(spec):
+    with LOCK:
+        for key, value in spec.items():
+            if key == "down_seconds":
+                FAULTS["down_until"] = time.time() + float(value)
+            elif key in FAULTS:
+                FAULTS[key] = value
+            else:
+                raise ValueError(f"unknown fault {key!r}")
+
+
+def split_bulk(body):
+    """NDJSON -> list of (lines) per item; delete actions have no source line."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    items, i = [], 0
+    while i < len(lines):
+        action = json.loads(lines[i])
+        verb = next(iter(action))
+        if verb == "delete":
+            items.append((verb, [lines[i]]))
+            i += 1
+        else:
+            items.append((verb, lines[i:i + 2]))
+            i += 2
+    return items
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _reply(self, status, body, ctype="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _drop(self):
+        with LOCK:
+            STATS["resets"] += 1
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except OSError:
+            pass
+        self.close_connection = True
+        self.connection.close()
+
+    def _forward(self, method, body):
+        conn = http.client.HTTPConnection(*UPSTREAM, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+        conn.request(method, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        with LOCK:
+            STATS["forwarded"] += 1
+        return resp.status, data, resp.getheader("Content-Type", "application/json")
+
+    def _handle(self, method):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path.startswith("/__fault"):
+            try:
+                set_faults(json.loads(body or b"{}"))
+            except (ValueError, json.JSONDecodeError) as e:
+                return self._reply(400, json.dumps({"error": str(e)}).encode())
+            return self._reply(200, b'{"ok":true}')
+        if self.path.startswith("/__stats"):
+            with LOCK:
+                return self._reply(200, json.dumps(STATS).encode())
+        with LOCK:
+            STATS["requests"] += 1
+            down = time.time() < FAULTS["down_until"]
+            reset = FAULTS["reset_count"] > 0
+            if reset:
+                FAULTS["reset_count"] -= 1
+            status = FAULTS["request_status"] if FAULTS["request_count"] > 0 else 0
+            if status:
+                FAULTS["request_count"] -= 1
+                STATS["injected_status"] += 1
+            every = FAULTS["item_429_every"]
+            delay = FAULTS["delay_ms"]
+            too_large = FAULTS["max_body"] and len(body) > FAULTS["max_body"]
+            if too_large:
+                STATS["too_large"] += 1
+        if down or reset:
+            return self._drop()
+        if delay:
+            time.sleep(delay / 1000.0)
+        if status:
+            return self._reply(status, json.dumps({"error": {"type": "injected", "reason": f"injected {status}"}, "status": status}).encode())
+        if too_large:
+            return self._reply(413, b'{"error":"Request Entity Too Large"}')
+        if every and method == "POST" and self.path.split("?")[0].endswith("_bulk"):
+            return self._bulk_with_rejections(body, every)
+        status, data, ctype = self._forward(method, body)
+        return self._reply(status, data, ctype)
+
+    def _bulk_with_rejections(self, body, every):
+        items = split_bulk(body)
+        keep, rejected = [], set()
+        with LOCK:
+            for idx, _ in enumerate(items):
+                ITEM_COUNTER[0] += 1
+                if ITEM_COUNTER[0] % every == 0:
+                    rejected.add(idx)
+                    STATS["injected_items"] += 1
+        keep = [lines for idx, (_, lines) in enumerate(items) if idx not in rejected]
+        upstream_items = []
+        if keep:
+            fwd = b"\n".join(line for lines in keep for line in lines) + b"\n"
+            status, data, _ = self._forward("POST", fwd)
+            if status != 200:
+                return self._reply(status, data)
+            upstream_items = json.loads(data).get("items", [])
+        merged, it = [], iter(upstream_items)
+        for idx, (verb, _) in enumerate(items):
+            if idx in rejected:
+                merged.append({verb: {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "rejected by the test proxy"}}})
+            else:
+                merged.append(next(it))
+        return self._reply(200, json.dumps({"errors": True, "items": merged}).encode())
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_PUT(self):
+        self._handle("PUT")
+
+    def do_DELETE(self):
+        self._handle("DELETE")
+
+    def do_HEAD(self):
+        self._handle("HEAD")
+
+
+def main():
+    global UPSTREAM
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--upstream", default="http://127.0.0.1:9200")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--max-seconds", type=float, default=300)
+    ap.add_argument("--faults", default="{}", help="initial faults as JSON")
+    args = ap.parse_args()
+    hostport = args.upstream.split("//", 1)[-1].rstrip("/")
+    host, _, port = hostport.partition(":")
+    UPSTREAM = (host, int(port or 80))
+    set_faults(json.loads(args.faults))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    timer = threading.Timer(args.max_seconds, server.shutdown)
+    timer.daemon = True
+    timer.start()
+    server.serve_forever()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
