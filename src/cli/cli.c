@@ -22,6 +22,8 @@ static int cmd_check_config(int argc, char **argv);
 static const struct d2o_cli_cmd commands[] = {
     {"transform", "read change records on stdin, print the bulk NDJSON ddb2os would send",
      d2o_cmd_transform},
+    {"migrate", "create or upgrade the PostgreSQL schema (leases, checkpoints, DLQ)",
+     d2o_cmd_migrate},
     {"check-config", "load the configuration, report the first problem, print the result",
      cmd_check_config},
     {"config-doc", "print the configuration reference (docs/configuration.md) in Markdown",

@@ -1,0 +1,86 @@
+/*
+ * The dead-letter queue and the fenced checkpoint.
+ *
+ * A record that cannot be indexed is stored with everything needed to replay it (the raw record
+ * bytes, stream, shard, sequence number, partition key, table, index, document id, external
+ * version, error class, HTTP status, message, attempts, first and last failure). It is written
+ * in the SAME transaction that moves the shard's checkpoint past it, so a crash can never both
+ * skip a record and lose it. The transaction is fenced: the lease row must still name this owner
+ * with this lease counter and an expiry in the future by the database's clock; otherwise nothing
+ * is written and the caller learns it lost the lease (the new owner re-reads those records from
+ * the old checkpoint and dead-letters them itself).
+ *
+ * @process worker (and the CLI for replay).
+ */
+#ifndef D2O_DLQ_H
+#define D2O_DLQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "d2o/document.h"
+
+struct d2o_dlq_row {
+    const char *stream;
+    const char *shard_id;
+    const char *sequence_number;
+    const char *partition_key;
+    const char *table_name; /* "" when the record could not be parsed */
+    const char *index_name; /* "" likewise */
+    const char *doc_id;     /* "" likewise */
+    int64_t version;        /* 0 when unknown */
+    const void *raw;        /* the decoded Kinesis Data, byte for byte */
+    size_t raw_len;
+    const char *error_class;
+    int http_status; /* 0 when there was no HTTP answer */
+    const char *error_message;
+    int attempts;
+    int64_t first_failed_us; /* wall clock */
+    int64_t last_failed_us;
+};
+
+/* Where a worker stands on a shard, and under which lease. */
+struct d2o_checkpoint {
+    const char *application;
+    const char *stream;
+    const char *shard_id;
+    const char *owner;
+    int64_t lease_counter;
+    const char *position; /* a sequence number or SHARD_END */
+    struct d2o_version_state version_state;
+};
+
+/*
+ * Compares two checkpoint positions: TRIM_HORIZON, LATEST and AT_TIMESTAMP come before every
+ * sequence number, sequence numbers compare as decimals, SHARD_END comes last. Returns <0, 0, >0.
+ */
+int d2o_checkpoint_cmp(const char *a, const char *b);
+
+/*
+ * In one transaction: checks the lease fence (owner, counter, expires_at > now()), refuses a
+ * checkpoint that moves backwards, inserts the n DLQ rows (a row already there for the same
+ * record, index and document gets its attempts and last failure updated and becomes pending
+ * again), and moves the checkpoint and version state. Returns 0, D2O_LEASE_E_LOST (nothing
+ * written), -EINVAL (backwards; nothing written) or -EIO (database error; nothing written).
+ * @blocking yes.
+ */
+__attribute__((warn_unused_result)) int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp,
+                                                       const struct d2o_dlq_row *rows, size_t n,
+                                                       char *errstr, size_t errstr_size);
+
+/* DLQ row states. */
+#define D2O_DLQ_PENDING "pending"
+#define D2O_DLQ_REPLAYED "replayed"
+#define D2O_DLQ_DISCARDED "discarded"
+
+/* Records a replay or discard result on row id. Returns 0, -ENOENT or -EIO. */
+__attribute__((warn_unused_result)) int d2o_dlq_mark(PGconn *c, int64_t id, const char *state,
+                                                     const char *result, char *errstr,
+                                                     size_t errstr_size);
+
+/* Pending rows of application (all applications when NULL). Returns >= 0 or -EIO. */
+int64_t d2o_dlq_count_pending(PGconn *c, const char *application, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,248 @@
+/* PostgreSQL connections and schema migrations. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "d2o/log.h"
+#include "d2o/pg.h"
+#include "d2o/util.h"
+
+/* Serialises migrations across every process that shares the database. */
+#define MIGRATE_LOCK_KEY 0x64646232L /* "ddb2" */
+
+static const char *const migrations[] = {
+    /* 1: leases, workers, the lease audit trail and the dead-letter queue. */
+    "CREATE TABLE leases ("
+    "  application text NOT NULL,"
+    "  stream text NOT NULL,"
+    "  shard_id text NOT NULL,"
+    "  owner text,"
+    "  lease_counter bigint NOT NULL DEFAULT 0,"
+    "  expires_at timestamptz,"
+    "  checkpoint text NOT NULL DEFAULT 'TRIM_HORIZON'"
+    "    CHECK (checkpoint ~ '^(0|[1-9][0-9]{0,128})$'"
+    "           OR checkpoint IN ('TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP', 'SHARD_END')),"
+    "  checkpoint_timestamp timestamptz,"
+    "  version_last_ms bigint NOT NULL DEFAULT 0,"
+    "  version_seq_in_ms integer NOT NULL DEFAULT 0,"
+    "  parent_shard_ids text[] NOT NULL DEFAULT '{}',"
+    "  hash_key_start numeric,"
+    "  hash_key_end numeric,"
+    "  owner_switches bigint NOT NULL DEFAULT 0,"
+    "  pending_owner text,"
+    "  handoff_deadline timestamptz,"
+    "  throughput numeric NOT NULL DEFAULT 0,"
+    "  millis_behind_latest bigint,"
+    "  checkpointed_at timestamptz,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (application, stream, shard_id));"
+    "CREATE INDEX leases_owner ON leases (application, owner);"
+    "CREATE TABLE workers ("
+    "  application text NOT NULL,"
+    "  id text NOT NULL,"
+    "  host text NOT NULL,"
+    "  pid integer NOT NULL,"
+    "  task_id text,"
+    "  started_at timestamptz NOT NULL DEFAULT now(),"
+    "  heartbeat_at timestamptz NOT NULL DEFAULT now(),"
+    "  leases_held integer NOT NULL DEFAULT 0,"
+    "  records_per_s numeric NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (application, id));"
+    "CREATE TABLE lease_events ("
+    "  id bigserial PRIMARY KEY,"
+    "  application text NOT NULL,"
+    "  stream text NOT NULL,"
+    "  shard_id text NOT NULL,"
+    "  event text NOT NULL CHECK (event IN ('take', 'steal', 'release', 'expire', 'shard_end',"
+    "    'renew_lost', 'assign', 'checkpoint_reset')),"
+    "  owner text,"
+    "  previous_owner text,"
+    "  lease_counter bigint NOT NULL,"
+    "  at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX lease_events_shard ON lease_events (application, stream, shard_id, at);"
+    "CREATE TABLE dlq ("
+    "  id bigserial PRIMARY KEY,"
+    "  application text NOT NULL,"
+    "  stream text NOT NULL,"
+    "  shard_id text NOT NULL,"
+    "  sequence_number text NOT NULL,"
+    "  partition_key text NOT NULL DEFAULT '',"
+    "  table_name text NOT NULL DEFAULT '',"
+    "  index_name text NOT NULL DEFAULT '',"
+    "  doc_id text NOT NULL DEFAULT '',"
+    "  version bigint NOT NULL DEFAULT 0,"
+    "  raw_record bytea NOT NULL,"
+    "  error_class text NOT NULL,"
+    "  http_status integer NOT NULL DEFAULT 0,"
+    "  error_message text NOT NULL DEFAULT '',"
+    "  attempts integer NOT NULL DEFAULT 0,"
+    "  first_failed_at timestamptz NOT NULL,"
+    "  last_failed_at timestamptz NOT NULL,"
+    "  state text NOT NULL DEFAULT 'pending'"
+    "    CHECK (state IN ('pending', 'replaying', 'replayed', 'discarded')),"
+    "  replay_result text,"
+    "  replayed_at timestamptz,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  UNIQUE (application, stream, shard_id, sequence_number, index_name, doc_id));"
+    "CREATE INDEX dlq_state_created ON dlq (application, state, created_at);"
+    "CREATE INDEX dlq_shard ON dlq (application, shard_id);"
+    "CREATE INDEX dlq_table ON dlq (application, table_name);"
+    "CREATE INDEX dlq_error_class ON dlq (application, error_class);",
+};
+
+const int d2o_pg_schema_latest = (int)D2O_ARRAY_SIZE(migrations);
+
+void d2o_pg_error(PGconn *c, PGresult *r, const char *what, char *errstr, size_t errstr_size)
+{
+    const char *msg = r ? PQresultErrorMessage(r) : NULL;
+    size_t n;
+
+    if (!msg || !*msg) {
+        msg = c ? PQerrorMessage(c) : "no connection";
+    }
+    snprintf(errstr, errstr_size, "%s: %s", what, msg);
+    n = strlen(errstr);
+    while (n > 0 && (errstr[n - 1] == '\n' || errstr[n - 1] == ' ')) {
+        errstr[--n] = '\0';
+    }
+}
+
+/* Server notices (e.g. "relation already exists, skipping") go to the debug log, not stderr. */
+static void notice(void *arg, const char *message)
+{
+    (void)arg;
+    d2o_debug(D2O_CAT_PG, "pg_notice", "%s", message);
+}
+
+PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char *errstr,
+                       size_t errstr_size)
+{
+    const char *keys[4], *values[4];
+    PGconn *c;
+    int n = 0;
+
+    keys[n] = "dbname";
+    values[n++] = conninfo ? conninfo : "";
+    keys[n] = "application_name";
+    values[n++] = application_name ? application_name : "ddb2os";
+    keys[n] = "connect_timeout";
+    values[n++] = "10";
+    keys[n] = NULL;
+    values[n] = NULL;
+    /* expand_dbname: conninfo's own settings win over the defaults given here. */
+    c = PQconnectdbParams(keys, values, 1);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        d2o_pg_error(c, NULL, "cannot connect to PostgreSQL", errstr, errstr_size);
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, notice, NULL);
+    return c;
+}
+
+static int exec_ok(PGconn *c, const char *sql, const char *what, char *errstr, size_t n)
+{
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+
+    if (!ok) {
+        d2o_pg_error(c, r, what, errstr, n);
+    }
+    PQclear(r);
+    return ok ? 0 : -EIO;
+}
+
+static int read_version(PGconn *c, int *version, char *errstr, size_t n)
+{
+    PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+    int64_t v = 0;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        d2o_parse_i64(PQgetvalue(r, 0, 0), 0, 1000000, &v) < 0) {
+        d2o_pg_error(c, r, "reading the schema version", errstr, n);
+        PQclear(r);
+        return -EIO;
+    }
+    PQclear(r);
+    *version = (int)v;
+    return 0;
+}
+
+int d2o_pg_schema_version(PGconn *c, int *version, char *errstr, size_t errstr_size)
+{
+    PGresult *r = PQexec(c, "SELECT to_regclass('schema_migrations') IS NOT NULL");
+    int exists;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        d2o_pg_error(c, r, "reading the schema version", errstr, errstr_size);
+        PQclear(r);
+        return -EIO;
+    }
+    exists = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!exists) {
+        *version = 0;
+        return 0;
+    }
+    return read_version(c, version, errstr, errstr_size);
+}
+
+int d2o_pg_migrate(PGconn *c, int *from, int *to, char *errstr, size_t errstr_size)
+{
+    char lock[96];
+    int version = 0, first = -1, i;
+
+    snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%ld)", MIGRATE_LOCK_KEY);
+    for (;;) {
+        if (exec_ok(c, "BEGIN", "migrate", errstr, errstr_size) < 0 ||
+            exec_ok(c, lock, "migrate: advisory lock", errstr, errstr_size) < 0 ||
+            exec_ok(c,
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())",
+                    "migrate: schema_migrations", errstr, errstr_size) < 0 ||
+            read_version(c, &version, errstr, errstr_size) < 0) {
+            goto fail;
+        }
+        if (first < 0) {
+            first = version;
+        }
+        if (version > d2o_pg_schema_latest) {
+            snprintf(errstr, errstr_size,
+                     "the database schema is at version %d but this ddb2os knows only up to %d: "
+                     "run a newer ddb2os",
+                     version, d2o_pg_schema_latest);
+            goto fail;
+        }
+        if (version == d2o_pg_schema_latest) {
+            break;
+        }
+        i = version; /* migrations[i] is version i + 1 */
+        {
+            char what[64], record[96];
+
+            snprintf(what, sizeof(what), "migration %d", i + 1);
+            snprintf(record, sizeof(record), "INSERT INTO schema_migrations (version) VALUES (%d)",
+                     i + 1);
+            if (exec_ok(c, migrations[i], what, errstr, errstr_size) < 0 ||
+                exec_ok(c, record, what, errstr, errstr_size) < 0 ||
+                exec_ok(c, "COMMIT", what, errstr, errstr_size) < 0) {
+                goto fail;
+            }
+        }
+    }
+    if (exec_ok(c, "COMMIT", "migrate", errstr, errstr_size) < 0) {
+        goto fail;
+    }
+    if (from) {
+        *from = first;
+    }
+    if (to) {
+        *to = version;
+    }
+    return 0;
+fail:
+    PQclear(PQexec(c, "ROLLBACK"));
+    return -EIO;
+}
