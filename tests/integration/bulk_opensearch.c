@@ -19,6 +19,7 @@
 #include "d2o/document.h"
 #include "d2o/http.h"
 #include "d2o/record.h"
+#include "d2o/util.h"
 #include "d2o_config.h"
 #include "d2o_test.h"
 
@@ -327,7 +328,12 @@ static struct proxy proxy_start(const char *faults)
     close(fds[0]);
     ck_assert_msg(n > 0, "fault proxy did not start");
     buf[n] = '\0';
-    snprintf(p.url, sizeof(p.url), "http://127.0.0.1:%d", atoi(buf));
+    {
+        int64_t port = 0;
+
+        ck_assert_int_eq(d2o_parse_i64n(buf, strcspn(buf, "\n"), 1, 65535, &port), 0);
+        snprintf(p.url, sizeof(p.url), "http://127.0.0.1:%d", (int)port);
+    }
     return p;
 }
 
