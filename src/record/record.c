@@ -10,6 +10,8 @@
 /* Envelope (3 levels) plus DynamoDB's 32 nesting levels at two JSON levels each, plus slack. */
 #define RECORD_MAX_DEPTH 80
 
+static struct json_tokener *shared_tok;
+
 static const char *const event_names[] = {"INSERT", "MODIFY", "REMOVE"};
 
 const char *d2o_event_name(enum d2o_event e)
@@ -64,11 +66,16 @@ int d2o_record_parse(const char *data, size_t len, struct d2o_record *out, char 
         snprintf(errstr, errstr_size, "record of %zu bytes is too large", len);
         return -EINVAL;
     }
-    tok = json_tokener_new_ex(RECORD_MAX_DEPTH);
-    if (!tok) {
-        return -ENOMEM;
+    /* One tokener per process, reset for each record: its parse stack is allocated once. */
+    if (!shared_tok) {
+        shared_tok = json_tokener_new_ex(RECORD_MAX_DEPTH);
+        if (!shared_tok) {
+            return -ENOMEM;
+        }
+        json_tokener_set_flags(shared_tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    tok = shared_tok;
+    json_tokener_reset(tok);
     root = json_tokener_parse_ex(tok, data, (int)len);
     jerr = json_tokener_get_error(tok);
     if (root && jerr == json_tokener_success && (size_t)json_tokener_get_parse_end(tok) < len) {
@@ -77,7 +84,6 @@ int d2o_record_parse(const char *data, size_t len, struct d2o_record *out, char 
         for (i = json_tokener_get_parse_end(tok); i < len; i++) {
             if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t') {
                 json_object_put(root);
-                json_tokener_free(tok);
                 snprintf(errstr, errstr_size,
                          "record is not one JSON object: extra bytes at "
                          "offset %zu",
@@ -90,10 +96,8 @@ int d2o_record_parse(const char *data, size_t len, struct d2o_record *out, char 
         snprintf(errstr, errstr_size, "record is not valid JSON: %s",
                  jerr == json_tokener_continue ? "truncated" : json_tokener_error_desc(jerr));
         json_object_put(root);
-        json_tokener_free(tok);
         return -EINVAL;
     }
-    json_tokener_free(tok);
     out->root = root;
     if (!json_object_is_type(root, json_type_object)) {
         return refuse(out, errstr, errstr_size, "record is not a JSON object");
