@@ -1,0 +1,273 @@
+/*
+ * Records/s into the real OpenSearch through the bulk sink, against a trivial loader that posts
+ * the very same bulk bodies (same batch size, same two requests in flight, keep-alive, no
+ * response parsing) in the same run. Each run writes N ~1 KB documents into a fresh index with
+ * 0 replicas and refresh disabled; runs alternate, and the best of each is reported.
+ *
+ * usage: bench_bulk [OPENSEARCH_URL [DOCS [ROUNDS]]]   (default $D2O_TEST_OPENSEARCH, 100000, 2)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "d2o/bulk.h"
+#include "d2o/clock.h"
+#include "d2o/conf.h"
+#include "d2o/document.h"
+#include "d2o/http.h"
+#include "d2o/record.h"
+#include "d2o/util.h"
+
+#define BATCH_ITEMS 1000
+
+static struct d2o_http *http;
+static const char *base;
+static size_t done_count;
+
+static long call(const char *method, const char *path, const char *body)
+{
+    char url[512];
+    struct d2o_http_header h = {"Content-Type", "application/json"};
+    struct d2o_http_request req = {0};
+    struct d2o_http_response resp = {0};
+    long status;
+
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    req.method = method;
+    req.url = url;
+    req.headers = &h;
+    req.n_headers = 1;
+    req.body = body;
+    req.body_len = body ? strlen(body) : 0;
+    if (d2o_http_request_sync(http, &req, &resp) != 0 || resp.curl_code != CURLE_OK) {
+        fprintf(stderr, "bench_bulk: %s %s failed: %s\n", method, url, resp.errstr);
+        exit(1);
+    }
+    status = resp.status;
+    d2o_http_response_free(&resp);
+    return status;
+}
+
+static void fresh_index(const char *name)
+{
+    char path[128];
+
+    snprintf(path, sizeof(path), "/%s", name);
+    (void)call("DELETE", path, NULL);
+    if (call("PUT", path,
+             "{\"settings\":{\"number_of_replicas\":0,\"refresh_interval\":\"-1\"}}") != 200) {
+        fprintf(stderr, "bench_bulk: cannot create %s\n", name);
+        exit(1);
+    }
+}
+
+static char **build_items(const char *index, size_t n, size_t *lens)
+{
+    struct d2o_config conf;
+    struct d2o_version_state vs = {0, 0};
+    char **items = calloc(n, sizeof(*items)), rec[4096], err[256];
+    size_t i;
+
+    if (d2o_conf_init(&conf) < 0) {
+        exit(1);
+    }
+    for (i = 0; i < n; i++) {
+        struct d2o_record r;
+        struct d2o_doc_op op;
+        int len = snprintf(
+            rec, sizeof(rec),
+            "{\"eventName\":\"INSERT\",\"tableName\":\"%s\",\"dynamodb\":{"
+            "\"ApproximateCreationDateTime\":%zu,\"ApproximateCreationDateTimePrecision\":"
+            "\"MICROSECOND\",\"Keys\":{\"id\":{\"S\":\"doc-%zu\"}},\"NewImage\":{\"id\":{\"S\":"
+            "\"doc-%zu\"},\"title\":{\"S\":\"The Dispossessed, copy "
+            "%zu\"},\"pages\":{\"N\":\"%zu\"},"
+            "\"tags\":{\"SS\":[\"sf\",\"anarchism\",\"hainish\"]},\"in_print\":{\"BOOL\":true},"
+            "\"summary\":{\"S\":\"Shevek, a brilliant physicist, decides to take action: he will "
+            "seek answers, question the unquestioned, and attempt to tear down the walls of "
+            "hatred that have kept his world of anarchists isolated from the rest of the "
+            "universe. To do this he must go to the mother planet, Urras, and there he finds a "
+            "world of rich abundance and rich poverty, of war and of peace, of capitalists and "
+            "of communists, of states and of anarchists, of walls.\"},\"publisher\":{\"M\":{"
+            "\"name\":{\"S\":\"Harper & Row\"},\"year\":{\"N\":\"1974\"}}},\"editions\":{\"L\":"
+            "[{\"N\":\"1974\"},{\"N\":\"1994\"},{\"N\":\"2003\"}]}}}}",
+            index, (size_t)1732500000000000ULL + i, i, i, i, 100 + i % 900);
+
+        if (d2o_record_parse(rec, (size_t)len, &r, err, sizeof(err)) < 0 ||
+            d2o_doc_build(&r, &conf, &vs, &op, err, sizeof(err)) < 0) {
+            fprintf(stderr, "bench_bulk: %s\n", err);
+            exit(1);
+        }
+        lens[i] = op.ndjson.len;
+        items[i] = d2o_buf_steal(&op.ndjson);
+        d2o_doc_op_free(&op);
+        d2o_record_free(&r);
+    }
+    d2o_conf_free(&conf);
+    return items;
+}
+
+static void on_item(void *cookie, const struct d2o_bulk_result *res, void *arg)
+{
+    (void)cookie;
+    (void)arg;
+    if (res->outcome != D2O_BULK_DONE) {
+        fprintf(stderr, "bench_bulk: an item ended as %d (%s)\n", res->outcome,
+                res->error_class ? res->error_class : "");
+        exit(1);
+    }
+    done_count++;
+}
+
+static double run_sink(char **items, size_t *lens, size_t n)
+{
+    struct d2o_bulk_opts o = {0};
+    struct d2o_bulk *b;
+    char err[256];
+    int64_t t0;
+    size_t i;
+
+    o.url = base;
+    o.max_items = BATCH_ITEMS;
+    o.max_in_flight = 2;
+    o.flush_ms = 1000;
+    o.done = on_item;
+    b = d2o_bulk_new(http, &o, err, sizeof(err));
+    if (!b) {
+        fprintf(stderr, "bench_bulk: %s\n", err);
+        exit(1);
+    }
+    done_count = 0;
+    t0 = d2o_mono_us();
+    for (i = 0; i < n; i++) {
+        if (d2o_bulk_add(b, items[i], lens[i], false, NULL) < 0) {
+            exit(1);
+        }
+        if (d2o_bulk_pending(b) >= 4 * BATCH_ITEMS) {
+            d2o_bulk_tick(b, d2o_mono_ms());
+            if (d2o_http_run(http, NULL, 0, 100) < 0) {
+                exit(1);
+            }
+        }
+    }
+    if (d2o_bulk_drain(b, 600000) < 0 || done_count != n) {
+        fprintf(stderr, "bench_bulk: sink did not finish (%zu of %zu)\n", done_count, n);
+        exit(1);
+    }
+    d2o_bulk_free(b);
+    return (double)n / ((double)(d2o_mono_us() - t0) / 1e6);
+}
+
+static unsigned loader_in_flight;
+
+static void on_loaded(struct d2o_http_response *resp, void *arg)
+{
+    (void)arg;
+    if (resp->curl_code != CURLE_OK || resp->status != 200) {
+        fprintf(stderr, "bench_bulk: loader request failed: %ld %s\n", resp->status, resp->errstr);
+        exit(1);
+    }
+    loader_in_flight--;
+}
+
+static double run_loader(char **items, size_t *lens, size_t n, const char *url)
+{
+    struct d2o_http_header h = {"Content-Type", "application/x-ndjson"};
+    size_t nbodies = (n + BATCH_ITEMS - 1) / BATCH_ITEMS, i, k, next = 0;
+    struct d2o_buf *bodies = calloc(nbodies, sizeof(*bodies));
+    int64_t t0;
+
+    /* The same bodies the sink sends: consecutive items, BATCH_ITEMS at a time. */
+    for (i = 0; i < nbodies; i++) {
+        for (k = i * BATCH_ITEMS; k < n && k < (i + 1) * BATCH_ITEMS; k++) {
+            if (d2o_buf_append(&bodies[i], items[k], lens[k]) < 0) {
+                exit(1);
+            }
+        }
+    }
+    t0 = d2o_mono_us();
+    while (next < nbodies || loader_in_flight > 0) {
+        while (next < nbodies && loader_in_flight < 2) {
+            struct d2o_http_request req = {0};
+
+            req.method = "POST";
+            req.url = url;
+            req.headers = &h;
+            req.n_headers = 1;
+            req.body = bodies[next].data;
+            req.body_len = bodies[next].len;
+            if (d2o_http_start(http, &req, on_loaded, NULL, NULL) < 0) {
+                exit(1);
+            }
+            loader_in_flight++;
+            next++;
+        }
+        if (d2o_http_run(http, NULL, 0, 100) < 0) {
+            exit(1);
+        }
+    }
+    for (i = 0; i < nbodies; i++) {
+        d2o_buf_free(&bodies[i]);
+    }
+    free(bodies);
+    return (double)n / ((double)(d2o_mono_us() - t0) / 1e6);
+}
+
+int main(int argc, char **argv)
+{
+    size_t n = 100000, i, *lens;
+    int64_t v;
+    int rounds = 2, r;
+    char **items, err[256], url[512], index[64];
+    double best_sink = 0, best_loader = 0;
+
+    base = argc > 1 ? argv[1] : getenv("D2O_TEST_OPENSEARCH");
+    if (!base || (argc > 2 && d2o_parse_i64(argv[2], 1, 10000000, &v) < 0)) {
+        fprintf(stderr, "usage: bench_bulk [OPENSEARCH_URL [DOCS [ROUNDS]]]\n");
+        return 2;
+    }
+    if (argc > 2) {
+        n = (size_t)v;
+    }
+    if (argc > 3 && d2o_parse_i64(argv[3], 1, 20, &v) == 0) {
+        rounds = (int)v;
+    }
+    if (d2o_http_global_init() < 0) {
+        return 1;
+    }
+    http = d2o_http_new(NULL, err, sizeof(err));
+    if (!http) {
+        fprintf(stderr, "bench_bulk: %s\n", err);
+        return 1;
+    }
+    snprintf(index, sizeof(index), "bench-bulk-%d", (int)getpid());
+    lens = calloc(n, sizeof(*lens));
+    items = build_items(index, n, lens);
+    snprintf(url, sizeof(url), "%s/_bulk", base);
+    for (r = 0; r < rounds; r++) {
+        double s, l;
+
+        fresh_index(index);
+        s = run_sink(items, lens, n);
+        fresh_index(index);
+        l = run_loader(items, lens, n, url);
+        printf("round %d: sink %.0f docs/s, trivial loader %.0f docs/s\n", r + 1, s, l);
+        best_sink = s > best_sink ? s : best_sink;
+        best_loader = l > best_loader ? l : best_loader;
+    }
+    {
+        char path[128];
+
+        snprintf(path, sizeof(path), "/%s", index);
+        (void)call("DELETE", path, NULL);
+    }
+    printf("best: sink %.0f docs/s, loader %.0f docs/s, sink/loader %.0f%%\n", best_sink,
+           best_loader, 100.0 * best_sink / best_loader);
+    for (i = 0; i < n; i++) {
+        free(items[i]);
+    }
+    free(items);
+    free(lens);
+    d2o_http_free(http);
+    return 0;
+}
