@@ -31,8 +31,9 @@ int d2o_cli_main(int argc, char **argv);
  * environment < flags. on_opt is called for each of the subcommand's own options and returns
  * 0, or D2O_EXIT_USAGE to stop. After return, optind indexes the first operand.
  *
- * Returns 0, a D2O_EXIT_* code (usage and config errors are already printed), or -1 when --help
- * was given (usage already printed to stdout).
+ * Returns 0 (the caller owns *conf and frees it with d2o_conf_free), a D2O_EXIT_* code (usage
+ * and config errors are already printed), or -1 when --help was given (usage already printed to
+ * stdout). On any non-zero return *conf holds nothing to free.
  */
 int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopts,
                   const struct option *extra, int (*on_opt)(int opt, const char *arg, void *ctx),

@@ -161,7 +161,7 @@ int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopt
 out:
     free(opts);
     free(own);
-    if (r != 0 && r != -1) {
+    if (r != 0) {
         d2o_conf_free(conf);
     }
     return r;

@@ -16,8 +16,10 @@
 
 #include "d2o/bulk.h"
 #include "d2o/conf.h"
+#include "d2o/dlq.h"
 #include "d2o/document.h"
 #include "d2o/http.h"
+#include "d2o/pg.h"
 #include "d2o/record.h"
 #include "d2o/util.h"
 #include "d2o_config.h"
@@ -33,6 +35,7 @@ struct outcome {
 };
 
 static struct outcome outcomes[MAX_ITEMS];
+static char last_record[8192]; /* the raw change record add_change() built last */
 static char index_name[64];
 static const char *os_url;
 
@@ -144,6 +147,7 @@ static void add_change(struct d2o_bulk *b, struct d2o_config *conf, size_t cooki
                  "\"%s\"},\"title\":{\"S\":\"%s\"},\"pages\":%s}}}",
                  event, index_name, (long long)micros, id, id, title, pages_av);
     }
+    snprintf(last_record, sizeof(last_record), "%s", rec_json);
     ck_assert_msg(d2o_record_parse(rec_json, strlen(rec_json), &rec, err, sizeof(err)) == 0, "%s",
                   err);
     ck_assert_msg(d2o_doc_build(&rec, conf, &vs, &op, err, sizeof(err)) == 0, "%s", err);
@@ -274,8 +278,64 @@ START_TEST(writes_land_in_order_and_stale_ones_are_harmless)
 }
 END_TEST
 
-START_TEST(mapping_conflict_goes_to_the_dead_letter_outcome)
+/*
+ * Stores the failed record the way the worker does: a DLQ row and the checkpoint past it in one
+ * fenced transaction, in a schema of this run; then reads the row back.
+ */
+static void store_in_dlq(const char *raw, const char *error_class, const char *message)
 {
+    const char *base = need_env("D2O_TEST_PG");
+    char schema[64], conninfo[1024], q[256], err[512];
+    struct d2o_dlq_row row = {0};
+    struct d2o_checkpoint cp = {"app", "books-stream", "shardId-000000000000", "w1", 1,
+                                "200", {0, 0}};
+    PGconn *c;
+    PGresult *r;
+
+    snprintf(schema, sizeof(schema), "d2o_bulk_%d", (int)getpid());
+    c = d2o_pg_connect(base, "ddb2os-test", err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    snprintf(q, sizeof(q), "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", schema, schema);
+    PQclear(PQexec(c, q));
+    PQfinish(c);
+    snprintf(conninfo, sizeof(conninfo), "%s options=-csearch_path=%s", base, schema);
+    c = d2o_pg_connect(conninfo, "ddb2os-test", err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_msg(d2o_pg_migrate(c, NULL, NULL, err, sizeof(err)) == 0, "%s", err);
+    PQclear(PQexec(c, "INSERT INTO leases (application, stream, shard_id, owner, lease_counter,"
+                      " expires_at, checkpoint) VALUES ('app', 'books-stream',"
+                      " 'shardId-000000000000', 'w1', 1, now() + interval '10 s', '100')"));
+    row.sequence_number = "150";
+    row.table_name = index_name;
+    row.index_name = index_name;
+    row.doc_id = "bad";
+    row.version = 11;
+    row.raw = raw;
+    row.raw_len = strlen(raw);
+    row.error_class = error_class;
+    row.http_status = 400;
+    row.error_message = message;
+    row.attempts = 1;
+    ck_assert_msg(d2o_dlq_commit(c, &cp, &row, 1, err, sizeof(err)) == 0, "%s", err);
+    r = PQexec(c, "SELECT error_class, error_message, convert_from(raw_record, 'UTF8'), state"
+                  " FROM dlq");
+    ck_assert_int_eq(PQntuples(r), 1);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "mapper_parsing_exception");
+    ck_assert_msg(strstr(PQgetvalue(r, 0, 1), "failed to parse") != NULL, "%s",
+                  PQgetvalue(r, 0, 1));
+    ck_assert_str_eq(PQgetvalue(r, 0, 2), raw);
+    ck_assert_str_eq(PQgetvalue(r, 0, 3), "pending");
+    PQclear(r);
+    snprintf(q, sizeof(q), "DROP SCHEMA %s CASCADE", schema);
+    PQfinish(c);
+    c = d2o_pg_connect(base, "ddb2os-test", err, sizeof(err));
+    PQclear(PQexec(c, q));
+    PQfinish(c);
+}
+
+START_TEST(mapping_conflict_lands_in_the_dead_letter_queue)
+{
+    char bad_record[8192];
     struct d2o_http *h = http_new();
     struct d2o_config conf;
     struct d2o_bulk *b;
@@ -286,6 +346,7 @@ START_TEST(mapping_conflict_goes_to_the_dead_letter_outcome)
     b = sink(h, os_url, 100);
     add_change(b, &conf, 0, "INSERT", "ok", 10, "fine", "{\"N\":\"12\"}");
     add_change(b, &conf, 1, "INSERT", "bad", 11, "broken", "{\"S\":\"many\"}");
+    snprintf(bad_record, sizeof(bad_record), "%s", last_record);
     add_change(b, &conf, 2, "INSERT", "ok2", 12, "fine", "{\"N\":\"13\"}");
     ck_assert_int_eq(d2o_bulk_drain(b, 30000), 0);
     ck_assert_int_eq(outcomes[0].outcome, D2O_BULK_DONE);
@@ -294,6 +355,7 @@ START_TEST(mapping_conflict_goes_to_the_dead_letter_outcome)
     ck_assert_str_eq(outcomes[1].error_class, "mapper_parsing_exception");
     ck_assert_msg(strstr(outcomes[1].message, "pages") != NULL, "%s", outcomes[1].message);
     ck_assert_int_eq(d2o_bulk_stats(b)->requests, 1); /* the good items were not sent again */
+    store_in_dlq(bad_record, outcomes[1].error_class, outcomes[1].message);
     d2o_bulk_free(b);
     drop_index(h);
     d2o_conf_free(&conf);
@@ -468,7 +530,7 @@ Suite *d2o_test_suite(void)
     srandom((unsigned)getpid());
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, writes_land_in_order_and_stale_ones_are_harmless);
-    tcase_add_test(tc, mapping_conflict_goes_to_the_dead_letter_outcome);
+    tcase_add_test(tc, mapping_conflict_lands_in_the_dead_letter_queue);
     tcase_add_test(tc, injected_429s_and_503s_are_retried_until_done);
     tcase_add_test(tc, an_outage_loses_nothing);
     tcase_add_test(tc, too_large_requests_split_and_a_lone_giant_is_dead_lettered);
