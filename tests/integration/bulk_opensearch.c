@@ -5,6 +5,7 @@
  * are retried or split until every item has its outcome, with no duplicate effects.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "d2o/bulk.h"
+#include "d2o/clock.h"
 #include "d2o/conf.h"
 #include "d2o/dlq.h"
 #include "d2o/document.h"
@@ -522,6 +524,80 @@ START_TEST(too_large_requests_split_and_a_lone_giant_is_dead_lettered)
 }
 END_TEST
 
+/*
+ * A real OpenSearch restart in the middle of a stream: the node started by this checkout's
+ * scripts/services is restarted with its data kept (D2O_KEEP_DATA=1) while the sink keeps
+ * writing; every item must end done, exactly once.
+ */
+START_TEST(an_opensearch_restart_mid_stream_loses_nothing)
+{
+    struct d2o_http *h = http_new();
+    struct d2o_config conf;
+    struct d2o_bulk *b;
+    char id[32], title[64];
+    pid_t kid;
+    int status = -1;
+    size_t i, added = 0;
+    int64_t deadline;
+
+    os_url = need_env("D2O_TEST_OPENSEARCH");
+    ck_assert_int_eq(d2o_conf_init(&conf), 0);
+    fresh_index(h, NULL);
+    b = sink(h, os_url, 50);
+    for (; added < 300; added++) {
+        snprintf(id, sizeof(id), "r%zu", added);
+        add_change(b, &conf, added, "INSERT", id, 9000000 + (int64_t)added, "t", "{\"N\":\"1\"}");
+    }
+    ck_assert_int_eq(d2o_bulk_drain(b, 30000), 0);
+    kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setenv("D2O_KEEP_DATA", "1", 1);
+        execlp("bash", "bash", D2O_SOURCE_ROOT "/scripts/services", "restart", "opensearch",
+               (char *)NULL);
+        _exit(127);
+    }
+    /* Keep writing while the node goes down and comes back. */
+    deadline = d2o_mono_ms() + 90000;
+    while (d2o_mono_ms() < deadline) {
+        pid_t done = waitpid(kid, &status, WNOHANG);
+
+        if (added < 900) {
+            snprintf(id, sizeof(id), "r%zu", added);
+            add_change(b, &conf, added, "INSERT", id, 9000000 + (int64_t)added, "t",
+                       "{\"N\":\"1\"}");
+            added++;
+        }
+        d2o_bulk_tick(b, d2o_mono_ms());
+        ck_assert_int_ge(d2o_http_run(h, NULL, 0, 10), 0);
+        if (done == kid) {
+            break;
+        }
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "scripts/services restart opensearch failed (status %d): this test needs the "
+                  "services started by this checkout's scripts/services",
+                  status);
+    ck_assert_int_eq(d2o_bulk_drain(b, 90000), 0);
+    ck_assert_int_gt(d2o_bulk_stats(b)->request_failures, 0); /* the outage was seen */
+    for (i = 0; i < added; i++) {
+        ck_assert_int_eq(outcomes[i].seen, 1);
+        ck_assert_msg(outcomes[i].outcome == D2O_BULK_DONE, "item %zu: %d %s", i,
+                      outcomes[i].outcome, outcomes[i].message);
+    }
+    ck_assert_int_eq(count_docs(h), (long long)added);
+    ck_assert_int_eq(doc_version(h, "r0", title, sizeof(title)), 9000000);
+    d2o_bulk_free(b);
+    drop_index(h);
+    d2o_conf_free(&conf);
+    d2o_http_free(h);
+}
+END_TEST
+
 Suite *d2o_test_suite(void)
 {
     Suite *s = suite_create("bulk_opensearch");
@@ -534,6 +610,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, injected_429s_and_503s_are_retried_until_done);
     tcase_add_test(tc, an_outage_loses_nothing);
     tcase_add_test(tc, too_large_requests_split_and_a_lone_giant_is_dead_lettered);
+    tcase_add_test(tc, an_opensearch_restart_mid_stream_loses_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
