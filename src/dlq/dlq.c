@@ -124,9 +124,10 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
     size_t i;
     int ret = -EIO;
 
-    if (!cp->position || (position_rank(cp->position) == 1 &&
-                          (strspn(cp->position, "0123456789") != strlen(cp->position) ||
-                           strlen(cp->position) > 129))) {
+    if (!cp->position || !*cp->position ||
+        (position_rank(cp->position) == 1 &&
+         (strspn(cp->position, "0123456789") != strlen(cp->position) ||
+          strlen(cp->position) > 129))) {
         snprintf(errstr, errstr_size, "checkpoint '%.40s' is not a sequence number or SHARD_END",
                  cp->position ? cp->position : "(null)");
         return -EINVAL;
