@@ -39,6 +39,15 @@ int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopt
                   const struct option *extra, int (*on_opt)(int opt, const char *arg, void *ctx),
                   void *ctx, struct d2o_config *conf);
 
+/*
+ * d2o_cli_parse() for a command that takes no operands. Returns -1 when the command goes on (the
+ * caller owns *conf), or the exit code to return: 0 after --help, 2 for wrong arguments (also an
+ * unexpected operand), 78 for a bad setting; then *conf holds nothing to free.
+ */
+int d2o_cli_start(int argc, char **argv, const char *usage, const struct option *extra,
+                  int (*on_opt)(int opt, const char *arg, void *ctx), void *ctx,
+                  struct d2o_config *conf);
+
 /* Prints "ddb2os CMD: message" and the hint to use --help on stderr; returns D2O_EXIT_USAGE. */
 __attribute__((format(printf, 2, 3))) int d2o_cli_usage_error(const char *cmd, const char *fmt,
                                                               ...);

@@ -167,6 +167,25 @@ out:
     return r;
 }
 
+int d2o_cli_start(int argc, char **argv, const char *usage, const struct option *extra,
+                  int (*on_opt)(int opt, const char *arg, void *ctx), void *ctx,
+                  struct d2o_config *conf)
+{
+    int r = d2o_cli_parse(argc, argv, usage, NULL, extra, on_opt, ctx, conf);
+
+    if (r == -1) {
+        return D2O_EXIT_OK;
+    }
+    if (r != 0) {
+        return r;
+    }
+    if (optind < argc) {
+        d2o_conf_free(conf);
+        return d2o_cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+    }
+    return -1;
+}
+
 static void apply_log_config(const struct d2o_config *conf)
 {
     unsigned cats = 0;
@@ -199,14 +218,10 @@ static int cmd_config_doc(int argc, char **argv)
                                 "docs/configuration.md is this output.\n";
     struct d2o_config conf;
     struct d2o_buf out = D2O_BUF_INIT;
-    int r = d2o_cli_parse(argc, argv, usage, NULL, NULL, NULL, NULL, &conf);
+    int r = d2o_cli_start(argc, argv, usage, NULL, NULL, NULL, &conf);
 
-    if (r != 0) {
-        return r == -1 ? D2O_EXIT_OK : r;
-    }
-    if (optind < argc) {
-        d2o_conf_free(&conf);
-        return d2o_cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+    if (r >= 0) {
+        return r;
     }
     r = d2o_conf_doc(&out);
     if (r == 0) {
@@ -226,14 +241,10 @@ static int cmd_check_config(int argc, char **argv)
         "every key with its value. Secrets are shown as (secret). Exit 0 if valid, 78 if not.\n";
     struct d2o_config conf;
     size_t i;
-    int r = d2o_cli_parse(argc, argv, usage, NULL, NULL, NULL, NULL, &conf);
+    int r = d2o_cli_start(argc, argv, usage, NULL, NULL, NULL, &conf);
 
-    if (r != 0) {
-        return r == -1 ? D2O_EXIT_OK : r;
-    }
-    if (optind < argc) {
-        d2o_conf_free(&conf);
-        return d2o_cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+    if (r >= 0) {
+        return r;
     }
     apply_log_config(&conf);
     for (i = 0; i < d2o_conf_table_len; i++) {

@@ -30,14 +30,10 @@ int d2o_cmd_migrate(int argc, char **argv)
     PGconn *c = NULL;
     char err[512];
     int status_only = 0, from = 0, to = 0;
-    int r = d2o_cli_parse(argc, argv, usage, NULL, extra, on_opt, &status_only, &conf);
+    int r = d2o_cli_start(argc, argv, usage, extra, on_opt, &status_only, &conf);
 
-    if (r != 0) {
-        return r == -1 ? D2O_EXIT_OK : r;
-    }
-    if (optind < argc) {
-        d2o_conf_free(&conf);
-        return d2o_cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+    if (r >= 0) {
+        return r;
     }
     c = d2o_pg_connect(conf.pg_conninfo, "ddb2os migrate", err, sizeof(err));
     if (!c) {

@@ -30,14 +30,10 @@ int d2o_cmd_transform(int argc, char **argv)
     size_t cap = 0;
     ssize_t len;
     unsigned long lineno = 0, bad = 0;
-    int r = d2o_cli_parse(argc, argv, usage, NULL, NULL, NULL, NULL, &conf);
+    int r = d2o_cli_start(argc, argv, usage, NULL, NULL, NULL, &conf);
 
-    if (r != 0) {
-        return r == -1 ? D2O_EXIT_OK : r;
-    }
-    if (optind < argc) {
-        d2o_conf_free(&conf);
-        return d2o_cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+    if (r >= 0) {
+        return r;
     }
     while ((len = getline(&line, &cap, stdin)) >= 0) {
         struct d2o_record rec;
