@@ -1,0 +1,116 @@
+/*
+ * Shard leases in PostgreSQL.
+ *
+ * A lease row per (application, stream, shard) says which worker owns the shard and until when.
+ * Expiry is judged by the database's clock (now()), never by a worker's. The lease counter is the
+ * lease's epoch: it changes on every change of owner (take, steal, handoff, release) and never on
+ * a renewal, so every checkpoint fenced on (owner, counter) belongs to exactly one epoch, and a
+ * worker that lost its lease can never move a checkpoint (see d2o_dlq_commit).
+ *
+ *   take      unowned or expired leases, with FOR UPDATE SKIP LOCKED so concurrent takers never
+ *             pick the same row; a child shard only once every parent is at SHARD_END or has no
+ *             row (aged out of retention)
+ *   renew     all of a worker's leases in one statement; a lease that expired is not renewed
+ *             (it is lost, even if nobody has taken it yet)
+ *   release   on drain: owner cleared, counter + 1
+ *   handoff   a worker below its target marks one lease of the most loaded worker with
+ *             pending_owner and a deadline; the owner checkpoints at its next batch boundary and
+ *             hands it over (owner = pending_owner, counter + 1); after the deadline the lease
+ *             counts as available to the requester
+ *
+ * Every change of owner appends a row to lease_events.
+ *
+ * @process worker (the connection is the worker's own, opened after fork()).
+ */
+#ifndef D2O_LEASE_H
+#define D2O_LEASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "d2o/document.h"
+
+/* One lease as a worker holds it. Strings are owned; free the list with d2o_lease_list_free. */
+struct d2o_lease {
+    char *stream;
+    char *shard_id;
+    char *owner;
+    int64_t counter;
+    char *checkpoint;
+    struct d2o_version_state version_state;
+    char *pending_owner; /* NULL unless a handoff was requested */
+};
+
+struct d2o_lease_list {
+    struct d2o_lease *items;
+    size_t n;
+};
+
+void d2o_lease_list_free(struct d2o_lease_list *l);
+
+/* Creates the lease row of a shard if it has none. parents: NULL-terminated, may be NULL. */
+__attribute__((warn_unused_result)) int d2o_lease_ensure(PGconn *c, const char *application,
+                                                         const char *stream, const char *shard_id,
+                                                         const char *const *parents,
+                                                         const char *initial_checkpoint,
+                                                         char *errstr, size_t errstr_size);
+
+/*
+ * Takes up to max available leases of stream for owner, each for lease_ms from now() by the
+ * database's clock. Available: unowned, expired, or with an expired handoff requested by owner;
+ * and every parent done. Taken leases are appended to out. Returns the number taken or -EIO.
+ */
+int d2o_lease_take(PGconn *c, const char *application, const char *stream, const char *owner,
+                   int max, int64_t lease_ms, struct d2o_lease_list *out, char *errstr,
+                   size_t errstr_size);
+
+/*
+ * Renews every lease owner holds and has not let expire, in one statement. The renewed leases
+ * are returned in out (with any pending handoff request); a lease the worker thinks it holds and
+ * that is missing from out is lost. Returns the number renewed or -EIO.
+ */
+int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, int64_t lease_ms,
+                        struct d2o_lease_list *out, char *errstr, size_t errstr_size);
+
+/* Releases one lease (fenced on owner and counter). Returns 0, D2O_LEASE_E_LOST or -EIO. */
+__attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char *application,
+                                                          const struct d2o_lease *l, char *errstr,
+                                                          size_t errstr_size);
+
+/*
+ * Asks for one lease of the most loaded other live owner of stream to be handed to requester,
+ * with a deadline of handoff_ms. Returns 1 when a request was placed, 0 when there is nothing to
+ * ask for (nobody above target), or -EIO.
+ */
+int d2o_lease_request_handoff(PGconn *c, const char *application, const char *stream,
+                              const char *requester, int target, int64_t handoff_ms, char *errstr,
+                              size_t errstr_size);
+
+/* The owner's side of a handoff: gives l to its pending owner (fenced). 0, D2O_LEASE_E_LOST, -EIO.
+ */
+__attribute__((warn_unused_result)) int d2o_lease_hand_over(PGconn *c, const char *application,
+                                                            const struct d2o_lease *l, char *errstr,
+                                                            size_t errstr_size);
+
+/*
+ * How many leases a worker should hold: ceil(leases / live workers), at least 1 when there are
+ * leases. Pure.
+ */
+int d2o_lease_target(int leases, int live_workers);
+
+/* Records that worker id is alive (workers row: host, pid, task, leases held, heartbeat now()). */
+__attribute__((warn_unused_result)) int
+d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, const char *host, int pid,
+                    const char *task_id, int leases_held, char *errstr, size_t errstr_size);
+
+/*
+ * Counts the stream's unfinished leases and the live workers (heartbeat within window_ms by the
+ * database's clock). Returns 0 or -EIO.
+ */
+int d2o_lease_census(PGconn *c, const char *application, const char *stream, int64_t window_ms,
+                     int *leases, int *live_workers, char *errstr, size_t errstr_size);
+
+#endif

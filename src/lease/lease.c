@@ -1,0 +1,381 @@
+/* Shard leases in PostgreSQL; see include/d2o/lease.h for the protocol. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "d2o/buf.h"
+#include "d2o/lease.h"
+#include "d2o/pg.h"
+#include "d2o/util.h"
+
+/* now() + ms, as SQL over a text parameter. */
+#define AFTER_MS(p) "now() + make_interval(secs => " p "::double precision / 1000)"
+
+void d2o_lease_list_free(struct d2o_lease_list *l)
+{
+    size_t i;
+
+    if (!l) {
+        return;
+    }
+    for (i = 0; i < l->n; i++) {
+        free(l->items[i].stream);
+        free(l->items[i].shard_id);
+        free(l->items[i].owner);
+        free(l->items[i].checkpoint);
+        free(l->items[i].pending_owner);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+int d2o_lease_target(int leases, int live_workers)
+{
+    if (leases <= 0) {
+        return 0;
+    }
+    if (live_workers <= 1) {
+        return leases;
+    }
+    return (leases + live_workers - 1) / live_workers;
+}
+
+static char *dup_or_null(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
+}
+
+/* Appends rows (stream, shard_id, owner, counter, checkpoint, last_ms, seq, pending_owner). */
+static int append_rows(PGresult *r, struct d2o_lease_list *out)
+{
+    int rows = PQntuples(r), i;
+    struct d2o_lease *grown;
+
+    if (rows == 0) {
+        return 0;
+    }
+    grown = realloc(out->items, (out->n + (size_t)rows) * sizeof(*grown));
+    if (!grown) {
+        return -ENOMEM;
+    }
+    out->items = grown;
+    for (i = 0; i < rows; i++) {
+        struct d2o_lease *l = &out->items[out->n];
+        int64_t v = 0;
+
+        memset(l, 0, sizeof(*l));
+        l->stream = dup_or_null(r, i, 0);
+        l->shard_id = dup_or_null(r, i, 1);
+        l->owner = dup_or_null(r, i, 2);
+        l->checkpoint = dup_or_null(r, i, 4);
+        l->pending_owner = dup_or_null(r, i, 7);
+        out->n++;
+        if (d2o_parse_i64(PQgetvalue(r, i, 3), 0, INT64_MAX, &l->counter) < 0 ||
+            d2o_parse_i64(PQgetvalue(r, i, 5), 0, INT64_MAX, &l->version_state.last_ms) < 0 ||
+            d2o_parse_i64(PQgetvalue(r, i, 6), 0, 1000, &v) < 0 || !l->stream || !l->shard_id ||
+            !l->checkpoint) {
+            return -EIO;
+        }
+        l->version_state.seq_in_ms = (uint32_t)v;
+    }
+    return rows;
+}
+
+static int query_into(PGconn *c, const char *sql, int n, const char *const *values,
+                      struct d2o_lease_list *out, const char *what, char *errstr, size_t en)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, values, NULL, NULL, 0);
+    int got;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, what, errstr, en);
+        PQclear(r);
+        return -EIO;
+    }
+    got = append_rows(r, out);
+    PQclear(r);
+    if (got < 0) {
+        snprintf(errstr, en, "%s: unreadable lease row", what);
+        return -EIO;
+    }
+    return got;
+}
+
+int d2o_lease_ensure(PGconn *c, const char *application, const char *stream, const char *shard_id,
+                     const char *const *parents, const char *initial_checkpoint, char *errstr,
+                     size_t errstr_size)
+{
+    static const char sql[] = "INSERT INTO leases (application, stream, shard_id, parent_shard_ids,"
+                              " checkpoint) VALUES ($1, $2, $3, $4::text[], $5)"
+                              " ON CONFLICT DO NOTHING";
+    struct d2o_buf arr = D2O_BUF_INIT;
+    const char *values[5];
+    PGresult *r;
+    size_t i;
+    int ret = 0;
+
+    ret |= d2o_buf_putc(&arr, '{');
+    for (i = 0; parents && parents[i]; i++) {
+        ret |= d2o_buf_printf(&arr, "%s\"%s\"", i ? "," : "", parents[i]);
+    }
+    ret |= d2o_buf_putc(&arr, '}');
+    if (ret) {
+        d2o_buf_free(&arr);
+        return -ENOMEM;
+    }
+    values[0] = application;
+    values[1] = stream;
+    values[2] = shard_id;
+    values[3] = arr.data;
+    values[4] = initial_checkpoint;
+    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        d2o_pg_error(c, r, "creating a lease row", errstr, errstr_size);
+        ret = -EIO;
+    }
+    PQclear(r);
+    d2o_buf_free(&arr);
+    return ret;
+}
+
+int d2o_lease_take(PGconn *c, const char *application, const char *stream, const char *owner,
+                   int max, int64_t lease_ms, struct d2o_lease_list *out, char *errstr,
+                   size_t errstr_size)
+{
+    static const char sql[] =
+        "WITH candidates AS ("
+        "  SELECT l.shard_id, l.owner AS prev_owner, l.pending_owner AS prev_pending"
+        "  FROM leases l"
+        "  WHERE l.application = $1 AND l.stream = $2 AND l.checkpoint <> 'SHARD_END'"
+        "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= now()"
+        "         OR (l.pending_owner = $3 AND l.handoff_deadline <= now()))"
+        "    AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
+        "      AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
+        "      AND p.checkpoint <> 'SHARD_END')"
+        "  ORDER BY l.shard_id LIMIT $4"
+        "  FOR UPDATE OF l SKIP LOCKED),"
+        " taken AS ("
+        "  UPDATE leases t SET owner = $3, lease_counter = t.lease_counter + 1,"
+        "    expires_at = " AFTER_MS(
+            "$5") ","
+                  "    owner_switches = t.owner_switches + 1, pending_owner = NULL,"
+                  "    handoff_deadline = NULL, updated_at = now()"
+                  "  FROM candidates c WHERE t.application = $1 AND t.stream = $2"
+                  "    AND t.shard_id = c.shard_id"
+                  "  RETURNING t.stream, t.shard_id, t.owner, t.lease_counter, t.checkpoint,"
+                  "    t.version_last_ms, t.version_seq_in_ms, t.pending_owner, c.prev_owner,"
+                  "    c.prev_pending),"
+                  " events AS ("
+                  "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
+                  "previous_owner,"
+                  "    lease_counter)"
+                  "  SELECT $1, stream, shard_id,"
+                  "    CASE WHEN prev_owner IS NULL THEN 'take' WHEN prev_pending = $3 THEN 'steal'"
+                  "         ELSE 'expire' END,"
+                  "    owner, prev_owner, lease_counter FROM taken)"
+                  " SELECT stream, shard_id, owner, lease_counter, checkpoint, version_last_ms,"
+                  "   version_seq_in_ms, pending_owner FROM taken ORDER BY shard_id";
+    char maxs[16], ms[24];
+    const char *values[5];
+
+    if (max <= 0) {
+        return 0;
+    }
+    snprintf(maxs, sizeof(maxs), "%d", max);
+    snprintf(ms, sizeof(ms), "%" PRId64, lease_ms);
+    values[0] = application;
+    values[1] = stream;
+    values[2] = owner;
+    values[3] = maxs;
+    values[4] = ms;
+    return query_into(c, sql, 5, values, out, "taking leases", errstr, errstr_size);
+}
+
+int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, int64_t lease_ms,
+                        struct d2o_lease_list *out, char *errstr, size_t errstr_size)
+{
+    static const char sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
+        "$3") ", updated_at = now()"
+              " WHERE application = $1 AND owner = $2 AND expires_at > now()"
+              " RETURNING stream, shard_id, owner, lease_counter, checkpoint, version_last_ms,"
+              "   version_seq_in_ms, pending_owner";
+    char ms[24];
+    const char *values[3];
+
+    snprintf(ms, sizeof(ms), "%" PRId64, lease_ms);
+    values[0] = application;
+    values[1] = owner;
+    values[2] = ms;
+    return query_into(c, sql, 3, values, out, "renewing leases", errstr, errstr_size);
+}
+
+/* Runs a fenced owner change that returns one row on success. */
+static int fenced(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
+                  const char *what, char *errstr, size_t errstr_size)
+{
+    char counter[24];
+    const char *values[5];
+    PGresult *r;
+    int ret = 0;
+
+    snprintf(counter, sizeof(counter), "%" PRId64, l->counter);
+    values[0] = application;
+    values[1] = l->stream;
+    values[2] = l->shard_id;
+    values[3] = l->owner;
+    values[4] = counter;
+    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, what, errstr, errstr_size);
+        ret = -EIO;
+    } else if (PQntuples(r) == 0) {
+        snprintf(errstr, errstr_size, "%s: shard %s is no longer leased to %s with counter %s",
+                 what, l->shard_id, l->owner, counter);
+        ret = D2O_LEASE_E_LOST;
+    }
+    PQclear(r);
+    return ret;
+}
+
+int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
+                      size_t errstr_size)
+{
+    static const char sql[] =
+        "WITH r AS (UPDATE leases SET owner = NULL, expires_at = NULL,"
+        "   lease_counter = lease_counter + 1, pending_owner = NULL, handoff_deadline = NULL,"
+        "   updated_at = now()"
+        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+        "   AND lease_counter = $5 RETURNING lease_counter)"
+        " INSERT INTO lease_events (application, stream, shard_id, event, owner, previous_owner,"
+        "   lease_counter)"
+        " SELECT $1, $2, $3, 'release', NULL, $4, lease_counter FROM r RETURNING id";
+
+    return fenced(c, sql, application, l, "releasing a lease", errstr, errstr_size);
+}
+
+int d2o_lease_hand_over(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
+                        size_t errstr_size)
+{
+    static const char sql[] =
+        "WITH h AS (UPDATE leases SET owner = pending_owner, lease_counter = lease_counter + 1,"
+        "   owner_switches = owner_switches + 1, pending_owner = NULL, handoff_deadline = NULL,"
+        "   updated_at = now()"
+        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+        "   AND lease_counter = $5 AND pending_owner IS NOT NULL"
+        " RETURNING owner, lease_counter)"
+        " INSERT INTO lease_events (application, stream, shard_id, event, owner, previous_owner,"
+        "   lease_counter)"
+        " SELECT $1, $2, $3, 'steal', owner, $4, lease_counter FROM h RETURNING id";
+
+    return fenced(c, sql, application, l, "handing a lease over", errstr, errstr_size);
+}
+
+int d2o_lease_request_handoff(PGconn *c, const char *application, const char *stream,
+                              const char *requester, int target, int64_t handoff_ms, char *errstr,
+                              size_t errstr_size)
+{
+    static const char sql[] =
+        "WITH busiest AS ("
+        "  SELECT owner FROM leases WHERE application = $1 AND stream = $2"
+        "    AND owner IS NOT NULL AND owner <> $3 AND expires_at > now()"
+        "    AND checkpoint <> 'SHARD_END'"
+        "  GROUP BY owner HAVING count(*) > $4::int"
+        "  ORDER BY count(*) DESC, owner LIMIT 1),"
+        " victim AS ("
+        "  SELECT l.shard_id FROM leases l JOIN busiest b ON l.owner = b.owner"
+        "  WHERE l.application = $1 AND l.stream = $2 AND l.pending_owner IS NULL"
+        "    AND l.checkpoint <> 'SHARD_END' AND l.expires_at > now()"
+        "    AND NOT EXISTS (SELECT 1 FROM leases q WHERE q.application = $1 AND q.stream = $2"
+        "      AND q.pending_owner = $3)"
+        "  ORDER BY l.shard_id LIMIT 1 FOR UPDATE OF l SKIP LOCKED)"
+        " UPDATE leases SET pending_owner = $3, handoff_deadline = " AFTER_MS(
+            "$5") " FROM victim WHERE leases.application = $1 AND leases.stream = $2"
+                  "   AND leases.shard_id = victim.shard_id RETURNING leases.shard_id";
+    char targets[16], ms[24];
+    const char *values[5];
+    PGresult *r;
+    int ret;
+
+    snprintf(targets, sizeof(targets), "%d", target);
+    snprintf(ms, sizeof(ms), "%" PRId64, handoff_ms);
+    values[0] = application;
+    values[1] = stream;
+    values[2] = requester;
+    values[3] = targets;
+    values[4] = ms;
+    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "requesting a handoff", errstr, errstr_size);
+        PQclear(r);
+        return -EIO;
+    }
+    ret = PQntuples(r) > 0 ? 1 : 0;
+    PQclear(r);
+    return ret;
+}
+
+int d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, const char *host,
+                        int pid, const char *task_id, int leases_held, char *errstr,
+                        size_t errstr_size)
+{
+    static const char sql[] =
+        "INSERT INTO workers (application, id, host, pid, task_id, leases_held)"
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (application, id) DO UPDATE SET heartbeat_at = now(),"
+        "   leases_held = EXCLUDED.leases_held, host = EXCLUDED.host, pid = EXCLUDED.pid,"
+        "   task_id = EXCLUDED.task_id";
+    char pids[16], held[16];
+    const char *values[6];
+    PGresult *r;
+    int ret = 0;
+
+    snprintf(pids, sizeof(pids), "%d", pid);
+    snprintf(held, sizeof(held), "%d", leases_held);
+    values[0] = application;
+    values[1] = id;
+    values[2] = host;
+    values[3] = pids;
+    values[4] = task_id;
+    values[5] = held;
+    r = PQexecParams(c, sql, 6, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        d2o_pg_error(c, r, "worker heartbeat", errstr, errstr_size);
+        ret = -EIO;
+    }
+    PQclear(r);
+    return ret;
+}
+
+int d2o_lease_census(PGconn *c, const char *application, const char *stream, int64_t window_ms,
+                     int *leases, int *live_workers, char *errstr, size_t errstr_size)
+{
+    static const char sql[] =
+        "SELECT (SELECT count(*) FROM leases WHERE application = $1 AND stream = $2"
+        "          AND checkpoint <> 'SHARD_END'),"
+        "       (SELECT count(*) FROM workers WHERE application = $1"
+        "          AND heartbeat_at > now() - make_interval(secs => $3::double precision / 1000))";
+    char ms[24];
+    const char *values[3];
+    PGresult *r;
+    int64_t a = 0, b = 0;
+
+    snprintf(ms, sizeof(ms), "%" PRId64, window_ms);
+    values[0] = application;
+    values[1] = stream;
+    values[2] = ms;
+    r = PQexecParams(c, sql, 3, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT32_MAX, &a) < 0 ||
+        d2o_parse_i64(PQgetvalue(r, 0, 1), 0, INT32_MAX, &b) < 0) {
+        d2o_pg_error(c, r, "lease census", errstr, errstr_size);
+        PQclear(r);
+        return -EIO;
+    }
+    PQclear(r);
+    *leases = (int)a;
+    *live_workers = (int)b;
+    return 0;
+}
