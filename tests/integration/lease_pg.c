@@ -16,65 +16,20 @@
 #include "d2o/lease.h"
 #include "d2o/pg.h"
 #include "d2o_test.h"
+#include "pg_fixture.h"
 
 #define APP "app"
 #define STREAM "orders-stream"
 #define LEASE_MS 10000
 
-static char schema[64];
-static char conninfo[1024];
-
-static PGconn *conn(void)
-{
-    char err[512];
-    PGconn *c = d2o_pg_connect(conninfo, "ddb2os-test", err, sizeof(err));
-
-    ck_assert_msg(c != NULL, "%s", err);
-    return c;
-}
-
-static void sql(PGconn *c, const char *q)
-{
-    PGresult *r = PQexec(c, q);
-
-    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-                  "%s: %s", q, PQresultErrorMessage(r));
-    PQclear(r);
-}
-
-static char *scalar(PGconn *c, const char *q)
-{
-    PGresult *r = PQexec(c, q);
-    char *v;
-
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s: %s", q,
-                  PQresultErrorMessage(r));
-    v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 static void setup(void)
 {
-    const char *base = getenv("D2O_TEST_PG");
-    char q[128], err[512];
     PGconn *c;
+    char err[512];
     int i;
 
-    if (!base || !*base) {
-        ck_abort_msg("D2O_TEST_PG is not set: run scripts/services start and export "
-                     "scripts/services env");
-    }
-    snprintf(schema, sizeof(schema), "d2o_lease_%d_%lld", (int)getpid(),
-             (long long)(d2o_mono_us() % 1000000));
-    c = d2o_pg_connect(base, "ddb2os-test", err, sizeof(err));
-    ck_assert_msg(c != NULL, "%s", err);
-    snprintf(q, sizeof(q), "CREATE SCHEMA %s", schema);
-    sql(c, q);
-    PQfinish(c);
-    snprintf(conninfo, sizeof(conninfo), "%s options=-csearch_path=%s", base, schema);
-    c = conn();
-    ck_assert_msg(d2o_pg_migrate(c, NULL, NULL, err, sizeof(err)) == 0, "%s", err);
+    pgfx_setup("d2o_lease", 1);
+    c = pgfx_conn();
     for (i = 0; i < 8; i++) {
         char shard[32];
 
@@ -85,24 +40,13 @@ static void setup(void)
     PQfinish(c);
 }
 
-static void teardown(void)
-{
-    char q[128], err[512];
-    PGconn *c = d2o_pg_connect(getenv("D2O_TEST_PG"), "ddb2os-test", err, sizeof(err));
-
-    if (c) {
-        snprintf(q, sizeof(q), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-        PQclear(PQexec(c, q));
-        PQfinish(c);
-    }
-}
-
 /* No shard ever had two owners in one lease epoch. */
 static void assert_one_owner_per_epoch(PGconn *c)
 {
-    char *v = scalar(c, "SELECT count(*) FROM (SELECT shard_id, lease_counter FROM lease_events"
-                        " WHERE owner IS NOT NULL GROUP BY 1, 2"
-                        " HAVING count(DISTINCT owner) > 1) AS doubles");
+    char *v =
+        pgfx_scalar(c, "SELECT count(*) FROM (SELECT shard_id, lease_counter FROM lease_events"
+                       " WHERE owner IS NOT NULL GROUP BY 1, 2"
+                       " HAVING count(DISTINCT owner) > 1) AS doubles");
 
     ck_assert_str_eq(v, "0");
     free(v);
@@ -110,7 +54,7 @@ static void assert_one_owner_per_epoch(PGconn *c)
 
 START_TEST(take_renew_and_expire_by_the_database_clock)
 {
-    PGconn *c = conn();
+    PGconn *c = pgfx_conn();
     struct d2o_lease_list a = {0}, b = {0}, renewed = {0};
     char err[512];
     struct d2o_checkpoint cp;
@@ -126,7 +70,7 @@ START_TEST(take_renew_and_expire_by_the_database_clock)
     d2o_lease_list_free(&renewed);
 
     /* w-a stops renewing; by the database's clock its leases expire and w-b takes them. */
-    sql(c, "UPDATE leases SET expires_at = now() - interval '1 ms' WHERE owner = 'w-a'");
+    pgfx_sql(c, "UPDATE leases SET expires_at = now() - interval '1 ms' WHERE owner = 'w-a'");
     ck_assert_int_eq(d2o_lease_renew_all(c, APP, "w-a", LEASE_MS, &renewed, err, sizeof(err)), 0);
     ck_assert_int_eq(d2o_lease_take(c, APP, STREAM, "w-b", 8, LEASE_MS, &b, err, sizeof(err)), 5);
     /* w-a's checkpoint in its old epoch is refused; w-b's in the new one goes through. */
@@ -137,8 +81,8 @@ START_TEST(take_renew_and_expire_by_the_database_clock)
     cp.lease_counter = a.items[0].counter + 1;
     ck_assert_msg(d2o_dlq_commit(c, &cp, NULL, 0, err, sizeof(err)) == 0, "%s", err);
     {
-        char *v = scalar(c, "SELECT count(*) FROM lease_events WHERE event = 'expire'"
-                            " AND previous_owner = 'w-a' AND owner = 'w-b'");
+        char *v = pgfx_scalar(c, "SELECT count(*) FROM lease_events WHERE event = 'expire'"
+                                 " AND previous_owner = 'w-a' AND owner = 'w-b'");
 
         ck_assert_str_eq(v, "5");
         free(v);
@@ -161,7 +105,7 @@ START_TEST(concurrent_takers_never_share_a_shard)
         kids[i] = fork();
         ck_assert_int_ge(kids[i], 0);
         if (kids[i] == 0) {
-            PGconn *k = conn();
+            PGconn *k = pgfx_conn();
             struct d2o_lease_list got = {0};
             char owner[16], err[512];
             int n;
@@ -177,8 +121,8 @@ START_TEST(concurrent_takers_never_share_a_shard)
         total += WEXITSTATUS(status);
     }
     ck_assert_int_eq(total, 8);
-    c = conn();
-    v = scalar(c, "SELECT count(*) FROM leases WHERE owner IS NOT NULL");
+    c = pgfx_conn();
+    v = pgfx_scalar(c, "SELECT count(*) FROM leases WHERE owner IS NOT NULL");
     ck_assert_str_eq(v, "8");
     free(v);
     assert_one_owner_per_epoch(c);
@@ -188,7 +132,7 @@ END_TEST
 
 START_TEST(children_wait_for_their_parents)
 {
-    PGconn *c = conn();
+    PGconn *c = pgfx_conn();
     struct d2o_lease_list got = {0};
     const char *parents[] = {"shardId-000000000000", "shardId-000000000001", NULL};
     char err[512];
@@ -222,7 +166,7 @@ END_TEST
 
 START_TEST(release_and_graceful_handoff)
 {
-    PGconn *c = conn();
+    PGconn *c = pgfx_conn();
     struct d2o_lease_list a = {0}, b = {0}, renewed = {0};
     char err[512];
     size_t i;
@@ -258,14 +202,14 @@ START_TEST(release_and_graceful_handoff)
     /* A second request whose owner never answers: after the deadline the requester takes it. */
     ck_assert_int_eq(d2o_lease_request_handoff(c, APP, STREAM, "w-b", 3, 30000, err, sizeof(err)),
                      1);
-    sql(c, "UPDATE leases SET handoff_deadline = now() - interval '1 ms'"
-           " WHERE pending_owner = 'w-b'");
+    pgfx_sql(c, "UPDATE leases SET handoff_deadline = now() - interval '1 ms'"
+                " WHERE pending_owner = 'w-b'");
     ck_assert_int_eq(d2o_lease_take(c, APP, STREAM, "w-b", 1, LEASE_MS, &b, err, sizeof(err)), 1);
-    v = scalar(c, "SELECT count(*) FILTER (WHERE event = 'steal') || '/' ||"
-                  " count(*) FILTER (WHERE event = 'release') FROM lease_events");
+    v = pgfx_scalar(c, "SELECT count(*) FILTER (WHERE event = 'steal') || '/' ||"
+                       " count(*) FILTER (WHERE event = 'release') FROM lease_events");
     ck_assert_str_eq(v, "2/1");
     free(v);
-    v = scalar(c, "SELECT count(*) FROM leases WHERE owner = 'w-b'");
+    v = pgfx_scalar(c, "SELECT count(*) FROM leases WHERE owner = 'w-b'");
     ck_assert_str_eq(v, "3");
     free(v);
     assert_one_owner_per_epoch(c);
@@ -278,7 +222,7 @@ END_TEST
 
 START_TEST(census_counts_live_workers)
 {
-    PGconn *c = conn();
+    PGconn *c = pgfx_conn();
     char err[512];
     int leases = -1, workers = -1;
 
@@ -286,7 +230,7 @@ START_TEST(census_counts_live_workers)
         d2o_lease_heartbeat(c, APP, "w-a", "host-1", 11, "task-1", 0, err, sizeof(err)), 0);
     ck_assert_int_eq(
         d2o_lease_heartbeat(c, APP, "w-b", "host-2", 12, "task-2", 0, err, sizeof(err)), 0);
-    sql(c, "UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE id = 'w-b'");
+    pgfx_sql(c, "UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE id = 'w-b'");
     ck_assert_int_eq(d2o_lease_census(c, APP, STREAM, 30000, &leases, &workers, err, sizeof(err)),
                      0);
     ck_assert_int_eq(leases, 8);
@@ -301,7 +245,7 @@ Suite *d2o_test_suite(void)
     Suite *s = suite_create("lease_pg");
     TCase *tc = tcase_create("lease");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, setup, pgfx_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, take_renew_and_expire_by_the_database_clock);
     tcase_add_test(tc, concurrent_takers_never_share_a_shard);

@@ -14,91 +14,30 @@
 #include "d2o/dlq.h"
 #include "d2o/pg.h"
 #include "d2o_test.h"
-
-static char schema[64];
-static char conninfo[1024];
-
-static PGconn *connect_test(void)
-{
-    char err[512];
-    PGconn *c = d2o_pg_connect(conninfo, "ddb2os-test", err, sizeof(err));
-
-    ck_assert_msg(c != NULL, "%s", err);
-    return c;
-}
-
-static void sql(PGconn *c, const char *q)
-{
-    PGresult *r = PQexec(c, q);
-
-    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-                  "%s: %s", q, PQresultErrorMessage(r));
-    PQclear(r);
-}
-
-static char *scalar(PGconn *c, const char *q)
-{
-    PGresult *r = PQexec(c, q);
-    char *v;
-
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s: %s", q,
-                  PQresultErrorMessage(r));
-    v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
+#include "pg_fixture.h"
 
 static void setup(void)
 {
-    const char *base = getenv("D2O_TEST_PG");
-    PGconn *c;
-    char q[128];
-    char err[512];
-
-    if (!base || !*base) {
-        ck_abort_msg("D2O_TEST_PG is not set: run scripts/services start and export "
-                     "scripts/services env");
-    }
-    snprintf(schema, sizeof(schema), "d2o_test_%d_%lld", (int)getpid(),
-             (long long)(d2o_mono_us() % 1000000));
-    c = d2o_pg_connect(base, "ddb2os-test", err, sizeof(err));
-    ck_assert_msg(c != NULL, "%s", err);
-    snprintf(q, sizeof(q), "CREATE SCHEMA %s", schema);
-    sql(c, q);
-    PQfinish(c);
-    snprintf(conninfo, sizeof(conninfo), "%s options=-csearch_path=%s", base, schema);
-}
-
-static void teardown(void)
-{
-    PGconn *c;
-    char q[128];
-    char err[512];
-
-    c = d2o_pg_connect(getenv("D2O_TEST_PG"), "ddb2os-test", err, sizeof(err));
-    if (c) {
-        snprintf(q, sizeof(q), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-        PQclear(PQexec(c, q));
-        PQfinish(c);
-    }
+    pgfx_setup("d2o_test", 0);
 }
 
 static PGconn *migrated(void)
 {
-    PGconn *c = connect_test();
+    PGconn *c = pgfx_conn();
     char err[512];
     int from, to;
 
     ck_assert_msg(d2o_pg_migrate(c, &from, &to, err, sizeof(err)) == 0, "%s", err);
-    sql(c, "INSERT INTO leases (application, stream, shard_id, owner, lease_counter, expires_at,"
-           " checkpoint) VALUES ('app', 's', 'shardId-000000000000', 'w1', 7,"
-           " now() + interval '10 seconds', '100')");
+    pgfx_sql(c,
+             "INSERT INTO leases (application, stream, shard_id, owner, lease_counter, expires_at,"
+             " checkpoint) VALUES ('app', 's', 'shardId-000000000000', 'w1', 7,"
+             " now() + interval '10 seconds', '100')");
     return c;
 }
 
 START_TEST(migrations_apply_once_and_refuse_a_newer_schema)
 {
-    PGconn *c = connect_test();
+    PGconn *c = pgfx_conn();
     char err[512];
     int from = -1, to = -1, v = -1;
 
@@ -109,7 +48,7 @@ START_TEST(migrations_apply_once_and_refuse_a_newer_schema)
     ck_assert_int_eq(to, d2o_pg_schema_latest);
     ck_assert_int_eq(d2o_pg_migrate(c, &from, &to, err, sizeof(err)), 0);
     ck_assert_int_eq(from, to);
-    sql(c, "INSERT INTO schema_migrations (version) VALUES (999)");
+    pgfx_sql(c, "INSERT INTO schema_migrations (version) VALUES (999)");
     ck_assert_int_eq(d2o_pg_migrate(c, &from, &to, err, sizeof(err)), -EIO);
     ck_assert_ptr_nonnull(strstr(err, "schema is at version 999"));
     PQfinish(c);
@@ -128,7 +67,7 @@ START_TEST(concurrent_migrations_are_serialised)
         ck_assert_int_ge(kids[i], 0);
         if (kids[i] == 0) {
             /* The connection is opened after fork, in the child. */
-            PGconn *k = connect_test();
+            PGconn *k = pgfx_conn();
             char err[512];
 
             _exit(d2o_pg_migrate(k, NULL, NULL, err, sizeof(err)) == 0 ? 0 : 1);
@@ -138,8 +77,8 @@ START_TEST(concurrent_migrations_are_serialised)
         ck_assert_int_eq(waitpid(kids[i], &status, 0), kids[i]);
         ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
-    c = connect_test();
-    n = scalar(c, "SELECT count(*) FROM schema_migrations");
+    c = pgfx_conn();
+    n = pgfx_scalar(c, "SELECT count(*) FROM schema_migrations");
     ck_assert_str_eq(n, "1");
     free(n);
     PQfinish(c);
@@ -186,11 +125,12 @@ START_TEST(dlq_rows_and_checkpoint_commit_together)
     PGresult *r;
 
     ck_assert_msg(d2o_dlq_commit(c, &cp, rows, 2, err, sizeof(err)) == 0, "%s", err);
-    v = scalar(c, "SELECT checkpoint || '/' || version_last_ms || '/' || version_seq_in_ms FROM "
-                  "leases");
+    v = pgfx_scalar(c,
+                    "SELECT checkpoint || '/' || version_last_ms || '/' || version_seq_in_ms FROM "
+                    "leases");
     ck_assert_str_eq(v, "170/5/2");
     free(v);
-    v = scalar(c, "SELECT count(*) FROM dlq WHERE state = 'pending'");
+    v = pgfx_scalar(c, "SELECT count(*) FROM dlq WHERE state = 'pending'");
     ck_assert_str_eq(v, "2");
     free(v);
     ck_assert_int_eq(d2o_dlq_count_pending(c, "app", err, sizeof(err)), 2);
@@ -204,7 +144,7 @@ START_TEST(dlq_rows_and_checkpoint_commit_together)
     /* The same record failing again after a crash upserts instead of duplicating. */
     cp.position = "170";
     ck_assert_int_eq(d2o_dlq_commit(c, &cp, rows, 1, err, sizeof(err)), 0);
-    v = scalar(c, "SELECT count(*) || '/' || max(attempts) FROM dlq");
+    v = pgfx_scalar(c, "SELECT count(*) || '/' || max(attempts) FROM dlq");
     ck_assert_str_eq(v, "2/2");
     free(v);
     PQfinish(c);
@@ -225,9 +165,9 @@ START_TEST(a_lost_lease_writes_nothing)
     ck_assert_ptr_nonnull(strstr(err, "no longer leased to w2"));
     ck_assert_int_eq(d2o_dlq_commit(c, &stale_counter, rows, 1, err, sizeof(err)),
                      D2O_LEASE_E_LOST);
-    sql(c, "UPDATE leases SET expires_at = now() - interval '1 second'");
+    pgfx_sql(c, "UPDATE leases SET expires_at = now() - interval '1 second'");
     ck_assert_int_eq(d2o_dlq_commit(c, &ok, rows, 1, err, sizeof(err)), D2O_LEASE_E_LOST);
-    v = scalar(c, "SELECT (SELECT count(*) FROM dlq) || '/' || checkpoint FROM leases");
+    v = pgfx_scalar(c, "SELECT (SELECT count(*) FROM dlq) || '/' || checkpoint FROM leases");
     ck_assert_str_eq(v, "0/100");
     free(v);
     PQfinish(c);
@@ -264,7 +204,7 @@ START_TEST(a_crash_before_commit_leaves_nothing)
 
     ck_assert_int_ge(kid, 0);
     if (kid == 0) {
-        PGconn *k = connect_test();
+        PGconn *k = pgfx_conn();
         PGresult *r;
 
         /* Half a commit: rows written and checkpoint moved, then the process dies. */
@@ -276,7 +216,7 @@ START_TEST(a_crash_before_commit_leaves_nothing)
         _exit(0);
     }
     ck_assert_int_eq(waitpid(kid, &status, 0), kid);
-    v = scalar(c, "SELECT (SELECT count(*) FROM dlq) || '/' || checkpoint FROM leases");
+    v = pgfx_scalar(c, "SELECT (SELECT count(*) FROM dlq) || '/' || checkpoint FROM leases");
     ck_assert_str_eq(v, "0/100");
     free(v);
     PQfinish(c);
@@ -318,7 +258,7 @@ Suite *d2o_test_suite(void)
     Suite *s = suite_create("pg_store");
     TCase *tc = tcase_create("pg");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, setup, pgfx_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, migrations_apply_once_and_refuse_a_newer_schema);
     tcase_add_test(tc, concurrent_migrations_are_serialised);
