@@ -13,7 +13,8 @@
  * reported for the dead-letter queue at once with OpenSearch's error type and reason. Only the
  * items that failed are sent again. A whole request that fails in transport, with a 5xx or 429,
  * is retried until OpenSearch answers (an outage stalls the sink; it never loses or
- * dead-letters a record for it); a 413 splits the request, and a single item that is still too
+ * dead-letters a record for it), and so is a 401/403 (logged as an error: credentials are not the
+ * record's fault); a 413 splits the request, and a single item that is still too
  * large is dead-lettered.
  *
  * Each item's final outcome reaches the caller exactly once through the done callback.

@@ -23,6 +23,7 @@
 #include "d2o/http.h"
 #include "d2o/pg.h"
 #include "d2o/record.h"
+#include "d2o/sigv4.h"
 #include "d2o/util.h"
 #include "d2o_config.h"
 #include "d2o_test.h"
@@ -407,6 +408,23 @@ static void proxy_stop(struct proxy *p)
     waitpid(p->pid, NULL, 0);
 }
 
+/* A string counter of the proxy's /__stats, copied into out. */
+static void proxy_stat_str(struct d2o_http *h, struct proxy *p, const char *key, char *out,
+                           size_t n)
+{
+    const char *saved = os_url;
+    struct json_object *o = NULL, *v;
+
+    os_url = p->url;
+    ck_assert_int_eq(request(h, "GET", "/__stats", NULL, &o), 200);
+    os_url = saved;
+    out[0] = '\0';
+    if (json_object_object_get_ex(o, key, &v)) {
+        snprintf(out, n, "%s", json_object_get_string(v));
+    }
+    json_object_put(o);
+}
+
 static long long proxy_stat(struct d2o_http *h, struct proxy *p, const char *key)
 {
     const char *saved = os_url;
@@ -598,6 +616,77 @@ START_TEST(an_opensearch_restart_mid_stream_loses_nothing)
 }
 END_TEST
 
+/* Basic authentication, and SigV4 for OpenSearch Service (es) and Serverless (aoss). */
+START_TEST(requests_authenticate_as_configured)
+{
+    struct d2o_http *h = http_new();
+    struct d2o_config conf;
+    struct proxy p;
+    struct d2o_aws_creds creds = {"AKIDSINK", "sink-secret-key", "sink-session-token"};
+    static const char *const services[] = {"es", "aoss"};
+    char got[512], sha[128], err[256];
+    int i;
+
+    os_url = need_env("D2O_TEST_OPENSEARCH");
+    ck_assert_int_eq(d2o_conf_init(&conf), 0);
+    fresh_index(h, NULL);
+    p = proxy_start("{}");
+    {
+        struct d2o_bulk_opts o = {0};
+        struct d2o_bulk *b;
+
+        o.url = p.url;
+        o.basic_user = "ddb2os";
+        o.basic_password = "open sesame";
+        o.done = on_done;
+        b = d2o_bulk_new(h, &o, err, sizeof(err));
+        ck_assert_ptr_nonnull(b);
+        add_change(b, &conf, 0, "INSERT", "a1", 1, "t", "{\"N\":\"1\"}");
+        ck_assert_int_eq(d2o_bulk_drain(b, 30000), 0);
+        ck_assert_int_eq(outcomes[0].outcome, D2O_BULK_DONE);
+        proxy_stat_str(h, &p, "last_authorization", got, sizeof(got));
+        /* base64("ddb2os:open sesame") */
+        ck_assert_str_eq(got, "Basic ZGRiMm9zOm9wZW4gc2VzYW1l");
+        d2o_bulk_free(b);
+    }
+    for (i = 0; i < 2; i++) {
+        struct d2o_bulk_opts o = {0};
+        struct d2o_sigv4_signer *signer = d2o_sigv4_signer_new("eu-west-1", services[i]);
+        struct d2o_bulk *b;
+        char want[128];
+
+        o.url = p.url;
+        o.signer = signer;
+        o.creds = &creds;
+        o.sign_content_sha256 = i == 1;
+        o.done = on_done;
+        b = d2o_bulk_new(h, &o, err, sizeof(err));
+        ck_assert_ptr_nonnull(b);
+        add_change(b, &conf, 1 + (size_t)i, "INSERT", "a2", 2 + i, "t", "{\"N\":\"1\"}");
+        ck_assert_int_eq(d2o_bulk_drain(b, 30000), 0);
+        proxy_stat_str(h, &p, "last_authorization", got, sizeof(got));
+        proxy_stat_str(h, &p, "last_content_sha256", sha, sizeof(sha));
+        snprintf(want, sizeof(want), "/eu-west-1/%s/aws4_request", services[i]);
+        ck_assert_msg(strncmp(got, "AWS4-HMAC-SHA256 Credential=AKIDSINK/", 37) == 0 &&
+                          strstr(got, want) != NULL,
+                      "%s", got);
+        ck_assert_ptr_nonnull(strstr(got, "x-amz-security-token"));
+        if (i == 1) {
+            ck_assert_uint_eq(strlen(sha), 64);
+            ck_assert_ptr_nonnull(strstr(got, "x-amz-content-sha256"));
+        } else {
+            ck_assert_str_eq(sha, "");
+        }
+        d2o_bulk_free(b);
+        d2o_sigv4_signer_free(signer);
+    }
+    proxy_stop(&p);
+    drop_index(h);
+    d2o_conf_free(&conf);
+    d2o_http_free(h);
+}
+END_TEST
+
 Suite *d2o_test_suite(void)
 {
     Suite *s = suite_create("bulk_opensearch");
@@ -610,6 +699,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, injected_429s_and_503s_are_retried_until_done);
     tcase_add_test(tc, an_outage_loses_nothing);
     tcase_add_test(tc, too_large_requests_split_and_a_lone_giant_is_dead_lettered);
+    tcase_add_test(tc, requests_authenticate_as_configured);
     tcase_add_test(tc, an_opensearch_restart_mid_stream_loses_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -15,6 +15,9 @@ from flags or at run time with `POST /__fault` (a JSON object of the same names)
   delay_ms                       wait this long before forwarding
   max_body                       answer 413 to bodies larger than this many bytes
 
+/__stats also reports the Authorization and x-amz-content-sha256 headers of the last request, so
+tests can check how the client authenticated. The proxy does not pass authentication on.
+
 The proxy stops by itself after --max-seconds and on SIGTERM.
 """
 import argparse
@@ -88,7 +91,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _forward(self, method, body):
         conn = http.client.HTTPConnection(*UPSTREAM, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "content-length", "connection", "authorization")}
         conn.request(method, self.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
@@ -111,6 +115,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._reply(200, json.dumps(STATS).encode())
         with LOCK:
             STATS["requests"] += 1
+            STATS["last_authorization"] = self.headers.get("Authorization", "")
+            STATS["last_content_sha256"] = self.headers.get("x-amz-content-sha256", "")
             down = time.time() < FAULTS["down_until"]
             reset = FAULTS["reset_count"] > 0
             if reset:
