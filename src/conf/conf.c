@@ -244,6 +244,9 @@ static void describe_range(const struct d2o_conf_entry *e, char *buf, size_t n)
             used += (size_t)w;
         }
         break;
+    case D2O_CONF_MAP:
+        snprintf(buf, n, "key=value pairs separated by commas");
+        break;
     default:
         snprintf(buf, n, "text");
         break;
@@ -570,9 +573,13 @@ int d2o_conf_doc(struct d2o_buf *out)
 
         (void)d2o_conf_env_name(e, env, sizeof(env));
         describe_range(e, range, sizeof(range));
-        r |= d2o_buf_printf(out, "| `%s` | %s | `%s` | %s | `%s` | `--%s` | %s |\n", e->name,
-                            type_name(e->type), e->def && e->def[0] ? e->def : "", range, env,
-                            d2o_conf_flag_name(i), e->reloadable ? "yes" : "no");
+        if (e->def && e->def[0]) {
+            r |= d2o_buf_printf(out, "| `%s` | %s | `%s` |", e->name, type_name(e->type), e->def);
+        } else {
+            r |= d2o_buf_printf(out, "| `%s` | %s | (empty) |", e->name, type_name(e->type));
+        }
+        r |= d2o_buf_printf(out, " %s | `%s` | `--%s` | %s |\n", range, env, d2o_conf_flag_name(i),
+                            e->reloadable ? "yes" : "no");
     }
     r |= d2o_buf_puts(out, "\n## Keys\n");
     for (i = 0; i < d2o_conf_table_len; i++) {
