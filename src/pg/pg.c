@@ -90,6 +90,31 @@ static const char *const migrations[] = {
     "CREATE INDEX dlq_shard ON dlq (application, shard_id);"
     "CREATE INDEX dlq_table ON dlq (application, table_name);"
     "CREATE INDEX dlq_error_class ON dlq (application, error_class);",
+    /* 2: views for operators (docs/operations.md). */
+    "CREATE VIEW lease_status AS"
+    " SELECT l.application, l.stream, l.shard_id,"
+    "   CASE WHEN l.checkpoint = 'SHARD_END' THEN 'finished'"
+    "        WHEN l.owner IS NULL THEN 'unowned'"
+    "        WHEN l.expires_at <= now() THEN 'expired'"
+    "        WHEN l.pending_owner IS NOT NULL THEN 'handing_off'"
+    "        ELSE 'owned' END AS state,"
+    "   l.owner, l.lease_counter, l.expires_at - now() AS expires_in, l.checkpoint,"
+    "   now() - l.checkpointed_at AS checkpoint_age, l.millis_behind_latest, l.throughput,"
+    "   l.owner_switches, l.pending_owner, l.parent_shard_ids,"
+    "   (SELECT count(*) FROM dlq d WHERE d.application = l.application AND d.stream = l.stream"
+    "      AND d.shard_id = l.shard_id AND d.state = 'pending') AS dlq_pending"
+    " FROM leases l;"
+    "CREATE VIEW worker_status AS"
+    " SELECT w.application, w.id, w.host, w.pid, w.task_id, w.started_at,"
+    "   now() - w.heartbeat_at AS heartbeat_age,"
+    "   (SELECT count(*) FROM leases l WHERE l.application = w.application AND l.owner = w.id"
+    "      AND l.expires_at > now()) AS leases_held,"
+    "   w.records_per_s"
+    " FROM workers w;"
+    "CREATE VIEW dlq_summary AS"
+    " SELECT application, stream, table_name, shard_id, error_class, state, count(*) AS rows,"
+    "   min(first_failed_at) AS oldest_failure, max(last_failed_at) AS newest_failure"
+    " FROM dlq GROUP BY application, stream, table_name, shard_id, error_class, state;",
 };
 
 const int d2o_pg_schema_latest = (int)D2O_ARRAY_SIZE(migrations);
