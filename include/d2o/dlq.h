@@ -80,6 +80,45 @@ __attribute__((warn_unused_result)) int d2o_dlq_mark(PGconn *c, int64_t id, cons
                                                      const char *result, char *errstr,
                                                      size_t errstr_size);
 
+/* Which rows an operator command works on; NULL / 0 fields do not filter. */
+struct d2o_dlq_filter {
+    const char *application;
+    int64_t id; /* 0: any */
+    const char *shard_id;
+    const char *table_name;
+    const char *error_class;
+    const char *state; /* pending, replayed, discarded, or NULL for any */
+    const char *since; /* timestamps PostgreSQL understands, on created_at */
+    const char *until;
+    int64_t limit; /* 0: no limit */
+};
+
+/* One stored row. Owned strings; d2o_dlq_entries_free() releases a list. */
+struct d2o_dlq_entry {
+    int64_t id;
+    char *stream, *shard_id, *sequence_number, *partition_key, *table_name, *index_name, *doc_id;
+    int64_t version;
+    unsigned char *raw;
+    size_t raw_len;
+    char *error_class;
+    int http_status;
+    char *error_message;
+    int attempts;
+    char *first_failed_at, *last_failed_at, *created_at;
+    char *state;
+    char *replay_result; /* NULL if never replayed */
+};
+
+/* Reads the rows matching f, oldest first. Returns 0 or -EIO. */
+__attribute__((warn_unused_result)) int d2o_dlq_select(PGconn *c, const struct d2o_dlq_filter *f,
+                                                       struct d2o_dlq_entry **rows, size_t *n,
+                                                       char *errstr, size_t errstr_size);
+void d2o_dlq_entries_free(struct d2o_dlq_entry *rows, size_t n);
+
+/* Records a failed replay on the row: attempts + 1, the result, state stays pending. */
+__attribute__((warn_unused_result)) int
+d2o_dlq_replay_failed(PGconn *c, int64_t id, const char *result, char *errstr, size_t errstr_size);
+
 /* Pending rows of application (all applications when NULL). Returns >= 0 or -EIO. */
 int64_t d2o_dlq_count_pending(PGconn *c, const char *application, char *errstr, size_t errstr_size);
 

@@ -67,6 +67,14 @@ __attribute__((warn_unused_result)) int d2o_doc_build(const struct d2o_record *r
                                                       struct d2o_version_state *vs,
                                                       struct d2o_doc_op *out, char *errstr,
                                                       size_t errstr_size);
+/*
+ * The same with a given external version instead of one derived from the record: DLQ replay
+ * re-sends a record with the version it had the first time, so a stale replay is a harmless 409.
+ */
+__attribute__((warn_unused_result)) int d2o_doc_build_at(const struct d2o_record *rec,
+                                                         const struct d2o_config *conf,
+                                                         int64_t version, struct d2o_doc_op *out,
+                                                         char *errstr, size_t errstr_size);
 void d2o_doc_op_free(struct d2o_doc_op *op);
 
 /*

@@ -24,6 +24,7 @@ static const struct d2o_cli_cmd commands[] = {
      d2o_cmd_transform},
     {"migrate", "create or upgrade the PostgreSQL schema (leases, checkpoints, DLQ)",
      d2o_cmd_migrate},
+    {"dlq", "list, show, replay or discard rows of the dead-letter queue", d2o_cmd_dlq},
     {"check-config", "load the configuration, report the first problem, print the result",
      cmd_check_config},
     {"config-doc", "print the configuration reference (docs/configuration.md) in Markdown",

@@ -210,11 +210,11 @@ static int action_line(struct d2o_doc_op *op, const char *verb)
     return r ? -ENOMEM : 0;
 }
 
-int d2o_doc_build(const struct d2o_record *rec, const struct d2o_config *conf,
-                  struct d2o_version_state *vs, struct d2o_doc_op *out, char *errstr,
-                  size_t errstr_size)
+/* Builds the item; version < 0 derives it from the record and advances *next. */
+static int build(const struct d2o_record *rec, const struct d2o_config *conf, int64_t version,
+                 struct d2o_version_state *next, struct d2o_doc_op *out, char *errstr,
+                 size_t errstr_size)
 {
-    struct d2o_version_state next = *vs;
     struct d2o_buf id = D2O_BUF_INIT;
     const char *schema = d2o_kvlist_get(&conf->key_schema, rec->table);
     char hash[256] = "", why[200];
@@ -254,7 +254,9 @@ int d2o_doc_build(const struct d2o_record *rec, const struct d2o_config *conf,
         r = -EINVAL;
         goto out;
     }
-    if (d2o_doc_version(rec->approx_creation, rec->precision, &next, &out->version) < 0) {
+    if (version >= 0) {
+        out->version = version;
+    } else if (d2o_doc_version(rec->approx_creation, rec->precision, next, &out->version) < 0) {
         snprintf(errstr, errstr_size,
                  "more than 1000 records of this shard share the millisecond %lld",
                  (long long)rec->approx_creation);
@@ -291,6 +293,30 @@ out:
         d2o_doc_op_free(out);
         return r;
     }
-    *vs = next;
     return 0;
+}
+
+int d2o_doc_build(const struct d2o_record *rec, const struct d2o_config *conf,
+                  struct d2o_version_state *vs, struct d2o_doc_op *out, char *errstr,
+                  size_t errstr_size)
+{
+    struct d2o_version_state next = *vs;
+    int r = build(rec, conf, -1, &next, out, errstr, errstr_size);
+
+    if (r == 0) {
+        *vs = next;
+    }
+    return r;
+}
+
+int d2o_doc_build_at(const struct d2o_record *rec, const struct d2o_config *conf, int64_t version,
+                     struct d2o_doc_op *out, char *errstr, size_t errstr_size)
+{
+    struct d2o_version_state unused = {0, 0};
+
+    if (version < 0) {
+        snprintf(errstr, errstr_size, "version %lld is negative", (long long)version);
+        return -EINVAL;
+    }
+    return build(rec, conf, version, &unused, out, errstr, errstr_size);
 }
