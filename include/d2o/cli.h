@@ -56,5 +56,10 @@ __attribute__((format(printf, 2, 3))) int d2o_cli_usage_error(const char *cmd, c
 int d2o_cmd_transform(int argc, char **argv);
 int d2o_cmd_migrate(int argc, char **argv);
 int d2o_cmd_dlq(int argc, char **argv);
+int d2o_cmd_status(int argc, char **argv);
+int d2o_cmd_leases(int argc, char **argv);
+int d2o_cmd_workers(int argc, char **argv);
+int d2o_cmd_lease(int argc, char **argv);
+int d2o_cmd_checkpoint(int argc, char **argv);
 
 #endif

@@ -77,8 +77,9 @@ struct d2o_config {
     int64_t http_connect_timeout_ms;
     int64_t http_timeout_ms;
     int64_t http_max_response_bytes;
-    /* PostgreSQL */
+    /* PostgreSQL and leases */
     char *pg_conninfo;
+    int64_t lease_ms;
     /* logging */
     int log_format;
     int log_level;

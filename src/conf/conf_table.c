@@ -174,6 +174,11 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "dead-letter queue (host=... dbname=... or postgresql://...). Empty uses the PG* "
      "environment variables.",
      false, true, NULL},
+    {"lease_ms", D2O_CONF_MS, OFF(lease_ms), "10s", 1000, 600000, NULL,
+     "How long a shard lease lasts without renewal, by the database's clock. Workers renew every "
+     "third of it and stop working a shard they could not renew before it can expire; a dead "
+     "worker's shards are taken over after about this long.",
+     false, false, NULL},
     {"log_format", D2O_CONF_ENUM, OFF(log_format), "json", 0, 0, log_formats,
      "json writes one JSON object per line (for ECS and CloudWatch); text is for terminals.", true,
      false, NULL},

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The operator commands on the lease table against the real PostgreSQL: status, leases, workers,
+# checkpoint set (refused while owned, --force), lease assign and release, and their audit rows.
+# docs/operations.md shows these same commands.
+set -u
+ddb2os=${1:?usage: ops_cli.sh DDB2OS}
+: "${D2O_TEST_PG:?D2O_TEST_PG is not set: run scripts/services start and export scripts/services env}"
+schema="d2o_ops_$$"
+fails=0
+check() { if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1: $3"; fails=$((fails + 1)); fi; }
+pg() { psql "$D2O_TEST_PG options=-csearch_path=$schema" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
+trap 'psql "$D2O_TEST_PG" -qAtX -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1' EXIT
+
+psql "$D2O_TEST_PG" -qAtX -c "CREATE SCHEMA $schema" || exit 1
+export DDB2OS_PG_CONNINFO="$D2O_TEST_PG options=-csearch_path=$schema" DDB2OS_APPLICATION=app
+"$ddb2os" migrate >/dev/null || exit 1
+pg "INSERT INTO leases (application, stream, shard_id, owner, lease_counter, expires_at, checkpoint,
+      checkpointed_at, millis_behind_latest, throughput) VALUES
+    ('app', 'orders', 'shardId-000000000001', 'w1', 3, now() + interval '10 s', '100',
+      now() - interval '5 s', 90000, 250),
+    ('app', 'orders', 'shardId-000000000002', NULL, 4, NULL, 'TRIM_HORIZON', NULL, NULL, 0),
+    ('app', 'orders', 'shardId-000000000003', NULL, 9, NULL, 'SHARD_END', now(), 0, 0)"
+pg "INSERT INTO workers (application, id, host, pid, heartbeat_at) VALUES
+    ('app', 'w1', 'ip-10-0-0-1', 7, now()), ('app', 'w2', 'ip-10-0-0-2', 8, now() - interval '5 min')"
+pg "INSERT INTO dlq (application, stream, shard_id, sequence_number, raw_record, error_class,
+      first_failed_at, last_failed_at) VALUES ('app', 'orders', 'shardId-000000000001', '99',
+      '\\x7b7d', 'mapper_parsing_exception', now(), now())"
+
+out=$("$ddb2os" status)
+echo "$out" | grep -E "shardId-000000000001 +owned +w1 +5 +90000 +250.0 +1" >/dev/null
+check "status: the most behind shard first, with owner, age, lag, rate and DLQ" $? "$out"
+[ "$(echo "$out" | sed -n 2p | awk '{print $2}')" = shardId-000000000001 ]
+check "status: sorted by lag" $? "$out"
+echo "$out" | tail -1 | grep -E "^2 +1 +1 +90000 +250.0 +1" >/dev/null
+check "status: totals over unfinished shards" $? "$out"
+out=$("$ddb2os" status --json)
+python3 -c 'import json,sys; d=json.load(sys.stdin); assert {r["shard"] for r in d} == {"shardId-000000000001","shardId-000000000002","shardId-000000000003"}' <<<"$out"
+check "status --json" $? "$out"
+out=$("$ddb2os" workers)
+echo "$out" | grep -E "^w1 +live" >/dev/null && echo "$out" | grep -E "^w2 +dead" >/dev/null
+check "workers: live and dead" $? "$out"
+out=$("$ddb2os" leases --json)
+python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d) == 3 and d[0]["owner"] == "w1"' <<<"$out"
+check "leases --json" $? "$out"
+
+"$ddb2os" checkpoint set shardId-000000000001 --at TRIM_HORIZON >/dev/null 2>&1
+rc=$?
+[ "$rc" -eq 1 ] && [ "$(pg "SELECT checkpoint FROM leases WHERE shard_id = 'shardId-000000000001'")" = 100 ]
+check "checkpoint set on an owned shard is refused" $? "exit $rc"
+"$ddb2os" checkpoint set shardId-000000000001 --at 150 --force >/dev/null
+r=$(pg "SELECT checkpoint || '|' || coalesce(owner, '-') || '|' || lease_counter FROM leases WHERE shard_id = 'shardId-000000000001'")
+[ "$r" = "150|-|4" ]
+check "checkpoint set --force resets and ends the owner's epoch" $? "$r"
+"$ddb2os" checkpoint set shardId-000000000002 --at 2026-11-25T03:00:00Z >/dev/null
+r=$(pg "SELECT checkpoint || '|' || (checkpoint_timestamp = '2026-11-25T03:00:00Z') FROM leases WHERE shard_id = 'shardId-000000000002'")
+[ "$r" = "AT_TIMESTAMP|true" ]
+check "checkpoint set --at a time" $? "$r"
+"$ddb2os" checkpoint set shardId-000000000002 --at yesterday >/dev/null 2>&1
+check "checkpoint set --at garbage exits 2" $(( $? == 2 ? 0 : 1 )) ""
+
+"$ddb2os" lease assign shardId-000000000002 w2 >/dev/null
+r=$(pg "SELECT owner || '|' || lease_counter FROM leases WHERE shard_id = 'shardId-000000000002'")
+[ "$r" = "w2|6" ]
+check "lease assign gives an unowned shard at once" $? "$r"
+"$ddb2os" lease assign shardId-000000000002 w1 >/dev/null
+r=$(pg "SELECT owner || '|' || pending_owner FROM leases WHERE shard_id = 'shardId-000000000002'")
+[ "$r" = "w2|w1" ]
+check "lease assign of an owned shard asks for a handoff" $? "$r"
+"$ddb2os" lease release shardId-000000000002 >/dev/null
+r=$(pg "SELECT coalesce(owner, '-') || '|' || lease_counter || '|' || (SELECT previous_owner FROM lease_events WHERE event = 'release') FROM leases WHERE shard_id = 'shardId-000000000002'")
+[ "$r" = "-|7|w2" ]
+check "lease release ends the epoch and is audited" $? "$r"
+"$ddb2os" lease release shardId-999 >/dev/null 2>&1
+check "lease release of an unknown shard exits 1" $(( $? == 1 ? 0 : 1 )) ""
+"$ddb2os" lease frobnicate x >/dev/null 2>&1
+check "lease with a wrong action exits 2" $(( $? == 2 ? 0 : 1 )) ""
+r=$(pg "SELECT string_agg(event, ',' ORDER BY id) FROM lease_events")
+[ "$r" = "checkpoint_reset,checkpoint_reset,assign,assign,release" ]
+check "every change is in lease_events" $? "$r"
+
+echo "$fails failed"
+[ "$fails" -eq 0 ]
