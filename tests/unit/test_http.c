@@ -198,6 +198,16 @@ static void server_start(void)
     server_pid = fork();
     ck_assert_int_ge(server_pid, 0);
     if (server_pid == 0) {
+        int fd;
+
+        /* The server must not hold the test runner's files (Check's message channel): a
+         * connection it accepts would otherwise be able to land on an inherited descriptor
+         * number the runner still reads. Keep only stdio and the listening socket. */
+        for (fd = 3; fd < 1024; fd++) {
+            if (fd != ls) {
+                close(fd);
+            }
+        }
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         signal(SIGCHLD, SIG_IGN);
         for (;;) {
