@@ -117,7 +117,14 @@ static struct fake fake_start(const struct route *routes, size_t n)
     f.pid = fork();
     ck_assert_int_ge(f.pid, 0);
     if (f.pid == 0) {
-        close(p[0]);
+        int fd;
+
+        /* Keep only stdio, the listening socket and the counter pipe: nothing of the runner's. */
+        for (fd = 3; fd < 1024; fd++) {
+            if (fd != lfd && fd != p[1]) {
+                close(fd);
+            }
+        }
         serve(lfd, routes, n, p[1]);
     }
     close(p[1]);
