@@ -466,7 +466,9 @@ static int canonical_query(struct d2o_buf *b, const char *q, size_t n)
         }
         i += len + 1;
     }
-    qsort(params, count, sizeof(*params), cmp_qparam);
+    if (count > 1) {
+        qsort(params, count, sizeof(*params), cmp_qparam);
+    }
     for (k = 0; k < count; k++) {
         r = d2o_buf_printf(b, "%s%s=%s", k ? "&" : "", params[k].key, params[k].value);
         if (r < 0) {
