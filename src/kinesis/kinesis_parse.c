@@ -220,12 +220,17 @@ static int get_seq(const char *what, json_object *obj, const char *key, bool req
     return r;
 }
 
-/* An optional integer member; absent/null leaves *out unchanged. */
-static int get_int(const char *what, json_object *obj, const char *key, bool required, int64_t *out,
-                   struct d2o_kinesis_err *err)
+/*
+ * Looks up key in obj and checks its JSON type. Absent or null: an error when required,
+ * otherwise 0 with *out = NULL.
+ */
+static int get_member(const char *what, json_object *obj, const char *key, bool required,
+                      json_type type, const char *type_text, json_object **out,
+                      struct d2o_kinesis_err *err)
 {
     json_object *v = NULL;
 
+    *out = NULL;
     if (!json_object_object_get_ex(obj, key, &v) || !v) {
         if (required) {
             set_err(err, "%s: %s is missing", what, key);
@@ -233,55 +238,38 @@ static int get_int(const char *what, json_object *obj, const char *key, bool req
         }
         return 0;
     }
-    if (!json_object_is_type(v, json_type_int)) {
-        set_err(err, "%s: %s is not an integer", what, key);
+    if (!json_object_is_type(v, type)) {
+        set_err(err, "%s: %s is not %s", what, key, type_text);
         return D2O_KINESIS_E_FAILED;
     }
-    *out = json_object_get_int64(v);
+    *out = v;
     return 0;
+}
+
+/* An optional integer member; absent/null leaves *out unchanged. */
+static int get_int(const char *what, json_object *obj, const char *key, bool required, int64_t *out,
+                   struct d2o_kinesis_err *err)
+{
+    json_object *v;
+    int r = get_member(what, obj, key, required, json_type_int, "an integer", &v, err);
+
+    if (r == 0 && v) {
+        *out = json_object_get_int64(v);
+    }
+    return r;
 }
 
 /* An optional array member; absent/null gives *out = NULL. */
 static int get_array(const char *what, json_object *obj, const char *key, bool required,
                      json_object **out, struct d2o_kinesis_err *err)
 {
-    json_object *v = NULL;
-
-    *out = NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || !v) {
-        if (required) {
-            set_err(err, "%s: %s is missing", what, key);
-            return D2O_KINESIS_E_FAILED;
-        }
-        return 0;
-    }
-    if (!json_object_is_type(v, json_type_array)) {
-        set_err(err, "%s: %s is not an array", what, key);
-        return D2O_KINESIS_E_FAILED;
-    }
-    *out = v;
-    return 0;
+    return get_member(what, obj, key, required, json_type_array, "an array", out, err);
 }
 
 static int get_object(const char *what, json_object *obj, const char *key, bool required,
                       json_object **out, struct d2o_kinesis_err *err)
 {
-    json_object *v = NULL;
-
-    *out = NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || !v) {
-        if (required) {
-            set_err(err, "%s: %s is missing", what, key);
-            return D2O_KINESIS_E_FAILED;
-        }
-        return 0;
-    }
-    if (!json_object_is_type(v, json_type_object)) {
-        set_err(err, "%s: %s is not an object", what, key);
-        return D2O_KINESIS_E_FAILED;
-    }
-    *out = v;
-    return 0;
+    return get_member(what, obj, key, required, json_type_object, "an object", out, err);
 }
 
 static bool b64_char(char c)
