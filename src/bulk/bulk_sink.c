@@ -1,5 +1,14 @@
 /*
- * The bulk sink: batching, sending, per-item outcomes and retry scheduling. See include/d2o/bulk.h.
+ * The bulk sink: batching, sending, per-item outcomes, per-document order and retry scheduling.
+ * See include/d2o/bulk.h.
+ *
+ * Every pending item is in exactly one state, and each state is a place:
+ *   READY      on the ready list (FIFO; retried and split items go to its front)
+ *   DELAYED    on the delayed list, until not_before_ms (backoff)
+ *   BLOCKED    only on its document's chain, behind an earlier item of the same document
+ *   IN_FLIGHT  in a request's item map (the request's items[], in body order)
+ * A document's chain (struct doc, in a hash table keyed by index and id) holds its pending items
+ * in arrival order; only the chain's head is ever READY, DELAYED or IN_FLIGHT.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,8 +26,15 @@
 #include "d2o/rand.h"
 #include "d2o/sigv4.h"
 
+enum item_state { ST_READY, ST_DELAYED, ST_BLOCKED, ST_IN_FLIGHT };
+
+struct doc;
+
 struct item {
-    struct item *next;
+    struct item *prev, *next; /* ready or delayed list */
+    struct item *doc_next;    /* the next item of the same document */
+    struct doc *doc;          /* NULL: no ordering key could be read */
+    enum item_state state;
     char *data;
     size_t len;
     bool is_delete;
@@ -28,12 +44,30 @@ struct item {
     int64_t not_before_ms;
     int64_t first_fail_us;
     int64_t last_fail_us;
-    size_t max_batch; /* 0: no cap; set when a request was split */
+    size_t max_batch;     /* 0: no cap; set when a request was split */
+    uint64_t split_group; /* the halves of one split request share it; 0: none */
+};
+
+/* The pending items of one document, oldest first. key is "<index>\0<id>". */
+struct doc {
+    struct doc *hnext;
+    uint64_t hash;
+    struct item *head, *tail;
+    const char *id; /* points into key */
+    size_t klen;
+    char key[];
+};
+
+struct list {
+    struct item *head, *tail;
+    size_t n, bytes;
 };
 
 struct request {
-    struct d2o_bulk *b;
-    struct item **items;
+    struct request *prev, *next; /* the sink's in-flight requests */
+    struct d2o_bulk *b;          /* NULL once the sink was freed */
+    struct item **items;         /* the item map: items[i] is the i-th action of the body */
+    const char **ids;
     size_t n;
     struct d2o_buf body;
 };
@@ -41,16 +75,29 @@ struct request {
 struct d2o_bulk {
     struct d2o_http *http;
     struct d2o_bulk_opts o;
+    char *base_url;
     char *url;
     char *basic_header; /* "Basic <base64>" */
-    struct item *head, *tail;
-    size_t queued;
-    size_t in_flight_items;
+    struct list ready, delayed;
+    size_t blocked, blocked_bytes;
+    size_t in_flight_items, in_flight_bytes;
     unsigned in_flight;
+    struct request *requests;
+    struct doc **docs; /* hash table */
+    size_t n_docs, docs_size;
     unsigned failure_streak; /* consecutive whole-request failures */
+    uint64_t splits_made;
     bool flush_all;
     struct d2o_bulk_stats stats;
+    size_t *lens; /* scratch for d2o_bulk_batch_count */
 };
+
+const char *d2o_bulk_outcome_name(enum d2o_bulk_outcome o)
+{
+    static const char *const names[] = {"done", "stale", "absent", "dlq"};
+
+    return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "?";
+}
 
 void d2o_bulk_opts_from_config(struct d2o_bulk_opts *o, const struct d2o_config *c)
 {
@@ -69,6 +116,139 @@ void d2o_bulk_opts_from_config(struct d2o_bulk_opts *o, const struct d2o_config 
     o->max_attempts = (unsigned)c->item_max_attempts;
 }
 
+/* ---- lists ---- */
+
+static void list_remove(struct list *l, struct item *it)
+{
+    if (it->prev) {
+        it->prev->next = it->next;
+    } else {
+        l->head = it->next;
+    }
+    if (it->next) {
+        it->next->prev = it->prev;
+    } else {
+        l->tail = it->prev;
+    }
+    it->prev = it->next = NULL;
+    l->n--;
+    l->bytes -= it->len;
+}
+
+static void list_push_back(struct list *l, struct item *it)
+{
+    it->next = NULL;
+    it->prev = l->tail;
+    if (l->tail) {
+        l->tail->next = it;
+    } else {
+        l->head = it;
+    }
+    l->tail = it;
+    l->n++;
+    l->bytes += it->len;
+}
+
+static void list_push_front(struct list *l, struct item *it)
+{
+    it->prev = NULL;
+    it->next = l->head;
+    if (l->head) {
+        l->head->prev = it;
+    } else {
+        l->tail = it;
+    }
+    l->head = it;
+    l->n++;
+    l->bytes += it->len;
+}
+
+/* ---- documents ---- */
+
+static uint64_t hash_key(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static int docs_grow(struct d2o_bulk *b)
+{
+    size_t size = b->docs_size ? b->docs_size * 2 : 1024, i;
+    struct doc **t = calloc(size, sizeof(*t));
+
+    if (!t) {
+        return -ENOMEM;
+    }
+    for (i = 0; i < b->docs_size; i++) {
+        struct doc *d = b->docs[i], *next;
+
+        for (; d; d = next) {
+            next = d->hnext;
+            d->hnext = t[d->hash & (size - 1)];
+            t[d->hash & (size - 1)] = d;
+        }
+    }
+    free(b->docs);
+    b->docs = t;
+    b->docs_size = size;
+    return 0;
+}
+
+/* Finds or creates the document of index/id. Returns NULL only without memory. */
+static struct doc *doc_get(struct d2o_bulk *b, const char *index, const char *id)
+{
+    size_t ilen = strlen(index), idlen = strlen(id), klen = ilen + 1 + idlen;
+    struct doc *d;
+    uint64_t h;
+
+    if (b->n_docs >= b->docs_size && docs_grow(b) < 0 && !b->docs) {
+        return NULL;
+    }
+    h = hash_key(index, ilen) ^ (hash_key(id, idlen) * 31);
+    for (d = b->docs[h & (b->docs_size - 1)]; d; d = d->hnext) {
+        if (d->hash == h && d->klen == klen && memcmp(d->key, index, ilen + 1) == 0 &&
+            memcmp(d->id, id, idlen) == 0) {
+            return d;
+        }
+    }
+    d = malloc(sizeof(*d) + klen + 1);
+    if (!d) {
+        return NULL;
+    }
+    memcpy(d->key, index, ilen + 1);
+    memcpy(d->key + ilen + 1, id, idlen + 1);
+    d->id = d->key + ilen + 1;
+    d->klen = klen;
+    d->hash = h;
+    d->head = d->tail = NULL;
+    d->hnext = b->docs[h & (b->docs_size - 1)];
+    b->docs[h & (b->docs_size - 1)] = d;
+    b->n_docs++;
+    return d;
+}
+
+static void doc_drop(struct d2o_bulk *b, struct doc *d)
+{
+    struct doc **pp = &b->docs[d->hash & (b->docs_size - 1)];
+
+    while (*pp && *pp != d) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp) {
+        *pp = d->hnext;
+        b->n_docs--;
+    }
+    free(d);
+}
+
+/* ---- life cycle ---- */
+
 static void item_free(struct item *it)
 {
     if (it) {
@@ -77,113 +257,244 @@ static void item_free(struct item *it)
     }
 }
 
-void d2o_bulk_free(struct d2o_bulk *b)
+static void request_free(struct request *rq)
+{
+    if (rq) {
+        free(rq->items);
+        free(rq->ids);
+        d2o_buf_free(&rq->body);
+        free(rq);
+    }
+}
+
+static void free_list(struct list *l)
 {
     struct item *it, *next;
+
+    for (it = l->head; it; it = next) {
+        next = it->next;
+        item_free(it);
+    }
+}
+
+void d2o_bulk_free(struct d2o_bulk *b)
+{
+    struct request *rq;
+    size_t i;
 
     if (!b) {
         return;
     }
-    for (it = b->head; it; it = next) {
-        next = it->next;
-        item_free(it);
+    for (i = 0; i < b->docs_size; i++) {
+        struct doc *d = b->docs[i], *next;
+
+        for (; d; d = next) {
+            struct item *it, *inext;
+
+            next = d->hnext;
+            for (it = d->head; it; it = inext) {
+                inext = it->doc_next;
+                if (it->state == ST_BLOCKED) {
+                    item_free(it);
+                }
+            }
+            free(d);
+        }
     }
+    free_list(&b->ready);
+    free_list(&b->delayed);
+    /* In-flight requests own their items from now on; on_response frees them. */
+    for (rq = b->requests; rq; rq = rq->next) {
+        rq->b = NULL;
+    }
+    free(b->docs);
+    free(b->lens);
+    free(b->base_url);
     free(b->url);
     free(b->basic_header);
     free(b);
 }
 
+static int http_start(void *ctx, const struct d2o_http_request *req, d2o_http_done_fn cb,
+                      void *cb_arg)
+{
+    return d2o_http_start(ctx, req, cb, cb_arg, NULL);
+}
+
 struct d2o_bulk *d2o_bulk_new(struct d2o_http *http, const struct d2o_bulk_opts *opts, char *errstr,
                               size_t errstr_size)
 {
-    struct d2o_bulk *b;
+    struct d2o_bulk *b = NULL;
+    struct d2o_buf up = D2O_BUF_INIT;
     size_t n;
 
-    if (!http || !opts || !opts->url || !*opts->url || !opts->done) {
+    if (!opts || !opts->url || !*opts->url || !opts->done || (!http && !opts->start)) {
         snprintf(errstr, errstr_size, "bulk sink: needs an HTTP client, a URL and a callback");
         return NULL;
     }
     b = calloc(1, sizeof(*b));
     if (!b) {
-        snprintf(errstr, errstr_size, "bulk sink: out of memory");
-        return NULL;
+        goto nomem;
     }
     b->http = http;
     b->o = *opts;
     b->o.max_bytes = opts->max_bytes ? opts->max_bytes : 5u << 20;
     b->o.max_items = opts->max_items ? opts->max_items : 5000;
-    b->o.flush_ms = opts->flush_ms > 0 ? opts->flush_ms : (opts->flush_ms == 0 ? 0 : 1000);
+    b->o.flush_ms = opts->flush_ms >= 0 ? opts->flush_ms : 1000;
     b->o.max_in_flight = opts->max_in_flight ? opts->max_in_flight : 2;
     b->o.retry_base_ms = opts->retry_base_ms > 0 ? opts->retry_base_ms : 100;
     b->o.retry_cap_ms = opts->retry_cap_ms > 0 ? opts->retry_cap_ms : 30000;
     b->o.max_attempts = opts->max_attempts ? opts->max_attempts : 10;
+    if (!b->o.now_ms) {
+        b->o.now_ms = d2o_mono_ms;
+    }
+    if (!b->o.start) {
+        b->o.start = http_start;
+        b->o.start_ctx = http;
+    }
+    b->lens = calloc(b->o.max_items, sizeof(*b->lens));
+    if (!b->lens || docs_grow(b) < 0) {
+        goto nomem;
+    }
     n = strlen(opts->url);
     while (n > 0 && opts->url[n - 1] == '/') {
         n--;
     }
-    b->url = malloc(n + 64);
-    if (!b->url) {
-        d2o_bulk_free(b);
-        return NULL;
+    b->base_url = strndup(opts->url, n);
+    b->url = malloc(n + sizeof(D2O_BULK_PATH));
+    if (!b->base_url || !b->url) {
+        goto nomem;
     }
-    snprintf(b->url, n + 64, "%.*s/_bulk?filter_path=errors,items.*.status,items.*.error", (int)n,
-             opts->url);
-    b->o.url = b->url;
+    memcpy(b->url, opts->url, n);
+    memcpy(b->url + n, D2O_BULK_PATH, sizeof(D2O_BULK_PATH));
+    b->o.url = b->base_url;
+    b->o.basic_user = NULL;
+    b->o.basic_password = NULL;
     if (opts->basic_user && *opts->basic_user) {
-        struct d2o_buf up = D2O_BUF_INIT;
         size_t cap;
 
         if (d2o_buf_printf(&up, "%s:%s", opts->basic_user,
                            opts->basic_password ? opts->basic_password : "") < 0) {
-            d2o_bulk_free(b);
-            return NULL;
+            goto nomem;
         }
-        cap = 4 * ((up.len + 2) / 3) + 8;
+        cap = 6 + 4 * ((up.len + 2) / 3) + 1;
         b->basic_header = malloc(cap);
         if (!b->basic_header) {
-            d2o_buf_free(&up);
-            d2o_bulk_free(b);
-            return NULL;
+            goto nomem;
         }
         memcpy(b->basic_header, "Basic ", 6);
         EVP_EncodeBlock((unsigned char *)b->basic_header + 6, (unsigned char *)up.data,
                         (int)up.len);
         d2o_log_add_secret(b->basic_header + 6);
-        d2o_buf_free(&up);
+        if (opts->basic_password && *opts->basic_password) {
+            d2o_log_add_secret(opts->basic_password);
+        }
     }
+    d2o_buf_free(&up);
     return b;
+nomem:
+    snprintf(errstr, errstr_size, "bulk sink: out of memory");
+    d2o_buf_free(&up);
+    d2o_bulk_free(b);
+    return NULL;
+}
+
+/* ---- queueing ---- */
+
+static void make_ready(struct d2o_bulk *b, struct item *it, bool front)
+{
+    it->state = ST_READY;
+    if (front) {
+        list_push_front(&b->ready, it);
+    } else {
+        list_push_back(&b->ready, it);
+    }
+}
+
+int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
+{
+    struct item *it = NULL;
+    char *index = NULL, *id = NULL, verb[8], err[160];
+    bool nl = in->len > 0 && in->ndjson[in->len - 1] == '\n';
+    int r = -ENOMEM;
+
+    it = calloc(1, sizeof(*it));
+    if (!it) {
+        goto out;
+    }
+    it->data = malloc(in->len + 2);
+    if (!it->data) {
+        goto out;
+    }
+    if (in->len) {
+        memcpy(it->data, in->ndjson, in->len);
+    }
+    it->len = in->len;
+    if (!nl) {
+        it->data[it->len++] = '\n';
+    }
+    it->data[it->len] = '\0';
+    it->is_delete = in->is_delete;
+    it->cookie = in->cookie;
+    it->enq_ms = b->o.now_ms();
+    if (in->index && in->id) {
+        it->doc = doc_get(b, in->index, in->id);
+        if (!it->doc) {
+            goto out;
+        }
+    } else {
+        r = d2o_bulk_action_key(it->data, it->len, verb, &index, &id, err, sizeof(err));
+        if (r == -ENOMEM) {
+            goto out;
+        }
+        if (r == 0 && index && id) {
+            it->doc = doc_get(b, index, id);
+            if (!it->doc) {
+                r = -ENOMEM;
+                goto out;
+            }
+        } else {
+            /* OpenSearch will refuse the item itself, and it gets its outcome then. */
+            d2o_debug(D2O_CAT_SINK, "bulk_no_key", "bulk item without index and id: %s",
+                      r < 0 ? err : "no _index or _id");
+        }
+    }
+    if (it->doc && it->doc->head) {
+        it->state = ST_BLOCKED;
+        it->doc->tail->doc_next = it;
+        it->doc->tail = it;
+        b->blocked++;
+        b->blocked_bytes += it->len;
+    } else {
+        if (it->doc) {
+            it->doc->head = it->doc->tail = it;
+        }
+        make_ready(b, it, false);
+    }
+    it = NULL;
+    r = 0;
+out:
+    free(index);
+    free(id);
+    item_free(it);
+    return r;
 }
 
 int d2o_bulk_add(struct d2o_bulk *b, const char *ndjson, size_t len, bool is_delete, void *cookie)
 {
-    struct item *it = calloc(1, sizeof(*it));
+    struct d2o_bulk_item in = {ndjson, len, NULL, NULL, is_delete, cookie};
 
-    if (!it) {
-        return -ENOMEM;
-    }
-    it->data = malloc(len ? len : 1);
-    if (!it->data) {
-        free(it);
-        return -ENOMEM;
-    }
-    memcpy(it->data, ndjson, len);
-    it->len = len;
-    it->is_delete = is_delete;
-    it->cookie = cookie;
-    it->enq_ms = d2o_mono_ms();
-    if (b->tail) {
-        b->tail->next = it;
-    } else {
-        b->head = it;
-    }
-    b->tail = it;
-    b->queued++;
-    return 0;
+    return d2o_bulk_add_item(b, &in);
 }
 
 size_t d2o_bulk_pending(const struct d2o_bulk *b)
 {
-    return b->queued + b->in_flight_items;
+    return b->ready.n + b->delayed.n + b->blocked + b->in_flight_items;
+}
+
+size_t d2o_bulk_pending_bytes(const struct d2o_bulk *b)
+{
+    return b->ready.bytes + b->delayed.bytes + b->blocked_bytes + b->in_flight_bytes;
 }
 
 const struct d2o_bulk_stats *d2o_bulk_stats(const struct d2o_bulk *b)
@@ -196,25 +507,14 @@ void d2o_bulk_flush(struct d2o_bulk *b)
     b->flush_all = true;
 }
 
-/* Puts items back at the front of the queue, in their order, eligible from not_before. */
-static void requeue_front(struct d2o_bulk *b, struct item **items, size_t n)
-{
-    size_t i;
+/* ---- outcomes ---- */
 
-    for (i = n; i-- > 0;) {
-        items[i]->next = b->head;
-        b->head = items[i];
-        if (!b->tail) {
-            b->tail = items[i];
-        }
-        b->queued++;
-    }
-}
-
+/* Reports the final outcome of it (in no list), frees it, and unblocks its document's next. */
 static void finish(struct d2o_bulk *b, struct item *it, enum d2o_bulk_outcome outcome, int status,
                    const char *error_class, const char *message)
 {
     struct d2o_bulk_result res;
+    struct doc *d = it->doc;
 
     res.outcome = outcome;
     res.status = status;
@@ -236,8 +536,21 @@ static void finish(struct d2o_bulk *b, struct item *it, enum d2o_bulk_outcome ou
     case D2O_BULK_DLQ:
         b->stats.dlq++;
         d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_dlq",
-                "item to the dead-letter queue: %s: %s", error_class, message);
+                "item to the dead-letter queue after %u attempts: HTTP %d %s: %.300s", it->attempts,
+                status, error_class ? error_class : "?", message ? message : "");
         break;
+    }
+    if (d) {
+        struct item *next = it->doc_next;
+
+        d->head = next;
+        if (next) {
+            b->blocked--;
+            b->blocked_bytes -= next->len;
+            make_ready(b, next, true);
+        } else {
+            doc_drop(b, d);
+        }
     }
     b->o.done(it->cookie, &res, b->o.done_arg);
     item_free(it);
@@ -253,76 +566,169 @@ static void mark_failed(struct item *it)
     it->last_fail_us = now;
 }
 
-static void request_free(struct request *rq)
+static void delay(struct d2o_bulk *b, struct item *it, int64_t not_before)
 {
-    if (rq) {
-        free(rq->items);
-        d2o_buf_free(&rq->body);
-        free(rq);
-    }
+    it->state = ST_DELAYED;
+    it->not_before_ms = not_before;
+    list_push_back(&b->delayed, it);
+    b->stats.retried++;
 }
 
 /* Retries every item of a request that failed as a whole; never dead-letters them. */
 static void retry_all(struct d2o_bulk *b, struct request *rq, const char *why)
 {
-    int64_t delay;
+    int64_t wait, now = b->o.now_ms();
     size_t i;
 
     b->failure_streak++;
     b->stats.request_failures++;
-    delay = d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, b->failure_streak - 1);
+    wait = d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, b->failure_streak - 1);
     d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_request_failed",
             "bulk request of %zu items failed (%s); retrying in %lld ms", rq->n, why,
-            (long long)delay);
+            (long long)wait);
     for (i = 0; i < rq->n; i++) {
         mark_failed(rq->items[i]);
-        rq->items[i]->not_before_ms = d2o_mono_ms() + delay;
+        delay(b, rq->items[i], now + wait);
     }
-    b->stats.retried += rq->n;
-    requeue_front(b, rq->items, rq->n);
 }
 
 /* Splits a request the server refused as a whole (413, or 400 for the body): halves go again. */
 static void split(struct d2o_bulk *b, struct request *rq, int status, const char *message)
 {
+    char why[384];
     size_t i;
 
     if (rq->n == 1) {
-        finish(b, rq->items[0], D2O_BULK_DLQ, status,
-               status == 413 ? "request_too_large" : "request_refused", message);
+        mark_failed(rq->items[0]);
+        if (status == 413) {
+            snprintf(why, sizeof(why),
+                     "document too large: a bulk request holding only this item (%zu bytes) "
+                     "was refused with HTTP 413",
+                     rq->items[0]->len);
+            finish(b, rq->items[0], D2O_BULK_DLQ, status, "document_too_large", why);
+        } else {
+            finish(b, rq->items[0], D2O_BULK_DLQ, status, "request_refused", message);
+        }
         return;
     }
     b->stats.splits++;
-    for (i = 0; i < rq->n; i++) {
-        rq->items[i]->max_batch = rq->n / 2;
-        rq->items[i]->not_before_ms = 0;
+    b->splits_made++;
+    d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_split",
+            "bulk request of %zu items (%zu bytes) refused with HTTP %d; splitting it", rq->n,
+            rq->body.len, status);
+    for (i = rq->n; i-- > 0;) {
+        rq->items[i]->max_batch = (rq->n + 1) / 2;
+        rq->items[i]->split_group = b->splits_made;
+        make_ready(b, rq->items[i], true);
     }
-    requeue_front(b, rq->items, rq->n);
 }
+
+/*
+ * The retry time of an item that failed with attempts sends. Items of one response that failed
+ * equally often share one draw, so their retries travel together instead of as many small
+ * requests. draws[] caches the draws of one response (0: none yet).
+ */
+static int64_t retry_at(const struct d2o_bulk *b, int64_t *draws, size_t n_draws, unsigned attempts,
+                        int64_t now)
+{
+    unsigned a = attempts > 0 ? attempts - 1 : 0;
+
+    if (a < n_draws) {
+        if (draws[a] == 0) {
+            draws[a] = now + d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, a) + 1;
+        }
+        return draws[a] - 1;
+    }
+    return now + d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, a);
+}
+
+#define N_DRAWS 16
+
+static void item_result(struct d2o_bulk *b, struct item *it, const struct d2o_bulk_item_status *st,
+                        int64_t now, int64_t *draws)
+{
+    char why[768];
+    enum d2o_item_class c = d2o_classify_bulk_item(
+        st->status, st->error_type[0] ? st->error_type : NULL, it->is_delete);
+
+    switch (c) {
+    case D2O_ITEM_DONE:
+        finish(b, it, D2O_BULK_DONE, st->status, NULL, NULL);
+        return;
+    case D2O_ITEM_STALE:
+        finish(b, it, D2O_BULK_STALE, st->status, NULL, NULL);
+        return;
+    case D2O_ITEM_ABSENT:
+        finish(b, it, D2O_BULK_ABSENT, st->status, NULL, NULL);
+        return;
+    case D2O_ITEM_PERMANENT:
+        mark_failed(it);
+        snprintf(why, sizeof(why), "%s", st->error_reason[0] ? st->error_reason : "no reason");
+        finish(b, it, D2O_BULK_DLQ, st->status, st->error_type[0] ? st->error_type : "http_error",
+               why);
+        return;
+    case D2O_ITEM_RETRY:
+        mark_failed(it);
+        if (it->attempts >= b->o.max_attempts) {
+            snprintf(why, sizeof(why), "%u attempts; last: HTTP %d %s %s", it->attempts, st->status,
+                     st->error_type, st->error_reason);
+            finish(b, it, D2O_BULK_DLQ, st->status, "retries_exhausted", why);
+            return;
+        }
+        break;
+    case D2O_ITEM_THROTTLE:
+        mark_failed(it);
+        b->stats.throttled++;
+        break;
+    }
+    delay(b, it, retry_at(b, draws, N_DRAWS, it->attempts, now));
+}
+
+static void send_due(struct d2o_bulk *b, int64_t now);
 
 static void on_response(struct d2o_http_response *resp, void *arg)
 {
     struct request *rq = arg;
     struct d2o_bulk *b = rq->b;
     struct d2o_bulk_item_status *st = NULL;
-    struct item **retry = NULL;
-    size_t i, n_retry = 0;
-    char why[256];
+    int64_t now, draws[N_DRAWS] = {0};
+    size_t i;
+    char why[512];
 
+    if (!b) {
+        for (i = 0; i < rq->n; i++) {
+            item_free(rq->items[i]);
+        }
+        request_free(rq);
+        return;
+    }
+    now = b->o.now_ms();
+    if (rq->prev) {
+        rq->prev->next = rq->next;
+    } else {
+        b->requests = rq->next;
+    }
+    if (rq->next) {
+        rq->next->prev = rq->prev;
+    }
     b->in_flight--;
     b->in_flight_items -= rq->n;
-    if (resp->err < 0 || resp->curl_code != CURLE_OK) {
+    for (i = 0; i < rq->n; i++) {
+        b->in_flight_bytes -= rq->items[i]->len;
+    }
+    if (resp->err < 0 || resp->curl_code != CURLE_OK || resp->status == 0) {
         retry_all(b, rq, resp->errstr[0] ? resp->errstr : "transport error");
         goto out;
     }
     if (resp->status == 413 || resp->status == 400) {
-        snprintf(why, sizeof(why), "HTTP %ld: %.200s", resp->status,
+        snprintf(why, sizeof(why), "HTTP %ld: %.300s", resp->status,
                  resp->body.data ? resp->body.data : "");
         split(b, rq, (int)resp->status, why);
         goto out;
     }
     if (resp->status != 200) {
-        snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+        snprintf(why, sizeof(why), "HTTP %ld: %.200s", resp->status,
+                 resp->body.data ? resp->body.data : "");
         if (resp->status == 401 || resp->status == 403) {
             d2o_err("bulk_auth", "OpenSearch refused the credentials (HTTP %ld): %.200s",
                     resp->status, resp->body.data ? resp->body.data : "");
@@ -330,15 +736,18 @@ static void on_response(struct d2o_http_response *resp, void *arg)
         retry_all(b, rq, why);
         goto out;
     }
-    st = calloc(rq->n, sizeof(*st));
-    retry = calloc(rq->n, sizeof(*retry));
-    if (!st || !retry) {
+    st = malloc(rq->n * sizeof(*st));
+    if (!st) {
         retry_all(b, rq, "out of memory");
         goto out;
     }
-    if (d2o_bulk_parse_response(resp->body.data ? resp->body.data : "", resp->body.len, rq->n, st,
-                                why, sizeof(why)) < 0) {
+    if (d2o_bulk_parse_response(resp->body.data ? resp->body.data : "", resp->body.len, rq->n,
+                                rq->ids, st, why, sizeof(why)) < 0) {
         /* Unreadable answers are retried, but only up to the attempt cap. */
+        b->stats.bad_responses++;
+        b->stats.request_failures++;
+        d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_bad_response",
+                "bulk response for %zu items is unusable: %s; retrying them", rq->n, why);
         for (i = 0; i < rq->n; i++) {
             struct item *it = rq->items[i];
 
@@ -346,137 +755,55 @@ static void on_response(struct d2o_http_response *resp, void *arg)
             if (it->attempts >= b->o.max_attempts) {
                 finish(b, it, D2O_BULK_DLQ, 200, "bad_response", why);
             } else {
-                it->not_before_ms =
-                    d2o_mono_ms() +
-                    d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, it->attempts - 1);
-                retry[n_retry++] = it;
+                delay(b, it, retry_at(b, draws, N_DRAWS, it->attempts, now));
             }
         }
-        b->stats.request_failures++;
-        goto requeue;
+        goto out;
     }
     b->failure_streak = 0;
     for (i = 0; i < rq->n; i++) {
-        struct item *it = rq->items[i];
-        enum d2o_item_class c = d2o_classify_bulk_item(
-            st[i].status, st[i].error_type[0] ? st[i].error_type : NULL, it->is_delete);
-
-        switch (c) {
-        case D2O_ITEM_DONE:
-            finish(b, it, D2O_BULK_DONE, st[i].status, NULL, NULL);
-            break;
-        case D2O_ITEM_STALE:
-            finish(b, it, D2O_BULK_STALE, st[i].status, NULL, NULL);
-            break;
-        case D2O_ITEM_ABSENT:
-            finish(b, it, D2O_BULK_ABSENT, st[i].status, NULL, NULL);
-            break;
-        case D2O_ITEM_PERMANENT:
-            mark_failed(it);
-            finish(b, it, D2O_BULK_DLQ, st[i].status,
-                   st[i].error_type[0] ? st[i].error_type : "http_error", st[i].error_reason);
-            break;
-        case D2O_ITEM_RETRY:
-            mark_failed(it);
-            if (it->attempts >= b->o.max_attempts) {
-                snprintf(why, sizeof(why), "%u attempts; last: HTTP %d %s %s", it->attempts,
-                         st[i].status, st[i].error_type, st[i].error_reason);
-                finish(b, it, D2O_BULK_DLQ, st[i].status, "retries_exhausted", why);
-                break;
-            }
-            __attribute__((fallthrough));
-        case D2O_ITEM_THROTTLE:
-            mark_failed(it);
-            it->not_before_ms = d2o_mono_ms() + d2o_backoff_ms(b->o.retry_base_ms,
-                                                               b->o.retry_cap_ms, it->attempts - 1);
-            retry[n_retry++] = it;
-            break;
-        }
+        item_result(b, rq->items[i], &st[i], now, draws);
     }
-requeue:
-    b->stats.retried += n_retry;
-    requeue_front(b, retry, n_retry);
 out:
     free(st);
-    free(retry);
     request_free(rq);
+    send_due(b, now);
 }
 
-/* Whether a request should go out now, and which items; returns the count chosen. */
-static size_t choose(struct d2o_bulk *b, int64_t now, struct item **chosen, bool *due)
-{
-    struct item *it;
-    size_t n = 0, bytes = 0, cap = b->o.max_items;
-    int64_t oldest = INT64_MAX;
-    bool retry_due = false;
+/* ---- sending ---- */
 
-    for (it = b->head; it && n < cap; it = it->next) {
-        if (it->not_before_ms > now) {
-            continue;
-        }
-        if (n > 0 && bytes + it->len > b->o.max_bytes) {
-            break;
-        }
-        if (it->max_batch && it->max_batch < cap) {
-            cap = it->max_batch;
-            if (n >= cap) {
-                break;
-            }
-        }
-        chosen[n++] = it;
-        bytes += it->len;
-        if (it->enq_ms < oldest) {
-            oldest = it->enq_ms;
-        }
-        retry_due |= it->attempts > 0 || it->max_batch > 0;
-    }
-    *due = n > 0 && (n >= cap || bytes >= b->o.max_bytes || (it && it->not_before_ms <= now) ||
-                     b->flush_all || retry_due || oldest + b->o.flush_ms <= now);
-    return n;
-}
-
-static void unlink_item(struct d2o_bulk *b, struct item *target)
-{
-    struct item **pp = &b->head, *prev = NULL;
-
-    while (*pp && *pp != target) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (!*pp) {
-        return;
-    }
-    *pp = target->next;
-    if (b->tail == target) {
-        b->tail = prev;
-    }
-    target->next = NULL;
-    b->queued--;
-}
-
-static int send_request(struct d2o_bulk *b, struct item **chosen, size_t n)
+static int send_request(struct d2o_bulk *b, size_t n)
 {
     struct d2o_http_header hdrs[2] = {{"Content-Type", "application/x-ndjson"}, {NULL, NULL}};
     struct d2o_http_request req = {0};
     struct request *rq = calloc(1, sizeof(*rq));
-    size_t i;
-    int r;
+    struct item *it;
+    size_t i, bytes = 0;
+    int r = -ENOMEM;
 
     if (!rq) {
-        return -ENOMEM;
+        goto fail;
     }
     rq->b = b;
-    rq->items = calloc(n, sizeof(*rq->items));
-    if (!rq->items) {
-        request_free(rq);
-        return -ENOMEM;
+    rq->items = malloc(n * sizeof(*rq->items));
+    rq->ids = malloc(n * sizeof(*rq->ids));
+    if (!rq->items || !rq->ids) {
+        goto fail;
     }
-    for (i = 0; i < n; i++) {
-        if (d2o_buf_append(&rq->body, chosen[i]->data, chosen[i]->len) < 0) {
-            request_free(rq);
-            return -ENOMEM;
+    for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
+        bytes += it->len;
+    }
+    if (d2o_buf_reserve(&rq->body, bytes) < 0) {
+        goto fail;
+    }
+    for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
+        rq->items[i] = it;
+        rq->ids[i] = it->doc ? it->doc->id : NULL;
+        if (d2o_buf_append(&rq->body, it->data, it->len) < 0) {
+            goto fail;
         }
     }
+    rq->n = n;
     req.method = "POST";
     req.url = b->url;
     req.headers = hdrs;
@@ -493,50 +820,90 @@ static int send_request(struct d2o_bulk *b, struct item **chosen, size_t n)
         req.creds = b->o.creds;
         req.sigv4_flags = b->o.sign_content_sha256 ? D2O_SIGV4_CONTENT_SHA256_HEADER : 0;
     }
-    r = d2o_http_start(b->http, &req, on_response, rq, NULL);
+    r = b->o.start(b->o.start_ctx, &req, on_response, rq);
     if (r < 0) {
-        request_free(rq);
-        return r;
+        goto fail;
     }
     for (i = 0; i < n; i++) {
-        unlink_item(b, chosen[i]);
-        chosen[i]->attempts++;
-        chosen[i]->max_batch = 0;
-        rq->items[i] = chosen[i];
+        it = rq->items[i];
+        list_remove(&b->ready, it);
+        it->state = ST_IN_FLIGHT;
+        it->attempts++;
+        it->max_batch = 0;
+        it->split_group = 0;
+        b->in_flight_bytes += it->len;
     }
-    rq->n = n;
+    rq->next = b->requests;
+    if (b->requests) {
+        b->requests->prev = rq;
+    }
+    b->requests = rq;
     b->in_flight++;
     b->in_flight_items += n;
     b->stats.requests++;
     b->stats.items_sent += n;
     d2o_debug(D2O_CAT_SINK, "bulk_sent", "bulk request: %zu items, %zu bytes", n, rq->body.len);
     return 0;
+fail:
+    d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_start_failed",
+            "cannot start a bulk request of %zu items (errno %d); will try again", n, -r);
+    request_free(rq);
+    return r;
+}
+
+/* Moves delayed items whose backoff has passed to the front of the ready list. */
+static void promote_delayed(struct d2o_bulk *b, int64_t now)
+{
+    struct item *it, *next;
+
+    for (it = b->delayed.tail; it; it = next) {
+        next = it->prev;
+        if (it->not_before_ms <= now) {
+            list_remove(&b->delayed, it);
+            make_ready(b, it, true);
+        }
+    }
+}
+
+/* Whether the ready list should go out now. */
+static bool ready_due(const struct d2o_bulk *b, int64_t now)
+{
+    const struct item *h = b->ready.head;
+
+    return h && (b->flush_all || b->ready.n >= b->o.max_items || b->ready.bytes >= b->o.max_bytes ||
+                 h->attempts > 0 || h->max_batch > 0 || h->enq_ms + b->o.flush_ms <= now);
+}
+
+static void send_due(struct d2o_bulk *b, int64_t now)
+{
+    promote_delayed(b, now);
+    while (b->in_flight < b->o.max_in_flight && ready_due(b, now)) {
+        size_t cap = b->o.max_items, n, i;
+        struct item *it;
+
+        /* The halves of a split request lead the ready list: the batch takes one half. */
+        if (b->ready.head->max_batch && b->ready.head->max_batch < cap) {
+            cap = b->ready.head->max_batch;
+        }
+        for (i = 0, it = b->ready.head; it && i < cap; i++, it = it->next) {
+            if (it->split_group != b->ready.head->split_group) {
+                break;
+            }
+            b->lens[i] = it->len;
+        }
+        n = d2o_bulk_batch_count(b->lens, i, b->o.max_bytes, cap);
+        if (n == 0 || send_request(b, n) < 0) {
+            break;
+        }
+    }
+    if (b->ready.n == 0 && b->delayed.n == 0 && b->blocked == 0) {
+        b->flush_all = false;
+    }
 }
 
 void d2o_bulk_tick(struct d2o_bulk *b, int64_t now_ms)
 {
-    struct item **chosen;
-
-    if (b->queued == 0) {
-        b->flush_all = false;
-        return;
-    }
-    chosen = calloc(b->o.max_items, sizeof(*chosen));
-    if (!chosen) {
-        return;
-    }
-    while (b->in_flight < b->o.max_in_flight && b->queued > 0) {
-        bool due = false;
-        size_t n = choose(b, now_ms, chosen, &due);
-
-        if (!due || send_request(b, chosen, n) < 0) {
-            break;
-        }
-    }
-    if (b->queued == 0) {
-        b->flush_all = false;
-    }
-    free(chosen);
+    send_due(b, now_ms);
 }
 
 int64_t d2o_bulk_next_ms(const struct d2o_bulk *b, int64_t now_ms)
@@ -544,17 +911,15 @@ int64_t d2o_bulk_next_ms(const struct d2o_bulk *b, int64_t now_ms)
     const struct item *it;
     int64_t next = INT64_MAX;
 
-    if (b->in_flight >= b->o.max_in_flight) {
-        return -1;
-    }
-    for (it = b->head; it; it = it->next) {
-        int64_t at = it->not_before_ms > 0 ? it->not_before_ms : it->enq_ms + b->o.flush_ms;
-
-        if (b->flush_all || it->max_batch) {
-            at = it->not_before_ms;
+    if (b->in_flight < b->o.max_in_flight && b->ready.head) {
+        if (ready_due(b, now_ms)) {
+            return 0;
         }
-        if (at < next) {
-            next = at;
+        next = b->ready.head->enq_ms + b->o.flush_ms;
+    }
+    for (it = b->delayed.head; it; it = it->next) {
+        if (it->not_before_ms < next) {
+            next = it->not_before_ms;
         }
     }
     if (next == INT64_MAX) {
@@ -567,7 +932,9 @@ int d2o_bulk_drain(struct d2o_bulk *b, int64_t timeout_ms)
 {
     int64_t deadline = d2o_mono_ms() + timeout_ms;
 
-    d2o_bulk_flush(b);
+    if (!b->http) {
+        return -EINVAL;
+    }
     while (d2o_bulk_pending(b) > 0) {
         int64_t now = d2o_mono_ms(), wait;
 
@@ -575,8 +942,8 @@ int d2o_bulk_drain(struct d2o_bulk *b, int64_t timeout_ms)
             return -ETIMEDOUT;
         }
         b->flush_all = true;
-        d2o_bulk_tick(b, now);
-        wait = d2o_bulk_next_ms(b, now);
+        d2o_bulk_tick(b, b->o.now_ms());
+        wait = d2o_bulk_next_ms(b, b->o.now_ms());
         if (wait < 0 || wait > 100) {
             wait = 100;
         }
@@ -584,5 +951,6 @@ int d2o_bulk_drain(struct d2o_bulk *b, int64_t timeout_ms)
             return -EIO;
         }
     }
+    b->flush_all = false;
     return 0;
 }

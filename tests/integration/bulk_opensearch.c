@@ -531,7 +531,7 @@ START_TEST(too_large_requests_split_and_a_lone_giant_is_dead_lettered)
         ck_assert_int_eq(outcomes[i].outcome, D2O_BULK_DONE);
     }
     ck_assert_int_eq(outcomes[40].outcome, D2O_BULK_DLQ);
-    ck_assert_str_eq(outcomes[40].error_class, "request_too_large");
+    ck_assert_str_eq(outcomes[40].error_class, "document_too_large");
     ck_assert_int_gt(d2o_bulk_stats(b)->splits, 0);
     ck_assert_int_eq(count_docs(h), 40);
     d2o_bulk_free(b);

@@ -6,10 +6,14 @@ from flags or at run time with `POST /__fault` (a JSON object of the same names)
 `GET /__stats` returns counters:
 
   request_status, request_count  answer the next N requests with this status, without forwarding
+  request_fraction               ... or (with request_status) this fraction of requests, at random
   item_429_every                 in _bulk requests, refuse every k-th item with a 429
                                  es_rejected_execution_exception: the item is removed from the
                                  body before forwarding, so it is really not applied, and its
                                  synthetic result is spliced into the response at its position
+  item_429_fraction              ... or refuse this fraction of the items, at random
+  item_429_ids                   {"<_id>": n}: refuse the items of these documents n times each
+  seed                           seed of the random choices (default 1), for repeatable runs
   reset_count                    close the next N connections without answering
   down_seconds                   close every connection at once for this long
   delay_ms                       wait this long before forwarding
@@ -23,6 +27,7 @@ The proxy stops by itself after --max-seconds and on SIGTERM.
 import argparse
 import http.client
 import json
+import random
 import signal
 import socket
 import sys
@@ -31,8 +36,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-FAULTS = {"request_status": 0, "request_count": 0, "item_429_every": 0, "reset_count": 0,
-          "down_until": 0.0, "delay_ms": 0, "max_body": 0}
+FAULTS = {"request_status": 0, "request_count": 0, "request_fraction": 0.0, "item_429_every": 0,
+          "item_429_fraction": 0.0, "item_429_ids": {}, "reset_count": 0, "down_until": 0.0,
+          "delay_ms": 0, "max_body": 0}
+RNG = random.Random(1)
 STATS = {"requests": 0, "forwarded": 0, "injected_status": 0, "injected_items": 0,
          "resets": 0, "too_large": 0}
 ITEM_COUNTER = [0]
@@ -44,6 +51,10 @@ def set_faults(spec):
         for key, value in spec.items():
             if key == "down_seconds":
                 FAULTS["down_until"] = time.time() + float(value)
+            elif key == "seed":
+                RNG.seed(value)
+            elif key == "item_429_ids":
+                FAULTS[key] = {str(k): int(v) for k, v in dict(value).items()}
             elif key in FAULTS:
                 FAULTS[key] = value
             else:
@@ -83,7 +94,9 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             STATS["resets"] += 1
         try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            # linger on, timeout 0: close() sends a TCP RST, as a crashed server would
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       b"\x01\x00\x00\x00\x00\x00\x00\x00")
         except OSError:
             pass
         self.close_connection = True
@@ -121,11 +134,16 @@ class Handler(BaseHTTPRequestHandler):
             reset = FAULTS["reset_count"] > 0
             if reset:
                 FAULTS["reset_count"] -= 1
-            status = FAULTS["request_status"] if FAULTS["request_count"] > 0 else 0
-            if status:
+            status = 0
+            if FAULTS["request_status"] and FAULTS["request_count"] > 0:
+                status = FAULTS["request_status"]
                 FAULTS["request_count"] -= 1
+            elif FAULTS["request_status"] and RNG.random() < FAULTS["request_fraction"]:
+                status = FAULTS["request_status"]
+            if status:
                 STATS["injected_status"] += 1
-            every = FAULTS["item_429_every"]
+            every = (FAULTS["item_429_every"] or FAULTS["item_429_fraction"] or
+                     FAULTS["item_429_ids"])
             delay = FAULTS["delay_ms"]
             too_large = FAULTS["max_body"] and len(body) > FAULTS["max_body"]
             if too_large:
@@ -135,7 +153,9 @@ class Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay / 1000.0)
         if status:
-            return self._reply(status, json.dumps({"error": {"type": "injected", "reason": f"injected {status}"}, "status": status}).encode())
+            return self._reply(status, json.dumps({
+                "error": {"type": "injected", "reason": f"injected {status}"},
+                "status": status}).encode())
         if too_large:
             return self._reply(413, b'{"error":"Request Entity Too Large"}')
         if every and method == "POST" and self.path.split("?")[0].endswith("_bulk"):
@@ -143,13 +163,21 @@ class Handler(BaseHTTPRequestHandler):
         status, data, ctype = self._forward(method, body)
         return self._reply(status, data, ctype)
 
-    def _bulk_with_rejections(self, body, every):
+    def _bulk_with_rejections(self, body, _every):
         items = split_bulk(body)
         keep, rejected = [], set()
         with LOCK:
-            for idx, _ in enumerate(items):
+            for idx, (verb, lines) in enumerate(items):
                 ITEM_COUNTER[0] += 1
-                if ITEM_COUNTER[0] % every == 0:
+                doc_id = str(json.loads(lines[0])[verb].get("_id", ""))
+                if FAULTS["item_429_ids"].get(doc_id, 0) > 0:
+                    FAULTS["item_429_ids"][doc_id] -= 1
+                    hit = True
+                elif FAULTS["item_429_every"]:
+                    hit = ITEM_COUNTER[0] % FAULTS["item_429_every"] == 0
+                else:
+                    hit = RNG.random() < FAULTS["item_429_fraction"]
+                if hit:
                     rejected.add(idx)
                     STATS["injected_items"] += 1
         keep = [lines for idx, (_, lines) in enumerate(items) if idx not in rejected]
@@ -163,7 +191,9 @@ class Handler(BaseHTTPRequestHandler):
         merged, it = [], iter(upstream_items)
         for idx, (verb, _) in enumerate(items):
             if idx in rejected:
-                merged.append({verb: {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "rejected by the test proxy"}}})
+                merged.append({verb: {"status": 429, "error": {
+                    "type": "es_rejected_execution_exception",
+                    "reason": "rejected by the test proxy"}}})
             else:
                 merged.append(next(it))
         return self._reply(200, json.dumps({"errors": True, "items": merged}).encode())
