@@ -80,6 +80,22 @@ struct d2o_config {
     /* PostgreSQL and leases */
     char *pg_conninfo;
     int64_t lease_ms;
+    /* worker pool */
+    int64_t workers;
+    char *task_id;
+    int initial_position;
+    char *initial_timestamp;
+    int64_t renew_ms;
+    int64_t shard_sync_ms;
+    int64_t poll_min_ms;
+    int64_t poll_idle_max_ms;
+    int64_t get_records_limit;
+    int64_t max_pending_records;
+    int64_t drain_timeout_ms;
+    /* metrics and health */
+    char *metrics_addr;
+    int64_t metrics_port;
+    bool log_emf;
     /* logging */
     int log_format;
     int log_level;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "d2o/conf.h"
+#include "d2o/creds.h"
 #include "d2o/log.h"
 #include "d2o/util.h"
 
@@ -18,6 +19,7 @@ static const char *const auth_modes[] = {"none", "basic", "sigv4", NULL};
 static const char *const services[] = {"es", "aoss", NULL};
 static const char *const log_formats[] = {"json", "text", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const positions[] = {"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", NULL};
 
 static int validate_url(const char *v, char *why, size_t n)
 {
@@ -73,6 +75,26 @@ static int validate_name(const char *v, char *why, size_t n)
             snprintf(why, n, "may hold only letters, digits, '-', '_' and '.'");
             return -1;
         }
+    }
+    return 0;
+}
+
+static int validate_task_id(const char *v, char *why, size_t n)
+{
+    if (strlen(v) > 100 || strpbrk(v, " \t\n\"'\\")) {
+        snprintf(why, n, "at most 100 characters, without spaces, quotes or backslashes");
+        return -1;
+    }
+    return 0;
+}
+
+static int validate_timestamp(const char *v, char *why, size_t n)
+{
+    time_t t;
+
+    if (*v && d2o_creds_parse_time(v, &t) < 0) {
+        snprintf(why, n, "not an RFC 3339 time such as 2026-11-01T00:00:00Z");
+        return -1;
     }
     return 0;
 }
@@ -179,6 +201,58 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "third of it and stop working a shard they could not renew before it can expire; a dead "
      "worker's shards are taken over after about this long.",
      false, false, NULL},
+    {"workers", D2O_CONF_INT, OFF(workers), "0", 0, 64, NULL,
+     "Worker processes the supervisor (ddb2os run) forks; 0 means one per CPU. Each worker holds "
+     "its own leases and drives all its shards from one event loop.",
+     false, false, NULL},
+    {"task_id", D2O_CONF_STR, OFF(task_id), "", 0, 0, NULL,
+     "Name of this supervisor in the workers table and in lease owners (<task_id>:<pid>). Empty "
+     "uses the ECS task id when running on ECS, else the host name.",
+     false, false, validate_task_id},
+    {"initial_position", D2O_CONF_ENUM, OFF(initial_position), "TRIM_HORIZON", 0, 0, positions,
+     "Where the first shards of a stream new to the lease table are read from: TRIM_HORIZON (all "
+     "retained records), LATEST (only new ones; closed shards are skipped) or AT_TIMESTAMP "
+     "(initial_timestamp). Shards created later by a reshard always start at TRIM_HORIZON.",
+     false, false, NULL},
+    {"initial_timestamp", D2O_CONF_STR, OFF(initial_timestamp), "", 0, 0, NULL,
+     "For initial_position = AT_TIMESTAMP: an RFC 3339 time such as 2026-11-01T00:00:00Z.", false,
+     false, validate_timestamp},
+    {"renew_ms", D2O_CONF_MS, OFF(renew_ms), "0", 0, 300000, NULL,
+     "How often a worker renews its leases, heartbeats and balances; 0 means a third of lease_ms. "
+     "Must be below lease_ms.",
+     false, false, NULL},
+    {"shard_sync_ms", D2O_CONF_MS, OFF(shard_sync_ms), "30s", 1000, 3600000, NULL,
+     "How often one worker (elected by an advisory lock) lists the stream's shards and creates "
+     "lease rows for new ones. A shard that ends is followed at once through its child shards.",
+     false, false, NULL},
+    {"poll_min_ms", D2O_CONF_MS, OFF(poll_min_ms), "200ms", 200, 60000, NULL,
+     "Shortest time between two GetRecords calls on one shard (Kinesis allows 5 per second).",
+     false, false, NULL},
+    {"poll_idle_max_ms", D2O_CONF_MS, OFF(poll_idle_max_ms), "1s", 200, 60000, NULL,
+     "Longest wait between GetRecords calls on an idle, caught-up shard; the wait doubles from "
+     "poll_min_ms while the shard stays empty and drops back at the first record.",
+     false, false, NULL},
+    {"get_records_limit", D2O_CONF_INT, OFF(get_records_limit), "1000", 1, 10000, NULL,
+     "Records asked for per GetRecords call.", false, false, NULL},
+    {"max_pending_records", D2O_CONF_INT, OFF(max_pending_records), "5000", 1, 1000000, NULL,
+     "Records of one shard read but not yet checkpointed; the shard's next GetRecords waits "
+     "while it holds more (back-pressure from a slow OpenSearch).",
+     false, false, NULL},
+    {"drain_timeout_ms", D2O_CONF_MS, OFF(drain_timeout_ms), "20s", 0, 600000, NULL,
+     "On SIGTERM, how long a worker waits for its in-flight writes before it releases its "
+     "leases anyway (ECS's stopTimeout should be longer).",
+     false, false, NULL},
+    {"metrics_addr", D2O_CONF_STR, OFF(metrics_addr), "127.0.0.1", 0, 0, NULL,
+     "Address the /metrics, /healthz and /readyz endpoint listens on (0.0.0.0 to let Prometheus "
+     "scrape from outside the task).",
+     false, false, NULL},
+    {"metrics_port", D2O_CONF_INT, OFF(metrics_port), "9090", 0, 65535, NULL,
+     "Port of the metrics and health endpoint, served by the supervisor for all its workers; 0 "
+     "turns it off.",
+     false, false, NULL},
+    {"log_emf", D2O_CONF_BOOL, OFF(log_emf), "false", 0, 0, NULL,
+     "Also write CloudWatch Embedded Metric Format lines (one per worker every 60 s).", true, false,
+     NULL},
     {"log_format", D2O_CONF_ENUM, OFF(log_format), "json", 0, 0, log_formats,
      "json writes one JSON object per line (for ECS and CloudWatch); text is for terminals.", true,
      false, NULL},
