@@ -41,7 +41,8 @@ struct d2o_lease {
     int64_t counter;
     char *checkpoint;
     struct d2o_version_state version_state;
-    char *pending_owner; /* NULL unless a handoff was requested */
+    char *pending_owner;      /* NULL unless a handoff was requested */
+    int64_t checkpoint_ts_ms; /* the time of an AT_TIMESTAMP checkpoint, epoch ms; 0 otherwise */
 };
 
 struct d2o_lease_list {
@@ -51,12 +52,30 @@ struct d2o_lease_list {
 
 void d2o_lease_list_free(struct d2o_lease_list *l);
 
-/* Creates the lease row of a shard if it has none. parents: NULL-terminated, may be NULL. */
+/* Creates the lease row of a shard if it has none (1 created, 0 was there, -EIO). parents:
+ * NULL-terminated, may be NULL. */
 __attribute__((warn_unused_result)) int d2o_lease_ensure(PGconn *c, const char *application,
                                                          const char *stream, const char *shard_id,
                                                          const char *const *parents,
                                                          const char *initial_checkpoint,
                                                          char *errstr, size_t errstr_size);
+
+/* A shard's lease row as discovery creates it. */
+struct d2o_lease_seed {
+    const char *shard_id;
+    const char *const *parents; /* NULL-terminated, may be NULL */
+    const char *hash_start;     /* decimal hash keys, may be NULL */
+    const char *hash_end;
+    const char
+        *checkpoint; /* TRIM_HORIZON, LATEST, AT_TIMESTAMP or SHARD_END (NULL: TRIM_HORIZON) */
+    int64_t checkpoint_ts_ms; /* for AT_TIMESTAMP, epoch ms */
+};
+
+/* Creates the row of seed->shard_id unless it exists. Returns 1 (created), 0 (was there), -EIO. */
+__attribute__((warn_unused_result)) int d2o_lease_ensure_shard(PGconn *c, const char *application,
+                                                               const char *stream,
+                                                               const struct d2o_lease_seed *seed,
+                                                               char *errstr, size_t errstr_size);
 
 /*
  * Takes up to max available leases of stream for owner, each for lease_ms from now() by the
@@ -79,6 +98,12 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
 __attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char *application,
                                                           const struct d2o_lease *l, char *errstr,
                                                           size_t errstr_size);
+
+/* After a SHARD_END checkpoint: lets the lease go for good (fenced; lease_events 'shard_end').
+ * Returns 0, D2O_LEASE_E_LOST or -EIO. */
+__attribute__((warn_unused_result)) int d2o_lease_finish(PGconn *c, const char *application,
+                                                         const struct d2o_lease *l, char *errstr,
+                                                         size_t errstr_size);
 
 /*
  * Asks for one lease of the most loaded other live owner of stream to be handed to requester,

@@ -11,6 +11,8 @@
 #include "d2o/util.h"
 
 /* now() + ms, as SQL over a text parameter. */
+/* A timestamptz column as epoch milliseconds (0 when NULL). */
+#define TS_MS(col) "coalesce((extract(epoch FROM " col ") * 1000)::bigint, 0)"
 #define AFTER_MS(p) "now() + make_interval(secs => " p "::double precision / 1000)"
 
 void d2o_lease_list_free(struct d2o_lease_list *l)
@@ -48,7 +50,8 @@ static char *dup_or_null(PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-/* Appends rows (stream, shard_id, owner, counter, checkpoint, last_ms, seq, pending_owner). */
+/* Appends rows (stream, shard_id, owner, counter, checkpoint, last_ms, seq, pending_owner,
+ * checkpoint timestamp ms). */
 static int append_rows(PGresult *r, struct d2o_lease_list *out)
 {
     int rows = PQntuples(r), i;
@@ -75,8 +78,9 @@ static int append_rows(PGresult *r, struct d2o_lease_list *out)
         out->n++;
         if (d2o_parse_i64(PQgetvalue(r, i, 3), 0, INT64_MAX, &l->counter) < 0 ||
             d2o_parse_i64(PQgetvalue(r, i, 5), 0, INT64_MAX, &l->version_state.last_ms) < 0 ||
-            d2o_parse_i64(PQgetvalue(r, i, 6), 0, 1000, &v) < 0 || !l->stream || !l->shard_id ||
-            !l->checkpoint) {
+            d2o_parse_i64(PQgetvalue(r, i, 6), 0, 1000, &v) < 0 ||
+            d2o_parse_i64(PQgetvalue(r, i, 8), INT64_MIN, INT64_MAX, &l->checkpoint_ts_ms) < 0 ||
+            !l->stream || !l->shard_id || !l->checkpoint) {
             return -EIO;
         }
         l->version_state.seq_in_ms = (uint32_t)v;
@@ -108,33 +112,54 @@ int d2o_lease_ensure(PGconn *c, const char *application, const char *stream, con
                      const char *const *parents, const char *initial_checkpoint, char *errstr,
                      size_t errstr_size)
 {
-    static const char sql[] = "INSERT INTO leases (application, stream, shard_id, parent_shard_ids,"
-                              " checkpoint) VALUES ($1, $2, $3, $4::text[], $5)"
-                              " ON CONFLICT DO NOTHING";
+    struct d2o_lease_seed seed = {0};
+
+    seed.shard_id = shard_id;
+    seed.parents = parents;
+    seed.checkpoint = initial_checkpoint;
+    return d2o_lease_ensure_shard(c, application, stream, &seed, errstr, errstr_size);
+}
+
+int d2o_lease_ensure_shard(PGconn *c, const char *application, const char *stream,
+                           const struct d2o_lease_seed *seed, char *errstr, size_t errstr_size)
+{
+    static const char sql[] =
+        "INSERT INTO leases (application, stream, shard_id, parent_shard_ids, checkpoint,"
+        " checkpoint_timestamp, hash_key_start, hash_key_end)"
+        " VALUES ($1, $2, $3, $4::text[], $5, to_timestamp($6::double precision / 1000),"
+        " $7::numeric, $8::numeric)"
+        " ON CONFLICT DO NOTHING RETURNING shard_id";
     struct d2o_buf arr = D2O_BUF_INIT;
-    const char *values[5];
+    const char *values[8];
+    char ts[24];
     PGresult *r;
     size_t i;
     int ret = 0;
 
     ret |= d2o_buf_putc(&arr, '{');
-    for (i = 0; parents && parents[i]; i++) {
-        ret |= d2o_buf_printf(&arr, "%s\"%s\"", i ? "," : "", parents[i]);
+    for (i = 0; seed->parents && seed->parents[i]; i++) {
+        ret |= d2o_buf_printf(&arr, "%s\"%s\"", i ? "," : "", seed->parents[i]);
     }
     ret |= d2o_buf_putc(&arr, '}');
     if (ret) {
         d2o_buf_free(&arr);
         return -ENOMEM;
     }
+    snprintf(ts, sizeof(ts), "%" PRId64, seed->checkpoint_ts_ms);
     values[0] = application;
     values[1] = stream;
-    values[2] = shard_id;
+    values[2] = seed->shard_id;
     values[3] = arr.data;
-    values[4] = initial_checkpoint;
-    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    values[4] = seed->checkpoint ? seed->checkpoint : "TRIM_HORIZON";
+    values[5] = seed->checkpoint_ts_ms > 0 ? ts : NULL;
+    values[6] = seed->hash_start;
+    values[7] = seed->hash_end;
+    r = PQexecParams(c, sql, 8, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, r, "creating a lease row", errstr, errstr_size);
         ret = -EIO;
+    } else {
+        ret = PQntuples(r) > 0 ? 1 : 0;
     }
     PQclear(r);
     d2o_buf_free(&arr);
@@ -167,7 +192,7 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
                   "    AND t.shard_id = c.shard_id"
                   "  RETURNING t.stream, t.shard_id, t.owner, t.lease_counter, t.checkpoint,"
                   "    t.version_last_ms, t.version_seq_in_ms, t.pending_owner, c.prev_owner,"
-                  "    c.prev_pending),"
+                  "    c.prev_pending, t.checkpoint_timestamp),"
                   " events AS ("
                   "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
                   "previous_owner,"
@@ -177,7 +202,9 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
                   "         ELSE 'expire' END,"
                   "    owner, prev_owner, lease_counter FROM taken)"
                   " SELECT stream, shard_id, owner, lease_counter, checkpoint, version_last_ms,"
-                  "   version_seq_in_ms, pending_owner FROM taken ORDER BY shard_id";
+                  "   version_seq_in_ms, pending_owner, " TS_MS(
+                      "checkpoint_timestamp") " FROM taken"
+                                              " ORDER BY shard_id";
     char maxs[16], ms[24];
     const char *values[5];
 
@@ -201,7 +228,7 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
         "$3") ", updated_at = now()"
               " WHERE application = $1 AND owner = $2 AND expires_at > now()"
               " RETURNING stream, shard_id, owner, lease_counter, checkpoint, version_last_ms,"
-              "   version_seq_in_ms, pending_owner";
+              "   version_seq_in_ms, pending_owner, " TS_MS("checkpoint_timestamp");
     char ms[24];
     const char *values[3];
 
@@ -254,6 +281,22 @@ int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease
         " SELECT $1, $2, $3, 'release', NULL, $4, lease_counter FROM r RETURNING id";
 
     return fenced(c, sql, application, l, "releasing a lease", errstr, errstr_size);
+}
+
+int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
+                     size_t errstr_size)
+{
+    static const char sql[] =
+        "WITH f AS (UPDATE leases SET owner = NULL, expires_at = NULL,"
+        "   lease_counter = lease_counter + 1, pending_owner = NULL, handoff_deadline = NULL,"
+        "   millis_behind_latest = 0, throughput = 0, updated_at = now()"
+        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+        "   AND lease_counter = $5 AND checkpoint = 'SHARD_END' RETURNING lease_counter)"
+        " INSERT INTO lease_events (application, stream, shard_id, event, owner, previous_owner,"
+        "   lease_counter)"
+        " SELECT $1, $2, $3, 'shard_end', NULL, $4, lease_counter FROM f RETURNING id";
+
+    return fenced(c, sql, application, l, "finishing a shard", errstr, errstr_size);
 }
 
 int d2o_lease_hand_over(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
@@ -353,8 +396,11 @@ int d2o_lease_census(PGconn *c, const char *application, const char *stream, int
                      int *leases, int *live_workers, char *errstr, size_t errstr_size)
 {
     static const char sql[] =
-        "SELECT (SELECT count(*) FROM leases WHERE application = $1 AND stream = $2"
-        "          AND checkpoint <> 'SHARD_END'),"
+        "SELECT (SELECT count(*) FROM leases l WHERE l.application = $1 AND l.stream = $2"
+        "          AND l.checkpoint <> 'SHARD_END'"
+        "          AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
+        "            AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
+        "            AND p.checkpoint <> 'SHARD_END')),"
         "       (SELECT count(*) FROM workers WHERE application = $1"
         "          AND heartbeat_at > now() - make_interval(secs => $3::double precision / 1000))";
     char ms[24];

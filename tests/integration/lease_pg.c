@@ -35,7 +35,7 @@ static void setup(void)
 
         snprintf(shard, sizeof(shard), "shardId-%012d", i);
         ck_assert_int_eq(
-            d2o_lease_ensure(c, APP, STREAM, shard, NULL, "TRIM_HORIZON", err, sizeof(err)), 0);
+            d2o_lease_ensure(c, APP, STREAM, shard, NULL, "TRIM_HORIZON", err, sizeof(err)), 1);
     }
     PQfinish(c);
 }
@@ -141,7 +141,7 @@ START_TEST(children_wait_for_their_parents)
 
     ck_assert_int_eq(d2o_lease_ensure(c, APP, STREAM, "shardId-000000000100", parents,
                                       "TRIM_HORIZON", err, sizeof(err)),
-                     0);
+                     1);
     ck_assert_int_eq(d2o_lease_take(c, APP, STREAM, "w-a", 20, LEASE_MS, &got, err, sizeof(err)),
                      8);
     for (i = 0; i < got.n; i++) {
@@ -159,6 +159,49 @@ START_TEST(children_wait_for_their_parents)
                      1);
     ck_assert_str_eq(got.items[got.n - 1].shard_id, "shardId-000000000100");
     ck_assert_str_eq(got.items[got.n - 1].checkpoint, "TRIM_HORIZON");
+
+    /* A finished parent lets go for good: no owner, a new epoch, a shard_end event. */
+    {
+        struct d2o_lease parent = {0};
+        char *v;
+
+        parent.stream = (char *)STREAM;
+        parent.shard_id = (char *)"shardId-000000000000";
+        parent.owner = (char *)"w-a";
+        parent.counter = 1;
+        ck_assert_int_eq(d2o_lease_finish(c, APP, &parent, err, sizeof(err)), 0);
+        ck_assert_int_eq(d2o_lease_finish(c, APP, &parent, err, sizeof(err)), D2O_LEASE_E_LOST);
+        v = pgfx_scalar(c, "SELECT coalesce(owner, '-') || ' ' || lease_counter || ' ' ||"
+                           " checkpoint FROM leases WHERE shard_id = 'shardId-000000000000'");
+
+        ck_assert_str_eq(v, "- 2 SHARD_END");
+        free(v);
+        v = pgfx_scalar(c, "SELECT event || ' ' || previous_owner FROM lease_events"
+                           " WHERE shard_id = 'shardId-000000000000' ORDER BY id DESC LIMIT 1");
+        ck_assert_str_eq(v, "shard_end w-a");
+        free(v);
+    }
+    /* Discovery's seed: an existing row is left alone; AT_TIMESTAMP keeps its time. */
+    {
+        struct d2o_lease_seed seed = {0};
+        struct d2o_lease_list at = {0};
+
+        seed.shard_id = "shardId-000000000100";
+        seed.checkpoint = "LATEST";
+        ck_assert_int_eq(d2o_lease_ensure_shard(c, APP, STREAM, &seed, err, sizeof(err)), 0);
+        seed.shard_id = "shardId-000000000200";
+        seed.checkpoint = "AT_TIMESTAMP";
+        seed.checkpoint_ts_ms = 1795000000123;
+        seed.hash_start = "0";
+        seed.hash_end = "340282366920938463463374607431768211455";
+        ck_assert_int_eq(d2o_lease_ensure_shard(c, APP, STREAM, &seed, err, sizeof(err)), 1);
+        ck_assert_int_eq(d2o_lease_take(c, APP, STREAM, "w-c", 1, LEASE_MS, &at, err, sizeof(err)),
+                         1);
+        ck_assert_str_eq(at.items[0].shard_id, "shardId-000000000200");
+        ck_assert_str_eq(at.items[0].checkpoint, "AT_TIMESTAMP");
+        ck_assert_int_eq(at.items[0].checkpoint_ts_ms, 1795000000123);
+        d2o_lease_list_free(&at);
+    }
     d2o_lease_list_free(&got);
     PQfinish(c);
 }
