@@ -33,6 +33,10 @@
 
 #include "d2o/document.h"
 
+/* Release, hand-over and shard end NOTIFY this channel with the application as payload, so
+ * workers below their target take the lease at once instead of at their next tick. */
+#define D2O_LEASE_CHANNEL "ddb2os_leases"
+
 /* One lease as a worker holds it. Strings are owned; free the list with d2o_lease_list_free. */
 struct d2o_lease {
     char *stream;
@@ -131,11 +135,38 @@ __attribute__((warn_unused_result)) int
 d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, const char *host, int pid,
                     const char *task_id, int leases_held, char *errstr, size_t errstr_size);
 
+/* What a worker reports for one of its shards. */
+struct d2o_lease_progress {
+    const char *shard_id;
+    int64_t millis_behind_latest; /* -1 unknown */
+    double records_per_s;
+};
+
+/*
+ * Writes the shards' lag and throughput on the leases owner holds (lease_status, ddb2os status)
+ * and the worker's total on its workers row, in one statement. Returns 0 or -EIO.
+ */
+__attribute__((warn_unused_result)) int
+d2o_lease_report(PGconn *c, const char *application, const char *owner,
+                 const struct d2o_lease_progress *p, size_t n, char *errstr, size_t errstr_size);
+
 /*
  * Counts the stream's unfinished leases and the live workers (heartbeat within window_ms by the
  * database's clock). Returns 0 or -EIO.
  */
 int d2o_lease_census(PGconn *c, const char *application, const char *stream, int64_t window_ms,
                      int *leases, int *live_workers, char *errstr, size_t errstr_size);
+
+/* The same, and in *next_expiry_ms (optional) how long until the first lease of another owner
+ * than owner expires (-1: none), so a worker can be there the moment a dead worker's lease ends.
+ * Stopped workers (d2o_lease_worker_stopped) are not live. */
+int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, const char *owner,
+                        int64_t window_ms, int *leases, int *live_workers, int64_t *next_expiry_ms,
+                        char *errstr, size_t errstr_size);
+
+/* A worker that begins to drain says so, so the census stops counting it at once. 0 or -EIO. */
+__attribute__((warn_unused_result)) int d2o_lease_worker_stopped(PGconn *c, const char *application,
+                                                                 const char *id, char *errstr,
+                                                                 size_t errstr_size);
 
 #endif

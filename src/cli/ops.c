@@ -234,7 +234,8 @@ int d2o_cmd_workers(int argc, char **argv)
     values[1] = ms;
     r = run_query(
         c,
-        "SELECT id, CASE WHEN heartbeat_age < make_interval(secs => $2::double precision"
+        "SELECT id, CASE WHEN stopped_at IS NOT NULL THEN 'stopped'"
+        " WHEN heartbeat_age < make_interval(secs => $2::double precision"
         " / 1000) THEN 'live' ELSE 'dead' END AS state, host, pid, task_id,"
         " date_trunc('second', heartbeat_age) AS heartbeat_age, leases_held,"
         " records_per_s FROM worker_status WHERE application = $1 ORDER BY state DESC, id",

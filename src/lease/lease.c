@@ -276,9 +276,10 @@ int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease
         "   updated_at = now()"
         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
         "   AND lease_counter = $5 RETURNING lease_counter)"
-        " INSERT INTO lease_events (application, stream, shard_id, event, owner, previous_owner,"
-        "   lease_counter)"
-        " SELECT $1, $2, $3, 'release', NULL, $4, lease_counter FROM r RETURNING id";
+        ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+        "   previous_owner, lease_counter)"
+        " SELECT $1, $2, $3, 'release', NULL, $4, lease_counter FROM r RETURNING id)"
+        " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
 
     return fenced(c, sql, application, l, "releasing a lease", errstr, errstr_size);
 }
@@ -292,9 +293,10 @@ int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease 
         "   millis_behind_latest = 0, throughput = 0, updated_at = now()"
         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
         "   AND lease_counter = $5 AND checkpoint = 'SHARD_END' RETURNING lease_counter)"
-        " INSERT INTO lease_events (application, stream, shard_id, event, owner, previous_owner,"
-        "   lease_counter)"
-        " SELECT $1, $2, $3, 'shard_end', NULL, $4, lease_counter FROM f RETURNING id";
+        ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+        "   previous_owner, lease_counter)"
+        " SELECT $1, $2, $3, 'shard_end', NULL, $4, lease_counter FROM f RETURNING id)"
+        " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
 
     return fenced(c, sql, application, l, "finishing a shard", errstr, errstr_size);
 }
@@ -309,9 +311,10 @@ int d2o_lease_hand_over(PGconn *c, const char *application, const struct d2o_lea
         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
         "   AND lease_counter = $5 AND pending_owner IS NOT NULL"
         " RETURNING owner, lease_counter)"
-        " INSERT INTO lease_events (application, stream, shard_id, event, owner, previous_owner,"
-        "   lease_counter)"
-        " SELECT $1, $2, $3, 'steal', owner, $4, lease_counter FROM h RETURNING id";
+        ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+        "   previous_owner, lease_counter)"
+        " SELECT $1, $2, $3, 'steal', owner, $4, lease_counter FROM h RETURNING id)"
+        " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
 
     return fenced(c, sql, application, l, "handing a lease over", errstr, errstr_size);
 }
@@ -369,7 +372,7 @@ int d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, cons
         " VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (application, id) DO UPDATE SET heartbeat_at = now(),"
         "   leases_held = EXCLUDED.leases_held, host = EXCLUDED.host, pid = EXCLUDED.pid,"
-        "   task_id = EXCLUDED.task_id";
+        "   task_id = EXCLUDED.task_id, stopped_at = NULL";
     char pids[16], held[16];
     const char *values[6];
     PGresult *r;
@@ -395,27 +398,40 @@ int d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, cons
 int d2o_lease_census(PGconn *c, const char *application, const char *stream, int64_t window_ms,
                      int *leases, int *live_workers, char *errstr, size_t errstr_size)
 {
+    return d2o_lease_census_ex(c, application, stream, NULL, window_ms, leases, live_workers, NULL,
+                               errstr, errstr_size);
+}
+
+int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, const char *owner,
+                        int64_t window_ms, int *leases, int *live_workers, int64_t *next_expiry_ms,
+                        char *errstr, size_t errstr_size)
+{
     static const char sql[] =
         "SELECT (SELECT count(*) FROM leases l WHERE l.application = $1 AND l.stream = $2"
         "          AND l.checkpoint <> 'SHARD_END'"
         "          AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
         "            AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
         "            AND p.checkpoint <> 'SHARD_END')),"
-        "       (SELECT count(*) FROM workers WHERE application = $1"
-        "          AND heartbeat_at > now() - make_interval(secs => $3::double precision / 1000))";
+        "       (SELECT count(*) FROM workers WHERE application = $1 AND stopped_at IS NULL"
+        "          AND heartbeat_at > now() - make_interval(secs => $3::double precision / 1000)),"
+        "       (SELECT coalesce(ceil(extract(epoch FROM min(expires_at) - now()) * 1000), -1)"
+        "          FROM leases WHERE application = $1 AND stream = $2 AND expires_at > now()"
+        "          AND owner IS DISTINCT FROM $4 AND checkpoint <> 'SHARD_END')::bigint";
     char ms[24];
-    const char *values[3];
+    const char *values[4];
     PGresult *r;
-    int64_t a = 0, b = 0;
+    int64_t a = 0, b = 0, x = -1;
 
     snprintf(ms, sizeof(ms), "%" PRId64, window_ms);
     values[0] = application;
     values[1] = stream;
     values[2] = ms;
-    r = PQexecParams(c, sql, 3, NULL, values, NULL, NULL, 0);
+    values[3] = owner;
+    r = PQexecParams(c, sql, 4, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
         d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT32_MAX, &a) < 0 ||
-        d2o_parse_i64(PQgetvalue(r, 0, 1), 0, INT32_MAX, &b) < 0) {
+        d2o_parse_i64(PQgetvalue(r, 0, 1), 0, INT32_MAX, &b) < 0 ||
+        d2o_parse_i64(PQgetvalue(r, 0, 2), -1, INT64_MAX, &x) < 0) {
         d2o_pg_error(c, r, "lease census", errstr, errstr_size);
         PQclear(r);
         return -EIO;
@@ -423,5 +439,73 @@ int d2o_lease_census(PGconn *c, const char *application, const char *stream, int
     PQclear(r);
     *leases = (int)a;
     *live_workers = (int)b;
+    if (next_expiry_ms) {
+        *next_expiry_ms = x;
+    }
     return 0;
+}
+
+int d2o_lease_report(PGconn *c, const char *application, const char *owner,
+                     const struct d2o_lease_progress *p, size_t n, char *errstr, size_t errstr_size)
+{
+    static const char sql[] =
+        "WITH u AS (UPDATE leases l SET millis_behind_latest = nullif(v.behind, -1),"
+        "   throughput = v.rate"
+        " FROM unnest($3::text[], $4::bigint[], $5::numeric[]) AS v(shard_id, behind, rate)"
+        " WHERE l.application = $1 AND l.owner = $2 AND l.shard_id = v.shard_id RETURNING v.rate)"
+        " UPDATE workers SET records_per_s = (SELECT coalesce(sum(rate), 0) FROM u)"
+        " WHERE application = $1 AND id = $2";
+    struct d2o_buf ids = D2O_BUF_INIT, behind = D2O_BUF_INIT, rate = D2O_BUF_INIT;
+    const char *values[5];
+    PGresult *r;
+    size_t i;
+    int ret = 0;
+
+    ret |= d2o_buf_putc(&ids, '{') | d2o_buf_putc(&behind, '{') | d2o_buf_putc(&rate, '{');
+    for (i = 0; i < n; i++) {
+        const char *sep = i ? "," : "";
+
+        ret |= d2o_buf_printf(&ids, "%s\"%s\"", sep, p[i].shard_id);
+        ret |= d2o_buf_printf(&behind, "%s%" PRId64, sep, p[i].millis_behind_latest);
+        ret |= d2o_buf_printf(&rate, "%s%.1f", sep, p[i].records_per_s);
+    }
+    ret |= d2o_buf_putc(&ids, '}') | d2o_buf_putc(&behind, '}') | d2o_buf_putc(&rate, '}');
+    if (ret) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    values[0] = application;
+    values[1] = owner;
+    values[2] = ids.data;
+    values[3] = behind.data;
+    values[4] = rate.data;
+    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        d2o_pg_error(c, r, "reporting shard progress", errstr, errstr_size);
+        ret = -EIO;
+    }
+    PQclear(r);
+out:
+    d2o_buf_free(&ids);
+    d2o_buf_free(&behind);
+    d2o_buf_free(&rate);
+    return ret;
+}
+
+int d2o_lease_worker_stopped(PGconn *c, const char *application, const char *id, char *errstr,
+                             size_t errstr_size)
+{
+    const char *values[2] = {application, id};
+    PGresult *r = PQexecParams(c,
+                               "UPDATE workers SET stopped_at = now(), leases_held = 0"
+                               " WHERE application = $1 AND id = $2",
+                               2, NULL, values, NULL, NULL, 0);
+    int ret = 0;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        d2o_pg_error(c, r, "marking the worker stopped", errstr, errstr_size);
+        ret = -EIO;
+    }
+    PQclear(r);
+    return ret;
 }

@@ -115,6 +115,16 @@ static const char *const migrations[] = {
     " SELECT application, stream, table_name, shard_id, error_class, state, count(*) AS rows,"
     "   min(first_failed_at) AS oldest_failure, max(last_failed_at) AS newest_failure"
     " FROM dlq GROUP BY application, stream, table_name, shard_id, error_class, state;",
+    /* 3: a worker that stops cleanly says so at once, so the others rebalance without waiting
+     * for its heartbeat to age out. */
+    "ALTER TABLE workers ADD COLUMN stopped_at timestamptz;"
+    "CREATE OR REPLACE VIEW worker_status AS"
+    " SELECT w.application, w.id, w.host, w.pid, w.task_id, w.started_at,"
+    "   now() - w.heartbeat_at AS heartbeat_age,"
+    "   (SELECT count(*) FROM leases l WHERE l.application = w.application AND l.owner = w.id"
+    "      AND l.expires_at > now()) AS leases_held,"
+    "   w.records_per_s, w.stopped_at"
+    " FROM workers w;",
 };
 
 const int d2o_pg_schema_latest = (int)D2O_ARRAY_SIZE(migrations);
