@@ -101,6 +101,10 @@ struct d2o_bulk_opts {
     unsigned max_attempts;    /* for RETRY items and unreadable responses; default 10 */
     d2o_bulk_done_fn done;
     void *done_arg;
+    /* Optional: called with each answered request's transfer time and HTTP status (0 when it
+     * failed in transport), with done_arg; for the latency histogram. A health probe
+     * (d2o_bulk_ping) reports total_us -1. */
+    void (*observe)(int64_t total_us, long status, void *arg);
     /* Test seams (NULL: the real thing). */
     int64_t (*now_ms)(void); /* monotonic clock; default d2o_mono_ms */
     d2o_bulk_start_fn start; /* transport; default d2o_http_start on the sink's http */
@@ -164,6 +168,11 @@ size_t d2o_bulk_pending_bytes(const struct d2o_bulk *b);
 /* Sends everything queued at the next ticks, regardless of the flush timer (draining). */
 void d2o_bulk_flush(struct d2o_bulk *b);
 const struct d2o_bulk_stats *d2o_bulk_stats(const struct d2o_bulk *b);
+/* Sends GET / to OpenSearch with the sink's authentication (one at a time); the answer goes to
+ * opts.observe with total_us -1. For readiness while no documents flow. 0 or a negative errno. */
+int d2o_bulk_ping(struct d2o_bulk *b);
+/* Replaces the borrowed SigV4 credentials (after the worker refreshed them). */
+void d2o_bulk_set_creds(struct d2o_bulk *b, const struct d2o_aws_creds *creds);
 
 /*
  * Drives the sink on its own (tick + d2o_http_run) until every item has its outcome or

@@ -237,7 +237,8 @@ void d2o_kinesis_set_retry(struct d2o_kinesis *k, unsigned max_retries,
 
 /* Async calls: one attempt each (the caller decides about retries from err->action). The
  * callback runs from d2o_http_run(); rc is 0 or D2O_KINESIS_E_FAILED (err filled) or a negative
- * errno; the result struct is the callback's to keep (it must free it). */
+ * errno; what the result struct holds is the callback's to keep: it frees the contents with the
+ * matching _free() (the struct itself lives in the caller's frame and must not be freed). */
 typedef void (*d2o_kinesis_records_fn)(int rc, struct d2o_kinesis_records *res,
                                        const struct d2o_kinesis_err *err, void *arg);
 typedef void (*d2o_kinesis_iterator_fn)(int rc, char *iterator, const struct d2o_kinesis_err *err,

@@ -89,7 +89,13 @@ struct d2o_bulk {
     uint64_t splits_made;
     bool flush_all;
     struct d2o_bulk_stats stats;
-    size_t *lens; /* scratch for d2o_bulk_batch_count */
+    size_t *lens;      /* scratch for d2o_bulk_batch_count */
+    struct ping *ping; /* the health probe in flight, if any */
+};
+
+/* A GET / health probe; outlives the sink if the sink is freed while it is in flight. */
+struct ping {
+    struct d2o_bulk *b;
 };
 
 const char *d2o_bulk_outcome_name(enum d2o_bulk_outcome o)
@@ -307,12 +313,68 @@ void d2o_bulk_free(struct d2o_bulk *b)
     for (rq = b->requests; rq; rq = rq->next) {
         rq->b = NULL;
     }
+    if (b->ping) {
+        b->ping->b = NULL;
+    }
     free(b->docs);
     free(b->lens);
     free(b->base_url);
     free(b->url);
     free(b->basic_header);
     free(b);
+}
+
+static void on_ping(struct d2o_http_response *resp, void *arg)
+{
+    struct ping *p = arg;
+    struct d2o_bulk *b = p->b;
+
+    free(p);
+    if (!b) {
+        return;
+    }
+    b->ping = NULL;
+    if (b->o.observe) {
+        b->o.observe(-1, resp->status, b->o.done_arg);
+    }
+}
+
+int d2o_bulk_ping(struct d2o_bulk *b)
+{
+    struct d2o_http_request req = {0};
+    struct d2o_http_header h[1];
+    struct ping *p;
+    int r;
+
+    if (b->ping) {
+        return 0;
+    }
+    p = calloc(1, sizeof(*p));
+    if (!p) {
+        return -ENOMEM;
+    }
+    p->b = b;
+    req.method = "GET";
+    req.url = b->base_url;
+    if (b->basic_header) {
+        h[0].name = "Authorization";
+        h[0].value = b->basic_header;
+        req.headers = h;
+        req.n_headers = 1;
+    }
+    if (b->o.signer && b->o.creds) {
+        req.signer = b->o.signer;
+        req.creds = b->o.creds;
+        req.sigv4_flags = b->o.sign_content_sha256 ? D2O_SIGV4_CONTENT_SHA256_HEADER : 0;
+    }
+    req.timeout_ms = 5000;
+    r = b->o.start(b->o.start_ctx, &req, on_ping, p);
+    if (r < 0) {
+        free(p);
+        return r;
+    }
+    b->ping = p;
+    return 0;
 }
 
 static int http_start(void *ctx, const struct d2o_http_request *req, d2o_http_done_fn cb,
@@ -495,6 +557,11 @@ size_t d2o_bulk_pending(const struct d2o_bulk *b)
 size_t d2o_bulk_pending_bytes(const struct d2o_bulk *b)
 {
     return b->ready.bytes + b->delayed.bytes + b->blocked_bytes + b->in_flight_bytes;
+}
+
+void d2o_bulk_set_creds(struct d2o_bulk *b, const struct d2o_aws_creds *creds)
+{
+    b->o.creds = creds;
 }
 
 const struct d2o_bulk_stats *d2o_bulk_stats(const struct d2o_bulk *b)
@@ -703,6 +770,9 @@ static void on_response(struct d2o_http_response *resp, void *arg)
         return;
     }
     now = b->o.now_ms();
+    if (b->o.observe) {
+        b->o.observe(resp->total_us, resp->status, b->o.done_arg);
+    }
     if (rq->prev) {
         rq->prev->next = rq->next;
     } else {
