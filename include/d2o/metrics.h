@@ -124,8 +124,10 @@ __attribute__((warn_unused_result)) int d2o_metrics_render(const struct d2o_metr
 bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stale_ms, char *why,
                        size_t why_size);
 
-/* One CloudWatch Embedded Metric Format line (JSON, no newline) for a worker slot. */
+/* One CloudWatch Embedded Metric Format line (JSON, no newline) for a worker slot: the counters'
+ * increase since prev (which is updated), and the leases held. */
 __attribute__((warn_unused_result)) int d2o_metrics_emf(const struct d2o_metrics_worker *w,
+                                                        uint64_t prev[D2O_M_COUNTER_COUNT],
                                                         const char *namespace_, int64_t epoch_ms,
                                                         struct d2o_buf *out);
 

@@ -1,0 +1,335 @@
+/*
+ * The shared metrics block, its Prometheus text, readiness, EMF lines and the HTTP endpoint
+ * (libmicrohttpd on loopback, driven from a forked child while the test asks with libcurl).
+ */
+#include <curl/curl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "d2o/buf.h"
+#include "d2o/clock.h"
+#include "d2o/metrics.h"
+#include "d2o_test.h"
+
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    const char *p = text;
+
+    while ((p = strstr(p, line)) != NULL) {
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0')) {
+            return true;
+        }
+        p += n;
+    }
+    return false;
+}
+
+static size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+    const char *p = text;
+
+    while ((p = strstr(p, needle)) != NULL) {
+        n++;
+        p += strlen(needle);
+    }
+    return n;
+}
+
+START_TEST(render_counts_what_workers_wrote)
+{
+    struct d2o_metrics *m = d2o_metrics_create(3);
+    struct d2o_metrics_worker *a, *b;
+    struct d2o_buf out = D2O_BUF_INIT;
+
+    ck_assert_ptr_nonnull(m);
+    a = d2o_metrics_claim(m, 0, 100, "task:100");
+    b = d2o_metrics_claim(m, 1, 101, "task\"x:101");
+    ck_assert_ptr_null(d2o_metrics_claim(m, 3, 1, "nope"));
+    d2o_metrics_add(a, D2O_M_RECORDS_READ, 7);
+    d2o_metrics_add(a, D2O_M_RECORDS_READ, 5);
+    d2o_metrics_add(a, D2O_M_DOCS_STALE, 2);
+    d2o_metrics_add(b, D2O_M_LEASES_LOST, 1);
+    d2o_metrics_gauge(&a->leases_held, 4);
+    d2o_metrics_observe(a, D2O_H_BULK_LATENCY, 800);     /* <= 1 ms */
+    d2o_metrics_observe(a, D2O_H_BULK_LATENCY, 3000);    /* <= 5 ms */
+    d2o_metrics_observe(a, D2O_H_BULK_LATENCY, 9000000); /* +Inf */
+    d2o_metrics_shard_set(a, "shardId-000000000001", 1500, 12);
+    d2o_metrics_shard_set(a, "shardId-000000000001", 0, 3);
+    ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
+
+    ck_assert(has_line(out.data, "ddb2os_records_read_total{worker=\"task:100\"} 12"));
+    ck_assert(
+        has_line(out.data, "ddb2os_documents_total{worker=\"task:100\",outcome=\"stale\"} 2"));
+    ck_assert(has_line(out.data, "ddb2os_leases_total{worker=\"task\\\"x:101\",event=\"lost\"} 1"));
+    ck_assert(has_line(out.data, "ddb2os_leases_held{worker=\"task:100\"} 4"));
+    ck_assert(has_line(out.data,
+                       "ddb2os_bulk_latency_seconds_bucket{worker=\"task:100\",le=\"0.001\"} 1"));
+    ck_assert(has_line(out.data,
+                       "ddb2os_bulk_latency_seconds_bucket{worker=\"task:100\",le=\"0.005\"} 2"));
+    ck_assert(
+        has_line(out.data, "ddb2os_bulk_latency_seconds_bucket{worker=\"task:100\",le=\"5\"} 2"));
+    ck_assert(has_line(out.data,
+                       "ddb2os_bulk_latency_seconds_bucket{worker=\"task:100\",le=\"+Inf\"} 3"));
+    ck_assert(has_line(out.data, "ddb2os_bulk_latency_seconds_count{worker=\"task:100\"} 3"));
+    ck_assert(has_line(out.data, "ddb2os_bulk_latency_seconds_sum{worker=\"task:100\"} 9.003800"));
+    ck_assert(has_line(out.data, "ddb2os_millis_behind_latest{worker=\"task:100\","
+                                 "shard=\"shardId-000000000001\"} 0"));
+    ck_assert(has_line(out.data, "ddb2os_shard_records_read_total{worker=\"task:100\","
+                                 "shard=\"shardId-000000000001\"} 15"));
+    /* every family once; the unused third slot is not shown */
+    ck_assert_uint_eq(count_of(out.data, "# TYPE ddb2os_documents_total counter"), 1);
+    ck_assert_uint_eq(count_of(out.data, "# HELP ddb2os_bulk_latency_seconds "), 1);
+    ck_assert_uint_eq(count_of(out.data, "ddb2os_worker_up{"), 2);
+    d2o_buf_free(&out);
+    d2o_metrics_destroy(m);
+}
+END_TEST
+
+START_TEST(shard_rows_and_claims)
+{
+    struct d2o_metrics *m = d2o_metrics_create(1);
+    struct d2o_metrics_worker *w = d2o_metrics_claim(m, 0, 1, "w:1");
+    struct d2o_buf out = D2O_BUF_INIT;
+    char id[32];
+    int i;
+
+    for (i = 0; i < D2O_METRICS_MAX_SHARDS + 5; i++) {
+        snprintf(id, sizeof(id), "s-%d", i);
+        d2o_metrics_shard_set(w, id, i, 1);
+    }
+    /* the table is full: the extra rows are ignored, the existing ones still update */
+    d2o_metrics_shard_set(w, "s-3", 33, 0);
+    d2o_metrics_shard_remove(w, "s-4");
+    d2o_metrics_shard_set(w, "s-5", -2, 0); /* below -1: removes */
+    d2o_metrics_add(w, D2O_M_CHECKPOINTS, 9);
+    ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
+    ck_assert_uint_eq(count_of(out.data, "ddb2os_millis_behind_latest{"),
+                      D2O_METRICS_MAX_SHARDS - 2);
+    ck_assert(has_line(out.data, "ddb2os_millis_behind_latest{worker=\"w:1\",shard=\"s-3\"} 33"));
+    ck_assert_ptr_null(strstr(out.data, "shard=\"s-4\""));
+    ck_assert_ptr_null(strstr(out.data, "shard=\"s-130\""));
+    d2o_buf_free(&out);
+
+    /* a respawned worker in the same slot: rows and gauges cleared, counters kept */
+    d2o_metrics_mark_dead(m, 0);
+    w = d2o_metrics_claim(m, 0, 2, "w:2");
+    ck_assert_int_eq(w->alive, 1);
+    ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
+    ck_assert(has_line(out.data, "ddb2os_checkpoints_total{worker=\"w:2\"} 9"));
+    ck_assert_uint_eq(count_of(out.data, "ddb2os_millis_behind_latest{"), 0);
+    d2o_buf_free(&out);
+    d2o_metrics_destroy(m);
+}
+END_TEST
+
+START_TEST(a_forked_worker_writes_the_shared_block)
+{
+    struct d2o_metrics *m = d2o_metrics_create(2);
+    pid_t pid;
+    int status;
+
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct d2o_metrics_worker *w = d2o_metrics_claim(m, 1, (int)getpid(), "child");
+
+        d2o_metrics_add(w, D2O_M_DOCS_INDEXED, 41);
+        d2o_metrics_add(w, D2O_M_DOCS_INDEXED, 1);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(m->workers[1].pid, pid);
+    ck_assert_uint_eq(m->workers[1].counters[D2O_M_DOCS_INDEXED], 42);
+    ck_assert_int_eq(m->workers[0].pid, 0);
+    d2o_metrics_destroy(m);
+}
+END_TEST
+
+START_TEST(readiness_names_what_is_missing)
+{
+    struct d2o_metrics *m = d2o_metrics_create(2);
+    struct d2o_metrics_worker *w;
+    char why[256];
+    int64_t now = 1000000;
+
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    ck_assert_str_eq(why, "no worker is running");
+    w = d2o_metrics_claim(m, 0, 1, "w:1");
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    ck_assert_ptr_nonnull(strstr(why, "event loop"));
+    d2o_metrics_gauge(&w->loop_ms, now - 10);
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    ck_assert_ptr_nonnull(strstr(why, "PostgreSQL"));
+    d2o_metrics_gauge(&w->pg_ok_ms, now - 100);
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    ck_assert_ptr_nonnull(strstr(why, "OpenSearch"));
+    d2o_metrics_gauge(&w->opensearch_ok_ms, now - 6000); /* too old */
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    d2o_metrics_gauge(&w->opensearch_ok_ms, now - 4000);
+    ck_assert(d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    d2o_metrics_mark_dead(m, 0);
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    d2o_metrics_destroy(m);
+}
+END_TEST
+
+START_TEST(emf_reports_increases)
+{
+    struct d2o_metrics *m = d2o_metrics_create(1);
+    struct d2o_metrics_worker *w = d2o_metrics_claim(m, 0, 1, "t:1");
+    uint64_t prev[D2O_M_COUNTER_COUNT] = {0};
+    struct d2o_buf out = D2O_BUF_INIT;
+
+    d2o_metrics_add(w, D2O_M_RECORDS_READ, 10);
+    ck_assert_int_eq(d2o_metrics_emf(w, prev, "ddb2os", 1764000000000, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out.data, "\"Timestamp\":1764000000000"));
+    ck_assert_ptr_nonnull(strstr(out.data, "\"Namespace\":\"ddb2os\""));
+    ck_assert_ptr_nonnull(strstr(out.data, "\"Worker\":\"t:1\""));
+    ck_assert_ptr_nonnull(strstr(out.data, "\"RecordsRead\":10"));
+    d2o_buf_free(&out);
+    d2o_metrics_add(w, D2O_M_RECORDS_READ, 3);
+    ck_assert_int_eq(d2o_metrics_emf(w, prev, "ddb2os", 1764000060000, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out.data, "\"RecordsRead\":3"));
+    d2o_buf_free(&out);
+    d2o_metrics_destroy(m);
+}
+END_TEST
+
+/* ---- the endpoint ---- */
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    return d2o_buf_append(arg, p, size * n) == 0 ? size * n : 0;
+}
+
+static long get(int port, const char *method, const char *path, struct d2o_buf *body, char *ctype,
+                size_t ctype_size)
+{
+    CURL *c = curl_easy_init();
+    char url[128];
+    long status = 0;
+    char *ct = NULL;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "x=1");
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+    if (ctype) {
+        snprintf(ctype, ctype_size, "%s", ct ? ct : "");
+    }
+    curl_easy_cleanup(c);
+    return status;
+}
+
+START_TEST(endpoint_serves_metrics_health_and_readiness)
+{
+    struct d2o_metrics *m = d2o_metrics_create(1);
+    struct d2o_metrics_worker *w = d2o_metrics_claim(m, 0, 1, "w:1");
+    struct d2o_metrics_server *s;
+    struct d2o_buf body = D2O_BUF_INIT;
+    char err[256], ctype[128], cmd[512], path[] = "/tmp/d2o-metrics-XXXXXX";
+    int port, fd, status;
+    pid_t pid;
+    FILE *f;
+
+    d2o_metrics_add(w, D2O_M_RECORDS_READ, 5);
+    ck_assert_ptr_null(d2o_metrics_server_start(m, "localhost", 0, 5000, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "numeric IPv4"));
+    s = d2o_metrics_server_start(m, "127.0.0.1", 0, 5000, err, sizeof(err));
+    ck_assert_msg(s != NULL, "%s", err);
+    port = d2o_metrics_server_port(s);
+    ck_assert_int_gt(port, 0);
+    ck_assert_int_ge(d2o_metrics_server_fd(s), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* the server's loop, bounded: at most 20 s */
+        int64_t end = d2o_mono_ms() + 20000;
+        struct pollfd p = {d2o_metrics_server_fd(s), POLLIN, 0};
+
+        while (d2o_mono_ms() < end) {
+            (void)poll(&p, 1, 100);
+            d2o_metrics_server_run(s);
+        }
+        _exit(0);
+    }
+    ck_assert_int_eq(get(port, "GET", "/healthz", &body, NULL, 0), 200);
+    ck_assert_str_eq(body.data, "ok\n");
+    d2o_buf_free(&body);
+    ck_assert_int_eq(get(port, "GET", "/readyz", &body, NULL, 0), 503);
+    ck_assert_ptr_nonnull(strstr(body.data, "event loop"));
+    d2o_buf_free(&body);
+    d2o_metrics_gauge(&w->loop_ms, d2o_mono_ms());
+    d2o_metrics_gauge(&w->pg_ok_ms, d2o_mono_ms());
+    d2o_metrics_gauge(&w->opensearch_ok_ms, d2o_mono_ms());
+    ck_assert_int_eq(get(port, "GET", "/readyz", &body, NULL, 0), 200);
+    ck_assert_str_eq(body.data, "ready\n");
+    d2o_buf_free(&body);
+    ck_assert_int_eq(get(port, "GET", "/nope", &body, NULL, 0), 404);
+    d2o_buf_free(&body);
+    ck_assert_int_eq(get(port, "POST", "/metrics", &body, NULL, 0), 405);
+    d2o_buf_free(&body);
+    ck_assert_int_eq(get(port, "GET", "/metrics", &body, ctype, sizeof(ctype)), 200);
+    ck_assert_str_eq(ctype, "text/plain; version=0.0.4; charset=utf-8");
+    ck_assert(has_line(body.data, "ddb2os_records_read_total{worker=\"w:1\"} 5"));
+
+    /* Prometheus's own parser (Debian's python3-prometheus-client) reads it. */
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, body.data, body.len), (ssize_t)body.len);
+    close(fd);
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 -c 'import sys; from prometheus_client.parser import "
+             "text_string_to_metric_families as p; fams = list(p(open(sys.argv[1]).read())); "
+             "print(len(fams), sum(len(f.samples) for f in fams))' %s",
+             path);
+    f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    {
+        int fams = 0, samples = 0;
+
+        ck_assert_int_eq(fscanf(f, "%d %d", &fams, &samples), 2);
+        ck_assert_int_ge(fams, 15);
+        ck_assert_int_gt(samples, fams);
+    }
+    ck_assert_int_eq(pclose(f), 0);
+    unlink(path);
+    d2o_buf_free(&body);
+
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    d2o_metrics_server_stop(s);
+    d2o_metrics_destroy(m);
+}
+END_TEST
+
+Suite *d2o_test_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("metrics");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, render_counts_what_workers_wrote);
+    tcase_add_test(tc, shard_rows_and_claims);
+    tcase_add_test(tc, a_forked_worker_writes_the_shared_block);
+    tcase_add_test(tc, readiness_names_what_is_missing);
+    tcase_add_test(tc, emf_reports_increases);
+    tcase_add_test(tc, endpoint_serves_metrics_health_and_readiness);
+    suite_add_tcase(s, tc);
+    return s;
+}
