@@ -53,6 +53,7 @@ __attribute__((format(printf, 2, 3))) int d2o_cli_usage_error(const char *cmd, c
                                                               ...);
 
 /* Subcommands that live in their own files of src/cli. */
+int d2o_cmd_run(int argc, char **argv);
 int d2o_cmd_transform(int argc, char **argv);
 int d2o_cmd_migrate(int argc, char **argv);
 int d2o_cmd_dlq(int argc, char **argv);

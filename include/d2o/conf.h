@@ -97,6 +97,7 @@ struct d2o_config {
     int64_t metrics_port;
     bool log_emf;
     /* logging */
+    char *log_file;
     int log_format;
     int log_level;
     char *log_debug;

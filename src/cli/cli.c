@@ -18,8 +18,10 @@ static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 static int cmd_config_doc(int argc, char **argv);
 static int cmd_check_config(int argc, char **argv);
+static void apply_log_config(const struct d2o_config *conf);
 
 static const struct d2o_cli_cmd commands[] = {
+    {"run", "run the daemon: a supervisor and its worker processes", d2o_cmd_run},
     {"transform", "read change records on stdin, print the bulk NDJSON ddb2os would send",
      d2o_cmd_transform},
     {"migrate", "create or upgrade the PostgreSQL schema (leases, checkpoints, DLQ)",
@@ -170,6 +172,8 @@ out:
     free(own);
     if (r != 0) {
         d2o_conf_free(conf);
+    } else {
+        apply_log_config(conf);
     }
     return r;
 }
@@ -253,7 +257,6 @@ static int cmd_check_config(int argc, char **argv)
     if (r >= 0) {
         return r;
     }
-    apply_log_config(&conf);
     for (i = 0; i < d2o_conf_table_len; i++) {
         const struct d2o_conf_entry *e = &d2o_conf_table[i];
         const char *p = (const char *)&conf + e->offset;

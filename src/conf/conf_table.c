@@ -253,6 +253,10 @@ const struct d2o_conf_entry d2o_conf_table[] = {
     {"log_emf", D2O_CONF_BOOL, OFF(log_emf), "false", 0, 0, NULL,
      "Also write CloudWatch Embedded Metric Format lines (one per worker every 60 s).", true, false,
      NULL},
+    {"log_file", D2O_CONF_STR, OFF(log_file), "", 0, 0, NULL,
+     "File the log lines are appended to; empty writes them to standard error (what ECS "
+     "collects). SIGHUP reopens the file, for log rotation.",
+     false, false, NULL},
     {"log_format", D2O_CONF_ENUM, OFF(log_format), "json", 0, 0, log_formats,
      "json writes one JSON object per line (for ECS and CloudWatch); text is for terminals.", true,
      false, NULL},

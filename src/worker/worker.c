@@ -1,0 +1,1288 @@
+/*
+ * One worker process: leases, shard readers, the sink and checkpoints on one event loop.
+ * See include/d2o/worker.h for the design.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "d2o/ack.h"
+#include "d2o/buf.h"
+#include "d2o/bulk.h"
+#include "d2o/clock.h"
+#include "d2o/conf.h"
+#include "d2o/creds.h"
+#include "d2o/dlq.h"
+#include "d2o/document.h"
+#include "d2o/http.h"
+#include "d2o/kinesis.h"
+#include "d2o/lease.h"
+#include "d2o/log.h"
+#include "d2o/metrics.h"
+#include "d2o/pg.h"
+#include "d2o/rand.h"
+#include "d2o/record.h"
+#include "d2o/sigv4.h"
+#include "d2o/util.h"
+#include "d2o/worker.h"
+#include "worker_int.h"
+
+/* ---- shards ---- */
+
+enum shard_state {
+    S_NEED_ITER = 0, /* no iterator: ask for one when due */
+    S_ITER_WAIT,     /* GetShardIterator in flight */
+    S_READY,         /* iterator in hand: GetRecords when due */
+    S_GET_WAIT,      /* GetRecords in flight */
+    S_ENDED,         /* the shard is closed and fully read; finishing */
+};
+
+enum shard_stop {
+    STOP_NONE = 0,
+    STOP_HANDOFF, /* another worker asked for it: finish the batch, checkpoint, hand over */
+    STOP_RELEASE, /* draining: finish, checkpoint, release */
+    STOP_LOST,    /* the lease is gone: write nothing more */
+    STOP_DONE,    /* finished (handed over, released, ended): free when idle */
+};
+
+/* A dead-letter row carried through the ack tracker to the checkpoint transaction. */
+struct dlq_item {
+    struct d2o_dlq_row row;
+    char *strings; /* one allocation for every string and the raw bytes */
+};
+
+/* What the sink hands back for one record. The worker keeps every cookie on a list so that
+ * none leaks when the process exits with items still in the sink. */
+struct rec_cookie {
+    struct rec_cookie *prev, *next;
+    char *mem; /* the strings and raw bytes below point into it */
+    struct shard *sh;
+    uint64_t ticket;
+    int64_t version;
+    bool is_delete;
+    const char *seq, *pk, *table, *index, *doc_id;
+    const unsigned char *raw;
+    size_t raw_len;
+    /* strings and raw bytes follow the struct */
+};
+
+struct shard {
+    struct worker *w;
+    struct d2o_lease lease; /* owned copy */
+    enum shard_state state;
+    enum shard_stop stop;
+    bool call_in_flight;
+    char *iterator;
+    char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
+    struct d2o_ack *ack;
+    struct d2o_version_state vs; /* after the last record read */
+    int64_t next_get_ms;
+    int64_t idle_wait_ms;
+    int64_t last_get_ms;
+    unsigned err_attempt;
+    size_t in_sink; /* cookies held by the sink */
+    /* acknowledged, not yet committed */
+    char *commit_pos;
+    struct d2o_version_state commit_vs;
+    bool commit_dirty;
+    void **commit_dlq;
+    size_t n_commit_dlq;
+    /* progress */
+    int64_t millis_behind;
+    uint64_t window_records;
+    int64_t window_start_ms;
+    double records_per_s;
+    char **children; /* at SHARD_END: the child shard ids seen (for logs) */
+    size_t n_children;
+};
+
+static void cookie_keep(struct worker *w, struct rec_cookie *ck)
+{
+    ck->prev = NULL;
+    ck->next = w->cookies;
+    if (w->cookies) {
+        w->cookies->prev = ck;
+    }
+    w->cookies = ck;
+}
+
+static void cookie_drop(struct worker *w, struct rec_cookie *ck)
+{
+    if (ck->prev) {
+        ck->prev->next = ck->next;
+    } else {
+        w->cookies = ck->next;
+    }
+    if (ck->next) {
+        ck->next->prev = ck->prev;
+    }
+    free(ck->mem);
+    free(ck);
+}
+
+static void dlq_item_free(void *p)
+{
+    struct dlq_item *d = p;
+
+    if (d) {
+        free(d->strings);
+        free(d);
+    }
+}
+
+/* Packs strings into one allocation; NULL inputs become "". */
+static char *pack(const char *const *in, size_t n, const void *raw, size_t raw_len,
+                  const char **out, const unsigned char **raw_out)
+{
+    size_t total = raw_len + 1, i;
+    char *mem, *p;
+
+    for (i = 0; i < n; i++) {
+        total += strlen(in[i] ? in[i] : "") + 1;
+    }
+    mem = malloc(total);
+    if (!mem) {
+        return NULL;
+    }
+    p = mem;
+    for (i = 0; i < n; i++) {
+        size_t l = strlen(in[i] ? in[i] : "");
+
+        memcpy(p, in[i] ? in[i] : "", l + 1);
+        out[i] = p;
+        p += l + 1;
+    }
+    if (raw_len) {
+        memcpy(p, raw, raw_len);
+    }
+    p[raw_len] = '\0';
+    *raw_out = (const unsigned char *)p;
+    return mem;
+}
+
+static struct dlq_item *dlq_item_new(const struct shard *sh, const char *seq, const char *pk,
+                                     const char *table, const char *index, const char *doc_id,
+                                     int64_t version, const void *raw, size_t raw_len,
+                                     const char *error_class, int status, const char *message,
+                                     unsigned attempts, int64_t first_us, int64_t last_us)
+{
+    struct dlq_item *d = calloc(1, sizeof(*d));
+    const char *in[8] = {sh->lease.stream, sh->lease.shard_id, seq, pk, table, index,
+                         doc_id,           error_class},
+               *out[9];
+    const char *in2[9];
+    const unsigned char *rawp;
+    int i;
+
+    if (!d) {
+        return NULL;
+    }
+    for (i = 0; i < 8; i++) {
+        in2[i] = in[i];
+    }
+    in2[8] = message;
+    d->strings = pack(in2, 9, raw, raw_len, out, &rawp);
+    if (!d->strings) {
+        free(d);
+        return NULL;
+    }
+    d->row.stream = out[0];
+    d->row.shard_id = out[1];
+    d->row.sequence_number = out[2];
+    d->row.partition_key = out[3];
+    d->row.table_name = out[4];
+    d->row.index_name = out[5];
+    d->row.doc_id = out[6];
+    d->row.error_class = out[7];
+    d->row.error_message = out[8];
+    d->row.version = version;
+    d->row.raw = rawp;
+    d->row.raw_len = raw_len;
+    d->row.http_status = status;
+    d->row.attempts = (int)attempts;
+    d->row.first_failed_us = first_us;
+    d->row.last_failed_us = last_us;
+    return d;
+}
+
+static int lease_copy(struct d2o_lease *dst, const struct d2o_lease *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->stream = strdup(src->stream);
+    dst->shard_id = strdup(src->shard_id);
+    dst->owner = strdup(src->owner ? src->owner : "");
+    dst->checkpoint = strdup(src->checkpoint);
+    dst->pending_owner = src->pending_owner ? strdup(src->pending_owner) : NULL;
+    dst->counter = src->counter;
+    dst->version_state = src->version_state;
+    dst->checkpoint_ts_ms = src->checkpoint_ts_ms;
+    if (!dst->stream || !dst->shard_id || !dst->owner || !dst->checkpoint ||
+        (src->pending_owner && !dst->pending_owner)) {
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void shard_free(struct shard *sh)
+{
+    size_t i;
+
+    free(sh->lease.stream);
+    free(sh->lease.shard_id);
+    free(sh->lease.owner);
+    free(sh->lease.checkpoint);
+    free(sh->lease.pending_owner);
+    free(sh->iterator);
+    free(sh->last_seq);
+    d2o_ack_free(sh->ack, dlq_item_free);
+    free(sh->commit_pos);
+    for (i = 0; i < sh->n_commit_dlq; i++) {
+        dlq_item_free(sh->commit_dlq[i]);
+    }
+    free(sh->commit_dlq);
+    for (i = 0; i < sh->n_children; i++) {
+        free(sh->children[i]);
+    }
+    free(sh->children);
+    free(sh);
+}
+
+static struct shard *shard_find(struct worker *w, const char *shard_id)
+{
+    size_t i;
+
+    for (i = 0; i < w->n_shards; i++) {
+        if (w->shards[i]->stop != STOP_DONE && w->shards[i]->stop != STOP_LOST &&
+            strcmp(w->shards[i]->lease.shard_id, shard_id) == 0) {
+            return w->shards[i];
+        }
+    }
+    return NULL;
+}
+
+static int shard_add(struct worker *w, const struct d2o_lease *l, const char *how)
+{
+    struct shard *sh = calloc(1, sizeof(*sh));
+
+    if (!sh) {
+        return -ENOMEM;
+    }
+    if (w->n_shards == w->cap_shards) {
+        size_t cap = w->cap_shards ? w->cap_shards * 2 : 16;
+        struct shard **grown = realloc(w->shards, cap * sizeof(*grown));
+
+        if (!grown) {
+            free(sh);
+            return -ENOMEM;
+        }
+        w->shards = grown;
+        w->cap_shards = cap;
+    }
+    sh->w = w;
+    sh->ack = d2o_ack_new();
+    if (!sh->ack || lease_copy(&sh->lease, l) < 0) {
+        shard_free(sh);
+        return -ENOMEM;
+    }
+    sh->vs = l->version_state;
+    sh->millis_behind = -1;
+    sh->idle_wait_ms = w->conf->poll_min_ms;
+    sh->window_start_ms = d2o_mono_ms();
+    w->shards[w->n_shards++] = sh;
+    D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "lease_acquired",
+             "%s the lease (epoch %" PRId64 "), starting at %s", how, l->counter, l->checkpoint);
+    if (w->m) {
+        d2o_metrics_shard_set(w->m, sh->lease.shard_id, -1, 0);
+    }
+    return 0;
+}
+
+static size_t shards_active(const struct worker *w)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < w->n_shards; i++) {
+        n += w->shards[i]->stop == STOP_NONE;
+    }
+    return n;
+}
+
+static void shard_lost(struct shard *sh, const char *why)
+{
+    if (sh->stop == STOP_LOST || sh->stop == STOP_DONE) {
+        return;
+    }
+    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_LEASE, sh->lease.shard_id, "lease_lost",
+             "stopped working the shard: %s", why);
+    sh->stop = STOP_LOST;
+    if (sh->w->m) {
+        d2o_metrics_add(sh->w->m, D2O_M_LEASES_LOST, 1);
+    }
+}
+
+/* ---- reading ---- */
+
+static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o_kinesis_err *err,
+                       void *arg);
+
+static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *err, void *arg)
+{
+    struct shard *sh = arg;
+    struct worker *w = sh->w;
+    int64_t now = d2o_mono_ms();
+
+    sh->call_in_flight = false;
+    if (rc == 0 && iterator) {
+        free(sh->iterator);
+        sh->iterator = iterator;
+        sh->state = S_READY;
+        sh->err_attempt = 0;
+        sh->next_get_ms = now;
+        return;
+    }
+    free(iterator);
+    sh->state = S_NEED_ITER;
+    worker_kinesis_error(w, sh->lease.shard_id, "GetShardIterator", rc, err, &sh->err_attempt,
+                         &sh->next_get_ms);
+}
+
+static void start_iterator(struct shard *sh)
+{
+    struct worker *w = sh->w;
+    struct d2o_kinesis_iter_spec spec = {0};
+    const char *cp = sh->lease.checkpoint;
+    int r;
+
+    if (sh->last_seq) {
+        spec.type = D2O_ITER_AFTER_SEQUENCE_NUMBER;
+        spec.sequence_number = sh->last_seq;
+    } else if (strcmp(cp, "TRIM_HORIZON") == 0) {
+        spec.type = D2O_ITER_TRIM_HORIZON;
+    } else if (strcmp(cp, "LATEST") == 0) {
+        spec.type = D2O_ITER_LATEST;
+    } else if (strcmp(cp, "AT_TIMESTAMP") == 0) {
+        spec.type = D2O_ITER_AT_TIMESTAMP;
+        spec.timestamp_ms = sh->lease.checkpoint_ts_ms;
+    } else if (strcmp(cp, "SHARD_END") == 0) {
+        sh->state = S_ENDED;
+        return;
+    } else {
+        spec.type = D2O_ITER_AFTER_SEQUENCE_NUMBER;
+        spec.sequence_number = cp;
+    }
+    r = d2o_kinesis_get_shard_iterator_async(w->kin, sh->lease.stream, sh->lease.shard_id, &spec,
+                                             on_iterator, sh);
+    if (r < 0) {
+        sh->next_get_ms = d2o_mono_ms() + 1000;
+        return;
+    }
+    sh->call_in_flight = true;
+    sh->state = S_ITER_WAIT;
+}
+
+static bool backpressure(const struct shard *sh)
+{
+    const struct worker *w = sh->w;
+
+    return d2o_ack_pending(sh->ack) >= (size_t)w->conf->max_pending_records ||
+           d2o_bulk_pending_bytes(w->sink) >= w->max_sink_bytes;
+}
+
+static void start_get(struct shard *sh, int64_t now)
+{
+    struct worker *w = sh->w;
+    int r = d2o_kinesis_get_records_async(w->kin, sh->iterator, (int)w->conf->get_records_limit,
+                                          on_records, sh);
+
+    if (r < 0) {
+        sh->next_get_ms = now + 1000;
+        return;
+    }
+    sh->call_in_flight = true;
+    sh->state = S_GET_WAIT;
+    sh->last_get_ms = now;
+}
+
+/* Moves one shard forward if it is due. */
+static void shard_step(struct shard *sh, int64_t now)
+{
+    if (sh->stop != STOP_NONE || sh->call_in_flight || now < sh->next_get_ms) {
+        return;
+    }
+    switch (sh->state) {
+    case S_NEED_ITER:
+        start_iterator(sh);
+        break;
+    case S_READY:
+        if (!backpressure(sh)) {
+            start_get(sh, now);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* A record that makes no write, or goes straight to the DLQ: acknowledged at once. */
+static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
+{
+    uint64_t ticket;
+
+    if (d2o_ack_push(sh->ack, seq, sh->vs, &ticket) < 0) {
+        dlq_item_free(d);
+        return -ENOMEM;
+    }
+    return d2o_ack_complete(sh->ack, ticket, d) < 0 ? -EIO : 0;
+}
+
+static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
+{
+    struct worker *w = sh->w;
+    struct d2o_record rec;
+    struct d2o_doc_op op;
+    char err[512];
+    int r;
+
+    r = d2o_record_parse((const char *)kr->data, kr->data_len, &rec, err, sizeof(err));
+    if (r == -ENOMEM) {
+        return r;
+    }
+    if (r < 0) {
+        int64_t now_us = d2o_wall_us();
+
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
+                 "record %s to the dead-letter queue: %s", kr->sequence_number, err);
+        if (w->m) {
+            d2o_metrics_add(w->m, D2O_M_DOCS_DLQ, 1);
+        }
+        return ack_now(sh, kr->sequence_number,
+                       dlq_item_new(sh, kr->sequence_number, kr->partition_key, "", "", "", 0,
+                                    kr->data, kr->data_len, D2O_RECORD_ERROR_CLASS, 0, err, 0,
+                                    now_us, now_us));
+    }
+    r = d2o_doc_build(&rec, w->conf, &sh->vs, &op, err, sizeof(err));
+    if (r == -ENOMEM) {
+        d2o_record_free(&rec);
+        return r;
+    }
+    if (r < 0) {
+        int64_t now_us = d2o_wall_us();
+
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
+                 "record %s to the dead-letter queue: %s", kr->sequence_number, err);
+        if (w->m) {
+            d2o_metrics_add(w->m, D2O_M_DOCS_DLQ, 1);
+        }
+        r = ack_now(sh, kr->sequence_number,
+                    dlq_item_new(sh, kr->sequence_number, kr->partition_key, rec.table, "", "", 0,
+                                 kr->data, kr->data_len, D2O_DOCUMENT_ERROR_CLASS, 0, err, 0,
+                                 now_us, now_us));
+        d2o_record_free(&rec);
+        return r;
+    }
+    if (op.action == D2O_DOC_SKIP) {
+        if (w->m) {
+            d2o_metrics_add(w->m, D2O_M_DOCS_SKIPPED, 1);
+        }
+        r = ack_now(sh, kr->sequence_number, NULL);
+    } else {
+        const char *in[5] = {kr->sequence_number, kr->partition_key, rec.table, op.index, op.id};
+        const char *out[5];
+        const unsigned char *rawp;
+        struct rec_cookie *ck = malloc(sizeof(*ck));
+        struct d2o_bulk_item item = {0};
+        char *mem = NULL;
+
+        if (ck) {
+            mem = pack(in, 5, kr->data, kr->data_len, out, &rawp);
+        }
+        if (!ck || !mem) {
+            free(ck);
+            d2o_doc_op_free(&op);
+            d2o_record_free(&rec);
+            return -ENOMEM;
+        }
+        ck->mem = mem;
+        ck->sh = sh;
+        ck->version = op.version;
+        ck->is_delete = op.action == D2O_DOC_DELETE;
+        ck->seq = out[0];
+        ck->pk = out[1];
+        ck->table = out[2];
+        ck->index = out[3];
+        ck->doc_id = out[4];
+        ck->raw = rawp;
+        ck->raw_len = kr->data_len;
+        r = d2o_ack_push(sh->ack, kr->sequence_number, sh->vs, &ck->ticket);
+        item.ndjson = op.ndjson.data;
+        item.len = op.ndjson.len;
+        item.index = op.index;
+        item.id = op.id;
+        item.is_delete = op.action == D2O_DOC_DELETE;
+        item.cookie = ck;
+        if (r == 0) {
+            cookie_keep(w, ck);
+            r = d2o_bulk_add_item(w->sink, &item);
+            if (r == 0) {
+                sh->in_sink++;
+            } else {
+                cookie_drop(w, ck);
+            }
+        } else {
+            free(mem);
+            free(ck);
+        }
+    }
+    d2o_doc_op_free(&op);
+    d2o_record_free(&rec);
+    return r;
+}
+
+static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o_kinesis_err *err,
+                       void *arg)
+{
+    struct shard *sh = arg;
+    struct worker *w = sh->w;
+    int64_t now = d2o_mono_ms();
+    size_t i;
+
+    sh->call_in_flight = false;
+    if (rc != 0) {
+        if (w->m) {
+            d2o_metrics_add(w->m, D2O_M_GETRECORDS_ERRORS, 1);
+        }
+        if (rc == D2O_KINESIS_E_FAILED && err->action == D2O_ACT_REFRESH_ITERATOR) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_expired",
+                     "the shard iterator expired; getting a new one after %s",
+                     sh->last_seq ? sh->last_seq : sh->lease.checkpoint);
+            sh->state = S_NEED_ITER;
+            sh->next_get_ms = now;
+        } else {
+            sh->state = S_READY;
+            worker_kinesis_error(w, sh->lease.shard_id, "GetRecords", rc, err, &sh->err_attempt,
+                                 &sh->next_get_ms);
+        }
+        d2o_kinesis_records_free(res);
+        return;
+    }
+    sh->err_attempt = 0;
+    D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_KINESIS, sh->lease.shard_id, "get_records",
+             "%zu records, %" PRId64 " ms behind the tip%s", res->n_records,
+             res->millis_behind_latest, res->next_iterator ? "" : ", shard closed");
+    if (w->m) {
+        d2o_metrics_add(w->m, D2O_M_GETRECORDS_CALLS, 1);
+        d2o_metrics_add(w->m, D2O_M_RECORDS_READ, res->n_records);
+    }
+    /* Records that arrive after the lease is gone are dropped: the next owner reads them. */
+    for (i = 0; i < res->n_records && sh->stop != STOP_LOST; i++) {
+        const struct d2o_kinesis_record *kr = &res->records[i];
+
+        if (take_record(sh, kr) < 0) {
+            /* Out of memory: read again after the last record taken. */
+            D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_GENERAL, sh->lease.shard_id, "out_of_memory",
+                     "cannot take record %s; reading it again later", kr->sequence_number);
+            break;
+        }
+        free(sh->last_seq);
+        sh->last_seq = strdup(kr->sequence_number);
+        sh->window_records++;
+    }
+    if (i < res->n_records) {
+        sh->state = S_NEED_ITER;
+        sh->next_get_ms = now + 1000;
+    } else if (!res->next_iterator) {
+        size_t c;
+
+        sh->state = S_ENDED;
+        sh->children = calloc(res->n_children ? res->n_children : 1, sizeof(char *));
+        for (c = 0; sh->children && c < res->n_children; c++) {
+            sh->children[sh->n_children] = strdup(res->children[c].shard_id);
+            sh->n_children += sh->children[sh->n_children] != NULL;
+        }
+        worker_ensure_children(w, sh->lease.stream, res->children, res->n_children);
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "shard_end",
+                 "read to the end of the shard (%zu child shards); finishing", res->n_children);
+    } else {
+        free(sh->iterator);
+        sh->iterator = res->next_iterator;
+        res->next_iterator = NULL;
+        sh->state = S_READY;
+        sh->millis_behind = res->millis_behind_latest;
+        if (res->n_records == 0 && res->millis_behind_latest <= 0) {
+            /* idle and caught up: wait longer each time, up to poll_idle_max_ms */
+            sh->idle_wait_ms = sh->idle_wait_ms * 2 > w->conf->poll_idle_max_ms
+                                   ? w->conf->poll_idle_max_ms
+                                   : sh->idle_wait_ms * 2;
+            sh->next_get_ms = now + sh->idle_wait_ms;
+        } else {
+            sh->idle_wait_ms = w->conf->poll_min_ms;
+            sh->next_get_ms = sh->last_get_ms + w->conf->poll_min_ms;
+        }
+    }
+    if (w->m && sh->stop == STOP_NONE) {
+        d2o_metrics_shard_set(w->m, sh->lease.shard_id, sh->millis_behind, res->n_records);
+    }
+    d2o_kinesis_records_free(res);
+}
+
+/* ---- the sink's answers ---- */
+
+void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *arg)
+{
+    struct worker *w = arg;
+    struct rec_cookie *ck = cookie;
+    struct shard *sh = ck->sh;
+    struct dlq_item *d = NULL;
+    enum d2o_metric_counter mc = D2O_M_DOCS_INDEXED;
+
+    sh->in_sink--;
+    switch (res->outcome) {
+    case D2O_BULK_DONE:
+        mc = ck->is_delete ? D2O_M_DOCS_DELETED : D2O_M_DOCS_INDEXED;
+        break;
+    case D2O_BULK_STALE:
+        mc = D2O_M_DOCS_STALE;
+        break;
+    case D2O_BULK_ABSENT:
+        mc = D2O_M_DOCS_ABSENT;
+        break;
+    case D2O_BULK_DLQ:
+        mc = D2O_M_DOCS_DLQ;
+        d = dlq_item_new(sh, ck->seq, ck->pk, ck->table, ck->index, ck->doc_id, ck->version,
+                         ck->raw, ck->raw_len, res->error_class, res->status,
+                         res->error_message ? res->error_message : "", res->attempts,
+                         res->first_failed_us, res->last_failed_us);
+        break;
+    }
+    if (w->m) {
+        d2o_metrics_add(w->m, mc, 1);
+    }
+    if (sh->stop != STOP_LOST && sh->stop != STOP_DONE) {
+        if (res->outcome == D2O_BULK_DLQ && !d) {
+            /* No memory for the row: the checkpoint must not pass the record. */
+            shard_lost(sh, "out of memory for a dead-letter row; the next owner retries");
+        } else if (d2o_ack_complete(sh->ack, ck->ticket, d) < 0) {
+            dlq_item_free(d);
+        }
+    } else {
+        dlq_item_free(d);
+    }
+    cookie_drop(w, ck);
+}
+
+void worker_on_bulk_answer(int64_t total_us, long status, void *arg)
+{
+    struct worker *w = arg;
+
+    if (w->m && total_us >= 0) {
+        d2o_metrics_observe(w->m, D2O_H_BULK_LATENCY, total_us);
+        d2o_metrics_add(w->m, D2O_M_BULK_REQUESTS, 1);
+    }
+    if (status > 0 && status < 500) {
+        w->m_opensearch_ok = true;
+        w->os_ok_ms = d2o_mono_ms();
+    }
+}
+
+/* ---- checkpoints ---- */
+
+static void shard_collect(struct shard *sh)
+{
+    void **payloads = NULL;
+    size_t n = 0;
+    int64_t popped;
+
+    popped = d2o_ack_advance(sh->ack, &sh->commit_pos, &sh->commit_vs, &payloads, &n);
+    if (popped <= 0) {
+        return;
+    }
+    sh->commit_dirty = true;
+    if (n) {
+        void **grown = realloc(sh->commit_dlq, (sh->n_commit_dlq + n) * sizeof(*grown));
+
+        if (!grown) {
+            size_t i;
+
+            for (i = 0; i < n; i++) {
+                dlq_item_free(payloads[i]);
+            }
+            free(payloads);
+            shard_lost(sh, "out of memory for dead-letter rows; the next owner retries");
+            return;
+        }
+        memcpy(grown + sh->n_commit_dlq, payloads, n * sizeof(*grown));
+        sh->commit_dlq = grown;
+        sh->n_commit_dlq += n;
+    }
+    free(payloads);
+}
+
+/* Commits position (a sequence number or SHARD_END) with the collected DLQ rows. 0, or < 0. */
+static int shard_commit(struct shard *sh, const char *position)
+{
+    struct worker *w = sh->w;
+    struct d2o_checkpoint cp;
+    struct d2o_dlq_row *rows = NULL;
+    char err[512];
+    int64_t t0 = d2o_mono_us();
+    size_t i;
+    int r;
+
+    if (!worker_pg_ok(w)) {
+        return -EIO;
+    }
+    if (sh->n_commit_dlq) {
+        rows = calloc(sh->n_commit_dlq, sizeof(*rows));
+        if (!rows) {
+            return -ENOMEM;
+        }
+        for (i = 0; i < sh->n_commit_dlq; i++) {
+            rows[i] = ((struct dlq_item *)sh->commit_dlq[i])->row;
+        }
+    }
+    cp.application = w->conf->application;
+    cp.stream = sh->lease.stream;
+    cp.shard_id = sh->lease.shard_id;
+    cp.owner = w->id;
+    cp.lease_counter = sh->lease.counter;
+    cp.position = position;
+    cp.version_state = sh->commit_vs;
+    r = d2o_dlq_commit(w->pg, &cp, rows, sh->n_commit_dlq, err, sizeof(err));
+    free(rows);
+    if (r == 0) {
+        if (w->m) {
+            d2o_metrics_add(w->m, D2O_M_CHECKPOINTS, 1);
+            d2o_metrics_add(w->m, D2O_M_DLQ_WRITES, sh->n_commit_dlq);
+            d2o_metrics_observe(w->m, D2O_H_CHECKPOINT_LATENCY, d2o_mono_us() - t0);
+        }
+        if (sh->n_commit_dlq) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "dlq_written",
+                     "%zu records stored in the dead-letter queue with checkpoint %s",
+                     sh->n_commit_dlq, position);
+        }
+        for (i = 0; i < sh->n_commit_dlq; i++) {
+            dlq_item_free(sh->commit_dlq[i]);
+        }
+        sh->n_commit_dlq = 0;
+        sh->commit_dirty = false;
+        free(sh->lease.checkpoint);
+        sh->lease.checkpoint = strdup(position);
+        if (!sh->lease.checkpoint) {
+            shard_lost(sh, "out of memory");
+        }
+        D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_LEASE, sh->lease.shard_id, "checkpoint", "checkpoint %s",
+                 position);
+        return 0;
+    }
+    if (w->m) {
+        d2o_metrics_add(w->m, D2O_M_CHECKPOINT_ERRORS, 1);
+    }
+    if (r == D2O_LEASE_E_LOST) {
+        shard_lost(sh, err);
+    } else if (r == -EINVAL) {
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_LEASE, sh->lease.shard_id, "checkpoint_refused", "%s", err);
+        shard_lost(sh, "checkpoint refused");
+    } else {
+        worker_pg_failed(w, err);
+    }
+    return r < 0 ? r : -EIO;
+}
+
+/* What a shard does at the end of a loop turn: commit, and finish when it is due. */
+static void shard_settle(struct shard *sh)
+{
+    struct worker *w = sh->w;
+    char err[512];
+    int r;
+
+    if (sh->stop == STOP_LOST || sh->stop == STOP_DONE) {
+        return;
+    }
+    shard_collect(sh);
+    if (sh->commit_dirty && shard_commit(sh, sh->commit_pos) < 0) {
+        return;
+    }
+    if (sh->stop == STOP_LOST || sh->call_in_flight || d2o_ack_pending(sh->ack) > 0) {
+        return;
+    }
+    if (sh->state == S_ENDED && sh->stop != STOP_LOST) {
+        /* Every record is acknowledged and committed: the shard is done for good. */
+        if (strcmp(sh->lease.checkpoint, "SHARD_END") != 0 && shard_commit(sh, "SHARD_END") < 0) {
+            return;
+        }
+        r = d2o_lease_finish(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
+        if (r == -EIO) {
+            worker_pg_failed(w, err);
+            return;
+        }
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "shard_finished",
+                 "checkpointed SHARD_END and let the lease go; its children may start");
+        sh->stop = STOP_DONE;
+        w->lease_tick_now = true; /* take the children soon */
+        return;
+    }
+    if (sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) {
+        bool handoff = sh->stop == STOP_HANDOFF;
+
+        r = handoff ? d2o_lease_hand_over(w->pg, w->conf->application, &sh->lease, err, sizeof(err))
+                    : d2o_lease_release(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
+        if (r == -EIO) {
+            worker_pg_failed(w, err);
+            return;
+        }
+        if (r == 0) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id,
+                     handoff ? "lease_handed_over" : "lease_released", "%s at checkpoint %s",
+                     handoff ? "handed the lease over" : "released the lease",
+                     sh->lease.checkpoint);
+            if (w->m) {
+                d2o_metrics_add(w->m, D2O_M_LEASES_RELEASED, 1);
+            }
+        }
+        sh->stop = STOP_DONE;
+    }
+}
+
+/* Frees the shards that are done and idle. */
+static void shards_reap(struct worker *w)
+{
+    size_t i = 0;
+
+    while (i < w->n_shards) {
+        struct shard *sh = w->shards[i];
+
+        if ((sh->stop == STOP_DONE || sh->stop == STOP_LOST) && !sh->call_in_flight &&
+            sh->in_sink == 0) {
+            if (w->m) {
+                d2o_metrics_shard_remove(w->m, sh->lease.shard_id);
+            }
+            shard_free(sh);
+            w->shards[i] = w->shards[--w->n_shards];
+            continue;
+        }
+        i++;
+    }
+}
+
+/* ---- leases ---- */
+
+static bool in_list(const struct d2o_lease_list *l, const char *shard_id, int64_t counter)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++) {
+        if (strcmp(l->items[i].shard_id, shard_id) == 0 && l->items[i].counter == counter) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void report_progress(struct worker *w, int64_t now)
+{
+    struct d2o_lease_progress *p = calloc(w->n_shards ? w->n_shards : 1, sizeof(*p));
+    size_t i, n = 0;
+    char err[512];
+
+    if (!p) {
+        return;
+    }
+    for (i = 0; i < w->n_shards; i++) {
+        struct shard *sh = w->shards[i];
+        int64_t span = now - sh->window_start_ms;
+
+        if (span >= 1000) {
+            sh->records_per_s = (double)sh->window_records * 1000.0 / (double)span;
+            sh->window_records = 0;
+            sh->window_start_ms = now;
+        }
+        if (sh->stop != STOP_NONE) {
+            continue;
+        }
+        p[n].shard_id = sh->lease.shard_id;
+        p[n].millis_behind_latest = sh->millis_behind;
+        p[n].records_per_s = sh->records_per_s;
+        n++;
+    }
+    if (d2o_lease_report(w->pg, w->conf->application, w->id, p, n, err, sizeof(err)) == -EIO) {
+        worker_pg_failed(w, err);
+    }
+    free(p);
+}
+
+/* Renew, heartbeat, balance. Runs every renew_ms (and sooner after a shard ends). */
+static void lease_tick(struct worker *w, int64_t now)
+{
+    struct d2o_lease_list renewed = {0}, taken = {0};
+    char err[512];
+    size_t i;
+    int r, leases = 0, live = 0, target, held;
+    int64_t next_expiry = -1;
+
+    w->lease_tick_now = false;
+    if (now - w->os_ok_ms >= w->renew_ms) {
+        /* Nothing written lately: probe OpenSearch so /readyz knows it is reachable. */
+        (void)d2o_bulk_ping(w->sink);
+    }
+    if (!worker_pg_ok(w)) {
+        return;
+    }
+    r = d2o_lease_renew_all(w->pg, w->conf->application, w->id, w->conf->lease_ms, &renewed, err,
+                            sizeof(err));
+    if (r < 0) {
+        worker_pg_failed(w, err);
+        d2o_lease_list_free(&renewed);
+        return;
+    }
+    w->pg_ok_ms = now;
+    w->leases_valid_until = now + w->conf->lease_ms - w->lease_margin_ms;
+    /* Leases this worker works and no longer holds: lost. */
+    for (i = 0; i < w->n_shards; i++) {
+        struct shard *sh = w->shards[i];
+
+        if ((sh->stop == STOP_NONE || sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) &&
+            !in_list(&renewed, sh->lease.shard_id, sh->lease.counter)) {
+            shard_lost(sh, "the lease was not renewed (it expired or was taken)");
+        }
+    }
+    for (i = 0; i < renewed.n; i++) {
+        struct d2o_lease *l = &renewed.items[i];
+        struct shard *sh = shard_find(w, l->shard_id);
+
+        if (!sh && !w->draining) {
+            /* Handed over to this worker by its previous owner. */
+            if (shard_add(w, l, "was handed") == 0 && w->m) {
+                d2o_metrics_add(w->m, D2O_M_LEASES_STOLEN, 1);
+            }
+        } else if (!sh) {
+            if (d2o_lease_release(w->pg, w->conf->application, l, err, sizeof(err)) == -EIO) {
+                worker_pg_failed(w, err);
+            }
+        } else if (l->pending_owner && sh->stop == STOP_NONE) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_requested",
+                     "%s asked for the lease; handing over at the next batch boundary",
+                     l->pending_owner);
+            sh->stop = STOP_HANDOFF;
+        }
+    }
+    d2o_lease_list_free(&renewed);
+    held = (int)shards_active(w);
+    if (d2o_lease_heartbeat(w->pg, w->conf->application, w->id, w->host, (int)getpid(), w->task_id,
+                            held, err, sizeof(err)) < 0) {
+        worker_pg_failed(w, err);
+        return;
+    }
+    report_progress(w, now);
+    if (w->draining || !w->pg) {
+        return;
+    }
+    /* A worker is live while its heartbeat is younger than 2.5 renewals: a dead one drops out
+     * of the count before its leases expire, so the survivors' target covers them. */
+    if (d2o_lease_census_ex(w->pg, w->conf->application, w->conf->stream_name, w->id,
+                            w->renew_ms * 5 / 2, &leases, &live, &next_expiry, err,
+                            sizeof(err)) < 0) {
+        worker_pg_failed(w, err);
+        return;
+    }
+    if (next_expiry >= 0 && now + next_expiry + 20 < w->next_lease_ms) {
+        /* Be there when another worker's lease runs out (a dead worker's shards resume then). */
+        w->next_lease_ms = now + next_expiry + 20;
+    }
+    target = d2o_lease_target(leases, live);
+    w->target = target;
+    if (held < target) {
+        r = d2o_lease_take(w->pg, w->conf->application, w->conf->stream_name, w->id, target - held,
+                           w->conf->lease_ms, &taken, err, sizeof(err));
+        if (r < 0) {
+            worker_pg_failed(w, err);
+        }
+        for (i = 0; i < taken.n; i++) {
+            if (shard_add(w, &taken.items[i], "took") == 0 && w->m) {
+                d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
+            }
+        }
+        if (r >= 0 && held + r < target && live > 1) {
+            r = d2o_lease_request_handoff(w->pg, w->conf->application, w->conf->stream_name, w->id,
+                                          target, w->conf->lease_ms, err, sizeof(err));
+            if (r < 0) {
+                worker_pg_failed(w, err);
+            } else if (r > 0) {
+                D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, NULL, "handoff_asked",
+                         "holding %d of a target of %d leases; asked the busiest worker for one",
+                         held + (int)taken.n, target);
+            }
+        }
+        d2o_lease_list_free(&taken);
+    }
+    if (w->m) {
+        d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
+    }
+}
+
+/* ---- the loop ---- */
+
+static void begin_drain(struct worker *w, int64_t now)
+{
+    size_t i;
+
+    if (w->draining) {
+        return;
+    }
+    w->draining = true;
+    w->drain_deadline = now + w->conf->drain_timeout_ms;
+    if (worker_pg_ok(w)) {
+        char err[512];
+
+        /* Out of the census at once: the other workers raise their targets now. */
+        if (d2o_lease_worker_stopped(w->pg, w->conf->application, w->id, err, sizeof(err)) < 0) {
+            worker_pg_failed(w, err);
+        }
+    }
+    for (i = 0; i < w->n_shards; i++) {
+        if (w->shards[i]->stop == STOP_NONE || w->shards[i]->stop == STOP_HANDOFF) {
+            w->shards[i]->stop = STOP_RELEASE;
+        }
+    }
+    d2o_bulk_flush(w->sink);
+    d2o_info("drain", "draining: finishing %zu in-flight records, then releasing %zu leases",
+             d2o_bulk_pending(w->sink), w->n_shards);
+}
+
+/* Releases whatever is still held without waiting (drain timeout, second signal). */
+static void release_all_now(struct worker *w)
+{
+    char err[512];
+    size_t i;
+
+    for (i = 0; i < w->n_shards; i++) {
+        struct shard *sh = w->shards[i];
+
+        if (sh->stop == STOP_LOST || sh->stop == STOP_DONE || !w->pg) {
+            continue;
+        }
+        if (d2o_lease_release(w->pg, w->conf->application, &sh->lease, err, sizeof(err)) == 0 &&
+            w->m) {
+            d2o_metrics_add(w->m, D2O_M_LEASES_RELEASED, 1);
+        }
+        sh->stop = STOP_DONE;
+    }
+}
+
+static void read_signals(struct worker *w, int64_t now)
+{
+    struct signalfd_siginfo si;
+
+    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            if (w->draining) {
+                d2o_warn("stop_now", "second stop signal: releasing the leases and exiting now");
+                w->stop_now = true;
+            } else {
+                begin_drain(w, now);
+            }
+            break;
+        case SIGHUP:
+            worker_reopen_logs(w->conf);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static int64_t next_timeout(const struct worker *w, int64_t now)
+{
+    int64_t t = w->next_lease_ms - now, b;
+    size_t i;
+
+    if (w->lease_tick_now) {
+        return 0;
+    }
+    for (i = 0; i < w->n_shards; i++) {
+        const struct shard *sh = w->shards[i];
+
+        if (sh->stop == STOP_NONE && !sh->call_in_flight &&
+            (sh->state == S_NEED_ITER || (sh->state == S_READY && !backpressure(sh)))) {
+            int64_t d = sh->next_get_ms - now;
+
+            t = d < t ? d : t;
+        }
+    }
+    b = d2o_bulk_next_ms(w->sink, now);
+    if (b >= 0 && b < t) {
+        t = b;
+    }
+    if (w->draining) {
+        t = t > 50 ? 50 : t;
+    }
+    if (w->server_fd >= 0) {
+        int64_t s = d2o_metrics_server_timeout_ms(w->server);
+
+        if (s >= 0 && s < t) {
+            t = s;
+        }
+    }
+    return t < 0 ? 0 : t > 1000 ? 1000 : t;
+}
+
+/* One CloudWatch Embedded Metric Format line a minute on the log stream (log_emf). */
+static void emit_emf(struct worker *w, int64_t now)
+{
+    struct d2o_buf b = D2O_BUF_INIT;
+
+    w->next_emf_ms = now + 60000;
+    if (d2o_metrics_emf(w->m, w->emf_prev, "ddb2os", d2o_wall_us() / 1000, &b) == 0) {
+        fprintf(stderr, "%s\n", b.data);
+        fflush(stderr);
+    }
+    d2o_buf_free(&b);
+}
+
+int worker_loop(struct worker *w)
+{
+    struct curl_waitfd fds[3];
+    int pg_slot;
+    int64_t now;
+    char ebuf[128];
+    size_t i;
+
+    w->next_lease_ms = d2o_mono_ms();
+    w->next_sync_ms = d2o_mono_ms();
+    for (;;) {
+        unsigned nfds = 1;
+        int r;
+
+        now = d2o_mono_ms();
+        if (w->stop_now) {
+            release_all_now(w);
+            return 0;
+        }
+        if (w->draining && (w->n_shards == 0 || now >= w->drain_deadline)) {
+            if (w->n_shards) {
+                d2o_warn("drain_timeout",
+                         "drain_timeout_ms passed with %zu records in flight; releasing anyway "
+                         "(the next owner reads them again from the checkpoint)",
+                         d2o_bulk_pending(w->sink));
+                release_all_now(w);
+            }
+            return 0;
+        }
+        if (w->lease_tick_now || now >= w->next_lease_ms) {
+            w->next_lease_ms = now + w->renew_ms;
+            worker_refresh_creds(w);
+            lease_tick(w, now);
+        }
+        if (!w->draining && now >= w->next_sync_ms) {
+            w->next_sync_ms = now + w->conf->shard_sync_ms;
+            worker_sync_shards(w);
+        }
+        if (now >= w->leases_valid_until) {
+            /* Not renewed in time: stop before the database lets anyone else take the leases. */
+            for (i = 0; i < w->n_shards; i++) {
+                shard_lost(w->shards[i], "the leases could not be renewed in time");
+            }
+        }
+        for (i = 0; i < w->n_shards; i++) {
+            shard_step(w->shards[i], now);
+        }
+        d2o_bulk_tick(w->sink, now);
+        fds[0].fd = w->sigfd;
+        fds[0].events = CURL_WAIT_POLLIN;
+        fds[0].revents = 0;
+        if (w->server_fd >= 0) {
+            fds[nfds].fd = w->server_fd;
+            fds[nfds].events = CURL_WAIT_POLLIN;
+            fds[nfds].revents = 0;
+            nfds++;
+        }
+        pg_slot = -1;
+        if (w->pg && PQstatus(w->pg) == CONNECTION_OK && PQsocket(w->pg) >= 0) {
+            pg_slot = (int)nfds;
+            fds[nfds].fd = PQsocket(w->pg);
+            fds[nfds].events = CURL_WAIT_POLLIN;
+            fds[nfds].revents = 0;
+            nfds++;
+        }
+        r = d2o_http_run(w->http, fds, nfds, (int)next_timeout(w, now));
+        if (r < 0) {
+            d2o_err("event_loop", "the event loop failed: %s",
+                    d2o_strerror(-r, ebuf, sizeof(ebuf)));
+            return 1;
+        }
+        now = d2o_mono_ms();
+        if (fds[0].revents) {
+            read_signals(w, now);
+        }
+        if (w->server) {
+            d2o_metrics_server_run(w->server);
+        }
+        /* Every turn, not only when the socket is readable: a notification that arrived during
+         * a query was already read by libpq and waits in its queue. */
+        if (pg_slot >= 0) {
+            worker_pg_notifications(w);
+        }
+        for (i = 0; i < w->n_shards; i++) {
+            shard_settle(w->shards[i]);
+        }
+        shards_reap(w);
+        if (w->m) {
+            size_t pending = 0;
+
+            for (i = 0; i < w->n_shards; i++) {
+                pending += d2o_ack_pending(w->shards[i]->ack);
+            }
+            d2o_metrics_gauge(&w->m->pending_records, (int64_t)pending);
+            d2o_metrics_gauge(&w->m->loop_ms, now);
+            if (w->conf->log_emf && now >= w->next_emf_ms) {
+                emit_emf(w, now);
+            }
+            d2o_metrics_add(w->m, D2O_M_BULK_RETRIES,
+                            d2o_bulk_stats(w->sink)->retried - w->retried_seen);
+            w->retried_seen = d2o_bulk_stats(w->sink)->retried;
+            if (w->pg_ok_ms) {
+                d2o_metrics_gauge(&w->m->pg_ok_ms, w->pg_ok_ms);
+            }
+            if (w->m_opensearch_ok) {
+                d2o_metrics_gauge(&w->m->opensearch_ok_ms, now);
+                w->m_opensearch_ok = false;
+            }
+        }
+    }
+}
+
+void worker_free_shards(struct worker *w)
+{
+    size_t i;
+
+    while (w->cookies) {
+        cookie_drop(w, w->cookies);
+    }
+    for (i = 0; i < w->n_shards; i++) {
+        shard_free(w->shards[i]);
+    }
+    free(w->shards);
+    w->shards = NULL;
+    w->n_shards = 0;
+}
+
+int worker_signalfd(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+        return -errno;
+    }
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}

@@ -1,0 +1,83 @@
+/* The worker's internals, shared by worker.c (the loop) and worker_setup.c (handles, PostgreSQL,
+ * discovery). Not a public header. */
+#ifndef D2O_WORKER_INT_H
+#define D2O_WORKER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "d2o/bulk.h"
+#include "d2o/kinesis.h"
+#include "d2o/metrics.h"
+
+struct d2o_config;
+struct d2o_creds;
+struct d2o_sigv4_signer;
+struct d2o_metrics_worker;
+struct d2o_metrics_server;
+struct shard;
+struct rec_cookie;
+
+struct worker {
+    const struct d2o_config *conf;
+    char id[160];
+    char host[128];
+    char task_id[128];
+    struct d2o_http *http;
+    struct d2o_creds *creds;
+    struct d2o_sigv4_signer *os_signer;
+    struct d2o_kinesis *kin;
+    struct d2o_bulk *sink;
+    PGconn *pg;
+    int64_t pg_retry_ms; /* next reconnect attempt while the connection is bad */
+    unsigned pg_attempt; /* reconnects in a row */
+    int64_t pg_ok_ms;    /* last successful lease renewal */
+    struct shard **shards;
+    size_t n_shards, cap_shards;
+    struct rec_cookie *cookies;
+    size_t max_sink_bytes;
+    int64_t renew_ms;
+    int64_t lease_margin_ms;
+    int64_t leases_valid_until; /* monotonic: stop every shard at this time unless renewed */
+    int64_t next_lease_ms;
+    int64_t next_sync_ms;
+    bool lease_tick_now;
+    int target;
+    bool draining;
+    bool stop_now;
+    int64_t drain_deadline;
+    int sigfd;
+    struct d2o_metrics_worker *m;
+    bool m_opensearch_ok;
+    int64_t os_ok_ms;      /* last answer from OpenSearch below 500 */
+    uint64_t retried_seen; /* the sink's retried count already added to the metrics */
+    int64_t next_emf_ms;
+    uint64_t emf_prev[D2O_M_COUNTER_COUNT];
+    struct d2o_metrics_server *server;
+    int server_fd;
+};
+
+/* worker.c */
+int worker_loop(struct worker *w);
+void worker_free_shards(struct worker *w);
+void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *arg);
+void worker_on_bulk_answer(int64_t total_us, long status, void *arg);
+int worker_signalfd(void);
+
+/* worker_setup.c */
+bool worker_pg_ok(struct worker *w);
+void worker_pg_failed(struct worker *w, const char *why);
+/* Reads the lease channel's notifications; one for this application asks for a lease tick. */
+void worker_pg_notifications(struct worker *w);
+void worker_kinesis_error(struct worker *w, const char *shard_id, const char *call, int rc,
+                          const struct d2o_kinesis_err *err, unsigned *attempt, int64_t *next_ms);
+void worker_ensure_children(struct worker *w, const char *stream,
+                            const struct d2o_kinesis_child_shard *children, size_t n);
+void worker_sync_shards(struct worker *w);
+void worker_refresh_creds(struct worker *w);
+void worker_reopen_logs(const struct d2o_config *conf);
+
+#endif

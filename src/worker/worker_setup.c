@@ -1,0 +1,466 @@
+/*
+ * A worker's handles (opened after fork()), its PostgreSQL connection, Kinesis error handling and
+ * shard discovery.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "d2o/clock.h"
+#include "d2o/conf.h"
+#include "d2o/creds.h"
+#include "d2o/http.h"
+#include "d2o/lease.h"
+#include "d2o/log.h"
+#include "d2o/metrics.h"
+#include "d2o/pg.h"
+#include "d2o/rand.h"
+#include "d2o/sigv4.h"
+#include "d2o/util.h"
+#include "d2o/worker.h"
+#include "worker_int.h"
+
+/* ---- PostgreSQL ---- */
+
+bool worker_pg_ok(struct worker *w)
+{
+    char err[512];
+    int64_t now;
+
+    if (w->pg && PQstatus(w->pg) == CONNECTION_OK) {
+        return true;
+    }
+    now = d2o_mono_ms();
+    if (now < w->pg_retry_ms) {
+        return false;
+    }
+    if (w->pg) {
+        PQfinish(w->pg);
+    }
+    w->pg = d2o_pg_connect(w->conf->pg_conninfo, "ddb2os worker", err, sizeof(err));
+    if (!w->pg) {
+        w->pg_retry_ms = now + d2o_backoff_ms(250, 5000, w->pg_attempt++);
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",
+                 "cannot reach PostgreSQL (attempt %u): %s", w->pg_attempt, err);
+        return false;
+    }
+    {
+        PGresult *r = PQexec(w->pg, "LISTEN " D2O_LEASE_CHANNEL);
+
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_listen",
+                     "LISTEN failed (leases freed by others are noticed at the next tick): %s",
+                     PQerrorMessage(w->pg));
+        }
+        PQclear(r);
+    }
+    if (w->pg_attempt) {
+        d2o_info("pg_reconnected", "connected to PostgreSQL again after %u attempts",
+                 w->pg_attempt);
+    }
+    w->pg_attempt = 0;
+    return true;
+}
+
+void worker_pg_failed(struct worker *w, const char *why)
+{
+    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", why);
+    if (w->pg && PQstatus(w->pg) != CONNECTION_OK) {
+        PQfinish(w->pg);
+        w->pg = NULL;
+        w->pg_retry_ms = d2o_mono_ms();
+    }
+}
+
+void worker_pg_notifications(struct worker *w)
+{
+    PGnotify *n;
+
+    if (!PQconsumeInput(w->pg)) {
+        worker_pg_failed(w, PQerrorMessage(w->pg));
+        return;
+    }
+    while ((n = PQnotifies(w->pg)) != NULL) {
+        if (strcmp(n->extra, w->conf->application) == 0 && !w->draining) {
+            w->lease_tick_now = true;
+        }
+        PQfreemem(n);
+    }
+}
+
+/* ---- Kinesis ---- */
+
+void worker_kinesis_error(struct worker *w, const char *shard_id, const char *call, int rc,
+                          const struct d2o_kinesis_err *err, unsigned *attempt, int64_t *next_ms)
+{
+    int64_t now = d2o_mono_ms(), wait;
+    char ebuf[128];
+    enum d2o_action action = rc == D2O_KINESIS_E_FAILED ? err->action : D2O_ACT_RETRY;
+    const char *msg =
+        rc == D2O_KINESIS_E_FAILED ? err->message : d2o_strerror(-rc, ebuf, sizeof(ebuf));
+
+    switch (action) {
+    case D2O_ACT_THROTTLE:
+        wait = d2o_backoff_ms(w->conf->poll_min_ms, 10000, (*attempt)++);
+        D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_KINESIS, shard_id, "kinesis_throttled",
+                 "%s throttled; waiting %" PRId64 " ms: %s", call, wait, msg);
+        break;
+    case D2O_ACT_REFRESH_CREDS:
+        if (w->creds) {
+            d2o_creds_invalidate(w->creds);
+            worker_refresh_creds(w);
+        }
+        wait = d2o_backoff_ms(w->conf->poll_min_ms, 10000, (*attempt)++);
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_AWS, shard_id, "kinesis_credentials",
+                 "%s refused the credentials; refreshed them: %s", call, msg);
+        break;
+    case D2O_ACT_PERMANENT:
+    case D2O_ACT_FATAL:
+        wait = d2o_backoff_ms(1000, 30000, (*attempt)++);
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, shard_id, "kinesis_error",
+                 "%s failed and will not succeed by retrying soon; trying again in %" PRId64
+                 " ms: %s",
+                 call, wait, msg);
+        break;
+    default:
+        wait = d2o_backoff_ms(w->conf->poll_min_ms, 10000, (*attempt)++);
+        D2O_LOG_(*attempt > 3 ? D2O_LOG_WARN : D2O_LOG_DEBUG, D2O_CAT_KINESIS, shard_id,
+                 "kinesis_retry", "%s failed (attempt %u); retrying in %" PRId64 " ms: %s", call,
+                 *attempt, wait, msg);
+        break;
+    }
+    *next_ms = now + wait;
+}
+
+void worker_refresh_creds(struct worker *w)
+{
+    const struct d2o_aws_creds *ac;
+    char err[1024];
+
+    if (!w->creds) {
+        return;
+    }
+    if (d2o_creds_get(w->creds, time(NULL), &ac, err, sizeof(err)) < 0) {
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_AWS, NULL, "credentials", "%s", err);
+        return;
+    }
+    d2o_kinesis_set_creds(w->kin, ac);
+    d2o_bulk_set_creds(w->sink, ac);
+}
+
+/* ---- discovery ---- */
+
+void worker_ensure_children(struct worker *w, const char *stream,
+                            const struct d2o_kinesis_child_shard *children, size_t n)
+{
+    char err[512];
+    size_t i, p;
+
+    for (i = 0; i < n && worker_pg_ok(w); i++) {
+        const char *parents[8] = {NULL};
+        struct d2o_lease_seed seed = {0};
+        int r;
+
+        for (p = 0; p < children[i].n_parents && p < 7; p++) {
+            parents[p] = children[i].parents[p];
+        }
+        seed.shard_id = children[i].shard_id;
+        seed.parents = parents;
+        seed.hash_start = children[i].hash_start;
+        seed.hash_end = children[i].hash_end;
+        seed.checkpoint = "TRIM_HORIZON";
+        r = d2o_lease_ensure_shard(w->pg, w->conf->application, stream, &seed, err, sizeof(err));
+        if (r < 0) {
+            worker_pg_failed(w, err);
+        } else if (r > 0) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, children[i].shard_id, "shard_discovered",
+                     "child shard of a finished shard; starts at TRIM_HORIZON after its parents");
+        }
+    }
+}
+
+/* The checkpoint a shard found by discovery starts from. */
+static const char *seed_position(const struct worker *w, const struct d2o_kinesis_shard *s,
+                                 bool first, int64_t *ts_ms)
+{
+    *ts_ms = 0;
+    if (!first) {
+        return "TRIM_HORIZON"; /* created by a reshard after ddb2os started: read it all */
+    }
+    switch (w->conf->initial_position) {
+    case D2O_POS_LATEST:
+        /* Only open shards are read; closed ones count as finished so children are not held. */
+        return s->seq_end ? "SHARD_END" : "LATEST";
+    case D2O_POS_AT_TIMESTAMP: {
+        time_t t = 0;
+
+        if (d2o_creds_parse_time(w->conf->initial_timestamp, &t) < 0) {
+            t = 0;
+        }
+        *ts_ms = (int64_t)t * 1000;
+        return "AT_TIMESTAMP";
+    }
+    default:
+        return "TRIM_HORIZON";
+    }
+}
+
+static int stream_has_leases(struct worker *w, bool *has)
+{
+    const char *values[2] = {w->conf->application, w->conf->stream_name};
+    PGresult *r = PQexecParams(w->pg,
+                               "SELECT EXISTS (SELECT 1 FROM leases WHERE application = $1"
+                               " AND stream = $2)",
+                               2, NULL, values, NULL, NULL, 0);
+    char err[512];
+    int ret = 0;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        d2o_pg_error(w->pg, r, "reading the stream's leases", err, sizeof(err));
+        worker_pg_failed(w, err);
+        ret = -EIO;
+    } else {
+        *has = PQgetvalue(r, 0, 0)[0] == 't';
+    }
+    PQclear(r);
+    return ret;
+}
+
+/* pg_try_advisory_lock / pg_advisory_unlock on the application and stream. */
+static int sync_lock(struct worker *w, bool lock)
+{
+    char key[512];
+    const char *values[1] = {key};
+    PGresult *r;
+    int ret;
+
+    snprintf(key, sizeof(key), "ddb2os shard sync %s %s", w->conf->application,
+             w->conf->stream_name);
+    r = PQexecParams(w->pg,
+                     lock ? "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+                          : "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                     1, NULL, values, NULL, NULL, 0);
+    ret =
+        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return ret;
+}
+
+void worker_sync_shards(struct worker *w)
+{
+    struct d2o_kinesis_shards shards = {0};
+    struct d2o_kinesis_err kerr;
+    char err[512];
+    char ebuf[128];
+    bool has = true;
+    size_t i, created = 0;
+    int r;
+
+    if (!worker_pg_ok(w) || !sync_lock(w, true)) {
+        return; /* another worker is syncing, or the database is away */
+    }
+    r = d2o_kinesis_list_all_shards(w->kin, w->conf->stream_name, D2O_SHARD_FILTER_NONE, 0, &shards,
+                                    &kerr);
+    if (r != 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, NULL, "shard_sync",
+                 "cannot list the shards of %s: %s", w->conf->stream_name,
+                 r == D2O_KINESIS_E_FAILED ? kerr.message : d2o_strerror(-r, ebuf, sizeof(ebuf)));
+        w->next_sync_ms = d2o_mono_ms() + 2000;
+        goto out;
+    }
+    if (stream_has_leases(w, &has) < 0) {
+        goto out;
+    }
+    for (i = 0; i < shards.n_shards; i++) {
+        const struct d2o_kinesis_shard *s = &shards.shards[i];
+        const char *parents[3] = {NULL, NULL, NULL};
+        struct d2o_lease_seed seed = {0};
+        size_t np = 0;
+
+        if (s->parent_shard_id) {
+            parents[np++] = s->parent_shard_id;
+        }
+        if (s->adjacent_parent_shard_id) {
+            parents[np++] = s->adjacent_parent_shard_id;
+        }
+        seed.shard_id = s->shard_id;
+        seed.parents = parents;
+        seed.hash_start = s->hash_start;
+        seed.hash_end = s->hash_end;
+        seed.checkpoint = seed_position(w, s, !has, &seed.checkpoint_ts_ms);
+        r = d2o_lease_ensure_shard(w->pg, w->conf->application, w->conf->stream_name, &seed, err,
+                                   sizeof(err));
+        if (r < 0) {
+            worker_pg_failed(w, err);
+            break;
+        }
+        created += (size_t)r;
+    }
+    if (created) {
+        d2o_info("shard_sync", "%zu new shards of %s (of %zu listed) have lease rows now", created,
+                 w->conf->stream_name, shards.n_shards);
+        w->lease_tick_now = true;
+    }
+out:
+    if (w->pg && PQstatus(w->pg) == CONNECTION_OK) {
+        (void)sync_lock(w, false);
+    }
+    d2o_kinesis_shards_free(&shards);
+}
+
+/* ---- logs ---- */
+
+void worker_reopen_logs(const struct d2o_config *conf)
+{
+    if (conf->log_file && *conf->log_file) {
+        if (!freopen(conf->log_file, "a", stderr)) {
+            return;
+        }
+        setvbuf(stderr, NULL, _IOLBF, 0);
+    }
+    d2o_info("logs_reopened", "SIGHUP: log file reopened");
+}
+
+/* ---- the process ---- */
+
+void d2o_default_task_id(char *buf, size_t size)
+{
+    const char *uri = getenv("ECS_CONTAINER_METADATA_URI_V4");
+    const char *slash = uri ? strrchr(uri, '/') : NULL;
+
+    if (slash && slash[1]) {
+        /* .../v4/<task id>-<container>: the task's part is enough to tell tasks apart */
+        snprintf(buf, size, "%.*s", 64, slash + 1);
+        return;
+    }
+    if (gethostname(buf, size) < 0 || !*buf) {
+        snprintf(buf, size, "ddb2os");
+    }
+    buf[size - 1] = '\0';
+}
+
+static int setup(struct worker *w, const struct d2o_worker_opts *o)
+{
+    const struct d2o_config *c = o->conf;
+    struct d2o_http_opts ho;
+    struct d2o_bulk_opts bo;
+    struct d2o_creds_opts co = {0};
+    const struct d2o_aws_creds *ac = NULL;
+    char err[1024];
+
+    d2o_http_opts_from_config(&ho, c);
+    w->http = d2o_http_new(&ho, err, sizeof(err));
+    if (!w->http) {
+        d2o_err("startup", "%s", err);
+        return 1;
+    }
+    co.region = c->aws_region;
+    w->creds = d2o_creds_new(w->http, &co);
+    if (!w->creds) {
+        return 1;
+    }
+    if (d2o_creds_get(w->creds, time(NULL), &ac, err, sizeof(err)) < 0) {
+        d2o_err("credentials", "no AWS credentials: %s", err);
+        return 1;
+    }
+    w->kin = d2o_kinesis_new(w->http, c, ac, err, sizeof(err));
+    if (!w->kin) {
+        d2o_err("startup", "%s", err);
+        return D2O_EXIT_CONFIG;
+    }
+    d2o_kinesis_set_retry(w->kin, 1, NULL);
+    d2o_bulk_opts_from_config(&bo, c);
+    bo.done = worker_on_bulk_done;
+    bo.observe = worker_on_bulk_answer;
+    bo.done_arg = w;
+    if (c->opensearch_auth == D2O_OS_AUTH_SIGV4) {
+        w->os_signer = d2o_sigv4_signer_new(
+            c->aws_region, c->opensearch_service == D2O_OS_SERVICE_AOSS ? "aoss" : "es");
+        if (!w->os_signer) {
+            return 1;
+        }
+        bo.signer = w->os_signer;
+        bo.creds = ac;
+        bo.sign_content_sha256 = c->opensearch_service == D2O_OS_SERVICE_AOSS;
+    }
+    w->sink = d2o_bulk_new(w->http, &bo, err, sizeof(err));
+    if (!w->sink) {
+        d2o_err("startup", "%s", err);
+        return D2O_EXIT_CONFIG;
+    }
+    w->max_sink_bytes = (size_t)c->bulk_max_bytes * 8;
+    if (w->max_sink_bytes < ((size_t)16 << 20)) {
+        w->max_sink_bytes = (size_t)16 << 20;
+    }
+    w->renew_ms = c->renew_ms ? c->renew_ms : c->lease_ms / 3;
+    w->lease_margin_ms = c->lease_ms / 10;
+    w->leases_valid_until = INT64_MAX;
+    if (o->metrics) {
+        w->m = d2o_metrics_claim(o->metrics, o->slot, (int)getpid(), w->id);
+    }
+    w->server_fd = -1;
+    if (o->serve_metrics && o->metrics && c->metrics_port > 0) {
+        w->server = d2o_metrics_server_start(o->metrics, c->metrics_addr, (int)c->metrics_port,
+                                             c->lease_ms + w->renew_ms, err, sizeof(err));
+        if (!w->server) {
+            d2o_err("metrics", "%s", err);
+            return D2O_EXIT_CONFIG;
+        }
+        w->server_fd = d2o_metrics_server_fd(w->server);
+    }
+    return 0;
+}
+
+int d2o_worker_run(const struct d2o_worker_opts *o)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    int rc;
+    char ebuf[128];
+
+    if (!w) {
+        return 1;
+    }
+    w->conf = o->conf;
+    w->sigfd = -1;
+    snprintf(w->task_id, sizeof(w->task_id), "%s", o->task_id);
+    snprintf(w->id, sizeof(w->id), "%s:%d", o->task_id, (int)getpid());
+    if (gethostname(w->host, sizeof(w->host)) < 0) {
+        snprintf(w->host, sizeof(w->host), "unknown");
+    }
+    w->host[sizeof(w->host) - 1] = '\0';
+    d2o_log_set_worker(w->id);
+    w->sigfd = worker_signalfd();
+    if (w->sigfd < 0) {
+        d2o_err("startup", "signalfd: %s", d2o_strerror(-w->sigfd, ebuf, sizeof(ebuf)));
+        free(w);
+        return 1;
+    }
+    rc = setup(w, o);
+    if (rc == 0) {
+        d2o_info("worker_started", "worker %s reading stream %s into %s", w->id,
+                 o->conf->stream_name, o->conf->opensearch_url);
+        (void)worker_pg_ok(w);
+        rc = worker_loop(w);
+        d2o_info("worker_stopped", "worker %s stopped (exit %d)", w->id, rc);
+    }
+    if (w->m) {
+        d2o_metrics_gauge(&w->m->leases_held, 0);
+    }
+    worker_free_shards(w);
+    d2o_metrics_server_stop(w->server);
+    d2o_bulk_free(w->sink);
+    d2o_kinesis_free(w->kin);
+    d2o_sigv4_signer_free(w->os_signer);
+    d2o_creds_free(w->creds);
+    d2o_http_free(w->http);
+    if (w->pg) {
+        PQfinish(w->pg);
+    }
+    close(w->sigfd);
+    free(w);
+    return rc;
+}
