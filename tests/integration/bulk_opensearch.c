@@ -368,6 +368,7 @@ END_TEST
 
 struct proxy {
     pid_t pid;
+    int out_fd; /* the proxy's stdout, open until it stops: a closed pipe would kill it */
     char url[64];
 };
 
@@ -390,7 +391,7 @@ static struct proxy proxy_start(const char *faults)
     }
     close(fds[1]);
     n = read(fds[0], buf, sizeof(buf) - 1);
-    close(fds[0]);
+    p.out_fd = fds[0];
     ck_assert_msg(n > 0, "fault proxy did not start");
     buf[n] = '\0';
     {
@@ -406,6 +407,7 @@ static void proxy_stop(struct proxy *p)
 {
     kill(p->pid, SIGTERM);
     waitpid(p->pid, NULL, 0);
+    close(p->out_fd);
 }
 
 /* A string counter of the proxy's /__stats, copied into out. */

@@ -27,6 +27,7 @@ The proxy stops by itself after --max-seconds and on SIGTERM.
 import argparse
 import http.client
 import json
+import os
 import random
 import signal
 import socket
@@ -228,7 +229,10 @@ def main():
     set_faults(json.loads(args.faults))
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
-    print(server.server_address[1], flush=True)
+    try:
+        print(server.server_address[1], flush=True)
+    except BrokenPipeError:  # the caller read the port and closed the pipe: nothing else to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     timer = threading.Timer(args.max_seconds, server.shutdown)
     timer.daemon = True
