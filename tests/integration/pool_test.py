@@ -1,0 +1,290 @@
+#!/usr/bin/python3
+"""The worker pool against real PostgreSQL, kinesis-mock and OpenSearch.
+
+usage: pool_test.py DDB2OS_BINARY [TEST_NAME...]
+
+Each test starts its own supervisors (`ddb2os run`) on a stream, application and index of its
+own, writes change records into the stream and checks OpenSearch against a model of the table,
+and the lease audit trail: no shard may have two owners in one lease epoch.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import poolkit  # noqa: E402
+
+BINARY = None
+LEASE_MS = 4000
+
+
+class PoolTest(unittest.TestCase):
+    tag = "pool"
+
+    def setUp(self):
+        self.env = poolkit.Env(self.tag)
+        self.items = poolkit.Items()
+        self.sups = []
+
+    def tearDown(self):
+        for s in self.sups:
+            s.stop(timeout=5)
+        two = self.env.epochs_with_two_owners()
+        self.env.delete_stream()
+        self.env.delete_index()
+        shutil.rmtree(self.env.logdir, ignore_errors=True)
+        self.assertEqual(two, [], "a shard had two owners in one lease epoch")
+
+    def start(self, task, workers=2, **kw):
+        s = poolkit.Supervisor(BINARY, self.env, task, workers=workers, lease_ms=LEASE_MS, **kw)
+        self.sups.append(s)
+        return s
+
+    def converge(self, timeout=60):
+        def matches():
+            bad = self.items.mismatches(self.env.documents())
+            return not bad or None
+        try:
+            poolkit.wait_for("OpenSearch to match the table", matches, timeout, step=0.5)
+        except AssertionError:
+            bad = self.items.mismatches(self.env.documents())
+            logs = "\n".join("--- %s\n%s" % (s.task, s.tail()) for s in self.sups)
+            self.fail("OpenSearch differs from the table:\n  %s\n%s" % ("\n  ".join(bad), logs))
+
+    def balanced(self, n_shards, per_owner, owners):
+        def check():
+            o = self.env.owners()
+            counts = {}
+            for owner in o.values():
+                counts[owner] = counts.get(owner, 0) + 1
+            ok = (len(o) == n_shards and len(counts) == owners and
+                  all(c == per_owner for c in counts.values()))
+            return counts if ok else None
+        return check
+
+
+class TwoSupervisors(PoolTest):
+    tag = "pool2"
+
+    def test_even_share_failover_and_handoff(self):
+        env = self.env
+        env.create_stream(8)
+        a = self.start("A")
+        b = self.start("B")
+        counts = poolkit.wait_for("8 leases shared 2-2-2-2", self.balanced(8, 2, 4),
+                                  6 * LEASE_MS / 1000)
+        self.assertEqual(sorted(counts.values()), [2, 2, 2, 2])
+        self.assertEqual(len([o for o in counts if o.startswith("A:")]), 2)
+        env.put(self.items.workload(200, 3, prefix="x"))
+        self.converge()
+
+        # kill -9 of one worker: its shards resume elsewhere within lease + 2 s
+        victim = a.worker_pids()[0]
+        before = env.owners()
+        lost = sorted(s for s, o in before.items() if o.endswith(":%d" % victim))
+        self.assertEqual(len(lost), 2)
+        t0 = env.db_now()
+        os.kill(victim, signal.SIGKILL)
+        env.put(self.items.workload(100, 2, prefix="y"))
+
+        def resumed():
+            o = env.owners()
+            return all(s in o and not o[s].endswith(":%d" % victim) for s in lost)
+        poolkit.wait_for("the dead worker's shards to be taken", resumed, LEASE_MS / 1000 + 5)
+        taken_at = float(env.sql(
+            "SELECT extract(epoch FROM max(at)) FROM lease_events WHERE application = '%s'"
+            " AND shard_id IN (%s) AND event IN ('expire', 'take', 'steal') AND at > to_timestamp(%f)"
+            % (env.app, ",".join("'%s'" % s for s in lost), t0)))
+        failover = taken_at - t0
+        print("failover after kill -9: %.2f s (lease %.1f s)" % (failover, LEASE_MS / 1000))
+        self.assertLessEqual(failover, LEASE_MS / 1000 + 2)
+        self.converge()
+
+        # SIGTERM of supervisor B: its shards are handed off within 1 s
+        b_shards = sorted(s for s, o in env.owners().items() if o.startswith("B:"))
+        self.assertTrue(b_shards)
+        t0 = env.db_now()
+        b.signal(signal.SIGTERM)
+
+        def moved():
+            o = env.owners()
+            return all(s in o and o[s].startswith("A:") for s in b_shards)
+        poolkit.wait_for("B's shards to move to A", moved, 10, step=0.05)
+        moved_at = float(env.sql(
+            "SELECT extract(epoch FROM max(at)) FROM lease_events WHERE application = '%s'"
+            " AND shard_id IN (%s) AND owner LIKE 'A:%%' AND at > to_timestamp(%f)"
+            % (env.app, ",".join("'%s'" % s for s in b_shards), t0)))
+        print("handoff after SIGTERM: %.2f s for %d shards" % (moved_at - t0, len(b_shards)))
+        self.assertLessEqual(moved_at - t0, 1.0)
+        self.assertEqual(b.wait(15), 0)
+        released = env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
+                           " AND event = 'release' AND previous_owner LIKE 'B:%%'" % env.app)
+        self.assertEqual(int(released), len(b_shards))
+        env.put(self.items.workload(100, 2, prefix="z"))
+        self.converge()
+
+
+class Reshard(PoolTest):
+    tag = "poolrs"
+
+    def metric(self, port, name, label):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and label in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def test_split_and_merge_under_traffic(self):
+        env = self.env
+        env.create_stream(2)
+        port = 19000 + os.getpid() % 500
+        self.start("R", workers=2, metrics_port=port)
+        poolkit.wait_for("both shards leased", lambda: len(env.owners()) == 2, 4 * LEASE_MS / 1000)
+        stop = threading.Event()
+        errors = []
+
+        def traffic():
+            try:
+                r = 0
+                while not stop.is_set():
+                    batch = []
+                    for i in range(60):
+                        batch.append(self.items.change(
+                            "m-%03d" % i, "MODIFY" if r else "INSERT",
+                            {"title": "round %d" % r, "round": r}))
+                    env.put(batch)
+                    r += 1
+                    time.sleep(0.1)
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                errors.append(e)
+        t = threading.Thread(target=traffic)
+        t.start()
+        try:
+            time.sleep(2)
+            shards = env.shards()
+            s0 = shards[0]
+            lo, hi = int(s0["HashKeyRange"]["StartingHashKey"]), int(s0["HashKeyRange"]["EndingHashKey"])
+            env.kinesis.split_shard(StreamName=env.stream, ShardToSplit=s0["ShardId"],
+                                    NewStartingHashKey=str((lo + hi) // 2))
+            env.wait_active()
+            time.sleep(3)
+            open_shards = [s for s in env.shards()
+                           if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
+            open_shards.sort(key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+            env.kinesis.merge_shards(StreamName=env.stream,
+                                     ShardToMerge=open_shards[0]["ShardId"],
+                                     AdjacentShardToMerge=open_shards[1]["ShardId"])
+            env.wait_active()
+            time.sleep(3)
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(errors, [])
+        self.converge(timeout=90)
+        # Parents finish before children: every child's first take comes after each parent's end.
+        late = env.rows(
+            "SELECT c.shard_id, p FROM leases c, unnest(c.parent_shard_ids) p"
+            " WHERE c.application = '{a}' AND EXISTS (SELECT 1 FROM lease_events t"
+            "  WHERE t.application = '{a}' AND t.shard_id = c.shard_id AND t.event = 'take'"
+            "  AND t.at < (SELECT min(at) FROM lease_events e WHERE e.application = '{a}'"
+            "   AND e.shard_id = p AND e.event = 'shard_end'))".format(a=env.app))
+        self.assertEqual(late, [], "a child was taken before its parent ended")
+        ended = int(env.sql("SELECT count(*) FROM leases WHERE application = '%s'"
+                            " AND checkpoint = 'SHARD_END'" % env.app))
+        self.assertGreaterEqual(ended, 3)  # the split parent and both merged parents
+        # Each item's writes arrived in order: none was refused as older than what was indexed.
+        stale = self.metric(port, "ddb2os_documents_total", 'outcome="stale"')
+        indexed = self.metric(port, "ddb2os_documents_total", 'outcome="indexed"')
+        self.assertGreater(indexed, 0)
+        self.assertEqual(stale, 0, "writes of an item arrived out of order")
+
+
+class PostgresRestart(PoolTest):
+    tag = "poolpg"
+
+    def test_workers_recover(self):
+        env = self.env
+        env.create_stream(4)
+        self.start("P", workers=2)
+        poolkit.wait_for("4 leases owned", lambda: len(env.owners()) == 4, 4 * LEASE_MS / 1000)
+        env.put(self.items.workload(100, 2, prefix="p"))
+        self.converge()
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+        restart = dict(os.environ, D2O_KEEP_DATA="1")
+        subprocess_run([os.path.join(root, "scripts", "services"), "restart", "pg"], restart)
+        env.put(self.items.workload(100, 2, prefix="q"))
+        poolkit.wait_for("4 leases owned again", lambda: len(env.owners()) == 4,
+                         6 * LEASE_MS / 1000, step=0.5)
+        self.converge()
+        log = "".join(s.tail(400) for s in self.sups)
+        self.assertTrue(re.search(r" pg_(error|unavailable): ", log),
+                        "the lost connection was not logged")
+
+
+class SecretsAndLogs(PoolTest):
+    tag = "poolsec"
+
+    def test_no_secret_in_logs_and_sighup_reopens(self):
+        env = self.env
+        env.create_stream(1)
+        secrets = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETKEY",
+                   "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENzzzz",
+                   "password": "os-Pa55word-zzzz"}
+        log_file = os.path.join(env.logdir, "daemon.log")
+        os.environ["AWS_SESSION_TOKEN"] = secrets["AWS_SESSION_TOKEN"]
+        try:
+            poolkit.ENV_AWS["AWS_SECRET_ACCESS_KEY"] = secrets["AWS_SECRET_ACCESS_KEY"]
+            sup = self.start("L", workers=1, extra=[
+                "--opensearch-auth", "basic", "--opensearch-user", "ddb2os",
+                "--opensearch-password", secrets["password"], "--log-level", "debug",
+                "--log-debug", "all", "--log-file", log_file])
+        finally:
+            poolkit.ENV_AWS["AWS_SECRET_ACCESS_KEY"] = "pool-test-secret"
+            del os.environ["AWS_SESSION_TOKEN"]
+        poolkit.wait_for("the lease", lambda: len(env.owners()) == 1, 4 * LEASE_MS / 1000)
+        batch = self.items.workload(30, 2, prefix="s")
+        batch.append(("bad", b'{"eventName": "MODIFY", "dynamodb": {}}'))  # to the DLQ
+        env.put(batch)
+        self.converge()
+        poolkit.wait_for("the bad record in the DLQ", lambda: env.sql(
+            "SELECT count(*) FROM dlq WHERE application = '%s'" % env.app) == "1", 20)
+        # SIGHUP reopens log_file: after a rotation, new lines go to a new file.
+        os.rename(log_file, log_file + ".1")
+        sup.signal(signal.SIGHUP)
+        poolkit.wait_for("a new log file", lambda: os.path.exists(log_file), 10)
+        env.put(self.items.workload(5, 1, prefix="t"))
+        self.converge()
+        self.assertEqual(sup.stop(), 0)
+        with open(log_file + ".1", errors="replace") as f:
+            text = f.read()
+        with open(log_file, errors="replace") as f:
+            text += f.read()
+        self.assertIn("lease_acquired", text)
+        self.assertIn("logs_reopened", text)
+        for name, value in secrets.items():
+            self.assertNotIn(value, text, "%s appears in the log" % name)
+            self.assertNotIn(value[:12], text, "a part of %s appears in the log" % name)
+
+
+def subprocess_run(args, env):
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise AssertionError("%s failed: %s %s" % (args, out.stdout, out.stderr))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    BINARY = sys.argv[1]
+    poolkit.need("D2O_TEST_PG")
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
