@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""Benchmarks of the worker pool on the local servers (numbers in docs/performance.md).
+
+usage: pool_bench.py DDB2OS_BINARY failover|handoff|scaling|all [--records N] [--repeat K]
+
+  failover  kill -9 of a worker holding 2 of 8 shards (2 supervisors x 2 workers, lease 10 s):
+            seconds from the kill to the last of its shards taken by a live worker, by the
+            database clock (lease_events), K times
+  handoff   SIGTERM of a supervisor: seconds from the signal to the last of its shards taken by
+            the other supervisor's workers, K times
+  scaling   a backlog of N change records (200-byte items, 4 changes per item, 20 % deletes) is
+            read to its end: records/s, CPU ms per 1000 records (all ddb2os processes), peak worker
+            RSS and checkpoint transaction latency p50/p99 (from /metrics), for 1, 2 and 4 workers
+            on 8 shards and for 1, 8 and 64 shards with 2 workers
+
+The servers are shared with the benchmark (2 cores in all), so records/s is a floor for this
+machine, not for ddb2os alone. Each run uses a fresh stream, application and index.
+"""
+import os
+import resource
+import signal
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+import poolkit  # noqa: E402
+
+LEASE_MS = 10000
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def takeover_seconds(env, shards, t0, owner_like=None):
+    cond = " AND owner LIKE '%s'" % owner_like if owner_like else ""
+    return float(env.sql(
+        "SELECT extract(epoch FROM max(at)) FROM lease_events WHERE application = '%s'"
+        " AND shard_id IN (%s) AND event IN ('take', 'expire', 'steal') AND at > to_timestamp(%f)%s"
+        % (env.app, ",".join("'%s'" % s for s in shards), t0, cond))) - t0
+
+
+def bench_failover(binary, repeat):
+    out = []
+    for _ in range(repeat):
+        env = poolkit.Env("bfo")
+        env.create_stream(8)
+        sups = [poolkit.Supervisor(binary, env, t, workers=2, lease_ms=LEASE_MS)
+                for t in ("A", "B")]
+        try:
+            poolkit.wait_for("2 leases per worker", lambda: len(set(env.owners().values())) == 4
+                             and len(env.owners()) == 8, 60)
+            victim = sups[0].worker_pids()[0]
+            lost = [s for s, o in env.owners().items() if o.endswith(":%d" % victim)]
+            t0 = env.db_now()
+            os.kill(victim, signal.SIGKILL)
+            poolkit.wait_for("takeover", lambda: all(
+                s in env.owners() and not env.owners()[s].endswith(":%d" % victim) for s in lost),
+                LEASE_MS / 1000 + 20)
+            out.append(takeover_seconds(env, lost, t0))
+        finally:
+            for s in sups:
+                s.stop()
+            env.delete_stream()
+    print("failover after kill -9 (lease %.0f s): %s s; max %.2f s"
+          % (LEASE_MS / 1000, ", ".join("%.2f" % x for x in out), max(out)))
+    return out
+
+
+def bench_handoff(binary, repeat):
+    out = []
+    for _ in range(repeat):
+        env = poolkit.Env("bho")
+        env.create_stream(8)
+        a = poolkit.Supervisor(binary, env, "A", workers=2, lease_ms=LEASE_MS)
+        b = poolkit.Supervisor(binary, env, "B", workers=2, lease_ms=LEASE_MS)
+        try:
+            poolkit.wait_for("2 leases per worker", lambda: len(set(env.owners().values())) == 4
+                             and len(env.owners()) == 8, 60)
+            mine = [s for s, o in env.owners().items() if o.startswith("B:")]
+            t0 = env.db_now()
+            b.signal(signal.SIGTERM)
+            poolkit.wait_for("handoff", lambda: all(
+                env.owners().get(s, "").startswith("A:") for s in mine), 30, step=0.02)
+            out.append(takeover_seconds(env, mine, t0, "A:%"))
+        finally:
+            a.stop()
+            b.stop()
+            env.delete_stream()
+    print("handoff after SIGTERM (4 shards): %s s; max %.2f s"
+          % (", ".join("%.3f" % x for x in out), max(out)))
+    return out
+
+
+def metric_values(port, name):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    return [line for line in text.splitlines() if line.startswith(name)]
+
+
+def histogram_quantiles(lines, qs):
+    """Quantiles (upper bucket bounds, seconds) of a Prometheus histogram summed over workers."""
+    buckets, total = {}, 0.0
+    for line in lines:
+        if "_bucket{" in line:
+            le = line.split('le="')[1].split('"')[0]
+            buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif "_count" in line:
+            total += float(line.rsplit(" ", 1)[1])
+    bounds = sorted(((float(k) if k != "+Inf" else float("inf")), v) for k, v in buckets.items())
+    out = []
+    for q in qs:
+        need = q * total
+        out.append(next((b for b, c in bounds if c >= need), float("inf")))
+    return out
+
+
+def scaling_run(binary, shards, workers, n_records):
+    env = poolkit.Env("bsc")
+    env.create_stream(shards)
+    items = poolkit.Items()
+    n_items = max(1, n_records // 4)
+    batch = items.workload(n_items, 4, prefix="k")[:n_records]
+    t_put = time.time()
+    env.put(batch)
+    put_s = time.time() - t_put
+    port = 19500 + os.getpid() % 400
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
+    sup = poolkit.Supervisor(binary, env, "S", workers=workers, lease_ms=LEASE_MS,
+                             metrics_port=port, extra=["--get-records-limit", "5000"])
+    try:
+        def done():
+            v = metric_values(port, "ddb2os_records_read_total")
+            got = sum(float(x.rsplit(" ", 1)[1]) for x in v)
+            pend = sum(float(x.rsplit(" ", 1)[1]) for x in metric_values(
+                port, "ddb2os_pending_records"))
+            return got >= len(batch) and pend == 0
+        poolkit.wait_for("the backlog read and checkpointed", done, 900, step=0.2)
+        elapsed = time.time() - t0
+        p50, p99 = histogram_quantiles(metric_values(port, "ddb2os_checkpoint_latency_seconds"),
+                                       (0.5, 0.99))
+    finally:
+        sup.stop()
+        env.delete_stream()
+        env.delete_index()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"shards": shards, "workers": workers, "records": len(batch),
+            "records_per_s": len(batch) / elapsed, "cpu_ms_per_1000": cpu * 1e6 / len(batch),
+            "peak_rss_mib": after.ru_maxrss / 1024.0, "ckpt_p50_ms": p50 * 1000,
+            "ckpt_p99_ms": p99 * 1000, "put_s": put_s}
+
+
+def bench_scaling(binary, n_records):
+    rows = []
+    for shards, workers in ((8, 1), (8, 2), (8, 4), (1, 2), (64, 2)):
+        r = scaling_run(binary, shards, workers, n_records)
+        rows.append(r)
+        print("shards %(shards)2d workers %(workers)d: %(records)d records, %(records_per_s).0f "
+              "records/s, %(cpu_ms_per_1000).1f CPU ms per 1000, peak RSS %(peak_rss_mib).1f MiB,"
+              " checkpoint p50 <= %(ckpt_p50_ms).1f ms p99 <= %(ckpt_p99_ms).1f ms" % r,
+              flush=True)
+    return rows
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    binary, what = sys.argv[1], sys.argv[2]
+    args = sys.argv[3:]
+    n_records = int(args[args.index("--records") + 1]) if "--records" in args else 20000
+    repeat = int(args[args.index("--repeat") + 1]) if "--repeat" in args else 3
+    if what in ("failover", "all"):
+        bench_failover(binary, repeat)
+    if what in ("handoff", "all"):
+        bench_handoff(binary, repeat)
+    if what in ("scaling", "all"):
+        bench_scaling(binary, n_records)
+
+
+if __name__ == "__main__":
+    main()
