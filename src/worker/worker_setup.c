@@ -304,6 +304,11 @@ void worker_sync_shards(struct worker *w)
         d2o_info("shard_sync", "%zu new shards of %s (of %zu listed) have lease rows now", created,
                  w->conf->stream_name, shards.n_shards);
         w->lease_tick_now = true;
+        /* The other workers may have ticked before the rows existed; without this they would
+         * wait a whole renew period for their share. */
+        if (d2o_lease_notify(w->pg, w->conf->application, err, sizeof(err)) < 0) {
+            worker_pg_failed(w, err);
+        }
     }
 out:
     if (w->pg && PQstatus(w->pg) == CONNECTION_OK) {
