@@ -7,6 +7,8 @@ Each test starts its own supervisors (`ddb2os run`) on a stream, application and
 own, writes change records into the stream and checks OpenSearch against a model of the table,
 and the lease audit trail: no shard may have two owners in one lease epoch.
 """
+import collections
+import hashlib
 import os
 import re
 import shutil
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -228,6 +231,63 @@ class PostgresRestart(PoolTest):
         log = "".join(s.tail(400) for s in self.sups)
         self.assertTrue(re.search(r" pg_(error|unavailable): ", log),
                         "the lost connection was not logged")
+
+
+class MetricsAndHealth(PoolTest):
+    tag = "poolmet"
+
+    def get(self, port, path):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def test_counters_match_what_was_sent(self):
+        from prometheus_client.parser import text_string_to_metric_families
+        env = self.env
+        env.create_stream(4)
+        port = 19600 + os.getpid() % 300
+        self.start("M", workers=2, metrics_port=port)
+        # Balanced first, so no record is read twice by a lease move while the test counts.
+        poolkit.wait_for("2 leases per worker", lambda: len(env.owners()) == 4 and sorted(
+            collections.Counter(env.owners().values()).values()) == [2, 2], 8 * LEASE_MS / 1000)
+        changes = self.items.workload(60, 2, prefix="m")  # 120 writes, 12 deletes
+        bad = [(hashlib.md5(b"junk").hexdigest(), b"{this is not a change record")]
+        env.put(changes + bad)
+        self.converge()
+
+        def scrape():
+            return {f.name: f for f in text_string_to_metric_families(self.get(port, "/metrics")[1])}
+
+        def total(fams, family, **labels):
+            return sum(s.value for s in fams[family].samples if s.name.endswith("_total")
+                       and all(s.labels.get(k) == v for k, v in labels.items()))
+
+        def settled():
+            fams = scrape()
+            done = (total(fams, "ddb2os_records_read") >= len(changes) + 1
+                    and total(fams, "ddb2os_dlq_writes") >= 1
+                    and sum(s.value for s in fams["ddb2os_pending_records"].samples) == 0)
+            return fams if done else None
+        fams = poolkit.wait_for("every record counted and checkpointed", settled, 30, step=0.5)
+        self.assertEqual(total(fams, "ddb2os_records_read"), len(changes) + 1)
+        self.assertEqual(total(fams, "ddb2os_documents", outcome="indexed"), 120)
+        self.assertEqual(total(fams, "ddb2os_documents", outcome="deleted"), 12)
+        self.assertEqual(total(fams, "ddb2os_documents", outcome="dlq"), 1)
+        self.assertEqual(total(fams, "ddb2os_dlq_writes"), 1)
+        moved_in = (total(fams, "ddb2os_leases", event="taken")
+                    + total(fams, "ddb2os_leases", event="stolen"))
+        moved_out = (total(fams, "ddb2os_leases", event="released")
+                     + total(fams, "ddb2os_leases", event="lost"))
+        self.assertEqual(moved_in - moved_out, 4)
+        held = sum(s.value for s in fams["ddb2os_leases_held"].samples)
+        self.assertEqual(held, 4)
+        self.assertEqual(self.get(port, "/healthz")[0], 200)
+        self.assertEqual(self.get(port, "/readyz"), (200, "ready\n"))
+        self.assertEqual(self.get(port, "/nope")[0], 404)
+        rows = env.sql("SELECT error_class FROM dlq WHERE application = '%s'" % env.app)
+        self.assertEqual(rows, "bad_record")
 
 
 class SecretsAndLogs(PoolTest):
