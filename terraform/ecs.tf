@@ -130,6 +130,8 @@ resource "aws_ecs_task_definition" "ddb2os" {
       { name = "DDB2OS_OPENSEARCH_SERVICE", value = "es" },
       { name = "DDB2OS_INDEX_MAP", value = "${aws_dynamodb_table.books.name}=${var.index_name}" },
       { name = "DDB2OS_LOG_FORMAT", value = "json" },
+      # /healthz for the health check below and /metrics; loopback only, inside the task.
+      { name = "DDB2OS_METRICS_PORT", value = tostring(var.metrics_port) },
     ]
     secrets = [
       { name = "DDB2OS_PG_CONNINFO", valueFrom = var.pg_conninfo_secret_arn },
