@@ -366,6 +366,33 @@ static int render_hist(const struct d2o_metrics *m, struct d2o_buf *out, enum d2
     return r;
 }
 
+/* One sample per worker and shard: the shard's records read (records) or its lag. Shard ids
+ * that would break the label's quoting are left out. */
+static int render_per_shard(const struct d2o_metrics *m, struct d2o_buf *out, const char *name,
+                            bool records)
+{
+    size_t i, s;
+    int r = 0;
+
+    for (i = 0; i < m->n_workers; i++) {
+        for (s = 0; used(&m->workers[i]) && s < D2O_METRICS_MAX_SHARDS; s++) {
+            const struct d2o_metrics_shard *sh = &m->workers[i].shards[s];
+            char id[D2O_METRICS_SHARD_ID_MAX], extra[D2O_METRICS_SHARD_ID_MAX + 16];
+
+            memcpy(id, sh->shard_id, sizeof(id));
+            id[sizeof(id) - 1] = '\0';
+            if (!id[0] || strpbrk(id, "\"\\\n")) {
+                continue;
+            }
+            snprintf(extra, sizeof(extra), "shard=\"%s\"", id);
+            r |= records ? sample_u64(out, name, &m->workers[i], extra, LOAD(&sh->records))
+                         : sample_i64(out, name, &m->workers[i], extra,
+                                      LOAD(&sh->millis_behind_latest));
+        }
+    }
+    return r;
+}
+
 static int render_gauges(const struct d2o_metrics *m, struct d2o_buf *out)
 {
     static const struct {
@@ -377,7 +404,7 @@ static int render_gauges(const struct d2o_metrics *m, struct d2o_buf *out)
         {"ddb2os_pending_records", "Records read and not yet checkpointed.",
          offsetof(struct d2o_metrics_worker, pending_records)},
     };
-    size_t k, i, s;
+    size_t k, i;
     int r = 0;
 
     for (k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
@@ -400,38 +427,10 @@ static int render_gauges(const struct d2o_metrics *m, struct d2o_buf *out)
     }
     r |= head(out, "ddb2os_millis_behind_latest", "gauge",
               "MillisBehindLatest of the shard's last GetRecords (-1 before the first).");
-    for (i = 0; i < m->n_workers; i++) {
-        for (s = 0; used(&m->workers[i]) && s < D2O_METRICS_MAX_SHARDS; s++) {
-            const struct d2o_metrics_shard *sh = &m->workers[i].shards[s];
-            char id[D2O_METRICS_SHARD_ID_MAX], extra[D2O_METRICS_SHARD_ID_MAX + 16];
-
-            memcpy(id, sh->shard_id, sizeof(id));
-            id[sizeof(id) - 1] = '\0';
-            if (!id[0] || strpbrk(id, "\"\\\n")) {
-                continue;
-            }
-            snprintf(extra, sizeof(extra), "shard=\"%s\"", id);
-            r |= sample_i64(out, "ddb2os_millis_behind_latest", &m->workers[i], extra,
-                            LOAD(&sh->millis_behind_latest));
-        }
-    }
+    r |= render_per_shard(m, out, "ddb2os_millis_behind_latest", false);
     r |= head(out, "ddb2os_shard_records_read_total", "counter",
               "Records read from the shard by the worker while it held the lease.");
-    for (i = 0; i < m->n_workers; i++) {
-        for (s = 0; used(&m->workers[i]) && s < D2O_METRICS_MAX_SHARDS; s++) {
-            const struct d2o_metrics_shard *sh = &m->workers[i].shards[s];
-            char id[D2O_METRICS_SHARD_ID_MAX], extra[D2O_METRICS_SHARD_ID_MAX + 16];
-
-            memcpy(id, sh->shard_id, sizeof(id));
-            id[sizeof(id) - 1] = '\0';
-            if (!id[0] || strpbrk(id, "\"\\\n")) {
-                continue;
-            }
-            snprintf(extra, sizeof(extra), "shard=\"%s\"", id);
-            r |= sample_u64(out, "ddb2os_shard_records_read_total", &m->workers[i], extra,
-                            LOAD(&sh->records));
-        }
-    }
+    r |= render_per_shard(m, out, "ddb2os_shard_records_read_total", true);
     r |= head(out, "ddb2os_worker_respawns_total", "counter",
               "Workers the supervisor started again after one died.");
     r |= d2o_buf_printf(out, "ddb2os_worker_respawns_total %" PRIu64 "\n", LOAD(&m->respawns));

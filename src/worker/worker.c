@@ -441,6 +441,23 @@ static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
     return d2o_ack_complete(sh->ack, ticket, d) < 0 ? -EIO : 0;
 }
 
+/* A record that cannot become a document goes to the dead-letter queue whole, acknowledged at
+ * once, so the shard moves on and nothing is lost. */
+static int refuse_record(struct shard *sh, const struct d2o_kinesis_record *kr, const char *table,
+                         const char *error_class, const char *why)
+{
+    int64_t now_us = d2o_wall_us();
+
+    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
+             "record %s to the dead-letter queue: %s", kr->sequence_number, why);
+    if (sh->w->m) {
+        d2o_metrics_add(sh->w->m, D2O_M_DOCS_DLQ, 1);
+    }
+    return ack_now(sh, kr->sequence_number,
+                   dlq_item_new(sh, kr->sequence_number, kr->partition_key, table, "", "", 0,
+                                kr->data, kr->data_len, error_class, 0, why, 0, now_us, now_us));
+}
+
 static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
 {
     struct worker *w = sh->w;
@@ -454,17 +471,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         return r;
     }
     if (r < 0) {
-        int64_t now_us = d2o_wall_us();
-
-        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
-                 "record %s to the dead-letter queue: %s", kr->sequence_number, err);
-        if (w->m) {
-            d2o_metrics_add(w->m, D2O_M_DOCS_DLQ, 1);
-        }
-        return ack_now(sh, kr->sequence_number,
-                       dlq_item_new(sh, kr->sequence_number, kr->partition_key, "", "", "", 0,
-                                    kr->data, kr->data_len, D2O_RECORD_ERROR_CLASS, 0, err, 0,
-                                    now_us, now_us));
+        return refuse_record(sh, kr, "", D2O_RECORD_ERROR_CLASS, err);
     }
     r = d2o_doc_build(&rec, w->conf, &sh->vs, &op, err, sizeof(err));
     if (r == -ENOMEM) {
@@ -472,17 +479,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         return r;
     }
     if (r < 0) {
-        int64_t now_us = d2o_wall_us();
-
-        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
-                 "record %s to the dead-letter queue: %s", kr->sequence_number, err);
-        if (w->m) {
-            d2o_metrics_add(w->m, D2O_M_DOCS_DLQ, 1);
-        }
-        r = ack_now(sh, kr->sequence_number,
-                    dlq_item_new(sh, kr->sequence_number, kr->partition_key, rec.table, "", "", 0,
-                                 kr->data, kr->data_len, D2O_DOCUMENT_ERROR_CLASS, 0, err, 0,
-                                 now_us, now_us));
+        r = refuse_record(sh, kr, rec.table, D2O_DOCUMENT_ERROR_CLASS, err);
         d2o_record_free(&rec);
         return r;
     }
