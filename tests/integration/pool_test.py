@@ -9,6 +9,7 @@ and the lease audit trail: no shard may have two owners in one lease epoch.
 """
 import collections
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -288,6 +289,28 @@ class MetricsAndHealth(PoolTest):
         self.assertEqual(self.get(port, "/nope")[0], 404)
         rows = env.sql("SELECT error_class FROM dlq WHERE application = '%s'" % env.app)
         self.assertEqual(rows, "bad_record")
+
+        # The operator's commands against the running pool.
+        cli_env = dict(os.environ, DDB2OS_PG_CONNINFO=env.pg, DDB2OS_APPLICATION=env.app)
+
+        def cli(*args):
+            return subprocess.run([BINARY] + list(args), env=cli_env, capture_output=True,
+                                  text=True, timeout=30)
+        st = cli("status", "--json")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        shards = json.loads(st.stdout)
+        self.assertEqual(sorted((r["shard"], r["state"], r["owner"]) for r in shards),
+                         sorted((sh, "owned", o) for sh, o in env.owners().items()))
+        wk = json.loads(cli("workers", "--json").stdout)
+        self.assertEqual(sorted(r["state"] for r in wk), ["live", "live"])
+        shard = sorted(env.owners())[0]
+        before = env.sql("SELECT checkpoint FROM leases WHERE application = '%s' AND shard_id = "
+                         "'%s'" % (env.app, shard))
+        refused = cli("checkpoint", "set", shard, "--at", "TRIM_HORIZON")
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("owned by a live worker", refused.stderr)
+        self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s' AND "
+                                 "shard_id = '%s'" % (env.app, shard)), before)
 
 
 class SecretsAndLogs(PoolTest):
