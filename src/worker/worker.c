@@ -1222,9 +1222,10 @@ int worker_loop(struct worker *w)
             d2o_metrics_server_run(w->server);
         }
         /* Every turn, not only when the socket is readable: a notification that arrived during
-         * a query was already read by libpq and waits in its queue. */
+         * a query was already read by libpq and waits in its queue. The socket itself is read
+         * only when poll said so, not with a recv per turn. */
         if (pg_slot >= 0) {
-            worker_pg_notifications(w);
+            worker_pg_notifications(w, fds[pg_slot].revents != 0);
         }
         for (i = 0; i < w->n_shards; i++) {
             shard_settle(w->shards[i]);

@@ -70,8 +70,9 @@ int worker_signalfd(void);
 /* worker_setup.c */
 bool worker_pg_ok(struct worker *w);
 void worker_pg_failed(struct worker *w, const char *why);
-/* Reads the lease channel's notifications; one for this application asks for a lease tick. */
-void worker_pg_notifications(struct worker *w);
+/* Takes the lease channel's notifications libpq has queued (reading the socket first when it is
+ * readable); one for this application asks for a lease tick. */
+void worker_pg_notifications(struct worker *w, bool readable);
 void worker_kinesis_error(struct worker *w, const char *shard_id, const char *call, int rc,
                           const struct d2o_kinesis_err *err, unsigned *attempt, int64_t *next_ms);
 void worker_ensure_children(struct worker *w, const char *stream,

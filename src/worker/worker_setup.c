@@ -76,11 +76,11 @@ void worker_pg_failed(struct worker *w, const char *why)
     }
 }
 
-void worker_pg_notifications(struct worker *w)
+void worker_pg_notifications(struct worker *w, bool readable)
 {
     PGnotify *n;
 
-    if (!PQconsumeInput(w->pg)) {
+    if (readable && !PQconsumeInput(w->pg)) {
         worker_pg_failed(w, PQerrorMessage(w->pg));
         return;
     }
