@@ -48,6 +48,14 @@ int d2o_cli_start(int argc, char **argv, const char *usage, const struct option 
                   int (*on_opt)(int opt, const char *arg, void *ctx), void *ctx,
                   struct d2o_config *conf);
 
+/*
+ * Builds *conf again from the sources the last d2o_cli_parse() used (the same file, the
+ * environment as it is now, the same flags) and validates it (d2o_conf_validate). SIGHUP uses it.
+ * Returns 0 (the caller frees *conf) or a negative errno with the reason in errstr.
+ */
+__attribute__((warn_unused_result)) int d2o_cli_reload(struct d2o_config *conf, char *errstr,
+                                                       size_t errstr_size);
+
 /* Prints "ddb2os CMD: message" and the hint to use --help on stderr; returns D2O_EXIT_USAGE. */
 __attribute__((format(printf, 2, 3))) int d2o_cli_usage_error(const char *cmd, const char *fmt,
                                                               ...);

@@ -136,9 +136,24 @@ void d2o_conf_free(struct d2o_config *c);
 __attribute__((warn_unused_result)) int d2o_conf_set(struct d2o_config *c, const char *key,
                                                      const char *value, const char *source,
                                                      char *errstr, size_t errstr_size);
-/* Reads a key = value file ('#' comments, optional double quotes around values). */
+/*
+ * Reads a `key = value` file. Blank lines and lines starting with '#' are skipped; blanks around
+ * the key and the value are ignored; an unquoted value ends at a '#' that follows a blank (a
+ * comment); "..." (with \" and \\ escapes) or '...' (literal) keep blanks and '#'. A key set
+ * twice, an unterminated quote, text after a closing quote and a directory are errors.
+ */
 __attribute__((warn_unused_result)) int d2o_conf_load_file(struct d2o_config *c, const char *path,
                                                            char *errstr, size_t errstr_size);
+/* The checks between keys that `run` and `check-config` both make. Returns 0, or -EINVAL with
+ * the keys, values and reason in errstr. */
+__attribute__((warn_unused_result)) int d2o_conf_validate(const struct d2o_config *c, char *errstr,
+                                                          size_t errstr_size);
+/* Sets the log format, level and debug categories from c. */
+void d2o_conf_apply_log(const struct d2o_config *c);
+/* How many keys with this reloadable flag differ between a and b; their names, comma-separated,
+ * into names. */
+size_t d2o_conf_changed(const struct d2o_config *a, const struct d2o_config *b, bool reloadable,
+                        char *names, size_t size);
 /* Applies every DDB2OS_<KEY> variable of envp (NULL-terminated, like environ). */
 __attribute__((warn_unused_result)) int d2o_conf_load_env(struct d2o_config *c, char *const *envp,
                                                           char *errstr, size_t errstr_size);

@@ -18,7 +18,15 @@ static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 static int cmd_config_doc(int argc, char **argv);
 static int cmd_check_config(int argc, char **argv);
-static void apply_log_config(const struct d2o_config *conf);
+
+/* Where the configuration came from, for d2o_cli_reload: the file and the flags, in order. The
+ * strings point into argv, which lives as long as the process. */
+static const char *saved_file;
+static struct {
+    size_t entry;
+    const char *value;
+} saved_flags[128];
+static size_t n_saved_flags;
 
 static const struct d2o_cli_cmd commands[] = {
     {"run", "run the daemon: a supervisor and its worker processes", d2o_cmd_run},
@@ -115,6 +123,8 @@ int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopt
             config_file = optarg;
         }
     }
+    saved_file = config_file;
+    n_saved_flags = 0;
     if (config_file && d2o_conf_load_file(conf, config_file, err, sizeof(err)) < 0) {
         fprintf(stderr, "ddb2os %s: %s\n", argv[0], err);
         r = D2O_EXIT_CONFIG;
@@ -151,6 +161,10 @@ int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopt
 
             snprintf(source, sizeof(source), "flag --%s",
                      d2o_conf_flag_name((size_t)(opt - D2O_CONF_OPT_BASE)));
+            if (n_saved_flags < D2O_ARRAY_SIZE(saved_flags)) {
+                saved_flags[n_saved_flags].entry = (size_t)(opt - D2O_CONF_OPT_BASE);
+                saved_flags[n_saved_flags++].value = optarg;
+            }
             if (d2o_conf_set(conf, e->name, optarg, source, err, sizeof(err)) < 0) {
                 fprintf(stderr, "ddb2os %s: %s\n", argv[0], err);
                 r = D2O_EXIT_CONFIG;
@@ -173,7 +187,38 @@ out:
     if (r != 0) {
         d2o_conf_free(conf);
     } else {
-        apply_log_config(conf);
+        d2o_conf_apply_log(conf);
+    }
+    return r;
+}
+
+int d2o_cli_reload(struct d2o_config *conf, char *errstr, size_t errstr_size)
+{
+    size_t i;
+    int r = d2o_conf_init(conf);
+
+    if (r < 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return r;
+    }
+    if (saved_file) {
+        r = d2o_conf_load_file(conf, saved_file, errstr, errstr_size);
+    }
+    if (r == 0) {
+        r = d2o_conf_load_env(conf, environ, errstr, errstr_size);
+    }
+    for (i = 0; r == 0 && i < n_saved_flags; i++) {
+        char source[96];
+
+        snprintf(source, sizeof(source), "flag --%s", d2o_conf_flag_name(saved_flags[i].entry));
+        r = d2o_conf_set(conf, d2o_conf_table[saved_flags[i].entry].name, saved_flags[i].value,
+                         source, errstr, errstr_size);
+    }
+    if (r == 0) {
+        r = d2o_conf_validate(conf, errstr, errstr_size);
+    }
+    if (r < 0) {
+        d2o_conf_free(conf);
     }
     return r;
 }
@@ -195,19 +240,6 @@ int d2o_cli_start(int argc, char **argv, const char *usage, const struct option 
         return d2o_cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
     }
     return -1;
-}
-
-static void apply_log_config(const struct d2o_config *conf)
-{
-    unsigned cats = 0;
-    const char *bad;
-    size_t bad_len;
-
-    d2o_log_set_format((enum d2o_log_format)conf->log_format);
-    d2o_log_set_level((enum d2o_log_level)conf->log_level);
-    if (d2o_log_categories_from_list(conf->log_debug, &cats, &bad, &bad_len) == 0) {
-        d2o_log_set_categories(cats);
-    }
 }
 
 static int cmd_version(int argc, char **argv)
@@ -243,56 +275,114 @@ static int cmd_config_doc(int argc, char **argv)
     return r == 0 ? D2O_EXIT_OK : D2O_EXIT_FAIL;
 }
 
+static int on_json_opt(int opt, const char *arg, void *ctx)
+{
+    (void)arg;
+    if (opt != 'j') {
+        return D2O_EXIT_USAGE;
+    }
+    *(bool *)ctx = true;
+    return 0;
+}
+
+/* One key's value: as text, or (json) as a JSON value of its type. */
+static int put_value(struct d2o_buf *b, const struct d2o_conf_entry *e,
+                     const struct d2o_config *conf, bool json)
+{
+    const char *p = (const char *)conf + e->offset;
+    int r = 0;
+
+    switch (e->type) {
+    case D2O_CONF_STR: {
+        const char *v = *(char *const *)(const void *)p;
+
+        v = e->secret && v[0] ? "(secret)" : v;
+        return json ? d2o_buf_json_str(b, v, strlen(v)) : d2o_buf_puts(b, v);
+    }
+    case D2O_CONF_INT:
+    case D2O_CONF_MS:
+    case D2O_CONF_SIZE:
+        return d2o_buf_printf(b, "%lld", (long long)*(const int64_t *)(const void *)p);
+    case D2O_CONF_BOOL:
+        return d2o_buf_puts(b, *(const bool *)(const void *)p ? "true" : "false");
+    case D2O_CONF_ENUM: {
+        const char *v = e->choices[*(const int *)(const void *)p];
+
+        return json ? d2o_buf_json_str(b, v, strlen(v)) : d2o_buf_puts(b, v);
+    }
+    case D2O_CONF_MAP: {
+        const struct d2o_kvlist *l = (const struct d2o_kvlist *)(const void *)p;
+        size_t j;
+
+        r |= json ? d2o_buf_putc(b, '{') : 0;
+        for (j = 0; j < l->n; j++) {
+            const struct d2o_kv *kv = &l->items[j];
+
+            if (json) {
+                r |= d2o_buf_puts(b, j ? "," : "");
+                r |= d2o_buf_json_str(b, kv->key, strlen(kv->key));
+                r |= d2o_buf_putc(b, ':');
+                r |= d2o_buf_json_str(b, kv->value, strlen(kv->value));
+            } else {
+                r |= d2o_buf_printf(b, "%s%s=%s", j ? "," : "", kv->key, kv->value);
+            }
+        }
+        r |= json ? d2o_buf_putc(b, '}') : 0;
+        return r;
+    }
+    }
+    return 0;
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: ddb2os check-config [-c FILE] [--KEY=VALUE ...]\n\n"
+        "usage: ddb2os check-config [--json] [-c FILE] [--KEY=VALUE ...]\n\n"
         "Loads the configuration the daemon would use (defaults, file, DDB2OS_* environment,\n"
-        "flags), reports the first problem with its key, value and reason, and otherwise prints\n"
-        "every key with its value. Secrets are shown as (secret). Exit 0 if valid, 78 if not.\n";
+        "flags) and makes the same checks as 'ddb2os run'. Reports the first problem with its\n"
+        "key, value and reason, and otherwise prints every key with its value (--json: one\n"
+        "object, numbers and booleans as JSON values). Secrets are shown as (secret).\n"
+        "Exit 0 if valid, 78 if not.\n";
+    static const struct option extra[] = {
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
     struct d2o_config conf;
+    struct d2o_buf b = D2O_BUF_INIT;
+    char err[512];
+    bool json = false;
     size_t i;
-    int r = d2o_cli_start(argc, argv, usage, NULL, NULL, NULL, &conf);
+    int e = 0, r = d2o_cli_start(argc, argv, usage, extra, on_json_opt, &json, &conf);
 
     if (r >= 0) {
         return r;
     }
-    for (i = 0; i < d2o_conf_table_len; i++) {
-        const struct d2o_conf_entry *e = &d2o_conf_table[i];
-        const char *p = (const char *)&conf + e->offset;
-
-        printf("%s = ", e->name);
-        switch (e->type) {
-        case D2O_CONF_STR:
-            printf("%s\n", e->secret && (*(char *const *)(const void *)p)[0]
-                               ? "(secret)"
-                               : *(char *const *)(const void *)p);
-            break;
-        case D2O_CONF_INT:
-        case D2O_CONF_MS:
-        case D2O_CONF_SIZE:
-            printf("%lld\n", (long long)*(const int64_t *)(const void *)p);
-            break;
-        case D2O_CONF_BOOL:
-            printf("%s\n", *(const bool *)(const void *)p ? "true" : "false");
-            break;
-        case D2O_CONF_ENUM:
-            printf("%s\n", e->choices[*(const int *)(const void *)p]);
-            break;
-        case D2O_CONF_MAP: {
-            const struct d2o_kvlist *l = (const struct d2o_kvlist *)(const void *)p;
-            size_t j;
-
-            for (j = 0; j < l->n; j++) {
-                printf("%s%s=%s", j ? "," : "", l->items[j].key, l->items[j].value);
-            }
-            printf("\n");
-            break;
-        }
-        }
+    if (d2o_conf_validate(&conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ddb2os check-config: %s\n", err);
+        d2o_conf_free(&conf);
+        return D2O_EXIT_CONFIG;
     }
+    e |= json ? d2o_buf_putc(&b, '{') : 0;
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        const struct d2o_conf_entry *en = &d2o_conf_table[i];
+
+        if (json) {
+            e |= d2o_buf_puts(&b, i ? ",\n " : "");
+            e |= d2o_buf_json_str(&b, en->name, strlen(en->name));
+            e |= d2o_buf_putc(&b, ':');
+        } else {
+            e |= d2o_buf_printf(&b, "%s = ", en->name);
+        }
+        e |= put_value(&b, en, &conf, json);
+        e |= json ? 0 : d2o_buf_putc(&b, '\n');
+    }
+    e |= json ? d2o_buf_puts(&b, "}\n") : 0;
+    if (e == 0) {
+        fwrite(b.data, 1, b.len, stdout);
+    }
+    d2o_buf_free(&b);
     d2o_conf_free(&conf);
-    return D2O_EXIT_OK;
+    return e ? D2O_EXIT_FAIL : D2O_EXIT_OK;
 }
 
 int d2o_cli_main(int argc, char **argv)

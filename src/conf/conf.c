@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "d2o/buf.h"
 #include "d2o/conf.h"
@@ -371,26 +372,82 @@ static char *trim(char *s)
     return s;
 }
 
+/*
+ * The value part of a line, in place: a quoted value ("..." with \" and \\ escapes, or '...'
+ * taken literally) may be followed only by blanks and a comment; an unquoted value ends where a
+ * '#' follows a blank (or at the end of the line) and loses its trailing blanks. Returns NULL
+ * with the reason in why.
+ */
+static char *parse_value(char *v, char *why, size_t n)
+{
+    char quote = *v, *in, *out, *rest;
+
+    if (quote != '"' && quote != '\'') {
+        for (in = v; *in; in++) {
+            if (*in == '#' && (in == v || in[-1] == ' ' || in[-1] == '\t')) {
+                *in = '\0';
+                break;
+            }
+        }
+        return trim(v);
+    }
+    for (in = out = v + 1; *in && *in != quote; in++) {
+        if (quote == '"' && *in == '\\') {
+            if (in[1] != '"' && in[1] != '\\') {
+                snprintf(why, n,
+                         "unknown escape '\\%c' in a double-quoted value (only \\\" and \\\\)",
+                         in[1] ? in[1] : ' ');
+                return NULL;
+            }
+            in++;
+        }
+        *out++ = *in;
+    }
+    if (*in != quote) {
+        snprintf(why, n, "the value's closing %c is missing", quote);
+        return NULL;
+    }
+    rest = trim(in + 1);
+    if (*rest && *rest != '#') {
+        snprintf(why, n, "unexpected '%.40s' after the quoted value", rest);
+        return NULL;
+    }
+    *out = '\0';
+    return v + 1;
+}
+
 int d2o_conf_load_file(struct d2o_config *c, const char *path, char *errstr, size_t errstr_size)
 {
     FILE *f = fopen(path, "re");
+    unsigned *seen = NULL;
     char *line = NULL;
     size_t cap = 0;
     unsigned lineno = 0;
+    struct stat st;
+    char eb[128];
     int r = 0;
 
     if (!f) {
-        char eb[128];
-
         r = -errno;
         snprintf(errstr, errstr_size, "cannot read config file '%s': %s", path,
                  d2o_strerror(r, eb, sizeof(eb)));
         return r;
     }
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(errstr, errstr_size, "config file '%s' is a directory, not a file", path);
+        fclose(f);
+        return -EISDIR;
+    }
+    seen = calloc(d2o_conf_table_len, sizeof(*seen));
+    if (!seen) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    errno = 0;
     while (getline(&line, &cap, f) >= 0) {
+        const struct d2o_conf_entry *e;
         char *key, *value, *eq;
-        char source[512];
-        size_t vl;
+        char source[512], why[160];
 
         lineno++;
         key = trim(line);
@@ -406,11 +463,21 @@ int d2o_conf_load_file(struct d2o_config *c, const char *path, char *errstr, siz
         }
         *eq = '\0';
         key = trim(key);
-        value = trim(eq + 1);
-        vl = strlen(value);
-        if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
-            value[vl - 1] = '\0';
-            value++;
+        value = parse_value(trim(eq + 1), why, sizeof(why));
+        if (!value) {
+            snprintf(errstr, errstr_size, "%s:%u: %s = ...: %s", path, lineno, key, why);
+            r = -EINVAL;
+            break;
+        }
+        e = d2o_conf_find(key);
+        if (e && seen[e - d2o_conf_table]) {
+            snprintf(errstr, errstr_size, "%s:%u: %s is set a second time (first on line %u)", path,
+                     lineno, e->name, seen[e - d2o_conf_table]);
+            r = -EINVAL;
+            break;
+        }
+        if (e) {
+            seen[e - d2o_conf_table] = lineno;
         }
         snprintf(source, sizeof(source), "%s:%u", path, lineno);
         r = d2o_conf_set(c, key, value, source, errstr, errstr_size);
@@ -418,9 +485,108 @@ int d2o_conf_load_file(struct d2o_config *c, const char *path, char *errstr, siz
             break;
         }
     }
+    if (r == 0 && ferror(f)) {
+        r = errno ? -errno : -EIO;
+        snprintf(errstr, errstr_size, "cannot read config file '%s': %s", path,
+                 d2o_strerror(r, eb, sizeof(eb)));
+    }
+    free(seen);
     free(line);
     fclose(f);
     return r;
+}
+
+int d2o_conf_validate(const struct d2o_config *c, char *errstr, size_t errstr_size)
+{
+    int64_t renew = c->renew_ms ? c->renew_ms : c->lease_ms / 3;
+
+    if (!*c->stream_name) {
+        snprintf(errstr, errstr_size, "stream_name is empty: set the Kinesis stream to read");
+        return -EINVAL;
+    }
+    if (renew >= c->lease_ms - c->lease_ms / 10) {
+        snprintf(errstr, errstr_size,
+                 "renew_ms %lld must be below lease_ms %lld less a tenth (leases must be renewed "
+                 "before they can expire)",
+                 (long long)renew, (long long)c->lease_ms);
+        return -EINVAL;
+    }
+    if (c->initial_position == D2O_POS_AT_TIMESTAMP && !*c->initial_timestamp) {
+        snprintf(errstr, errstr_size, "initial_position AT_TIMESTAMP needs initial_timestamp");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void d2o_conf_apply_log(const struct d2o_config *c)
+{
+    unsigned cats = 0;
+    const char *bad;
+    size_t bad_len;
+
+    d2o_log_set_format((enum d2o_log_format)c->log_format);
+    d2o_log_set_level((enum d2o_log_level)c->log_level);
+    if (d2o_log_categories_from_list(c->log_debug, &cats, &bad, &bad_len) == 0) {
+        d2o_log_set_categories(cats);
+    }
+}
+
+static bool entry_equal(const struct d2o_conf_entry *e, const struct d2o_config *a,
+                        const struct d2o_config *b)
+{
+    const struct d2o_kvlist *la, *lb;
+    size_t i;
+
+    switch (e->type) {
+    case D2O_CONF_STR:
+        return strcmp(*FIELD(a, e, char *), *FIELD(b, e, char *)) == 0;
+    case D2O_CONF_INT:
+    case D2O_CONF_MS:
+    case D2O_CONF_SIZE:
+        return *FIELD(a, e, int64_t) == *FIELD(b, e, int64_t);
+    case D2O_CONF_BOOL:
+        return *FIELD(a, e, bool) == *FIELD(b, e, bool);
+    case D2O_CONF_ENUM:
+        return *FIELD(a, e, int) == *FIELD(b, e, int);
+    case D2O_CONF_MAP:
+        la = FIELD(a, e, struct d2o_kvlist);
+        lb = FIELD(b, e, struct d2o_kvlist);
+        if (la->n != lb->n) {
+            return false;
+        }
+        for (i = 0; i < la->n; i++) {
+            if (strcmp(la->items[i].key, lb->items[i].key) != 0 ||
+                strcmp(la->items[i].value, lb->items[i].value) != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+    return true;
+}
+
+size_t d2o_conf_changed(const struct d2o_config *a, const struct d2o_config *b, bool reloadable,
+                        char *names, size_t size)
+{
+    size_t i, n = 0, used = 0;
+
+    if (size) {
+        names[0] = '\0';
+    }
+    for (i = 0; i < d2o_conf_table_len; i++) {
+        const struct d2o_conf_entry *e = &d2o_conf_table[i];
+        int w;
+
+        if (e->reloadable != reloadable || entry_equal(e, a, b)) {
+            continue;
+        }
+        n++;
+        w = snprintf(names + used, size - used, "%s%s", used ? ", " : "", e->name);
+        if (w > 0 && (size_t)w < size - used) {
+            used += (size_t)w;
+        }
+    }
+    return n;
 }
 
 int d2o_conf_env_name(const struct d2o_conf_entry *e, char *buf, size_t size)
@@ -557,16 +723,28 @@ int d2o_conf_doc(struct d2o_buf *out)
     size_t i;
     int r = 0;
 
-    r |= d2o_buf_puts(out,
-                      "# ddb2os configuration reference\n\n"
-                      "Generated by `ddb2os config-doc` from the table in src/conf/conf_table.c; "
-                      "do not edit by hand.\n\n"
-                      "Every key can be set in the config file (`key = value`, `-c FILE`), as an "
-                      "environment variable, or as a command-line flag. Later sources win: "
-                      "default, file, environment, flag. Durations take ms, s, m or h; sizes take "
-                      "k, KiB, M, MiB, G or GiB.\n\n"
-                      "| Key | Type | Default | Accepted | Environment | Flag | Reload |\n"
-                      "|---|---|---|---|---|---|---|\n");
+    r |= d2o_buf_puts(
+        out, "# ddb2os configuration reference\n\n"
+             "Generated by `ddb2os config-doc` from the table in src/conf/conf_table.c; "
+             "do not edit by hand.\n\n"
+             "Every key can be set in the config file (`key = value`, `-c FILE`), as an "
+             "environment variable, or as a command-line flag. Later sources win: "
+             "default, file, environment, flag. Durations take ms, s, m or h; sizes take "
+             "k, KiB, M, MiB, G or GiB. `ddb2os check-config` makes the same checks as "
+             "`ddb2os run` and exits 78 on the first problem.\n\n"
+             "## The config file\n\n"
+             "One `key = value` per line; blanks around the key, the `=` and the value "
+             "are ignored. A line starting with `#` is a comment, and so is the rest of a "
+             "line from a `#` that follows a blank (`stream_name = books # main table` "
+             "sets `books`). To keep blanks or a ` #`, quote the value: `\"...\"` "
+             "(write `\\\"` for a quote and `\\\\` for a backslash) or `'...'` (taken "
+             "literally); only a comment may follow the closing quote. A key set twice, an "
+             "unknown key, a missing closing quote and a directory given as the file are "
+             "errors (exit 78, with the file and line). `Reload: yes` below marks the keys "
+             "that SIGHUP applies to a running daemon; a change to any other key is named "
+             "in the log and waits for a restart.\n\n"
+             "| Key | Type | Default | Accepted | Environment | Flag | Reload |\n"
+             "|---|---|---|---|---|---|---|\n");
     for (i = 0; i < d2o_conf_table_len; i++) {
         const struct d2o_conf_entry *e = &d2o_conf_table[i];
         char env[128], range[256];

@@ -2,6 +2,7 @@
  * The configuration table. Every key ddb2os knows is one row here; parsing, environment names,
  * flags and docs/configuration.md all come from it.
  */
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +84,17 @@ static int validate_task_id(const char *v, char *why, size_t n)
 {
     if (strlen(v) > 100 || strpbrk(v, " \t\n\"'\\")) {
         snprintf(why, n, "at most 100 characters, without spaces, quotes or backslashes");
+        return -1;
+    }
+    return 0;
+}
+
+static int validate_ipv4(const char *v, char *why, size_t n)
+{
+    struct in_addr a;
+
+    if (inet_pton(AF_INET, v, &a) != 1) {
+        snprintf(why, n, "not a numeric IPv4 address such as 127.0.0.1 or 0.0.0.0");
         return -1;
     }
     return 0;
@@ -245,14 +257,14 @@ const struct d2o_conf_entry d2o_conf_table[] = {
     {"metrics_addr", D2O_CONF_STR, OFF(metrics_addr), "127.0.0.1", 0, 0, NULL,
      "Address the /metrics, /healthz and /readyz endpoint listens on (0.0.0.0 to let Prometheus "
      "scrape from outside the task).",
-     false, false, NULL},
+     false, false, validate_ipv4},
     {"metrics_port", D2O_CONF_INT, OFF(metrics_port), "9090", 0, 65535, NULL,
      "Port of the metrics and health endpoint, served by the supervisor for all its workers; 0 "
      "turns it off.",
      false, false, NULL},
     {"log_emf", D2O_CONF_BOOL, OFF(log_emf), "false", 0, 0, NULL,
-     "Also write CloudWatch Embedded Metric Format lines (one per worker every 60 s).", true, false,
-     NULL},
+     "Also write CloudWatch Embedded Metric Format lines (one per worker every 60 s).", false,
+     false, NULL},
     {"log_file", D2O_CONF_STR, OFF(log_file), "", 0, 0, NULL,
      "File the log lines are appended to; empty writes them to standard error (what ECS "
      "collects). SIGHUP reopens the file, for log rotation.",

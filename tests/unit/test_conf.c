@@ -155,6 +155,113 @@ START_TEST(file_and_env_layers)
 }
 END_TEST
 
+/* Writes text to a fresh temporary file; returns its path in path (a mkstemp template). */
+static void write_file(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    FILE *f;
+
+    ck_assert_int_ge(fd, 0);
+    f = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Loads text as a config file into c (initialised); returns the loader's result. */
+static int load_text(struct d2o_config *c, const char *text, char *err, size_t n)
+{
+    char path[] = "/tmp/d2o-conf-XXXXXX";
+    int r;
+
+    write_file(path, text);
+    ck_assert_int_eq(d2o_conf_init(c), 0);
+    r = d2o_conf_load_file(c, path, err, n);
+    unlink(path);
+    return r;
+}
+
+START_TEST(file_syntax_comments_quotes_duplicates)
+{
+    struct d2o_config c;
+    char err[512];
+
+    ck_assert_int_eq(load_text(&c,
+                               "stream_name = \"x\" # the stream\n"
+                               "application = app # note\n"
+                               "  task_id=t#1   \n"
+                               "pg_conninfo = 'host=h password=a#b c'  # single quotes: literal\n"
+                               "opensearch_password = \"q\\\"uote\\\\d # kept\"\n",
+                               err, sizeof(err)),
+                     0);
+    ck_assert_str_eq(c.stream_name, "x");
+    ck_assert_str_eq(c.application, "app");
+    ck_assert_str_eq(c.task_id, "t#1");
+    ck_assert_str_eq(c.pg_conninfo, "host=h password=a#b c");
+    ck_assert_str_eq(c.opensearch_password, "q\"uote\\d # kept");
+    d2o_conf_free(&c);
+
+    ck_assert_int_eq(load_text(&c, "stream_name = a\n\nstream-name = b\n", err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, ":3: stream_name is set a second time (first on line 1)"));
+    d2o_conf_free(&c);
+    ck_assert_int_eq(load_text(&c, "stream_name = \"open\n", err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "closing \" is missing"));
+    d2o_conf_free(&c);
+    ck_assert_int_eq(load_text(&c, "stream_name = \"a\" b\n", err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "unexpected 'b' after the quoted value"));
+    d2o_conf_free(&c);
+}
+END_TEST
+
+START_TEST(directory_is_refused)
+{
+    struct d2o_config c;
+    char err[512];
+
+    ck_assert_int_eq(d2o_conf_init(&c), 0);
+    ck_assert_int_eq(d2o_conf_load_file(&c, "/tmp", err, sizeof(err)), -EISDIR);
+    ck_assert_ptr_nonnull(strstr(err, "'/tmp' is a directory"));
+    d2o_conf_free(&c);
+}
+END_TEST
+
+START_TEST(metrics_addr_must_be_an_address)
+{
+    struct d2o_config c;
+    char err[512];
+
+    ck_assert_int_eq(d2o_conf_init(&c), 0);
+    ck_assert_int_eq(d2o_conf_set(&c, "metrics_addr", "0.0.0.0", "test", err, sizeof(err)), 0);
+    ck_assert_int_eq(d2o_conf_set(&c, "metrics_addr", "localhost:9090", "test", err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "metrics_addr = 'localhost:9090' is not valid"));
+    d2o_conf_free(&c);
+}
+END_TEST
+
+START_TEST(validate_checks_between_keys)
+{
+    struct d2o_config c;
+    char err[512];
+
+    ck_assert_int_eq(d2o_conf_init(&c), 0);
+    ck_assert_int_eq(d2o_conf_validate(&c, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "stream_name is empty"));
+    ck_assert_int_eq(d2o_conf_set(&c, "stream_name", "s", "test", err, sizeof(err)), 0);
+    ck_assert_int_eq(d2o_conf_validate(&c, err, sizeof(err)), 0);
+    ck_assert_int_eq(d2o_conf_set(&c, "renew_ms", "10s", "test", err, sizeof(err)), 0);
+    ck_assert_int_eq(d2o_conf_validate(&c, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "renew_ms 10000 must be below lease_ms"));
+    ck_assert_int_eq(d2o_conf_set(&c, "renew_ms", "0", "test", err, sizeof(err)), 0);
+    ck_assert_int_eq(d2o_conf_set(&c, "initial_position", "AT_TIMESTAMP", "test", err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(d2o_conf_validate(&c, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "needs initial_timestamp"));
+    d2o_conf_free(&c);
+}
+END_TEST
+
 START_TEST(every_key_has_flag_env_and_doc)
 {
     struct d2o_buf doc = D2O_BUF_INIT;
@@ -191,6 +298,10 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, unknown_key_suggests);
     tcase_add_test(tc, file_and_env_layers);
     tcase_add_test(tc, every_key_has_flag_env_and_doc);
+    tcase_add_test(tc, file_syntax_comments_quotes_duplicates);
+    tcase_add_test(tc, directory_is_refused);
+    tcase_add_test(tc, metrics_addr_must_be_an_address);
+    tcase_add_test(tc, validate_checks_between_keys);
     suite_add_tcase(s, tc);
     return s;
 }

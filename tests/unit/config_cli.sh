@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# `ddb2os check-config` makes the checks `ddb2os run` makes, reads the config file syntax that
+# docs/configuration.md describes, and prints --json as JSON values of each key's type. No
+# servers: every case is refused or accepted before anything connects.
+set -u
+ddb2os=${1:?usage: config_cli.sh DDB2OS}
+fails=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Settings from the environment would change the answers.
+while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(DDB2OS_[A-Z_]*\)=.*/\1/p')
+
+check() { # name, condition result, message
+    if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1: $3"; fails=$((fails + 1)); fi
+}
+
+# name, expected status, text stderr must hold, check-config arguments...
+refused() {
+    local name=$1 want=$2 text=$3 rc
+    shift 3
+    "$ddb2os" check-config "$@" > "$tmp/out" 2> "$tmp/err"
+    rc=$?
+    check "$name: exit $want" $((rc != want)) "exit $rc, stderr: $(head -c 300 "$tmp/err")"
+    grep -qF -- "$text" "$tmp/err"
+    check "$name: says '$text'" $? "stderr: $(head -c 300 "$tmp/err")"
+    [ "$(grep -c 'ddb2os check-config:' "$tmp/err")" -eq 1 ] && ! grep -q 'check-config: ddb2os' "$tmp/err"
+    check "$name: prefixed once" $? "stderr: $(head -c 300 "$tmp/err")"
+}
+
+refused "no stream_name" 78 "stream_name is empty"
+refused "renew_ms >= lease_ms" 78 "renew_ms 10000 must be below lease_ms 10000" \
+    --stream-name s --lease-ms 10s --renew-ms 10s
+refused "AT_TIMESTAMP without a time" 78 "AT_TIMESTAMP needs initial_timestamp" \
+    --stream-name s --initial-position AT_TIMESTAMP
+refused "directory as the file" 78 "is a directory" -c "$tmp"
+refused "metrics_addr not an address" 78 "metrics_addr = 'localhost' is not valid" \
+    --stream-name s --metrics-addr localhost
+
+printf 'stream_name = a\nstream_name = b\n' > "$tmp/dup.conf"
+refused "duplicate key" 78 "dup.conf:2: stream_name is set a second time (first on line 1)" \
+    -c "$tmp/dup.conf"
+
+printf '%s\n' '# a comment' 'stream_name = "books" # the main table' \
+    "opensearch_url = 'http://127.0.0.1:9200'   # quoted" 'workers = 3 # three' > "$tmp/ok.conf"
+"$ddb2os" check-config -c "$tmp/ok.conf" > "$tmp/out" 2> "$tmp/err"
+check "comments and quotes: exit 0" $? "$(cat "$tmp/err")"
+grep -qx 'stream_name = books' "$tmp/out"
+check "comments and quotes: the value alone" $? "$(grep stream_name "$tmp/out")"
+
+"$ddb2os" check-config --json -c "$tmp/ok.conf" > "$tmp/json" 2> "$tmp/err"
+check "--json: exit 0" $? "$(cat "$tmp/err")"
+python3 - "$tmp/json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert c["stream_name"] == "books", c["stream_name"]
+assert c["workers"] == 3 and isinstance(c["workers"], int), c["workers"]
+assert c["tls_verify"] is True, c["tls_verify"]
+assert c["lease_ms"] == 10000, c["lease_ms"]
+assert isinstance(c["index_map"], dict), c["index_map"]
+PY
+check "--json: JSON numbers, booleans and objects" $? "$(head -c 300 "$tmp/json")"
+
+echo "$fails failed"
+[ "$fails" -eq 0 ]
