@@ -200,6 +200,10 @@ __attribute__((warn_unused_result)) int d2o_bulk_action_key(const char *ndjson, 
                                                             char verb[8], char **index, char **id,
                                                             char *errstr, size_t errstr_size);
 
+/* Applies c's bulk_flush_ms, retry_base_ms, retry_cap_ms and item_max_attempts (the keys
+ * SIGHUP reloads) to a running sink. Items already waiting keep the deadline they have. */
+void d2o_bulk_reload(struct d2o_bulk *b, const struct d2o_config *c);
+
 struct d2o_bulk_item_status {
     int status;
     char error_type[96];

@@ -84,6 +84,11 @@ struct d2o_metrics_worker {
     int64_t pg_ok_ms;
     int64_t opensearch_ok_ms;
     int64_t loop_ms; /* last turn of the worker's event loop */
+    /* The last Kinesis call that got an answer (any answer but an error the call could not get
+     * past) and the last that failed, with its reason: readiness says why Kinesis is not usable. */
+    int64_t kinesis_ok_ms;
+    int64_t kinesis_err_ms;
+    char kinesis_err[160];
     struct d2o_metrics_shard shards[D2O_METRICS_MAX_SHARDS];
 };
 
@@ -91,6 +96,9 @@ struct d2o_metrics {
     uint32_t magic;
     uint32_t n_workers;
     uint64_t respawns; /* written by the supervisor */
+    /* Set by the supervisor while it cannot start the workers yet (PostgreSQL, migrations):
+     * /readyz answers it. Empty once the workers run. */
+    char waiting[240];
     struct d2o_metrics_worker workers[D2O_METRICS_MAX_WORKERS];
 };
 
@@ -111,6 +119,9 @@ void d2o_metrics_shard_set(struct d2o_metrics_worker *w, const char *shard_id,
                            int64_t millis_behind, uint64_t records_delta);
 void d2o_metrics_shard_remove(struct d2o_metrics_worker *w, const char *shard_id);
 
+/* A Kinesis call answered (why == NULL) or failed with the reason why. */
+void d2o_metrics_kinesis(struct d2o_metrics_worker *w, int64_t now_ms, const char *why);
+
 /* The supervisor's reaper: the process in slot is gone. */
 void d2o_metrics_mark_dead(struct d2o_metrics *m, unsigned slot);
 
@@ -119,8 +130,9 @@ void d2o_metrics_mark_dead(struct d2o_metrics *m, unsigned slot);
 __attribute__((warn_unused_result)) int d2o_metrics_render(const struct d2o_metrics *m,
                                                            struct d2o_buf *out);
 
-/* Readiness at now_ms (CLOCK_MONOTONIC ms): at least one live worker whose loop turned, and that
- * reached PostgreSQL and OpenSearch, within stale_ms. false with the reason in why. */
+/* Readiness at now_ms (CLOCK_MONOTONIC ms): the supervisor is not waiting (m->waiting), at least
+ * one live worker's loop turned, and it reached PostgreSQL and OpenSearch, within stale_ms, and
+ * the newest Kinesis answer of any live worker was not a failure. false with the reason in why. */
 bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stale_ms, char *why,
                        size_t why_size);
 

@@ -15,12 +15,18 @@
 #ifndef D2O_PG_H
 #define D2O_PG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <libpq-fe.h>
 
 /* Module condition: the lease fence did not match (lost, stolen or expired lease). */
 #define D2O_LEASE_E_LOST 1
+
+/* Whether d2o_pg_connect()'s error means the settings are wrong (authentication refused, an
+ * unknown database or role, a malformed conninfo) rather than that the server is not reachable
+ * yet. */
+bool d2o_pg_connect_error_is_config(const char *msg);
 
 /* The schema version this binary knows. */
 extern const int d2o_pg_schema_latest;

@@ -29,6 +29,11 @@
 struct d2o_config;
 struct d2o_metrics;
 
+/* A second SIGTERM or SIGINT at least this long after the first means "release the leases now";
+ * one that comes sooner is the same request delivered twice (to the process group and forwarded
+ * by the supervisor) and changes nothing. */
+#define D2O_STOP_REPEAT_MS 1000
+
 struct d2o_worker_opts {
     const struct d2o_config *conf;
     const char *task_id;         /* the supervisor's name; the worker's id is <task_id>:<pid> */

@@ -1024,3 +1024,17 @@ int d2o_bulk_drain(struct d2o_bulk *b, int64_t timeout_ms)
     b->flush_all = false;
     return 0;
 }
+
+void d2o_bulk_reload(struct d2o_bulk *b, const struct d2o_config *c)
+{
+    struct d2o_bulk_opts o = {0};
+
+    if (!b) {
+        return;
+    }
+    d2o_bulk_opts_from_config(&o, c);
+    b->o.flush_ms = o.flush_ms >= 0 ? o.flush_ms : 1000;
+    b->o.retry_base_ms = o.retry_base_ms > 0 ? o.retry_base_ms : 100;
+    b->o.retry_cap_ms = o.retry_cap_ms > 0 ? o.retry_cap_ms : 30000;
+    b->o.max_attempts = o.max_attempts ? o.max_attempts : 10;
+}

@@ -28,7 +28,10 @@ int d2o_cmd_run(int argc, char **argv)
         "worker processes (default: one per CPU) and serves /metrics, /healthz and /readyz on\n"
         "metrics_addr:metrics_port. The workers share the stream's shards through the lease\n"
         "table. SIGTERM or SIGINT drains (finish the in-flight batch, checkpoint, release the\n"
-        "leases, exit 0); a second one exits at once; SIGHUP reopens log_file.\n\n"
+        "leases, exit 0); a second one at least a second later releases the leases at once;\n"
+        "SIGHUP reopens log_file and reloads the keys marked 'Reload: yes'. Workers exit when\n"
+        "the supervisor dies. Exit 78: the configuration is wrong (also a metrics port that\n"
+        "cannot be bound, or PostgreSQL refusing the credentials or database).\n\n"
         "  --single-process   run one worker in this process (for debugging)\n";
     static const struct option extra[] = {
         {"single-process", no_argument, NULL, 'S'},

@@ -65,6 +65,8 @@ struct d2o_metrics_worker *d2o_metrics_claim(struct d2o_metrics *m, unsigned slo
     STORE(&w->pg_ok_ms, 0);
     STORE(&w->opensearch_ok_ms, 0);
     STORE(&w->loop_ms, 0);
+    STORE(&w->kinesis_ok_ms, 0);
+    STORE(&w->kinesis_err_ms, 0);
     snprintf(w->id, sizeof(w->id), "%s", id);
     STORE(&w->pid, pid);
     STORE(&w->alive, 1);
@@ -449,17 +451,47 @@ int d2o_metrics_render(const struct d2o_metrics *m, struct d2o_buf *out)
     return r ? -ENOMEM : 0;
 }
 
+void d2o_metrics_kinesis(struct d2o_metrics_worker *w, int64_t now_ms, const char *why)
+{
+    if (!w) {
+        return;
+    }
+    if (!why) {
+        d2o_metrics_gauge(&w->kinesis_ok_ms, now_ms);
+        return;
+    }
+    snprintf(w->kinesis_err, sizeof(w->kinesis_err), "%s", why);
+    __atomic_store_n(&w->kinesis_err_ms, now_ms, __ATOMIC_RELEASE);
+}
+
 bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stale_ms, char *why,
                        size_t why_size)
 {
     const char *reason = "no worker is running";
+    const struct d2o_metrics_worker *newest_ok = NULL, *newest_err = NULL;
+    bool ready = false;
     size_t i;
 
+    if (m->waiting[0]) {
+        snprintf(why, why_size, "%s", m->waiting);
+        return false;
+    }
     for (i = 0; i < m->n_workers; i++) {
         const struct d2o_metrics_worker *w = &m->workers[i];
         int64_t loop = LOAD(&w->loop_ms), pg = LOAD(&w->pg_ok_ms), os = LOAD(&w->opensearch_ok_ms);
 
         if (!used(w) || !LOAD(&w->alive)) {
+            continue;
+        }
+        if (LOAD(&w->kinesis_ok_ms) &&
+            (!newest_ok || LOAD(&w->kinesis_ok_ms) > LOAD(&newest_ok->kinesis_ok_ms))) {
+            newest_ok = w;
+        }
+        if (__atomic_load_n(&w->kinesis_err_ms, __ATOMIC_ACQUIRE) &&
+            (!newest_err || LOAD(&w->kinesis_err_ms) > LOAD(&newest_err->kinesis_err_ms))) {
+            newest_err = w;
+        }
+        if (ready) {
             continue;
         }
         if (loop == 0 || now_ms - loop > stale_ms) {
@@ -469,12 +501,16 @@ bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stal
         } else if (os == 0 || now_ms - os > stale_ms) {
             reason = "no worker reached OpenSearch recently";
         } else {
-            snprintf(why, why_size, "ready");
-            return true;
+            ready = true;
         }
     }
-    snprintf(why, why_size, "%s", reason);
-    return false;
+    if (ready && newest_err &&
+        (!newest_ok || LOAD(&newest_err->kinesis_err_ms) >= LOAD(&newest_ok->kinesis_ok_ms))) {
+        snprintf(why, why_size, "Kinesis: %s", newest_err->kinesis_err);
+        return false;
+    }
+    snprintf(why, why_size, "%s", ready ? "ready" : reason);
+    return ready;
 }
 
 int d2o_metrics_emf(const struct d2o_metrics_worker *w, uint64_t prev[D2O_M_COUNTER_COUNT],

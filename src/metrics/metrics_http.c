@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,21 @@ struct d2o_metrics_server {
     struct d2o_metrics *m;
     int64_t stale_ms;
     int port;
+    char mhd_err[160]; /* libmicrohttpd's last complaint, for the caller's message */
 };
+
+/* libmicrohttpd's own messages would go to stderr as plain text; keep the last one instead. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    struct d2o_metrics_server *s = cls;
+    size_t n;
+
+    vsnprintf(s->mhd_err, sizeof(s->mhd_err), fmt, ap);
+    n = strlen(s->mhd_err);
+    while (n > 0 && (s->mhd_err[n - 1] == '\n' || s->mhd_err[n - 1] == '.')) {
+        s->mhd_err[--n] = '\0';
+    }
+}
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
                              const char *body, size_t len)
@@ -111,14 +126,14 @@ struct d2o_metrics_server *d2o_metrics_server_start(struct d2o_metrics *m, const
     }
     s->m = m;
     s->stale_ms = stale_ms;
-    s->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
-                                 on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64, MHD_OPTION_END);
+    s->daemon =
+        MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request,
+                         s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64, MHD_OPTION_END);
     if (!s->daemon) {
-        snprintf(errstr, errstr_size,
-                 "metrics endpoint: cannot listen on %s:%d (port in use, or address not local)",
-                 addr, port);
+        snprintf(errstr, errstr_size, "metrics endpoint: cannot listen on %s:%d: %s", addr, port,
+                 s->mhd_err[0] ? s->mhd_err : "port in use, or address not local");
         free(s);
         return NULL;
     }

@@ -151,6 +151,44 @@ static void notice(void *arg, const char *message)
     d2o_debug(D2O_CAT_PG, "pg_notice", "%s", message);
 }
 
+/* The conninfo's password goes to the log redactor before anything can print it. */
+static void register_password(const char *conninfo)
+{
+    PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
+    PQconninfoOption *o;
+
+    for (o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val) {
+            d2o_log_add_secret(o->val);
+        }
+    }
+    PQconninfoFree(opts);
+}
+
+bool d2o_pg_connect_error_is_config(const char *msg)
+{
+    static const char *const config[] = {
+        "password authentication failed",
+        "does not exist", /* database or role */
+        "no pg_hba.conf entry",
+        "permission denied for database",
+        "no password supplied",
+        "authentication failed", /* ident, peer, SCRAM */
+        "invalid connection option",
+        "invalid URI",
+        "missing \"=\" after",
+        "unterminated quoted string in connection info",
+    };
+    size_t i;
+
+    for (i = 0; i < D2O_ARRAY_SIZE(config); i++) {
+        if (strstr(msg, config[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char *errstr,
                        size_t errstr_size)
 {
@@ -158,6 +196,7 @@ PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char 
     PGconn *c;
     int n = 0;
 
+    register_password(conninfo);
     keys[n] = "dbname";
     values[n++] = conninfo ? conninfo : "";
     keys[n] = "application_name";

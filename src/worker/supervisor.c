@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,38 +44,49 @@ struct slot {
     int64_t respawn_at_ms;
 };
 
-static int check_config(const struct d2o_config *c)
-{
-    int64_t renew = c->renew_ms ? c->renew_ms : c->lease_ms / 3;
+/* How often PostgreSQL may refuse the settings (authentication, unknown database) before the
+ * supervisor gives up with the configuration exit code: a role or database created by the same
+ * deployment gets a few seconds to appear. */
+#define PG_CONFIG_TRIES 5
 
-    if (!*c->stream_name) {
-        d2o_err("config", "stream_name is empty: set the Kinesis stream to read");
-        return D2O_EXIT_CONFIG;
+/* Serves the metrics endpoint (if any) while waiting up to timeout_ms for a signal. Returns true
+ * when a stop signal came. */
+static bool wait_serving(int sigfd, struct d2o_metrics_server *server, int64_t timeout_ms)
+{
+    int64_t until = d2o_mono_ms() + timeout_ms;
+
+    for (;;) {
+        struct pollfd pfd[2] = {{sigfd, POLLIN, 0}, {d2o_metrics_server_fd(server), POLLIN, 0}};
+        struct signalfd_siginfo si;
+        int64_t left = until - d2o_mono_ms(), st = d2o_metrics_server_timeout_ms(server);
+
+        if (left <= 0) {
+            return false;
+        }
+        if (st >= 0 && st < left) {
+            left = st;
+        }
+        (void)poll(pfd, server ? 2 : 1, (int)left);
+        d2o_metrics_server_run(server);
+        while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                return true;
+            }
+        }
     }
-    if (renew >= c->lease_ms - c->lease_ms / 10) {
-        d2o_err("config",
-                "renew_ms %" PRId64 " must be below lease_ms %" PRId64
-                " less a tenth (leases must be renewed before they can expire)",
-                renew, c->lease_ms);
-        return D2O_EXIT_CONFIG;
-    }
-    if (c->initial_position == D2O_POS_AT_TIMESTAMP && !*c->initial_timestamp) {
-        d2o_err("config", "initial_position AT_TIMESTAMP needs initial_timestamp");
-        return D2O_EXIT_CONFIG;
-    }
-    return 0;
 }
 
-/* Applies the migrations, retrying while PostgreSQL is unreachable. Returns 0, -1 when a stop
- * signal came first, or the exit code. */
-static int migrate(const struct d2o_config *c, int sigfd)
+/* Applies the migrations, retrying while PostgreSQL is unreachable; /healthz answers meanwhile
+ * and /readyz says what is awaited. Returns 0, -1 when a stop signal came first, or the exit
+ * code. */
+static int migrate(const struct d2o_config *c, int sigfd, struct d2o_metrics *m,
+                   struct d2o_metrics_server *server)
 {
-    unsigned attempt = 0;
+    unsigned attempt = 0, refused = 0;
 
     for (;;) {
         char err[1024];
         PGconn *pg = d2o_pg_connect(c->pg_conninfo, "ddb2os supervisor", err, sizeof(err));
-        struct pollfd pfd = {sigfd, POLLIN, 0};
         int from = 0, to = 0;
 
         if (pg) {
@@ -90,9 +102,16 @@ static int migrate(const struct d2o_config *c, int sigfd)
             d2o_err("migrate", "%s", err);
             return D2O_EXIT_CONFIG;
         }
+        if (d2o_pg_connect_error_is_config(err) && ++refused >= PG_CONFIG_TRIES) {
+            d2o_err("config", "pg_conninfo: PostgreSQL refused the settings %u times: %s", refused,
+                    err);
+            return D2O_EXIT_CONFIG;
+        }
+        snprintf(m->waiting, sizeof(m->waiting), "waiting for PostgreSQL (attempt %u): %.180s",
+                 attempt + 1, err);
         d2o_warn("pg_unavailable", "cannot reach PostgreSQL yet (attempt %u): %s", attempt + 1,
                  err);
-        if (poll(&pfd, 1, (int)d2o_backoff_ms(500, 5000, attempt++)) > 0) {
+        if (wait_serving(sigfd, server, d2o_backoff_ms(500, 5000, attempt++))) {
             return -1; /* told to stop while waiting */
         }
     }
@@ -101,7 +120,7 @@ static int migrate(const struct d2o_config *c, int sigfd)
 static pid_t spawn(const struct d2o_config *c, const char *task_id, struct d2o_metrics *m,
                    unsigned i)
 {
-    pid_t pid;
+    pid_t pid, parent = getpid();
 
     fflush(stdout);
     fflush(stderr);
@@ -113,7 +132,16 @@ static pid_t spawn(const struct d2o_config *c, const char *task_id, struct d2o_m
 
         /* Nothing of the supervisor's survives: not its signalfd, not the metrics socket. */
         close_range(3, ~0U, 0);
+        /* The supervisor killed (kill -9, OOM): the worker drains and exits instead of holding
+         * its leases as an orphan. The check covers a supervisor that died before prctl. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
+            _exit(1);
+        }
+        /* Stop signals stay blocked until the worker's signalfd takes them. */
         sigemptyset(&none);
+        sigaddset(&none, SIGTERM);
+        sigaddset(&none, SIGINT);
+        sigaddset(&none, SIGHUP);
         sigprocmask(SIG_SETMASK, &none, NULL);
         o.conf = c;
         o.task_id = task_id;
@@ -209,8 +237,9 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
     char ebuf[128];
     unsigned n = c->workers > 0 ? (unsigned)c->workers : default_workers(), i, alive;
     bool draining = false;
+    int64_t stop_ms = 0;
     sigset_t set;
-    int sigfd, rc;
+    int sigfd = -1, rc;
 
     memset(slots, 0, sizeof(slots));
     if (*c->task_id) {
@@ -219,9 +248,9 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
         d2o_default_task_id(task_id, sizeof(task_id));
     }
     d2o_log_set_worker("supervisor");
-    rc = check_config(c);
-    if (rc) {
-        return rc;
+    if (d2o_conf_validate(c, err, sizeof(err)) < 0) {
+        d2o_err("config", "%s", err);
+        return D2O_EXIT_CONFIG;
     }
     if (d2o_http_global_init() < 0) {
         return 1;
@@ -236,11 +265,6 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
     if (sigfd < 0) {
         return 1;
     }
-    rc = migrate(c, sigfd);
-    if (rc) {
-        close(sigfd);
-        return rc < 0 ? 0 : rc;
-    }
     m = d2o_metrics_create(single_process ? 1 : n);
     if (!m) {
         d2o_err("startup", "cannot map the metrics block: %s",
@@ -248,27 +272,38 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
         close(sigfd);
         return 1;
     }
+    /* Before PostgreSQL: /healthz answers while the task waits for its database. A port that
+     * cannot be had is a configuration error, not a task without health checks. */
+    if (c->metrics_port > 0 && !single_process) {
+        int64_t renew = c->renew_ms ? c->renew_ms : c->lease_ms / 3;
+
+        server = d2o_metrics_server_start(m, c->metrics_addr, (int)c->metrics_port,
+                                          c->lease_ms + renew, err, sizeof(err));
+        if (!server) {
+            d2o_err("config", "metrics_addr/metrics_port: %s", err);
+            rc = D2O_EXIT_CONFIG;
+            goto out;
+        }
+    }
+    snprintf(m->waiting, sizeof(m->waiting), "applying the database migrations");
+    rc = migrate(c, sigfd, m, server);
+    if (rc) {
+        rc = rc < 0 ? 0 : rc;
+        goto out;
+    }
+    m->waiting[0] = '\0';
     if (single_process) {
         close(sigfd);
+        sigfd = -1;
         sigprocmask(SIG_UNBLOCK, &set, NULL);
         rc = single(c, task_id, m);
-        d2o_metrics_destroy(m);
-        return rc;
+        goto out;
     }
     d2o_info("supervisor_started", "supervisor %s starting %u workers for stream %s", task_id, n,
              c->stream_name);
     for (i = 0; i < n; i++) {
         slots[i].started_ms = d2o_mono_ms();
         slots[i].pid = spawn(c, task_id, m, i);
-    }
-    if (c->metrics_port > 0) {
-        int64_t renew = c->renew_ms ? c->renew_ms : c->lease_ms / 3;
-
-        server = d2o_metrics_server_start(m, c->metrics_addr, (int)c->metrics_port,
-                                          c->lease_ms + renew, err, sizeof(err));
-        if (!server) {
-            d2o_err("metrics", "%s", err);
-        }
     }
     for (;;) {
         struct pollfd pfd[2];
@@ -312,25 +347,30 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
             rc = 1;
             break;
         }
-        if (server) {
-            d2o_metrics_server_run(server);
-        }
+        d2o_metrics_server_run(server);
         while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
             switch (si.ssi_signo) {
             case SIGCHLD:
                 break;
             case SIGTERM:
             case SIGINT:
-                if (draining) {
+                /* A signal to the process group (Ctrl-C, timeout, systemd, docker) reaches
+                 * every worker directly as well; the workers take a repeat within
+                 * D2O_STOP_REPEAT_MS as the same request, and so does the supervisor. */
+                now = d2o_mono_ms();
+                if (!draining) {
+                    d2o_info("drain", "stop signal: the workers drain and release their leases");
+                    draining = true;
+                    stop_ms = now;
+                } else if (now - stop_ms >= D2O_STOP_REPEAT_MS) {
                     d2o_warn("stop_now", "second stop signal: telling the workers to exit now");
                 } else {
-                    d2o_info("drain", "stop signal: the workers drain and release their leases");
+                    break;
                 }
-                draining = true;
                 signal_all(slots, n, SIGTERM);
                 break;
             case SIGHUP:
-                worker_reopen_logs(c);
+                worker_reload(c, NULL);
                 signal_all(slots, n, SIGHUP);
                 break;
             default:
@@ -340,8 +380,11 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
         reap(slots, n, m, draining);
     }
     d2o_info("supervisor_stopped", "every worker has exited");
+out:
     d2o_metrics_server_stop(server);
     d2o_metrics_destroy(m);
-    close(sigfd);
+    if (sigfd >= 0) {
+        close(sigfd);
+    }
     return rc;
 }

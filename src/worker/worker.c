@@ -322,6 +322,7 @@ static void shard_lost(struct shard *sh, const char *why)
              "stopped working the shard: %s", why);
     sh->stop = STOP_LOST;
     if (sh->w->m) {
+        d2o_metrics_gauge(&sh->w->m->leases_held, (int64_t)shards_active(sh->w));
         d2o_metrics_add(sh->w->m, D2O_M_LEASES_LOST, 1);
     }
 }
@@ -573,6 +574,7 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
              "%zu records, %" PRId64 " ms behind the tip%s", res->n_records,
              res->millis_behind_latest, res->next_iterator ? "" : ", shard closed");
     if (w->m) {
+        d2o_metrics_kinesis(w->m, now, NULL);
         d2o_metrics_add(w->m, D2O_M_GETRECORDS_CALLS, 1);
         d2o_metrics_add(w->m, D2O_M_RECORDS_READ, res->n_records);
     }
@@ -970,7 +972,9 @@ static void lease_tick(struct worker *w, int64_t now)
     }
     d2o_lease_list_free(&renewed);
     held = (int)shards_active(w);
-    if (d2o_lease_heartbeat(w->pg, w->conf->application, w->id, w->host, (int)getpid(), w->task_id,
+    /* A draining worker already said it stopped; a heartbeat would count it live again. */
+    if (!w->draining &&
+        d2o_lease_heartbeat(w->pg, w->conf->application, w->id, w->host, (int)getpid(), w->task_id,
                             held, err, sizeof(err)) < 0) {
         worker_pg_failed(w, err);
         return;
@@ -1079,15 +1083,19 @@ static void read_signals(struct worker *w, int64_t now)
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
-            if (w->draining) {
+            /* A stop sent to the process group reaches the worker directly and again through
+             * the supervisor: only a repeat at least D2O_STOP_REPEAT_MS after the first is a
+             * second request. */
+            if (!w->draining) {
+                begin_drain(w, now);
+            } else if (now - (w->drain_deadline - w->conf->drain_timeout_ms) >=
+                       D2O_STOP_REPEAT_MS) {
                 d2o_warn("stop_now", "second stop signal: releasing the leases and exiting now");
                 w->stop_now = true;
-            } else {
-                begin_drain(w, now);
             }
             break;
         case SIGHUP:
-            worker_reopen_logs(w->conf);
+            worker_reload(w->conf, w->sink);
             break;
         default:
             break;

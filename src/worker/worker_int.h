@@ -79,6 +79,9 @@ void worker_ensure_children(struct worker *w, const char *stream,
                             const struct d2o_kinesis_child_shard *children, size_t n);
 void worker_sync_shards(struct worker *w);
 void worker_refresh_creds(struct worker *w);
-void worker_reopen_logs(const struct d2o_config *conf);
+/* SIGHUP: reopens log_file, reads the configuration again and applies the keys marked
+ * reloadable (log level, format and categories to this process; the sink's timings to sink, when
+ * given); names the changed keys that need a restart. */
+void worker_reload(const struct d2o_config *conf, struct d2o_bulk *sink);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "d2o/clock.h"
+#include "d2o/cli.h"
 #include "d2o/conf.h"
 #include "d2o/creds.h"
 #include "d2o/http.h"
@@ -103,6 +104,14 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
     const char *msg =
         rc == D2O_KINESIS_E_FAILED ? err->message : d2o_strerror(-rc, ebuf, sizeof(ebuf));
 
+    if (action == D2O_ACT_THROTTLE) {
+        d2o_metrics_kinesis(w->m, now, NULL); /* Kinesis answered: it is there, only busy */
+    } else if (w->m) {
+        char why[160];
+
+        snprintf(why, sizeof(why), "%s failed: %.120s", call, msg);
+        d2o_metrics_kinesis(w->m, now, why);
+    }
     switch (action) {
     case D2O_ACT_THROTTLE:
         wait = d2o_backoff_ms(w->conf->poll_min_ms, 10000, (*attempt)++);
@@ -266,12 +275,19 @@ void worker_sync_shards(struct worker *w)
     r = d2o_kinesis_list_all_shards(w->kin, w->conf->stream_name, D2O_SHARD_FILTER_NONE, 0, &shards,
                                     &kerr);
     if (r != 0) {
+        const char *msg =
+            r == D2O_KINESIS_E_FAILED ? kerr.message : d2o_strerror(-r, ebuf, sizeof(ebuf));
+        char why[160];
+
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, NULL, "shard_sync",
-                 "cannot list the shards of %s: %s", w->conf->stream_name,
-                 r == D2O_KINESIS_E_FAILED ? kerr.message : d2o_strerror(-r, ebuf, sizeof(ebuf)));
+                 "cannot list the shards of %s: %s", w->conf->stream_name, msg);
+        snprintf(why, sizeof(why), "cannot list the shards of %.40s: %.80s", w->conf->stream_name,
+                 msg);
+        d2o_metrics_kinesis(w->m, d2o_mono_ms(), why);
         w->next_sync_ms = d2o_mono_ms() + 2000;
         goto out;
     }
+    d2o_metrics_kinesis(w->m, d2o_mono_ms(), NULL);
     if (stream_has_leases(w, &has) < 0) {
         goto out;
     }
@@ -319,15 +335,34 @@ out:
 
 /* ---- logs ---- */
 
-void worker_reopen_logs(const struct d2o_config *conf)
+void worker_reload(const struct d2o_config *conf, struct d2o_bulk *sink)
 {
+    struct d2o_config fresh;
+    char err[512], applied[512], restart[512];
+
     if (conf->log_file && *conf->log_file) {
-        if (!freopen(conf->log_file, "a", stderr)) {
-            return;
+        if (freopen(conf->log_file, "a", stderr)) {
+            setvbuf(stderr, NULL, _IOLBF, 0);
         }
-        setvbuf(stderr, NULL, _IOLBF, 0);
     }
     d2o_info("logs_reopened", "SIGHUP: log file reopened");
+    if (d2o_cli_reload(&fresh, err, sizeof(err)) < 0) {
+        d2o_warn("config_reload",
+                 "SIGHUP: the configuration was not reloaded (%s); the running "
+                 "one stays",
+                 err);
+        return;
+    }
+    d2o_conf_apply_log(&fresh);
+    d2o_bulk_reload(sink, &fresh);
+    (void)d2o_conf_changed(conf, &fresh, true, applied, sizeof(applied));
+    if (d2o_conf_changed(conf, &fresh, false, restart, sizeof(restart)) > 0) {
+        d2o_warn("config_reload",
+                 "SIGHUP: these keys changed but take effect only at a restart: %s", restart);
+    }
+    d2o_info("config_reloaded", "SIGHUP: configuration reloaded; differs from the start in: %s",
+             applied[0] ? applied : "nothing");
+    d2o_conf_free(&fresh);
 }
 
 /* ---- the process ---- */
@@ -450,6 +485,16 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
                  o->conf->stream_name, o->conf->opensearch_url);
         (void)worker_pg_ok(w);
         rc = worker_loop(w);
+        if (rc == 0 && w->draining && worker_pg_ok(w)) {
+            char err[512];
+
+            /* Said at the start of the drain too; again here in case the database was away
+             * then. `ddb2os workers` shows the worker as stopped, not dead. */
+            if (d2o_lease_worker_stopped(w->pg, w->conf->application, w->id, err, sizeof(err)) <
+                0) {
+                worker_pg_failed(w, err);
+            }
+        }
         d2o_info("worker_stopped", "worker %s stopped (exit %d)", w->id, rc);
     }
     if (w->m) {

@@ -1,0 +1,376 @@
+#!/usr/bin/python3
+"""ddb2os under an orchestrator: signals, process life, health and readiness, startup errors.
+
+usage: ops_life.py DDB2OS_BINARY [TEST_NAME...]
+
+Each test starts its own `ddb2os run` (in a process group of its own, as a container's init or
+a terminal would) against the real PostgreSQL, kinesis-mock and OpenSearch, and checks what an
+orchestrator sees: exit codes, /healthz and /readyz, the metrics, the workers table, the log.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import poolkit  # noqa: E402
+
+BINARY = None
+LEASE_MS = 3000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+def alive(pid):
+    """True while pid runs (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except OSError:
+        return False
+
+
+class TcpCut:
+    """A TCP forwarder to PostgreSQL that can be cut: then it closes every connection and
+    refuses new ones, as a lost network would. Stops by itself after max_seconds."""
+
+    def __init__(self, host, port, max_seconds=120):
+        self.up = (host, port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.cut = False
+        self.lock = threading.Lock()
+        self.deadline = time.time() + max_seconds
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while time.time() < self.deadline:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if self.cut:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(self.up, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def sever(self):
+        self.cut = True
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                    c.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+    def close(self):
+        self.deadline = 0
+        self.sever()
+        self.sock.close()
+
+
+class Run:
+    """One `ddb2os run` in its own process group, logging to a file."""
+
+    def __init__(self, env, task, workers=2, extra=(), pg=None, stream=None, conf_file=None):
+        self.log_path = os.path.join(env.logdir, "%s.log" % task)
+        args = [BINARY, "run"]
+        if conf_file:
+            args += ["-c", conf_file]
+        args += ["--application", env.app, "--aws-region", poolkit.REGION,
+                 "--kinesis-endpoint", env.kinesis_url, "--opensearch-url", env.opensearch,
+                 "--index-map", "books=%s" % env.index, "--key-schema", "books=book_id",
+                 "--pg-conninfo", pg or env.pg, "--workers", str(workers), "--task-id", task,
+                 "--lease-ms", str(LEASE_MS), "--shard-sync-ms", "2000", "--bulk-flush-ms",
+                 "50", "--log-format", "text", "--drain-timeout-ms", "10000"]
+        if not conf_file:
+            args += ["--stream-name", stream or env.stream]
+        args += list(extra)
+        proc_env = dict(os.environ)
+        proc_env.update(poolkit.ENV_AWS)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=proc_env, start_new_session=True)
+
+    def worker_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                             text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+class Base(unittest.TestCase):
+    tag = "life"
+
+    def setUp(self):
+        self.env = poolkit.Env(self.tag)
+        self.items = poolkit.Items()
+        self.runs = []
+
+    def tearDown(self):
+        for r in self.runs:
+            r.stop()
+            for pid in r.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+        self.env.delete_stream()
+        self.env.delete_index()
+        if not os.environ.get("D2O_KEEP_LOGS"):
+            shutil.rmtree(self.env.logdir, ignore_errors=True)
+
+    def start(self, task, **kw):
+        r = Run(self.env, task, **kw)
+        self.runs.append(r)
+        return r
+
+    def held(self, n):
+        return lambda: len(self.env.owners()) == n
+
+    def start_holding(self, task, shards, **kw):
+        """A stream of shards shards and a run whose workers hold every lease."""
+        self.env.create_stream(shards)
+        run = self.start(task, **kw)
+        poolkit.wait_for("%d leases" % shards, self.held(shards), 6 * LEASE_MS / 1000)
+        return run
+
+    def logs(self):
+        return "\n".join(r.text() for r in self.runs)
+
+
+class Signals(Base):
+    tag = "lifesig"
+
+    def test_group_signal_is_one_drain(self):
+        env = self.env
+        run = self.start_holding("G", 2, workers=2)
+        env.put(self.items.workload(50, 2, prefix="g"))
+        # What Ctrl-C, `timeout`, systemd and docker do: the signal goes to the whole group.
+        os.killpg(run.proc.pid, signal.SIGTERM)
+        self.assertEqual(run.proc.wait(timeout=30), 0, run.text()[-3000:])
+        log = run.text()
+        self.assertIn(" drain: ", log)
+        self.assertNotIn("stop_now", log, "one signal to the group was taken as two")
+        self.assertNotIn("drain_timeout", log)
+        released = env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
+                           " AND event = 'release'" % env.app)
+        self.assertEqual(int(released), 2)
+
+    def test_drained_workers_show_stopped(self):
+        env = self.env
+        run = self.start_holding("W", 2, workers=2)
+        env.put(self.items.workload(20, 1, prefix="w"))
+        time.sleep(1)
+        run.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(run.proc.wait(timeout=30), 0)
+        cli_env = dict(os.environ, DDB2OS_PG_CONNINFO=env.pg, DDB2OS_APPLICATION=env.app)
+        out = subprocess.run([BINARY, "workers", "--json"], env=cli_env, capture_output=True,
+                             text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        states = sorted(w["state"] for w in json.loads(out.stdout))
+        self.assertEqual(states, ["stopped", "stopped"])
+
+    def test_second_signal_a_while_later_releases_at_once(self):
+        env = self.env
+        env.create_stream(1)
+        # OpenSearch that never answers keeps the drain waiting for its bulk request.
+        stall = socket.socket()
+        stall.bind(("127.0.0.1", 0))
+        stall.listen(8)
+        try:
+            run = self.start("Q", workers=1, extra=[
+                "--opensearch-url", "http://127.0.0.1:%d" % stall.getsockname()[1],
+                "--http-timeout-ms", "60000"])
+            poolkit.wait_for("the lease", self.held(1), 6 * LEASE_MS / 1000)
+            env.put(self.items.workload(5, 1, prefix="q"))
+            time.sleep(2)  # read, and stuck in the sink
+            os.killpg(run.proc.pid, signal.SIGTERM)
+            time.sleep(1.5)
+            os.killpg(run.proc.pid, signal.SIGTERM)
+            self.assertEqual(run.proc.wait(timeout=10), 0)
+            self.assertIn("stop_now", run.text())
+        finally:
+            stall.close()
+
+    def test_workers_exit_when_the_supervisor_is_killed(self):
+        env = self.env
+        run = self.start_holding("K", 2, workers=2)
+        pids = run.worker_pids()
+        self.assertEqual(len(pids), 2)
+        run.proc.kill()  # kill -9 of the supervisor alone, as the OOM killer would
+        run.proc.wait()
+        poolkit.wait_for("the orphaned workers to exit", lambda: not any(alive(p) for p in pids),
+                         15)
+        # They drained: their leases are free now, not held until they expire.
+        self.assertEqual(env.owners(), {})
+
+    def test_sighup_reloads_the_log_settings(self):
+        env = self.env
+        env.create_stream(1)
+        conf = os.path.join(env.logdir, "ddb2os.conf")
+        with open(conf, "w") as f:
+            f.write("stream_name = %s\nlog_level = info\n" % env.stream)
+        run = self.start("H", workers=1, conf_file=conf, extra=["--log-debug", "all"])
+        poolkit.wait_for("the lease", self.held(1), 6 * LEASE_MS / 1000)
+        self.assertNotIn(" debug ", run.text())
+        with open(conf, "w") as f:
+            f.write("stream_name = %s\nlog_level = debug  # was info\n" % env.stream)
+        os.kill(run.proc.pid, signal.SIGHUP)
+        poolkit.wait_for("debug lines after SIGHUP", lambda: run.text().count(" debug ") >= 2,
+                         3 * LEASE_MS / 1000)
+        self.assertIn("config_reloaded", run.text())
+        # A bad file is refused and the running configuration stays.
+        with open(conf, "w") as f:
+            f.write("stream_name = %s\nlog_level = loud\n" % env.stream)
+        os.kill(run.proc.pid, signal.SIGHUP)
+        poolkit.wait_for("the refusal", lambda: "was not reloaded" in run.text(), 5)
+        self.assertIsNone(run.proc.poll())
+
+
+class Health(Base):
+    tag = "lifehealth"
+
+    def test_healthz_answers_before_postgresql_is_reachable(self):
+        port = free_port()
+        dead_pg = "host=127.0.0.1 port=%d dbname=ddb2os user=postgres" % free_port()
+        run = self.start("P", workers=1, pg=dead_pg, extra=["--metrics-port", str(port)])
+        status = poolkit.wait_for("/healthz", lambda: http_get(port, "/healthz")[0], 10)
+        self.assertEqual(status, 200)
+        code, body = http_get(port, "/readyz")
+        self.assertEqual(code, 503)
+        self.assertIn("PostgreSQL", body)
+        self.assertIsNone(run.proc.poll())
+
+    def test_readyz_names_a_missing_stream(self):
+        port = free_port()
+        self.start("S", workers=1, stream=self.env.stream + "-missing",
+                   extra=["--metrics-port", str(port)])
+
+        def kinesis_reason():
+            code, body = http_get(port, "/readyz")
+            return body if code == 503 and "Kinesis" in body else None
+        body = poolkit.wait_for("/readyz to name Kinesis", kinesis_reason, 20, step=0.3)
+        self.assertIn("-missing", body)
+
+    def test_metrics_port_taken_exits_78_naming_the_address(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            port = s.getsockname()[1]
+            run = self.start("B", workers=1, extra=["--metrics-port", str(port)])
+            self.assertEqual(run.proc.wait(timeout=20), 78)
+        self.assertIn("127.0.0.1:%d" % port, run.text())
+
+    def test_leases_held_drops_when_postgresql_is_lost(self):
+        from prometheus_client.parser import text_string_to_metric_families
+        env = self.env
+        env.create_stream(2)
+        host = dict(kv.split("=", 1) for kv in env.pg.split())
+        cut = TcpCut(host.get("host", "127.0.0.1"), int(host["port"]))
+        try:
+            pg = " ".join("%s=%s" % (k, v) for k, v in host.items() if k not in ("host", "port"))
+            pg += " host=127.0.0.1 port=%d" % cut.port
+            port = free_port()
+            self.start("L", workers=1, pg=pg, extra=["--metrics-port", str(port)])
+
+            def held():
+                code, text = http_get(port, "/metrics")
+                if code != 200:
+                    return None
+                fams = {f.name: f for f in text_string_to_metric_families(text)}
+                return sum(s.value for s in fams["ddb2os_leases_held"].samples)
+            poolkit.wait_for("2 leases held", lambda: held() == 2, 6 * LEASE_MS / 1000)
+            cut.sever()
+            poolkit.wait_for("leases_held to drop", lambda: held() == 0, 3 * LEASE_MS / 1000)
+        finally:
+            cut.close()
+
+
+class StartupErrors(Base):
+    tag = "lifecfg"
+
+    def test_unknown_database_exits_78_without_the_password(self):
+        host = dict(kv.split("=", 1) for kv in self.env.pg.split())
+        host["dbname"] = "no_such_db_%d" % os.getpid()
+        host["password"] = "Sup3rSecretPw"
+        pg = " ".join("%s=%s" % kv for kv in host.items())
+        run = self.start("D", workers=1, pg=pg)
+        self.assertEqual(run.proc.wait(timeout=40), 78)
+        log = run.text()
+        self.assertIn("does not exist", log)
+        self.assertNotIn("Sup3rSecretPw", log)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    BINARY = sys.argv[1]
+    poolkit.need("D2O_TEST_PG")
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
