@@ -47,6 +47,10 @@ PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char 
 __attribute__((warn_unused_result)) int d2o_pg_migrate(PGconn *c, int *from, int *to, char *errstr,
                                                        size_t errstr_size);
 
+/* 0 when the database's schema is the one this binary knows; else -ENOENT with what to do
+ * ("run 'ddb2os migrate'") in errstr, or -EIO. For commands that must not change the schema. */
+__attribute__((warn_unused_result)) int d2o_pg_require_schema(PGconn *c, char *errstr,
+                                                              size_t errstr_size);
 /* Reads the applied schema version (0 when none). Returns 0 or -EIO with errstr. */
 __attribute__((warn_unused_result)) int d2o_pg_schema_version(PGconn *c, int *version, char *errstr,
                                                               size_t errstr_size);

@@ -393,7 +393,8 @@ int d2o_cmd_dlq(int argc, char **argv)
         o.f.state = D2O_DLQ_PENDING;
     }
     c = d2o_pg_connect(conf.pg_conninfo, "ddb2os dlq", err, sizeof(err));
-    if (!c || d2o_dlq_select(c, &o.f, &rows, &n, err, sizeof(err)) < 0) {
+    if (!c || d2o_pg_require_schema(c, err, sizeof(err)) < 0 ||
+        d2o_dlq_select(c, &o.f, &rows, &n, err, sizeof(err)) < 0) {
         fprintf(stderr, "ddb2os dlq %s: %s\n", action, err);
         r = D2O_EXIT_FAIL;
         goto out;

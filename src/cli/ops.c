@@ -139,8 +139,10 @@ static int begin(int argc, char **argv, const char *usage, struct ops_opts *o,
                                    max_operands, operands);
     }
     *c = d2o_pg_connect(conf->pg_conninfo, "ddb2os cli", err, sizeof(err));
-    if (!*c) {
+    if (!*c || d2o_pg_require_schema(*c, err, sizeof(err)) < 0) {
         fprintf(stderr, "ddb2os %s: %s\n", argv[0], err);
+        PQfinish(*c);
+        *c = NULL;
         d2o_conf_free(conf);
         return D2O_EXIT_FAIL;
     }

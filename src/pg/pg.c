@@ -320,3 +320,27 @@ fail:
     PQclear(PQexec(c, "ROLLBACK"));
     return -EIO;
 }
+
+int d2o_pg_require_schema(PGconn *c, char *errstr, size_t errstr_size)
+{
+    int version = 0;
+
+    if (d2o_pg_schema_version(c, &version, errstr, errstr_size) < 0) {
+        return -EIO;
+    }
+    if (version < d2o_pg_schema_latest) {
+        snprintf(errstr, errstr_size,
+                 "the database's ddb2os schema is at version %d, this ddb2os needs %d: run "
+                 "'ddb2os migrate'",
+                 version, d2o_pg_schema_latest);
+        return -ENOENT;
+    }
+    if (version > d2o_pg_schema_latest) {
+        snprintf(errstr, errstr_size,
+                 "the database's ddb2os schema is at version %d but this ddb2os knows only up "
+                 "to %d: run a newer ddb2os",
+                 version, d2o_pg_schema_latest);
+        return -ENOENT;
+    }
+    return 0;
+}

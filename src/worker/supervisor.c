@@ -90,9 +90,21 @@ static int migrate(const struct d2o_config *c, int sigfd, struct d2o_metrics *m,
         int from = 0, to = 0;
 
         if (pg) {
-            int r = d2o_pg_migrate(pg, &from, &to, err, sizeof(err));
+            int r = 0;
 
+            /* A current schema needs no DDL: `run` works under a role without it. */
+            if (d2o_pg_schema_version(pg, &from, err, sizeof(err)) < 0 ||
+                from != d2o_pg_schema_latest) {
+                r = d2o_pg_migrate(pg, &from, &to, err, sizeof(err));
+            }
             PQfinish(pg);
+            if (r < 0 && strstr(err, "permission denied")) {
+                d2o_err("migrate",
+                        "%s: this role may not change the schema; run 'ddb2os migrate' under a "
+                        "role that may (see docs/operations.md)",
+                        err);
+                return D2O_EXIT_CONFIG;
+            }
             if (r == 0) {
                 if (from != to) {
                     d2o_info("migrate", "database schema migrated from version %d to %d", from, to);

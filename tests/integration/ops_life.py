@@ -367,6 +367,69 @@ class StartupErrors(Base):
         self.assertNotIn("Sup3rSecretPw", log)
 
 
+class LeastPrivilege(Base):
+    """A database of its own per test, dropped at the end, with a role that may not do DDL."""
+    tag = "lifedb"
+
+    def setUp(self):
+        super().setUp()
+        self.db = "d2o_life_%d" % os.getpid()
+        self.role = "d2o_app_%d" % os.getpid()
+        self.env.sql("CREATE DATABASE %s" % self.db)
+        self.env.sql("CREATE ROLE %s LOGIN" % self.role)
+        self.conn = dict(kv.split("=", 1) for kv in self.env.pg.split())
+        self.conn["dbname"] = self.db
+
+    def tearDown(self):
+        super().tearDown()
+        self.env.sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.db)
+        self.env.sql("DROP ROLE IF EXISTS %s" % self.role)
+
+    def conninfo(self, role=None):
+        c = dict(self.conn, user=role) if role else self.conn
+        return " ".join("%s=%s" % kv for kv in c.items())
+
+    def cli(self, *args, role=None):
+        env = dict(os.environ, DDB2OS_PG_CONNINFO=self.conninfo(role),
+                   DDB2OS_APPLICATION=self.env.app)
+        return subprocess.run([BINARY] + list(args), env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    def test_commands_on_an_unmigrated_database_say_run_migrate(self):
+        for args in (["status"], ["leases"], ["workers"], ["dlq", "list"]):
+            out = self.cli(*args)
+            self.assertEqual(out.returncode, 1, out)
+            self.assertIn("run 'ddb2os migrate'", out.stderr)
+            self.assertNotIn("relation", out.stderr)
+
+    def test_run_works_without_ddl_rights(self):
+        env = self.env
+        # The deployment's migration step, under a role that may do DDL.
+        out = self.cli("migrate")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        grants = ("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {r};"
+                  " GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {r};").format(r=self.role)
+        subprocess.run(["psql", self.conninfo(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                        grants], check=True, capture_output=True, timeout=30)
+        # The role may not create anything: `migrate` under it is refused ...
+        refused = self.cli("migrate", role=self.role)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("permission denied", refused.stderr)
+        # ... and `run` under it works.
+        env.create_stream(1)
+        run = self.start("R", workers=1, pg=self.conninfo(self.role))
+        poolkit.wait_for("the lease", lambda: subprocess.run(
+            ["psql", self.conninfo(), "-X", "-At", "-c",
+             "SELECT count(*) FROM leases WHERE owner IS NOT NULL"],
+            capture_output=True, text=True).stdout.strip() == "1", 6 * LEASE_MS / 1000)
+        self.assertNotIn("error", run.text())
+
+    def test_run_without_ddl_rights_on_an_unmigrated_database_exits_78(self):
+        run = self.start("U", workers=1, pg=self.conninfo(self.role))
+        self.assertEqual(run.proc.wait(timeout=30), 78)
+        self.assertIn("run 'ddb2os migrate'", run.text())
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
