@@ -68,7 +68,9 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
         " DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"
         " last_failed_at = EXCLUDED.last_failed_at, error_class = EXCLUDED.error_class,"
         " http_status = EXCLUDED.http_status, error_message = EXCLUDED.error_message,"
-        " state = 'pending', replay_result = NULL";
+        /* A row the operator discarded stays discarded when the shard is read again. */
+        " state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE 'pending' END,"
+        " replay_result = CASE WHEN dlq.state = 'discarded' THEN dlq.replay_result END";
     char version[24], status[16], attempts[16], first[32], last[32];
     const char *values[16];
     int lengths[16] = {0}, formats[16] = {0};

@@ -149,6 +149,16 @@ START_TEST(dlq_rows_and_checkpoint_commit_together)
     v = pgfx_scalar(c, "SELECT count(*) || '/' || max(attempts) FROM dlq");
     ck_assert_str_eq(v, "2/2");
     free(v);
+    /* Reading the shard again (checkpoint set backwards) does not revive a discarded row. */
+    r = PQexec(c, "UPDATE dlq SET state = 'discarded', replay_result = 'discarded by test'"
+                  " WHERE doc_id = 'b-1'");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    ck_assert_int_eq(d2o_dlq_commit(c, &cp, rows, 2, err, sizeof(err)), 0);
+    v = pgfx_scalar(c, "SELECT string_agg(doc_id || ':' || state || ':' || attempts || ':' ||"
+                       " coalesce(replay_result, '-'), ',' ORDER BY doc_id) FROM dlq");
+    ck_assert_str_eq(v, "b-1:discarded:3:discarded by test,b-2:pending:2:-");
+    free(v);
     PQfinish(c);
 }
 END_TEST
