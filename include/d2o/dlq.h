@@ -90,7 +90,8 @@ struct d2o_dlq_filter {
     const char *state; /* pending, replayed, discarded, or NULL for any */
     const char *since; /* timestamps PostgreSQL understands, on created_at */
     const char *until;
-    int64_t limit; /* 0: no limit */
+    int64_t limit;     /* 0: no limit */
+    bool newest_first; /* order (and limit) by id descending */
 };
 
 /* One stored row. Owned strings; d2o_dlq_entries_free() releases a list. */
@@ -109,7 +110,8 @@ struct d2o_dlq_entry {
     char *replay_result; /* NULL if never replayed */
 };
 
-/* Reads the rows matching f, oldest first. Returns 0 or -EIO. */
+/* Reads the rows matching f, oldest first (newest first with f->newest_first). Returns 0 or
+ * -EIO. */
 __attribute__((warn_unused_result)) int d2o_dlq_select(PGconn *c, const struct d2o_dlq_filter *f,
                                                        struct d2o_dlq_entry **rows, size_t *n,
                                                        char *errstr, size_t errstr_size);

@@ -38,4 +38,8 @@ int d2o_fmt_rfc3339_ms(int64_t epoch_us, char *buf, size_t size);
 /* Levenshtein distance, for "did you mean" suggestions; capped at 255. */
 unsigned d2o_edit_distance(const char *a, const char *b);
 
+/* True when s[0..n) is valid UTF-8 without NUL bytes: text a terminal or JSON string can carry
+ * as it is. */
+bool d2o_utf8_text(const char *s, size_t n);
+
 #endif

@@ -2,9 +2,12 @@
  * ddb2os dlq list|show|replay|discard: the dead-letter queue for operators.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "d2o/buf.h"
 #include "d2o/bulk.h"
@@ -22,7 +25,8 @@
 static const char usage[] =
     "usage: ddb2os dlq list|show|replay|discard [FILTERS] [--json] [--dry-run] [-c FILE] ...\n"
     "\n"
-    "  list      one line per row: id, time, shard, table, document, error, attempts, state\n"
+    "  list      one line per row, the newest first (with --limit N: the N newest): id,\n"
+    "            time, shard, table, document, error, HTTP status, attempts, state, message\n"
     "  show      every field of the rows, the raw record included\n"
     "  replay    send the rows' records again through the transform and the bulk sink with\n"
     "            their original external versions (a stale replay is a harmless 409), and record\n"
@@ -106,6 +110,38 @@ static int json_field(struct d2o_buf *b, const char *key, const char *value)
     return r;
 }
 
+/* The raw record as standard base64 (malloc'd), for bytes that are not text. */
+static char *base64(const unsigned char *p, size_t n)
+{
+    char *out = n < INT_MAX / 2 ? malloc(4 * ((n + 2) / 3) + 1) : NULL;
+
+    if (out) {
+        EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+    }
+    return out;
+}
+
+/* "raw_record": the text when it is UTF-8 without NUL, else base64; "raw_record_encoding"
+ * says which. */
+static int json_raw(struct d2o_buf *b, const struct d2o_dlq_entry *e)
+{
+    char *enc;
+    int r;
+
+    if (d2o_utf8_text((const char *)e->raw, e->raw_len)) {
+        r = d2o_buf_puts(b, ",\"raw_record\":");
+        r |= d2o_buf_json_str(b, (const char *)e->raw, e->raw_len);
+        return r | d2o_buf_puts(b, ",\"raw_record_encoding\":\"utf-8\"");
+    }
+    enc = base64(e->raw, e->raw_len);
+    if (!enc) {
+        return -ENOMEM;
+    }
+    r = d2o_buf_printf(b, ",\"raw_record\":\"%s\",\"raw_record_encoding\":\"base64\"", enc);
+    free(enc);
+    return r;
+}
+
 static int print_json(const struct d2o_dlq_entry *rows, size_t n, bool with_raw)
 {
     struct d2o_buf b = D2O_BUF_INIT;
@@ -118,7 +154,7 @@ static int print_json(const struct d2o_dlq_entry *rows, size_t n, bool with_raw)
         r |= d2o_buf_printf(&b, "%s{\"id\":%lld", i ? ",\n " : "", (long long)e->id);
         r |= json_field(&b, "created_at", e->created_at);
         r |= json_field(&b, "stream", e->stream);
-        r |= json_field(&b, "shard_id", e->shard_id);
+        r |= json_field(&b, "shard", e->shard_id);
         r |= json_field(&b, "sequence_number", e->sequence_number);
         r |= json_field(&b, "table", e->table_name);
         r |= json_field(&b, "index", e->index_name);
@@ -132,8 +168,7 @@ static int print_json(const struct d2o_dlq_entry *rows, size_t n, bool with_raw)
         r |= json_field(&b, "state", e->state);
         r |= json_field(&b, "replay_result", e->replay_result);
         if (with_raw) {
-            r |= d2o_buf_puts(&b, ",\"raw_record\":");
-            r |= d2o_buf_json_str(&b, (const char *)e->raw, e->raw_len);
+            r |= json_raw(&b, e);
         }
         r |= d2o_buf_putc(&b, '}');
     }
@@ -145,18 +180,26 @@ static int print_json(const struct d2o_dlq_entry *rows, size_t n, bool with_raw)
     return r;
 }
 
+/* Column names are the --json keys; the newest rows come first (list). */
 static void print_table(const struct d2o_dlq_entry *rows, size_t n)
 {
     size_t i;
 
-    printf("%-8s %-19s %-22s %-16s %-20s %-26s %4s %3s %-9s %s\n", "ID", "CREATED", "SHARD",
-           "TABLE", "DOCUMENT", "ERROR", "HTTP", "TRY", "STATE", "MESSAGE");
+    printf("%-8s %-19s %-22s %-16s %-20s %-26s %11s %8s %-9s %s\n", "id", "created_at", "shard",
+           "table", "doc_id", "error_class", "http_status", "attempts", "state", "error_message");
     for (i = 0; i < n; i++) {
         const struct d2o_dlq_entry *e = &rows[i];
 
-        printf("%-8lld %-19.19s %-22.22s %-16.16s %-20.20s %-26.26s %4d %3d %-9s %.60s\n",
-               (long long)e->id, e->created_at, e->shard_id, e->table_name, e->doc_id,
-               e->error_class, e->http_status, e->attempts, e->state, e->error_message);
+        char line[320];
+        size_t len;
+
+        snprintf(line, sizeof(line),
+                 "%-8lld %-19.19s %-22.22s %-16.16s %-20.20s %-26.26s %11d %8d %-9s %.60s",
+                 (long long)e->id, e->created_at, e->shard_id, e->table_name, e->doc_id,
+                 e->error_class, e->http_status, e->attempts, e->state, e->error_message);
+        for (len = strlen(line); len > 0 && line[len - 1] == ' '; len--) {
+        }
+        printf("%.*s\n", (int)len, line);
     }
     printf("(%zu row%s)\n", n, n == 1 ? "" : "s");
 }
@@ -174,12 +217,20 @@ static void print_show(const struct d2o_dlq_entry *rows, size_t n)
                "doc_id:          %s\nversion:         %lld\nerror_class:     %s\n"
                "http_status:     %d\nerror_message:   %s\nattempts:        %d\n"
                "first_failed_at: %s\nlast_failed_at:  %s\nreplay_result:   %s\n"
-               "raw_record:      %.*s\n\n",
+               "raw_record:      ",
                (long long)e->id, e->state, e->created_at, e->stream, e->shard_id,
                e->sequence_number, e->partition_key, e->table_name, e->index_name, e->doc_id,
                (long long)e->version, e->error_class, e->http_status, e->error_message, e->attempts,
-               e->first_failed_at, e->last_failed_at, e->replay_result ? e->replay_result : "-",
-               (int)e->raw_len, (const char *)e->raw);
+               e->first_failed_at, e->last_failed_at, e->replay_result ? e->replay_result : "-");
+        if (d2o_utf8_text((const char *)e->raw, e->raw_len)) {
+            printf("%.*s\n\n", (int)e->raw_len, (const char *)e->raw);
+        } else {
+            /* Binary or NUL-leading bytes would print as nothing, or garble the terminal. */
+            char *enc = base64(e->raw, e->raw_len);
+
+            printf("(%zu bytes, not UTF-8 text; base64) %s\n\n", e->raw_len, enc ? enc : "?");
+            free(enc);
+        }
     }
 }
 
@@ -338,6 +389,29 @@ out:
     return rc;
 }
 
+/* A --since/--until value PostgreSQL reads as a time; else -EINVAL with the flag, the value
+ * and the accepted forms in err. */
+static int check_time(PGconn *c, const char *flag, const char *value, char *err, size_t n)
+{
+    PGresult *r;
+    int ok;
+
+    if (!value) {
+        return 0;
+    }
+    r = PQexecParams(c, "SELECT $1::timestamptz", 1, NULL, &value, NULL, NULL, 0);
+    ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    if (ok) {
+        return 0;
+    }
+    snprintf(err, n,
+             "%s '%s' is not a time: give a timestamp such as '2026-11-25 03:00+00' or "
+             "2026-11-25T03:00:00Z (any PostgreSQL timestamptz)",
+             flag, value);
+    return -EINVAL;
+}
+
 int d2o_cmd_dlq(int argc, char **argv)
 {
     static const struct option extra[] = {
@@ -392,7 +466,14 @@ int d2o_cmd_dlq(int argc, char **argv)
     if (strcmp(action, "replay") == 0 && !o.f.state) {
         o.f.state = D2O_DLQ_PENDING;
     }
+    o.f.newest_first = strcmp(action, "list") == 0;
     c = d2o_pg_connect(conf.pg_conninfo, "ddb2os dlq", err, sizeof(err));
+    if (c && (check_time(c, "--since", o.f.since, err, sizeof(err)) < 0 ||
+              check_time(c, "--until", o.f.until, err, sizeof(err)) < 0)) {
+        PQfinish(c);
+        d2o_conf_free(&conf);
+        return d2o_cli_usage_error("dlq", "%s", err);
+    }
     if (!c || d2o_pg_require_schema(c, err, sizeof(err)) < 0 ||
         d2o_dlq_select(c, &o.f, &rows, &n, err, sizeof(err)) < 0) {
         fprintf(stderr, "ddb2os dlq %s: %s\n", action, err);

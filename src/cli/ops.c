@@ -10,6 +10,7 @@
 
 #include "d2o/buf.h"
 #include "d2o/cli.h"
+#include "d2o/creds.h"
 #include "d2o/pg.h"
 #include "d2o/util.h"
 
@@ -44,39 +45,12 @@ static const struct option extra[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Prints a result as an aligned table, or as a JSON array of objects (all values as text). */
-static int print_result(PGresult *r, bool json)
+/* Prints a result as an aligned table; NULL prints as '-'; no line ends in blanks. */
+static void print_table(PGresult *r)
 {
     int rows = PQntuples(r), cols = PQnfields(r), i, j;
     int width[32];
 
-    if (json) {
-        struct d2o_buf b = D2O_BUF_INIT;
-        int e = d2o_buf_putc(&b, '[');
-
-        for (i = 0; i < rows && e == 0; i++) {
-            e |= d2o_buf_puts(&b, i ? ",\n {" : "{");
-            for (j = 0; j < cols; j++) {
-                const char *name = PQfname(r, j);
-
-                e |= d2o_buf_printf(&b, "%s", j ? "," : "");
-                e |= d2o_buf_json_str(&b, name, strlen(name));
-                e |= d2o_buf_putc(&b, ':');
-                if (PQgetisnull(r, i, j)) {
-                    e |= d2o_buf_puts(&b, "null");
-                } else {
-                    e |= d2o_buf_json_str(&b, PQgetvalue(r, i, j), (size_t)PQgetlength(r, i, j));
-                }
-            }
-            e |= d2o_buf_putc(&b, '}');
-        }
-        e |= d2o_buf_puts(&b, "]\n");
-        if (e == 0) {
-            fwrite(b.data, 1, b.len, stdout);
-        }
-        d2o_buf_free(&b);
-        return e ? -ENOMEM : 0;
-    }
     if (cols > 32) {
         cols = 32;
     }
@@ -91,32 +65,41 @@ static int print_result(PGresult *r, bool json)
         }
     }
     for (j = 0; j < cols; j++) {
-        printf("%-*s%s", width[j], PQfname(r, j), j + 1 < cols ? "  " : "\n");
+        printf("%-*s%s", j + 1 < cols ? width[j] : 0, PQfname(r, j), j + 1 < cols ? "  " : "\n");
     }
     for (i = 0; i < rows; i++) {
         for (j = 0; j < cols; j++) {
-            printf("%-*.*s%s", width[j], 40, PQgetisnull(r, i, j) ? "-" : PQgetvalue(r, i, j),
-                   j + 1 < cols ? "  " : "\n");
+            printf("%-*.*s%s", j + 1 < cols ? width[j] : 0, 40,
+                   PQgetisnull(r, i, j) ? "-" : PQgetvalue(r, i, j), j + 1 < cols ? "  " : "\n");
         }
     }
-    return 0;
 }
 
+/* Runs a query and prints its rows as a table, or (json) as a JSON array of objects whose
+ * values have their SQL types: numbers, booleans, arrays, null. */
 static int run_query(PGconn *c, const char *sql, int n, const char *const *values, bool json,
                      const char *what)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, values, NULL, NULL, 0);
+    struct d2o_buf q = D2O_BUF_INIT;
+    PGresult *r = NULL;
     char err[512];
     int rc = D2O_EXIT_OK;
 
+    if (json && d2o_buf_printf(&q, "SELECT coalesce(json_agg(q), '[]') FROM (%s) q", sql) < 0) {
+        return D2O_EXIT_FAIL;
+    }
+    r = PQexecParams(c, json ? q.data : sql, n, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, r, what, err, sizeof(err));
-        fprintf(stderr, "ddb2os %s: %s\n", what, err);
+        fprintf(stderr, "ddb2os %s\n", err);
         rc = D2O_EXIT_FAIL;
-    } else if (print_result(r, json) < 0) {
-        rc = D2O_EXIT_FAIL;
+    } else if (json) {
+        printf("%s\n", PQgetvalue(r, 0, 0));
+    } else {
+        print_table(r);
     }
     PQclear(r);
+    d2o_buf_free(&q);
     return rc;
 }
 
@@ -156,16 +139,16 @@ int d2o_cmd_status(int argc, char **argv)
         "One row per shard of this application: state, owner, checkpoint age, MillisBehindLatest,\n"
         "records/s and pending DLQ rows, the most behind first; totals at the bottom.\n";
     static const char sql[] =
-        "SELECT stream, shard_id AS shard, state, coalesce(owner, '-') AS owner,"
-        " coalesce(extract(epoch FROM checkpoint_age)::bigint::text, '-') AS checkpoint_age_s,"
-        " coalesce(millis_behind_latest::text, '-') AS behind_ms,"
+        "SELECT stream, shard_id AS shard, state, owner,"
+        " extract(epoch FROM checkpoint_age)::bigint AS checkpoint_age_s,"
+        " millis_behind_latest AS behind_ms,"
         " round(throughput, 1) AS records_per_s, dlq_pending"
         " FROM lease_status WHERE application = $1"
         " ORDER BY millis_behind_latest DESC NULLS LAST, checkpoint_age DESC NULLS FIRST, shard_id";
     static const char totals[] =
         "SELECT count(*) AS shards, count(*) FILTER (WHERE state = 'owned') AS owned,"
         " count(*) FILTER (WHERE state IN ('unowned', 'expired')) AS unowned,"
-        " coalesce(max(millis_behind_latest)::text, '-') AS max_behind_ms,"
+        " max(millis_behind_latest) AS max_behind_ms,"
         " coalesce(round(sum(throughput), 1), 0) AS records_per_s,"
         " coalesce(sum(dlq_pending), 0) AS dlq_pending"
         " FROM lease_status WHERE application = $1 AND state <> 'finished'";
@@ -204,7 +187,7 @@ int d2o_cmd_leases(int argc, char **argv)
     }
     values[0] = conf.application;
     r = run_query(c,
-                  "SELECT stream, shard_id, state, owner, lease_counter,"
+                  "SELECT stream, shard_id AS shard, state, owner, lease_counter,"
                   " date_trunc('second', expires_in) AS expires_in, checkpoint,"
                   " date_trunc('second', checkpoint_age) AS checkpoint_age, owner_switches,"
                   " pending_owner, parent_shard_ids, dlq_pending FROM lease_status"
@@ -257,7 +240,7 @@ static int change_one(PGconn *c, const char *sql, int n, const char *const *valu
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
         d2o_pg_error(c, r, what, err, sizeof(err));
-        fprintf(stderr, "ddb2os %s: %s\n", what, err);
+        fprintf(stderr, "ddb2os %s\n", err);
         rc = D2O_EXIT_FAIL;
     } else if (PQntuples(r) == 0 && strcmp(PQcmdTuples(r), "0") == 0) {
         fprintf(stderr, "ddb2os %s: no lease row for shard %s in this application\n", what, shard);
@@ -267,16 +250,46 @@ static int change_one(PGconn *c, const char *sql, int n, const char *const *valu
     return rc;
 }
 
+/* 1 when id is a live worker of application (heartbeat younger than three lease periods, not
+ * stopped), 0 when not, -1 on a database error (printed). */
+static int worker_live(PGconn *c, const char *application, const char *id, int64_t lease_ms)
+{
+    static const char sql[] =
+        "SELECT 1 FROM workers WHERE application = $1 AND id = $2 AND stopped_at IS NULL"
+        " AND heartbeat_at > now() - make_interval(secs => $3::double precision / 1000)";
+    const char *values[3];
+    char ms[24], err[512];
+    PGresult *r;
+    int live;
+
+    snprintf(ms, sizeof(ms), "%lld", (long long)lease_ms * 3);
+    values[0] = application;
+    values[1] = id;
+    values[2] = ms;
+    r = PQexecParams(c, sql, 3, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "lease assign", err, sizeof(err));
+        fprintf(stderr, "ddb2os %s\n", err);
+        PQclear(r);
+        return -1;
+    }
+    live = PQntuples(r) > 0;
+    PQclear(r);
+    return live;
+}
+
 int d2o_cmd_lease(int argc, char **argv)
 {
     static const char usage[] =
         "usage: ddb2os lease release SHARD\n"
-        "       ddb2os lease assign SHARD WORKER\n\n"
+        "       ddb2os lease assign SHARD WORKER [--force]\n\n"
         "release  clears the owner now (new epoch): any worker may take the shard at once; the\n"
         "         old owner's next renewal or checkpoint is refused, so it stops.\n"
         "assign   moves the shard to WORKER: an unowned shard is given at once; an owned one is\n"
         "         handed over gracefully (the owner checkpoints at its next batch and hands it\n"
-        "         over; after one lease period WORKER may take it anyway).\n";
+        "         over; after one lease period WORKER may take it anyway). WORKER must be a\n"
+        "         live worker id as 'ddb2os workers' shows it (task_id:pid); --force skips\n"
+        "         that check. The balancer may move the shard again later.\n";
     static const char release_sql[] =
         "WITH prev AS (SELECT stream, shard_id, owner FROM leases WHERE application = $1"
         "   AND shard_id = $2 AND ($3::text = '' OR stream = $3) FOR UPDATE),"
@@ -329,7 +342,18 @@ int d2o_cmd_lease(int argc, char **argv)
         snprintf(ms, sizeof(ms), "%lld", (long long)conf.lease_ms);
         values[3] = argv[optind + 2];
         values[4] = ms;
-        r = change_one(c, assign_sql, 5, values, "lease assign", argv[optind + 1]);
+        r = o.force ? 1 : worker_live(c, conf.application, argv[optind + 2], conf.lease_ms);
+        if (r == 0) {
+            fprintf(stderr,
+                    "ddb2os lease assign: '%s' is not a live worker of application '%s' (see "
+                    "'ddb2os workers' for the ids); use --force to assign it anyway\n",
+                    argv[optind + 2], conf.application);
+            r = D2O_EXIT_FAIL;
+        } else if (r < 0) {
+            r = D2O_EXIT_FAIL;
+        } else {
+            r = change_one(c, assign_sql, 5, values, "lease assign", argv[optind + 1]);
+        }
         if (r == D2O_EXIT_OK) {
             printf("assigned %s to %s\n", argv[optind + 1], argv[optind + 2]);
         }
@@ -365,6 +389,7 @@ int d2o_cmd_checkpoint(int argc, char **argv)
     struct d2o_config conf;
     PGconn *c = NULL;
     const char *values[6], *position = NULL, *ts = NULL;
+    time_t when;
     int r = begin(argc, argv, usage, &o, &conf, &c, 2, 2);
 
     if (r >= 0) {
@@ -378,7 +403,7 @@ int d2o_cmd_checkpoint(int argc, char **argv)
         position = o.at;
     } else if (strspn(o.at, "0123456789") == strlen(o.at) && strlen(o.at) <= 129) {
         position = o.at;
-    } else if (strchr(o.at, 'T') && strchr(o.at, '-')) {
+    } else if (strchr(o.at, 'T') && strchr(o.at, '-') && d2o_creds_parse_time(o.at, &when) == 0) {
         position = "AT_TIMESTAMP";
         ts = o.at;
     } else {
@@ -400,7 +425,7 @@ int d2o_cmd_checkpoint(int argc, char **argv)
 
         if (PQresultStatus(q) != PGRES_TUPLES_OK) {
             d2o_pg_error(c, q, "checkpoint set", err, sizeof(err));
-            fprintf(stderr, "ddb2os checkpoint set: %s\n", err);
+            fprintf(stderr, "ddb2os %s\n", err);
             r = D2O_EXIT_FAIL;
         } else if (PQntuples(q) == 0) {
             fprintf(stderr,

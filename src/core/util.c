@@ -126,3 +126,40 @@ unsigned d2o_edit_distance(const char *a, const char *b)
     }
     return row[lb] > 255 ? 255 : row[lb];
 }
+
+bool d2o_utf8_text(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+    while (p < end) {
+        unsigned char c = *p;
+        size_t len, i;
+        uint32_t cp;
+
+        if (c == 0) {
+            return false;
+        }
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+        if (len == 0 || (c >= 0xf0 && len != 4) || (size_t)(end - p) < len) {
+            return false;
+        }
+        cp = c & (0x7f >> len);
+        for (i = 1; i < len; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        /* overlong, surrogate or beyond U+10FFFF */
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff)) {
+            return false;
+        }
+        p += len;
+    }
+    return true;
+}

@@ -54,9 +54,9 @@ int d2o_dlq_select(PGconn *c, const struct d2o_dlq_filter *f, struct d2o_dlq_ent
         " AND ($5::text IS NULL OR error_class = $5) AND ($6::text IS NULL OR state = $6)"
         " AND ($7::timestamptz IS NULL OR created_at >= $7)"
         " AND ($8::timestamptz IS NULL OR created_at < $8)"
-        " ORDER BY id LIMIT $9";
+        " ORDER BY CASE WHEN $10 THEN -id ELSE id END LIMIT $9";
     char id[24], limit[24];
-    const char *values[9];
+    const char *values[10];
     struct d2o_dlq_entry *out = NULL;
     PGresult *r;
     int i, rcount;
@@ -72,7 +72,8 @@ int d2o_dlq_select(PGconn *c, const struct d2o_dlq_filter *f, struct d2o_dlq_ent
     values[6] = f->since;
     values[7] = f->until;
     values[8] = limit;
-    r = PQexecParams(c, sql, 9, NULL, values, NULL, NULL, 0);
+    values[9] = f->newest_first ? "true" : "false";
+    r = PQexecParams(c, sql, 10, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, r, "reading the dead-letter queue", errstr, errstr_size);
         PQclear(r);

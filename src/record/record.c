@@ -93,8 +93,30 @@ int d2o_record_parse(const char *data, size_t len, struct d2o_record *out, char 
         }
     }
     if (!root || jerr != json_tokener_success) {
-        snprintf(errstr, errstr_size, "record is not valid JSON: %s",
-                 jerr == json_tokener_continue ? "truncated" : json_tokener_error_desc(jerr));
+        /* json-c's own words ("boolean expected") describe its state, not the input: say
+         * where it stopped and show the bytes it saw there. */
+        size_t at = (size_t)json_tokener_get_parse_end(tok), from = at > 16 ? at - 16 : 0, i;
+        char seen[48];
+        size_t k = 0;
+
+        for (i = from; i < len && i < at + 16 && k < sizeof(seen) - 1; i++) {
+            unsigned char ch = (unsigned char)data[i];
+
+            seen[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
+        }
+        seen[k] = '\0';
+        if (jerr == json_tokener_continue || at >= len) {
+            snprintf(errstr, errstr_size,
+                     "record is not valid JSON: it ends after %zu bytes, inside a value (last "
+                     "bytes: '%s')",
+                     len, seen);
+        } else {
+            snprintf(errstr, errstr_size,
+                     "record is not valid JSON: unexpected '%c' at byte %zu (bytes %zu-%zu: "
+                     "'%s'; the parser says: %s)",
+                     data[at] >= 0x20 && data[at] < 0x7f ? data[at] : '.', at, from,
+                     from + k - 1 + (k == 0), seen, json_tokener_error_desc(jerr));
+        }
         json_object_put(root);
         return -EINVAL;
     }

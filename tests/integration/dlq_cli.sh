@@ -92,5 +92,35 @@ check "discard without a filter exits 2" $(( $? == 2 ? 0 : 1 )) ""
 "$ddb2os" dlq list --limit -3 >/dev/null 2>&1
 check "a bad --limit exits 2" $(( $? == 2 ? 0 : 1 )) ""
 
+err=$("$ddb2os" dlq list --since 'last tuesday-ish' 2>&1 >/dev/null)
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "\-\-since 'last tuesday-ish' is not a time: give a timestamp such as" <<<"$err"
+check "a bad --since is named with the accepted form" $? "exit $rc: $err"
+
+# A record that is not text: NUL first, then bytes that are not UTF-8.
+pg "INSERT INTO dlq (application, stream, shard_id, sequence_number, table_name, index_name, doc_id,
+      version, raw_record, error_class, http_status, error_message, attempts, first_failed_at,
+      last_failed_at)
+    VALUES ('app', 's', 'shardId-000000000001', '43', '', '', '', 0, '\\x00fffe7b01', 'bad_record',
+      0, 'record is not valid JSON', 1, now(), now())"
+out=$("$ddb2os" dlq list --limit 1)
+[ "$(sed -n 2p <<<"$out" | awk '{print $1}')" = 2 ]
+check "list --limit 1 shows the newest row" $? "$out"
+out=$("$ddb2os" dlq show --id 2 --json)
+python3 -c '
+import base64, json, sys
+d = json.loads(sys.stdin.read())[0]
+assert d["raw_record_encoding"] == "base64", d
+assert base64.b64decode(d["raw_record"]) == bytes.fromhex("00fffe7b01"), d
+assert d["shard"] == "shardId-000000000001", d
+' <<<"$out"
+check "show --json of a binary record: valid JSON, base64 with its encoding" $? "$out"
+out=$("$ddb2os" dlq show --id 1 --json)
+python3 -c 'import json,sys; assert json.loads(sys.stdin.read())[0]["raw_record_encoding"] == "utf-8"' <<<"$out"
+check "show --json of a text record says utf-8" $? "$out"
+out=$("$ddb2os" dlq show --id 2)
+grep -q "^raw_record:      (5 bytes, not UTF-8 text; base64) AP/+ewE=$" <<<"$out"
+check "show prints a binary record as base64, not as an empty line" $? "$out"
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

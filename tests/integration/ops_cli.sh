@@ -27,7 +27,7 @@ pg "INSERT INTO dlq (application, stream, shard_id, sequence_number, raw_record,
       '\\x7b7d', 'mapper_parsing_exception', now(), now())"
 
 out=$("$ddb2os" status)
-echo "$out" | grep -E "shardId-000000000001 +owned +w1 +5 +90000 +250.0 +1" >/dev/null
+echo "$out" | grep -E "shardId-000000000001 +owned +w1 +[56] +90000 +250.0 +1" >/dev/null
 check "status: the most behind shard first, with owner, age, lag, rate and DLQ" $? "$out"
 [ "$(echo "$out" | sed -n 2p | awk '{print $2}')" = shardId-000000000001 ]
 check "status: sorted by lag" $? "$out"
@@ -36,11 +36,27 @@ check "status: totals over unfinished shards" $? "$out"
 out=$("$ddb2os" status --json)
 python3 -c 'import json,sys; d=json.load(sys.stdin); assert {r["shard"] for r in d} == {"shardId-000000000001","shardId-000000000002","shardId-000000000003"}' <<<"$out"
 check "status --json" $? "$out"
+python3 -c '
+import json, sys
+d = {r["shard"]: r for r in json.load(sys.stdin)}
+one, two = d["shardId-000000000001"], d["shardId-000000000002"]
+assert one["behind_ms"] == 90000 and one["dlq_pending"] == 1 and one["records_per_s"] == 250.0, one
+assert isinstance(one["checkpoint_age_s"], int), one
+assert two["behind_ms"] is None and two["owner"] is None and two["checkpoint_age_s"] is None, two
+' <<<"$out"
+check "status --json: numbers as numbers, nothing as null" $? "$out"
+out=$( { "$ddb2os" status; "$ddb2os" leases; "$ddb2os" workers; "$ddb2os" dlq list; } 2>&1)
+! grep -nE " +$" <<<"$out"
+check "table output: no line ends in blanks" $? "$(grep -nE ' +$' <<<"$out" | head -3)"
+for cmd in status leases workers; do
+    head -1 <<<"$("$ddb2os" "$cmd")" | grep -qE "(^| )shard( |$)|^id "
+    check "$cmd: a shard column is called shard" $? "$("$ddb2os" "$cmd" | head -1)"
+done
 out=$("$ddb2os" workers)
 echo "$out" | grep -E "^w1 +live" >/dev/null && echo "$out" | grep -E "^w2 +dead" >/dev/null
 check "workers: live and dead" $? "$out"
 out=$("$ddb2os" leases --json)
-python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d) == 3 and d[0]["owner"] == "w1"' <<<"$out"
+python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d) == 3 and d[0]["owner"] == "w1" and d[0]["lease_counter"] == 3 and d[0]["shard"] == "shardId-000000000001"' <<<"$out"
 check "leases --json" $? "$out"
 
 "$ddb2os" checkpoint set shardId-000000000001 --at TRIM_HORIZON >/dev/null 2>&1
@@ -57,8 +73,21 @@ r=$(pg "SELECT checkpoint || '|' || (checkpoint_timestamp = '2026-11-25T03:00:00
 check "checkpoint set --at a time" $? "$r"
 "$ddb2os" checkpoint set shardId-000000000002 --at yesterday >/dev/null 2>&1
 check "checkpoint set --at garbage exits 2" $(( $? == 2 ? 0 : 1 )) ""
+err=$("$ddb2os" checkpoint set shardId-000000000002 --at 2026-13-45T03:00:00Z 2>&1 >/dev/null)
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "2026-13-45T03:00:00Z' is not TRIM_HORIZON, LATEST, a sequence number or a time like" <<<"$err"
+check "checkpoint set --at an impossible time names it and the accepted forms" $? "exit $rc: $err"
 
-"$ddb2os" lease assign shardId-000000000002 w2 >/dev/null
+err=$("$ddb2os" lease assign shardId-000000000002 w2 2>&1 >/dev/null)
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "'w2' is not a live worker" <<<"$err" &&
+    [ "$(pg "SELECT coalesce(owner, '-') FROM leases WHERE shard_id = 'shardId-000000000002'")" = - ]
+check "lease assign to a dead worker is refused" $? "exit $rc: $err"
+err=$("$ddb2os" lease release shardId-999 2>&1 >/dev/null)
+[ "$(grep -o "ddb2os" <<<"$err" | wc -l)" -eq 1 ] && ! grep -q "release: lease release" <<<"$err"
+check "errors are prefixed once" $? "$err"
+
+"$ddb2os" lease assign shardId-000000000002 w2 --force >/dev/null
 r=$(pg "SELECT owner || '|' || lease_counter FROM leases WHERE shard_id = 'shardId-000000000002'")
 [ "$r" = "w2|6" ]
 check "lease assign gives an unowned shard at once" $? "$r"

@@ -65,7 +65,10 @@ static const struct {
     const char *reason;
 } bad[] = {
     {"", "not valid JSON"},
-    {"{\"eventName\":\"INSERT\"", "truncated"},
+    {"{\"eventName\":\"INSERT\"", "it ends after 21 bytes, inside a value"},
+    {"this is not json", "unexpected 'h' at byte 1 (bytes 0-15: 'this is not json'; the parser "
+                         "says: boolean expected)"},
+    {"{this", "unexpected 't' at byte 1 (bytes 0-4: '{this'"},
     {"[1]", "not a JSON object"},
     {"{} x", "not valid JSON"},
     {"{\"tableName\":\"t\"}", "eventName is missing"},
