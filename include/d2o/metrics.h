@@ -107,7 +107,8 @@ struct d2o_metrics *d2o_metrics_create(unsigned n_workers);
 void d2o_metrics_destroy(struct d2o_metrics *m);
 
 /* The worker side. slot < n_workers. Claims the slot for this process (pid, id, alive = 1;
- * shard rows and gauges cleared; counters and histograms kept, so they stay monotonic). */
+ * shard rows, gauges, counters and histograms cleared: the series are labelled with id, so a
+ * respawned worker's series are new ones that start at zero). */
 struct d2o_metrics_worker *d2o_metrics_claim(struct d2o_metrics *m, unsigned slot, int pid,
                                              const char *id);
 void d2o_metrics_add(struct d2o_metrics_worker *w, enum d2o_metric_counter c, uint64_t n);

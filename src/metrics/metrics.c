@@ -60,6 +60,13 @@ struct d2o_metrics_worker *d2o_metrics_claim(struct d2o_metrics *m, unsigned slo
     for (i = 0; i < D2O_METRICS_MAX_SHARDS; i++) {
         w->shards[i].shard_id[0] = '\0';
     }
+    /* The series carry the worker's id (task_id:pid): a respawned worker starts new series at
+     * zero, as a restarted process would, instead of continuing its predecessor's counts under
+     * a label that never counted them. The supervisor is not reading while a slot is claimed. */
+    for (i = 0; i < D2O_M_COUNTER_COUNT; i++) {
+        STORE(&w->counters[i], 0);
+    }
+    memset(w->hist, 0, sizeof(w->hist));
     STORE(&w->leases_held, 0);
     STORE(&w->pending_records, 0);
     STORE(&w->pg_ok_ms, 0);

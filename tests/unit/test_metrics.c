@@ -117,12 +117,13 @@ START_TEST(shard_rows_and_claims)
     ck_assert_ptr_null(strstr(out.data, "shard=\"s-130\""));
     d2o_buf_free(&out);
 
-    /* a respawned worker in the same slot: rows and gauges cleared, counters kept */
+    /* a respawned worker in the same slot: new series under its own id, from zero */
     d2o_metrics_mark_dead(m, 0);
     w = d2o_metrics_claim(m, 0, 2, "w:2");
     ck_assert_int_eq(w->alive, 1);
     ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
-    ck_assert(has_line(out.data, "ddb2os_checkpoints_total{worker=\"w:2\"} 9"));
+    ck_assert(has_line(out.data, "ddb2os_checkpoints_total{worker=\"w:2\"} 0"));
+    ck_assert_ptr_null(strstr(out.data, "worker=\"w:1\""));
     ck_assert_uint_eq(count_of(out.data, "ddb2os_millis_behind_latest{"), 0);
     d2o_buf_free(&out);
     d2o_metrics_destroy(m);
