@@ -49,6 +49,9 @@ public final class Launcher {
                 configure(s, httpPort, transportPort);
                 s.put("path.logs", logs.toString()); // the runner only fills path.logs when absent
             });
+            // The runner refuses HTTP ports above its maxHttpPort (9299 by default), which ruled out
+            // a second set of servers on 9300 and up.
+            runner.setMaxHttpPort(Math.max(9299, httpPort));
             runner.build(OpenSearchRunner.newConfigs()
                     .basePath(home.toString())
                     .numOfNode(1)
