@@ -111,8 +111,10 @@ __attribute__((warn_unused_result)) int d2o_lease_finish(PGconn *c, const char *
 
 /*
  * Asks for one lease of the most loaded other live owner of stream to be handed to requester,
- * with a deadline of handoff_ms. Returns 1 when a request was placed, 0 when there is nothing to
- * ask for (nobody above target), or -EIO.
+ * with a deadline of handoff_ms. A lease an operator assigned to its owner (`lease assign`, an
+ * 'assign' event) within the last hour is not asked for: the assignment holds against the
+ * balancer for an hour. Returns 1 when a request was placed, 0 when there is nothing to ask for
+ * (nobody above target, or only pinned leases), or -EIO.
  */
 int d2o_lease_request_handoff(PGconn *c, const char *application, const char *stream,
                               const char *requester, int target, int64_t handoff_ms, char *errstr,

@@ -289,7 +289,7 @@ int d2o_cmd_lease(int argc, char **argv)
         "         handed over gracefully (the owner checkpoints at its next batch and hands it\n"
         "         over; after one lease period WORKER may take it anyway). WORKER must be a\n"
         "         live worker id as 'ddb2os workers' shows it (task_id:pid); --force skips\n"
-        "         that check. The balancer may move the shard again later.\n";
+        "         that check. The balancer leaves an assigned shard where it is for an hour.\n";
     static const char release_sql[] =
         "WITH prev AS (SELECT stream, shard_id, owner FROM leases WHERE application = $1"
         "   AND shard_id = $2 AND ($3::text = '' OR stream = $3) FOR UPDATE),"

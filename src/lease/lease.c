@@ -336,6 +336,10 @@ int d2o_lease_request_handoff(PGconn *c, const char *application, const char *st
         "    AND l.checkpoint <> 'SHARD_END' AND l.expires_at > now()"
         "    AND NOT EXISTS (SELECT 1 FROM leases q WHERE q.application = $1 AND q.stream = $2"
         "      AND q.pending_owner = $3)"
+        /* An operator's `lease assign` to this owner holds against the balancer. */
+        "    AND NOT EXISTS (SELECT 1 FROM lease_events e WHERE e.application = $1"
+        "      AND e.stream = $2 AND e.shard_id = l.shard_id AND e.event = 'assign'"
+        "      AND e.owner = l.owner AND e.at > now() - interval '1 hour')"
         "  ORDER BY l.shard_id LIMIT 1 FOR UPDATE OF l SKIP LOCKED)"
         " UPDATE leases SET pending_owner = $3, handoff_deadline = " AFTER_MS(
             "$5") " FROM victim WHERE leases.application = $1 AND leases.stream = $2"

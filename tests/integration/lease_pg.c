@@ -263,6 +263,40 @@ START_TEST(release_and_graceful_handoff)
 }
 END_TEST
 
+START_TEST(an_assignment_holds_against_the_balancer)
+{
+    PGconn *c = pgfx_conn();
+    struct d2o_lease_list a = {0};
+    char err[512];
+    char *v;
+
+    ck_assert_int_eq(d2o_lease_take(c, APP, STREAM, "w-a", 8, LEASE_MS, &a, err, sizeof(err)), 8);
+    /* The operator assigned every shard but shardId-000000000005 to w-a (as `lease assign`
+     * records it). */
+    pgfx_sql(c, "INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+                " lease_counter) SELECT application, stream, shard_id, 'assign', owner,"
+                " lease_counter FROM leases WHERE shard_id <> 'shardId-000000000005'");
+    /* w-b, below its target of 4, may only ask for the one that is not pinned. */
+    ck_assert_int_eq(d2o_lease_request_handoff(c, APP, STREAM, "w-b", 4, 30000, err, sizeof(err)),
+                     1);
+    v = pgfx_scalar(c, "SELECT string_agg(shard_id, ',') FROM leases WHERE pending_owner = 'w-b'");
+    ck_assert_str_eq(v, "shardId-000000000005");
+    free(v);
+    pgfx_sql(c, "UPDATE leases SET pending_owner = NULL, handoff_deadline = NULL");
+    pgfx_sql(c, "INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+                " lease_counter) SELECT application, stream, shard_id, 'assign', owner,"
+                " lease_counter FROM leases WHERE shard_id = 'shardId-000000000005'");
+    ck_assert_int_eq(d2o_lease_request_handoff(c, APP, STREAM, "w-b", 4, 30000, err, sizeof(err)),
+                     0);
+    /* An hour later the assignments no longer hold. */
+    pgfx_sql(c, "UPDATE lease_events SET at = now() - interval '61 minutes'");
+    ck_assert_int_eq(d2o_lease_request_handoff(c, APP, STREAM, "w-b", 4, 30000, err, sizeof(err)),
+                     1);
+    d2o_lease_list_free(&a);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(census_counts_live_workers)
 {
     PGconn *c = pgfx_conn();
@@ -294,6 +328,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, concurrent_takers_never_share_a_shard);
     tcase_add_test(tc, children_wait_for_their_parents);
     tcase_add_test(tc, release_and_graceful_handoff);
+    tcase_add_test(tc, an_assignment_holds_against_the_balancer);
     tcase_add_test(tc, census_counts_live_workers);
     suite_add_tcase(s, tc);
     return s;
