@@ -7,10 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "d2o/buf.h"
 #include "d2o/cli.h"
 #include "d2o/creds.h"
+#include "d2o/http.h"
+#include "d2o/kinesis.h"
 #include "d2o/pg.h"
 #include "d2o/util.h"
 
@@ -366,12 +369,81 @@ int d2o_cmd_lease(int argc, char **argv)
     return r;
 }
 
+/* Compares two decimal sequence numbers (no leading zeros) as numbers. */
+static int seq_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+
+    return la != lb ? (la < lb ? -1 : 1) : strcmp(a, b);
+}
+
+/*
+ * Whether seq lies in the shard's sequence number range, asked of Kinesis (ListShards). 1 yes,
+ * 0 no (why says the range), -1 when Kinesis could not tell (why says why).
+ */
+static int seq_in_shard(const struct d2o_config *conf, const char *shard, const char *seq,
+                        char *why, size_t n)
+{
+    struct d2o_http_opts ho;
+    struct d2o_creds_opts co = {0};
+    struct d2o_http *http = NULL;
+    struct d2o_creds *creds = NULL;
+    struct d2o_kinesis *kin = NULL;
+    struct d2o_kinesis_shards shards = {0};
+    struct d2o_kinesis_err kerr;
+    const struct d2o_aws_creds *ac;
+    size_t i;
+    int r = -1;
+
+    snprintf(why, n, "out of memory");
+    d2o_http_opts_from_config(&ho, conf);
+    if (d2o_http_global_init() < 0 || !(http = d2o_http_new(&ho, why, n))) {
+        goto out;
+    }
+    co.region = conf->aws_region;
+    creds = d2o_creds_new(http, &co);
+    if (!creds || d2o_creds_get(creds, time(NULL), &ac, why, n) < 0 ||
+        !(kin = d2o_kinesis_new(http, conf, ac, why, n))) {
+        goto out;
+    }
+    d2o_kinesis_set_retry(kin, 1, NULL);
+    if (d2o_kinesis_list_all_shards(kin, conf->stream_name, D2O_SHARD_FILTER_NONE, 0, &shards,
+                                    &kerr) != 0) {
+        snprintf(why, n, "%s", kerr.message);
+        goto out;
+    }
+    snprintf(why, n, "stream %s has no shard %s", conf->stream_name, shard);
+    for (i = 0; i < shards.n_shards; i++) {
+        const struct d2o_kinesis_shard *sh = &shards.shards[i];
+
+        if (strcmp(sh->shard_id, shard) != 0) {
+            continue;
+        }
+        r = sh->seq_start && seq_cmp(seq, sh->seq_start) >= 0 &&
+            (!sh->seq_end || seq_cmp(seq, sh->seq_end) <= 0);
+        snprintf(why, n, "shard %s holds sequence numbers from %s to %s", shard,
+                 sh->seq_start ? sh->seq_start : "?", sh->seq_end ? sh->seq_end : "its tip (open)");
+        break;
+    }
+    if (i == shards.n_shards) {
+        r = 0;
+    }
+out:
+    d2o_kinesis_shards_free(&shards);
+    d2o_kinesis_free(kin);
+    d2o_creds_free(creds);
+    d2o_http_free(http);
+    return r;
+}
+
 int d2o_cmd_checkpoint(int argc, char **argv)
 {
     static const char usage[] =
         "usage: ddb2os checkpoint set SHARD --at TRIM_HORIZON|LATEST|SEQUENCE|TIMESTAMP [--force]\n"
         "\n"
-        "Moves where the shard's next reader starts: TRIM_HORIZON, LATEST, a sequence number, or\n"
+        "Moves where the shard's next reader starts: TRIM_HORIZON, LATEST, a sequence number\n"
+        "(refused when Kinesis says it is outside the shard's range; set stream_name and the\n"
+        "AWS settings so it can be asked), or\n"
         "a time (e.g. 2026-11-25T03:00:00Z, read AT_TIMESTAMP). Refused while a worker owns the\n"
         "shard; --force also takes the lease away (new epoch), so the owner's next checkpoint is\n"
         "refused and it stops. The version tie-breaker state is reset.\n";
@@ -412,6 +484,26 @@ int d2o_cmd_checkpoint(int argc, char **argv)
                                 "time like 2026-11-25T03:00:00Z",
                                 o.at);
         goto out;
+    }
+    if (position == o.at && strcmp(o.at, "TRIM_HORIZON") != 0 && strcmp(o.at, "LATEST") != 0 &&
+        *conf.stream_name) {
+        char why[512];
+        int in = seq_in_shard(&conf, argv[optind + 1], o.at, why, sizeof(why));
+
+        if (in == 0) {
+            fprintf(stderr,
+                    "ddb2os checkpoint set: sequence number %s is not in shard %s: %s; nothing "
+                    "changed\n",
+                    o.at, argv[optind + 1], why);
+            r = D2O_EXIT_FAIL;
+            goto out;
+        }
+        if (in < 0) {
+            fprintf(stderr,
+                    "ddb2os checkpoint set: could not check %s against the shard in Kinesis (%s); "
+                    "setting it anyway\n",
+                    o.at, why);
+        }
     }
     values[0] = conf.application;
     values[1] = argv[optind + 1];

@@ -430,6 +430,35 @@ class LeastPrivilege(Base):
         self.assertIn("run 'ddb2os migrate'", run.text())
 
 
+class CheckpointAt(Base):
+    tag = "lifeseq"
+
+    def test_a_sequence_number_outside_the_shard_is_refused(self):
+        env = self.env
+        env.create_stream(1)
+        put = env.kinesis.put_record(StreamName=env.stream, PartitionKey="k", Data=b"{}")
+        seq = put["SequenceNumber"]
+        shard = put["ShardId"]
+        env.sql("INSERT INTO leases (application, stream, shard_id, checkpoint) VALUES"
+                " ('%s', '%s', '%s', 'TRIM_HORIZON')" % (env.app, env.stream, shard))
+        cli_env = dict(os.environ, DDB2OS_PG_CONNINFO=env.pg, DDB2OS_APPLICATION=env.app,
+                       DDB2OS_STREAM_NAME=env.stream, DDB2OS_KINESIS_ENDPOINT=env.kinesis_url,
+                       DDB2OS_AWS_REGION=poolkit.REGION, **poolkit.ENV_AWS)
+
+        def at(position):
+            return subprocess.run([BINARY, "checkpoint", "set", shard, "--at", position],
+                                  env=cli_env, capture_output=True, text=True, timeout=60)
+        bad = at("1")
+        self.assertEqual(bad.returncode, 1, bad.stderr)
+        self.assertIn("sequence number 1 is not in shard %s" % shard, bad.stderr)
+        self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                 % env.app), "TRIM_HORIZON")
+        good = at(seq)
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                 % env.app), seq)
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
