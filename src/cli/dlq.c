@@ -204,6 +204,12 @@ static void print_table(const struct d2o_dlq_entry *rows, size_t n)
     printf("(%zu row%s)\n", n, n == 1 ? "" : "s");
 }
 
+/* A text field of show: '-' when empty, so no line ends in blanks. */
+static const char *nz(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
 static void print_show(const struct d2o_dlq_entry *rows, size_t n)
 {
     size_t i;
@@ -212,17 +218,20 @@ static void print_show(const struct d2o_dlq_entry *rows, size_t n)
         const struct d2o_dlq_entry *e = &rows[i];
 
         printf("id:              %lld\nstate:           %s\ncreated_at:      %s\n"
-               "stream:          %s\nshard_id:        %s\nsequence_number: %s\n"
+               "stream:          %s\nshard:           %s\nsequence_number: %s\n"
                "partition_key:   %s\ntable:           %s\nindex:           %s\n"
                "doc_id:          %s\nversion:         %lld\nerror_class:     %s\n"
                "http_status:     %d\nerror_message:   %s\nattempts:        %d\n"
                "first_failed_at: %s\nlast_failed_at:  %s\nreplay_result:   %s\n"
                "raw_record:      ",
-               (long long)e->id, e->state, e->created_at, e->stream, e->shard_id,
-               e->sequence_number, e->partition_key, e->table_name, e->index_name, e->doc_id,
-               (long long)e->version, e->error_class, e->http_status, e->error_message, e->attempts,
-               e->first_failed_at, e->last_failed_at, e->replay_result ? e->replay_result : "-");
-        if (d2o_utf8_text((const char *)e->raw, e->raw_len)) {
+               (long long)e->id, nz(e->state), nz(e->created_at), nz(e->stream), nz(e->shard_id),
+               nz(e->sequence_number), nz(e->partition_key), nz(e->table_name), nz(e->index_name),
+               nz(e->doc_id), (long long)e->version, nz(e->error_class), e->http_status,
+               nz(e->error_message), e->attempts, nz(e->first_failed_at), nz(e->last_failed_at),
+               nz(e->replay_result));
+        if (e->raw_len == 0) {
+            printf("-\n\n");
+        } else if (d2o_utf8_text((const char *)e->raw, e->raw_len)) {
             printf("%.*s\n\n", (int)e->raw_len, (const char *)e->raw);
         } else {
             /* Binary or NUL-leading bytes would print as nothing, or garble the terminal. */

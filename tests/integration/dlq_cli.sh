@@ -121,6 +121,9 @@ check "show --json of a text record says utf-8" $? "$out"
 out=$("$ddb2os" dlq show --id 2)
 grep -q "^raw_record:      (5 bytes, not UTF-8 text; base64) AP/+ewE=$" <<<"$out"
 check "show prints a binary record as base64, not as an empty line" $? "$out"
+! grep -nE " +$" <<<"$out" && grep -q "^shard:           shardId-000000000001$" <<<"$out" &&
+    grep -q "^partition_key:   -$" <<<"$out"
+check "show: the shard as 'shard', empty fields as '-', no line ends in blanks" $? "$out"
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]
