@@ -31,7 +31,7 @@ static PGconn *migrated(void)
     pgfx_sql(c,
              "INSERT INTO leases (application, stream, shard_id, owner, lease_counter, expires_at,"
              " checkpoint) VALUES ('app', 's', 'shardId-000000000000', 'w1', 7,"
-             " now() + interval '10 seconds', '100')");
+             " now() + interval '10 minutes', '100')");
     return c;
 }
 
