@@ -36,6 +36,10 @@ extern const int d2o_pg_schema_latest;
  * timeout. Returns NULL with errstr (libpq's message, which never shows the password).
  * @blocking yes.
  */
+/* Registers the password inside a conninfo (keyword or URI form) with the log redactor, so
+ * neither the log nor an operator command that prints the conninfo shows it. */
+void d2o_pg_register_password(const char *conninfo);
+
 PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char *errstr,
                        size_t errstr_size);
 

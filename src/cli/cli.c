@@ -9,6 +9,7 @@
 #include "d2o/cli.h"
 #include "d2o/conf.h"
 #include "d2o/log.h"
+#include "d2o/pg.h"
 #include "d2o/util.h"
 #include "d2o_config.h"
 
@@ -378,7 +379,10 @@ static int cmd_check_config(int argc, char **argv)
     }
     e |= json ? d2o_buf_puts(&b, "}\n") : 0;
     if (e == 0) {
-        fwrite(b.data, 1, b.len, stdout);
+        /* pg_conninfo is printed, but never the password inside it. */
+        d2o_pg_register_password(conf.pg_conninfo);
+        d2o_log_redact(b.data);
+        fwrite(b.data, 1, strlen(b.data), stdout);
     }
     d2o_buf_free(&b);
     d2o_conf_free(&conf);

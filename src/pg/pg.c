@@ -152,7 +152,7 @@ static void notice(void *arg, const char *message)
 }
 
 /* The conninfo's password goes to the log redactor before anything can print it. */
-static void register_password(const char *conninfo)
+void d2o_pg_register_password(const char *conninfo)
 {
     PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
     PQconninfoOption *o;
@@ -196,7 +196,7 @@ PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char 
     PGconn *c;
     int n = 0;
 
-    register_password(conninfo);
+    d2o_pg_register_password(conninfo);
     keys[n] = "dbname";
     values[n++] = conninfo ? conninfo : "";
     keys[n] = "application_name";

@@ -47,6 +47,16 @@ check "comments and quotes: exit 0" $? "$(cat "$tmp/err")"
 grep -qx 'stream_name = books' "$tmp/out"
 check "comments and quotes: the value alone" $? "$(grep stream_name "$tmp/out")"
 
+# pg_conninfo is shown, its password never: keyword form, URI form, text and --json.
+for ci in 'host=127.0.0.1 user=app password=hunter2secret dbname=d' \
+    'postgresql://app:hunter2secret@127.0.0.1/d'; do
+    for fmt in "" --json; do
+        "$ddb2os" check-config $fmt --stream-name s --pg-conninfo "$ci" > "$tmp/out" 2> "$tmp/err"
+        ! grep -q hunter2secret "$tmp/out" "$tmp/err" && grep -q 'pg_conninfo' "$tmp/out"
+        check "password hidden ($ci $fmt)" $? "$(grep pg_conninfo "$tmp/out")"
+    done
+done
+
 "$ddb2os" check-config --json -c "$tmp/ok.conf" > "$tmp/json" 2> "$tmp/err"
 check "--json: exit 0" $? "$(cat "$tmp/err")"
 python3 - "$tmp/json" <<'PY'
