@@ -9,7 +9,7 @@ travel on different shards, so two workers write them independently: an older wr
 429s by the proxy while the item's delete lands; OpenSearch restarts and so forgets the delete's
 version; then the write is released. The document must stay deleted. The same for a dead-letter
 row older than a delete, replayed with `ddb2os dlq replay`. A re-create after the delete is still
-indexed.
+indexed. And the workers' retention job forgets deletes older than the retention.
 """
 import json
 import os
@@ -110,19 +110,30 @@ class DeletesStayDeleted(unittest.TestCase):
         env, items = self.env, self.items
         env.create_stream(2)
         shard_a, shard_b = env.shards()
+        # Deletes recorded long ago (3 h) and just now; the pool keeps them for 1 h.
+        out = subprocess.run([BINARY, "migrate"], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, DDB2OS_PG_CONNINFO=env.pg))
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        env.sql("INSERT INTO deletes (application, index_name, doc_id, version, deleted_at)"
+                " VALUES ('%s', '%s', 'ancient', 1, now() - interval '3 hours'),"
+                " ('%s', '%s', 'recent', 1, now())" % (env.app, env.index, env.app, env.index))
         # Both workers write through the proxy; retries come back within a second.
         saved, env.opensearch = env.opensearch, self.proxy.url
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.sup = poolkit.Supervisor(BINARY, env, "D", workers=2, lease_ms=LEASE_MS,
-                                      extra=["--retry-cap-ms", "1000"], metrics_port=self.port)
+                                      extra=["--retry-cap-ms", "1000", "--stream-retention-ms",
+                                             "1h", "--dlq-replay-window-ms", "0"],
+                                      metrics_port=self.port)
         env.opensearch = saved
 
         def one_each():
             owners = env.owners()
             return len(owners) == 2 and len(set(owners.values())) == 2 or None
         poolkit.wait_for("one shard per worker", one_each, 30, step=0.2)
+        poolkit.wait_for("the retention job", lambda: env.sql(
+            "SELECT string_agg(doc_id, ',') FROM deletes") == "recent" or None, 30, step=0.2)
 
         # x and y exist; both creates travel on shard B.
         self.put_on(shard_b, items.change("x", "INSERT", {"title": "x1"}))
