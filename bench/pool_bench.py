@@ -2,6 +2,7 @@
 """Benchmarks of the worker pool on the local servers (numbers in docs/performance.md).
 
 usage: pool_bench.py DDB2OS_BINARY failover|handoff|scaling|all [--records N] [--repeat K]
+                    [--layout SHARDSxWORKERS]
 
   failover  kill -9 of a worker holding 2 of 8 shards (2 supervisors x 2 workers, lease 10 s):
             seconds from the kill to the last of its shards taken by a live worker, by the
@@ -12,8 +13,9 @@ usage: pool_bench.py DDB2OS_BINARY failover|handoff|scaling|all [--records N] [-
             read to its end: records/s from the first record read to the last checkpoint, CPU ms
             per 1000 records (supervisor + workers, /proc), peak worker RSS (VmHWM) and
             checkpoint transaction latency p50/p99 (bucket bounds from /metrics), for 1, 2 and 4
-            workers on 8 shards and for 1, 16 and 64 shards; on kinesalite, since kinesis-mock's
-            PutRecords slows down as a stream grows (about 700 records/s at 20 000 records)
+            workers on 8 shards and for 1, 16 and 64 shards (--layout 8x2: only that one, K
+            times); on kinesalite, since kinesis-mock's PutRecords slows down as a stream grows
+            (about 700 records/s at 20 000 records)
 
 The servers are shared with the benchmark (2 cores in all), so records/s is a floor for this
 machine, not for ddb2os alone. Each run uses a fresh stream, application and index.
@@ -140,7 +142,8 @@ def scaling_run(binary, shards, workers, n_records):
     env = poolkit.Env("bsc", kinesis="D2O_TEST_KINESALITE")
     env.create_stream(shards)
     items = poolkit.Items()
-    n_items = max(1, n_records // 4)
+    # 4 changes per item and one item in five deleted: 4.2 records per item, deletes included
+    n_items = max(1, n_records * 5 // 21)
     batch = items.workload(n_items, 4, prefix="k")[:n_records]
     t_put = time.time()
     env.put(batch)
@@ -182,9 +185,9 @@ def scaling_run(binary, shards, workers, n_records):
             "ckpt_p50_ms": p50 * 1000, "ckpt_p99_ms": p99 * 1000, "put_s": put_s}
 
 
-def bench_scaling(binary, n_records):
+def bench_scaling(binary, n_records, layouts):
     rows = []
-    for shards, workers in ((8, 1), (8, 2), (8, 4), (1, 1), (16, 2), (64, 2)):
+    for shards, workers in layouts:
         r = scaling_run(binary, shards, workers, n_records)
         rows.append(r)
         print("shards %(shards)2d workers %(workers)d: %(records)d records, %(records_per_s).0f "
@@ -203,12 +206,16 @@ def main():
     args = sys.argv[3:]
     n_records = int(args[args.index("--records") + 1]) if "--records" in args else 50000
     repeat = int(args[args.index("--repeat") + 1]) if "--repeat" in args else 3
+    layouts = ((8, 1), (8, 2), (8, 4), (1, 1), (16, 2), (64, 2))
+    if "--layout" in args:
+        shards, workers = args[args.index("--layout") + 1].split("x")
+        layouts = ((int(shards), int(workers)),) * repeat
     if what in ("failover", "all"):
         bench_failover(binary, repeat)
     if what in ("handoff", "all"):
         bench_handoff(binary, repeat)
     if what in ("scaling", "all"):
-        bench_scaling(binary, n_records)
+        bench_scaling(binary, n_records, layouts)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,27 @@ typedef void (*d2o_bulk_done_fn)(void *cookie, const struct d2o_bulk_result *res
 typedef int (*d2o_bulk_start_fn)(void *ctx, const struct d2o_http_request *req, d2o_http_done_fn cb,
                                  void *cb_arg);
 
+/* One item of a request as the pre-send filter sees it. Valid during the call only. */
+struct d2o_bulk_filter_item {
+    const char *index; /* the ordering key; both NULL when the action line had none */
+    const char *id;
+    int64_t version; /* the external version given to d2o_bulk_add_item(); 0: unknown */
+    bool is_delete;
+    void *cookie;
+};
+
+/*
+ * The pre-send filter (optional): called once per request, with the items it is about to carry,
+ * immediately before it is sent; retries and the halves of a split are new requests and are
+ * filtered again. It sets drop[i] (all false on entry) for items that must not go out: they are
+ * not sent and finish as D2O_BULK_STALE. It returns 0, or a negative errno when it cannot
+ * decide: then nothing of the request goes out, and its items wait and are tried again with the
+ * backoff of a failed request (an item never goes out unfiltered). It must not call back into
+ * the sink.
+ */
+typedef int (*d2o_bulk_filter_fn)(void *arg, const struct d2o_bulk_filter_item *items, size_t n,
+                                  bool *drop);
+
 struct d2o_bulk_opts {
     const char *url;        /* OpenSearch base URL, e.g. http://127.0.0.1:9200 (copied) */
     const char *basic_user; /* basic auth when set (copied) */
@@ -105,6 +126,8 @@ struct d2o_bulk_opts {
      * failed in transport), with done_arg; for the latency histogram. A health probe
      * (d2o_bulk_ping) reports total_us -1. */
     void (*observe)(int64_t total_us, long status, void *arg);
+    d2o_bulk_filter_fn filter; /* optional, with filter_arg */
+    void *filter_arg;
     /* Test seams (NULL: the real thing). */
     int64_t (*now_ms)(void); /* monotonic clock; default d2o_mono_ms */
     d2o_bulk_start_fn start; /* transport; default d2o_http_start on the sink's http */
@@ -116,6 +139,8 @@ struct d2o_bulk_stats {
     uint64_t splits;
     uint64_t throttled;     /* item results 429/503/rejected execution */
     uint64_t bad_responses; /* 200 answers that could not be read or did not match */
+    uint64_t filtered;      /* items the pre-send filter dropped (also counted as stale) */
+    uint64_t filter_failures;
 };
 
 /* One item for d2o_bulk_add_item(). Everything is copied. */
@@ -126,6 +151,7 @@ struct d2o_bulk_item {
     const char *id;    /* read from the action line */
     bool is_delete;    /* how a 404 is read */
     void *cookie;      /* handed back with the outcome */
+    int64_t version;   /* the external version, for the pre-send filter (0: unknown) */
 };
 
 struct d2o_bulk;

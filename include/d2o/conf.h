@@ -67,6 +67,8 @@ struct d2o_config {
     struct d2o_kvlist key_schema;
     int delete_mode;
     int ttl_deletes;
+    int64_t stream_retention_ms;  /* deletes are remembered for stream_retention_ms + */
+    int64_t dlq_replay_window_ms; /* dlq_replay_window_ms (delete_mode = delete) */
     /* bulk sink and retries */
     int64_t bulk_max_bytes;
     int64_t bulk_max_records;

@@ -39,6 +39,7 @@ struct item {
     size_t len;
     bool is_delete;
     void *cookie;
+    int64_t version; /* for the pre-send filter; 0: unknown */
     unsigned attempts;
     int64_t enq_ms;
     int64_t not_before_ms;
@@ -89,7 +90,9 @@ struct d2o_bulk {
     uint64_t splits_made;
     bool flush_all;
     struct d2o_bulk_stats stats;
-    size_t *lens;      /* scratch for d2o_bulk_batch_count */
+    size_t *lens;                        /* scratch for d2o_bulk_batch_count */
+    struct d2o_bulk_filter_item *fitems; /* scratch for the pre-send filter (max_items each) */
+    bool *fdrop;
     struct ping *ping; /* the health probe in flight, if any */
 };
 
@@ -318,6 +321,8 @@ void d2o_bulk_free(struct d2o_bulk *b)
     }
     free(b->docs);
     free(b->lens);
+    free(b->fitems);
+    free(b->fdrop);
     free(b->base_url);
     free(b->url);
     free(b->basic_header);
@@ -418,6 +423,13 @@ struct d2o_bulk *d2o_bulk_new(struct d2o_http *http, const struct d2o_bulk_opts 
     if (!b->lens || docs_grow(b) < 0) {
         goto nomem;
     }
+    if (b->o.filter) {
+        b->fitems = calloc(b->o.max_items, sizeof(*b->fitems));
+        b->fdrop = calloc(b->o.max_items, sizeof(*b->fdrop));
+        if (!b->fitems || !b->fdrop) {
+            goto nomem;
+        }
+    }
     n = strlen(opts->url);
     while (n > 0 && opts->url[n - 1] == '/') {
         n--;
@@ -498,6 +510,7 @@ int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
     it->data[it->len] = '\0';
     it->is_delete = in->is_delete;
     it->cookie = in->cookie;
+    it->version = in->version;
     it->enq_ms = b->o.now_ms();
     if (in->index && in->id) {
         it->doc = doc_get(b, in->index, in->id);
@@ -544,7 +557,7 @@ out:
 
 int d2o_bulk_add(struct d2o_bulk *b, const char *ndjson, size_t len, bool is_delete, void *cookie)
 {
-    struct d2o_bulk_item in = {ndjson, len, NULL, NULL, is_delete, cookie};
+    struct d2o_bulk_item in = {ndjson, len, NULL, NULL, is_delete, cookie, 0};
 
     return d2o_bulk_add_item(b, &in);
 }
@@ -921,6 +934,57 @@ fail:
     return r;
 }
 
+/*
+ * Runs the pre-send filter over the first n ready items. Dropped items leave the ready list (so
+ * the first kept items lead it) and are moved to *dropped, to be finished after the request went
+ * out. Returns how many items are kept, or < 0 when the filter failed: then all n items wait with
+ * backoff.
+ */
+static long filter_batch(struct d2o_bulk *b, size_t n, struct item **dropped, int64_t now)
+{
+    struct item *it, *next;
+    size_t i, kept = 0;
+    int r;
+
+    for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
+        b->fitems[i].index = it->doc ? it->doc->key : NULL;
+        b->fitems[i].id = it->doc ? it->doc->id : NULL;
+        b->fitems[i].version = it->version;
+        b->fitems[i].is_delete = it->is_delete;
+        b->fitems[i].cookie = it->cookie;
+        b->fdrop[i] = false;
+    }
+    r = b->o.filter(b->o.filter_arg, b->fitems, n, b->fdrop);
+    if (r < 0) {
+        int64_t wait;
+
+        b->failure_streak++;
+        b->stats.filter_failures++;
+        wait = d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, b->failure_streak - 1);
+        d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_filter_failed",
+                "the pre-send check of %zu items failed (errno %d); holding them for %lld ms", n,
+                -r, (long long)wait);
+        for (i = 0, it = b->ready.head; i < n; i++, it = next) {
+            next = it->next;
+            list_remove(&b->ready, it);
+            delay(b, it, now + wait);
+        }
+        return r;
+    }
+    for (i = 0, it = b->ready.head; i < n; i++, it = next) {
+        next = it->next;
+        if (b->fdrop[i]) {
+            list_remove(&b->ready, it);
+            it->next = *dropped;
+            *dropped = it;
+            b->stats.filtered++;
+        } else {
+            kept++;
+        }
+    }
+    return (long)kept;
+}
+
 /* Moves delayed items whose backoff has passed to the front of the ready list. */
 static void promote_delayed(struct d2o_bulk *b, int64_t now)
 {
@@ -949,7 +1013,8 @@ static void send_due(struct d2o_bulk *b, int64_t now)
     promote_delayed(b, now);
     while (b->in_flight < b->o.max_in_flight && ready_due(b, now)) {
         size_t cap = b->o.max_items, n, i;
-        struct item *it;
+        struct item *it, *dropped = NULL;
+        bool stop = false, any_dropped;
 
         /* The halves of a split request lead the ready list: the batch takes one half. */
         if (b->ready.head->max_batch && b->ready.head->max_batch < cap) {
@@ -962,7 +1027,25 @@ static void send_due(struct d2o_bulk *b, int64_t now)
             b->lens[i] = it->len;
         }
         n = d2o_bulk_batch_count(b->lens, i, b->o.max_bytes, cap);
-        if (n == 0 || send_request(b, n) < 0) {
+        if (n > 0 && b->o.filter) {
+            long kept = filter_batch(b, n, &dropped, now);
+
+            stop = kept < 0;
+            n = kept < 0 ? 0 : (size_t)kept;
+        }
+        if (n > 0 && send_request(b, n) < 0) {
+            stop = true;
+        }
+        /* Dropped items finish after the request left: finishing one readies its document's
+         * next item, which goes in a later request, checked again. */
+        any_dropped = dropped != NULL;
+        while (dropped) {
+            it = dropped;
+            dropped = it->next;
+            it->next = it->prev = NULL;
+            finish(b, it, D2O_BULK_STALE, 0, NULL, NULL);
+        }
+        if (stop || (n == 0 && !any_dropped)) {
             break;
         }
     }

@@ -14,6 +14,7 @@
 #include "d2o/cli.h"
 #include "d2o/clock.h"
 #include "d2o/creds.h"
+#include "d2o/deletes.h"
 #include "d2o/dlq.h"
 #include "d2o/document.h"
 #include "d2o/http.h"
@@ -261,7 +262,10 @@ static void on_replayed(void *cookie, const struct d2o_bulk_result *res, void *a
         break;
     case D2O_BULK_STALE:
         rr->done = 1;
-        snprintf(rr->result, sizeof(rr->result), "stale: a newer version is already indexed");
+        /* Status 0: dropped before sending, by the delete store. */
+        snprintf(rr->result, sizeof(rr->result), "%s",
+                 res->status == 0 ? "stale: the document was deleted at a newer version"
+                                  : "stale: a newer version is already indexed");
         break;
     case D2O_BULK_ABSENT:
         rr->done = 1;
@@ -275,6 +279,20 @@ static void on_replayed(void *cookie, const struct d2o_bulk_result *res, void *a
     }
 }
 
+static int replay_add(struct d2o_bulk *sink, const struct d2o_doc_op *op, struct replay_row *rr)
+{
+    struct d2o_bulk_item item = {0};
+
+    item.ndjson = op->ndjson.data;
+    item.len = op->ndjson.len;
+    item.index = op->index;
+    item.id = op->id;
+    item.is_delete = op->action == D2O_DOC_DELETE;
+    item.cookie = rr;
+    item.version = op->version;
+    return d2o_bulk_add_item(sink, &item);
+}
+
 static int replay(PGconn *c, struct d2o_config *conf, struct d2o_dlq_entry *rows, size_t n,
                   bool dry_run)
 {
@@ -284,6 +302,7 @@ static int replay(PGconn *c, struct d2o_config *conf, struct d2o_dlq_entry *rows
     struct d2o_creds *creds = NULL;
     struct d2o_sigv4_signer *signer = NULL;
     struct d2o_bulk_opts o;
+    struct d2o_deletes_ctx deletes = {0};
     char err[512];
     size_t i, ok = 0, failed = 0;
     int rc = D2O_EXIT_FAIL;
@@ -301,6 +320,14 @@ static int replay(PGconn *c, struct d2o_config *conf, struct d2o_dlq_entry *rows
         }
         d2o_bulk_opts_from_config(&o, conf);
         o.done = on_replayed;
+        if (conf->delete_mode == D2O_DELETE_DELETE) {
+            /* The same check as the workers': a replayed write older than a recorded delete is
+             * dropped (stale), a replayed delete is recorded before it goes out. */
+            deletes.pg = c;
+            deletes.application = conf->application;
+            o.filter = d2o_deletes_filter;
+            o.filter_arg = &deletes;
+        }
         if (conf->opensearch_auth == D2O_OS_AUTH_SIGV4) {
             const struct d2o_aws_creds *ac;
             struct d2o_creds_opts co = {0};
@@ -343,8 +370,7 @@ static int replay(PGconn *c, struct d2o_config *conf, struct d2o_dlq_entry *rows
         } else if (op.action == D2O_DOC_SKIP) {
             rr[i].done = 1;
             snprintf(rr[i].result, sizeof(rr[i].result), "skipped: TTL delete kept");
-        } else if (d2o_bulk_add(sink, op.ndjson.data, op.ndjson.len, op.action == D2O_DOC_DELETE,
-                                &rr[i]) < 0) {
+        } else if (replay_add(sink, &op, &rr[i]) < 0) {
             rr[i].done = -1;
             snprintf(rr[i].result, sizeof(rr[i].result), "failed: out of memory");
         }

@@ -170,9 +170,23 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "entry.",
      false, false, NULL},
     {"delete_mode", D2O_CONF_ENUM, OFF(delete_mode), "delete", 0, 0, delete_modes,
-     "What a REMOVE does: delete removes the document; tombstone indexes {\"_deleted\": true} "
-     "with the item's keys at the delete's version, so a late older write can never bring the "
-     "document back, even after index.gc_deletes.",
+     "What a REMOVE does: delete removes the document, and ddb2os remembers the delete in "
+     "PostgreSQL (see stream_retention_ms) so a late older write cannot bring it back; "
+     "tombstone indexes {\"_deleted\": true} with the item's keys at the delete's version, so "
+     "OpenSearch itself keeps the delete's version for ever and queries filter _deleted.",
+     false, false, NULL},
+    {"stream_retention_ms", D2O_CONF_MS, OFF(stream_retention_ms), "24h", 3600000, 31536000000LL,
+     NULL,
+     "The stream's data retention period (24 hours unless it was raised, at most 365 days). With "
+     "delete_mode = delete, ddb2os remembers each delete in PostgreSQL for stream_retention_ms + "
+     "dlq_replay_window_ms and drops any older write of the document that arrives in that time, "
+     "so a late write cannot bring a deleted document back even after OpenSearch forgot the "
+     "delete.",
+     false, false, NULL},
+    {"dlq_replay_window_ms", D2O_CONF_MS, OFF(dlq_replay_window_ms), "168h", 0, 31536000000LL, NULL,
+     "How long after a delete a dead-letter row of the same document may still be replayed "
+     "safely; added to stream_retention_ms for how long deletes are remembered. A pending "
+     "dead-letter row older than a delete keeps that delete remembered beyond it.",
      false, false, NULL},
     {"ttl_deletes", D2O_CONF_ENUM, OFF(ttl_deletes), "delete", 0, 0, ttl_modes,
      "What a REMOVE made by DynamoDB's TTL expiry does: delete handles it like any REMOVE; keep "

@@ -125,6 +125,19 @@ static const char *const migrations[] = {
     "      AND l.expires_at > now()) AS leases_held,"
     "   w.records_per_s, w.stopped_at"
     " FROM workers w;",
+    /* 4: the delete store (src/deletes): one row per deleted document with the highest delete
+     * version seen, so a late older write is dropped even after OpenSearch forgot the delete;
+     * pending dead-letter rows by document, for which the retention job keeps deletes. */
+    "CREATE TABLE deletes ("
+    "  application text NOT NULL,"
+    "  index_name text NOT NULL,"
+    "  doc_id text NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  deleted_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (application, index_name, doc_id));"
+    "CREATE INDEX deletes_age ON deletes (application, deleted_at);"
+    "CREATE INDEX dlq_pending_doc ON dlq (application, index_name, doc_id)"
+    "  WHERE state = 'pending';",
 };
 
 const int d2o_pg_schema_latest = (int)D2O_ARRAY_SIZE(migrations);

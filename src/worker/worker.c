@@ -524,6 +524,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         item.id = op.id;
         item.is_delete = op.action == D2O_DOC_DELETE;
         item.cookie = ck;
+        item.version = op.version;
         if (r == 0) {
             cookie_keep(w, ck);
             r = d2o_bulk_add_item(w->sink, &item);
@@ -980,6 +981,7 @@ static void lease_tick(struct worker *w, int64_t now)
         return;
     }
     report_progress(w, now);
+    worker_deletes_tick(w, now);
     if (w->draining || !w->pg) {
         return;
     }

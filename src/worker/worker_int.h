@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "d2o/bulk.h"
+#include "d2o/deletes.h"
 #include "d2o/kinesis.h"
 #include "d2o/metrics.h"
 
@@ -58,6 +59,8 @@ struct worker {
     uint64_t emf_prev[D2O_M_COUNTER_COUNT];
     struct d2o_metrics_server *server;
     int server_fd;
+    struct d2o_deletes_ctx deletes; /* the sink's pre-send check (delete_mode = delete) */
+    int64_t next_expire_ms;         /* next run of the delete store's retention job */
 };
 
 /* worker.c */
@@ -83,5 +86,12 @@ void worker_refresh_creds(struct worker *w);
  * reloadable (log level, format and categories to this process; the sink's timings to sink, when
  * given); names the changed keys that need a restart. */
 void worker_reload(const struct d2o_config *conf, struct d2o_bulk *sink);
+
+/* worker_deletes.c */
+/* The sink's pre-send filter: records the request's deletes and drops writes they outrank. */
+int worker_deletes_filter(void *arg, const struct d2o_bulk_filter_item *items, size_t n,
+                          bool *drop);
+/* The delete store's retention job, when due (from the lease tick). */
+void worker_deletes_tick(struct worker *w, int64_t now);
 
 #endif

@@ -417,6 +417,10 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
     bo.done = worker_on_bulk_done;
     bo.observe = worker_on_bulk_answer;
     bo.done_arg = w;
+    if (c->delete_mode == D2O_DELETE_DELETE) {
+        bo.filter = worker_deletes_filter;
+        bo.filter_arg = w;
+    }
     if (c->opensearch_auth == D2O_OS_AUTH_SIGV4) {
         w->os_signer = d2o_sigv4_signer_new(
             c->aws_region, c->opensearch_service == D2O_OS_SERVICE_AOSS ? "aoss" : "es");

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256] = "";
     size_t n = size ? data[0] % 9 : 0, i;
 
-    if (d2o_bulk_parse_response((const char *)data, size, n, st, err, sizeof(err)) == 0) {
+    if (d2o_bulk_parse_response((const char *)data, size, n, NULL, st, err, sizeof(err)) == 0) {
         for (i = 0; i < n; i++) {
             (void)d2o_classify_bulk_item(st[i].status, st[i].error_type, (int)(i & 1));
         }

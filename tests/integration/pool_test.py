@@ -365,9 +365,4 @@ def subprocess_run(args, env):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    BINARY = sys.argv[1]
-    poolkit.need("D2O_TEST_PG")
-    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
+    poolkit.main(sys.modules[__name__])

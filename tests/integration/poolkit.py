@@ -264,6 +264,18 @@ class Supervisor:
             return ""
 
 
+def main(module):
+    """Runs a test script's unittest cases: `SCRIPT DDB2OS_BINARY [TEST_NAME...]`; the binary
+    goes to module.BINARY."""
+    import unittest
+    if len(sys.argv) < 2:
+        print(module.__doc__, file=sys.stderr)
+        sys.exit(2)
+    module.BINARY = sys.argv[1]
+    need("D2O_TEST_PG")
+    unittest.main(module=module, argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
+
+
 def wait_for(what, predicate, timeout, step=0.1):
     deadline = time.time() + timeout
     last = None

@@ -13,6 +13,10 @@ from flags or at run time with `POST /__fault` (a JSON object of the same names)
                                  synthetic result is spliced into the response at its position
   item_429_fraction              ... or refuse this fraction of the items, at random
   item_429_ids                   {"<_id>": n}: refuse the items of these documents n times each
+  item_429_hold                  {"<_id>": version}: refuse the items of this document at this
+                                 external version every time, until the hold is replaced
+                                 (e.g. {"item_429_hold": {}}): an older write held back while
+                                 newer changes of its document land
   seed                           seed of the random choices (default 1), for repeatable runs
   reset_count                    close the next N connections without answering
   down_seconds                   close every connection at once for this long
@@ -38,11 +42,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
 FAULTS = {"request_status": 0, "request_count": 0, "request_fraction": 0.0, "item_429_every": 0,
-          "item_429_fraction": 0.0, "item_429_ids": {}, "reset_count": 0, "down_until": 0.0,
+          "item_429_fraction": 0.0, "item_429_ids": {}, "item_429_hold": {}, "reset_count": 0, "down_until": 0.0,
           "delay_ms": 0, "max_body": 0}
 RNG = random.Random(1)
 STATS = {"requests": 0, "forwarded": 0, "injected_status": 0, "injected_items": 0,
-         "resets": 0, "too_large": 0}
+         "held_items": 0, "resets": 0, "too_large": 0}
 ITEM_COUNTER = [0]
 UPSTREAM = ("127.0.0.1", 9200)
 
@@ -54,7 +58,7 @@ def set_faults(spec):
                 FAULTS["down_until"] = time.time() + float(value)
             elif key == "seed":
                 RNG.seed(value)
-            elif key == "item_429_ids":
+            elif key in ("item_429_ids", "item_429_hold"):
                 FAULTS[key] = {str(k): int(v) for k, v in dict(value).items()}
             elif key in FAULTS:
                 FAULTS[key] = value
@@ -144,7 +148,7 @@ class Handler(BaseHTTPRequestHandler):
             if status:
                 STATS["injected_status"] += 1
             every = (FAULTS["item_429_every"] or FAULTS["item_429_fraction"] or
-                     FAULTS["item_429_ids"])
+                     FAULTS["item_429_ids"] or FAULTS["item_429_hold"])
             delay = FAULTS["delay_ms"]
             too_large = FAULTS["max_body"] and len(body) > FAULTS["max_body"]
             if too_large:
@@ -170,8 +174,13 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             for idx, (verb, lines) in enumerate(items):
                 ITEM_COUNTER[0] += 1
-                doc_id = str(json.loads(lines[0])[verb].get("_id", ""))
-                if FAULTS["item_429_ids"].get(doc_id, 0) > 0:
+                action = json.loads(lines[0])[verb]
+                doc_id = str(action.get("_id", ""))
+                held = FAULTS["item_429_hold"].get(doc_id)
+                if held is not None and held == action.get("version"):
+                    hit = True
+                    STATS["held_items"] += 1
+                elif FAULTS["item_429_ids"].get(doc_id, 0) > 0:
                     FAULTS["item_429_ids"][doc_id] -= 1
                     hit = True
                 elif FAULTS["item_429_every"]:

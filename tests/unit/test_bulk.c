@@ -303,6 +303,44 @@ struct out {
 static struct out outs[MAX_OUT];
 static size_t order[MAX_OUT], n_order;
 
+/* The scripted pre-send filter: what it saw last, and which writes it drops. */
+static struct {
+    bool on;   /* sink_new installs it */
+    int calls; /* how many times it ran */
+    int fail;  /* fail this many calls */
+    size_t n;  /* items of the last call */
+    char ids[MAX_OUT][16];
+    int64_t versions[MAX_OUT];
+    bool dels[MAX_OUT];
+    const char *drop_id; /* drop writes of this document ... */
+    int64_t drop_below;  /* ... below this version */
+} flt;
+
+static int fake_filter(void *arg, const struct d2o_bulk_filter_item *items, size_t n, bool *drop)
+{
+    size_t i;
+
+    ck_assert_ptr_eq(arg, &flt);
+    flt.calls++;
+    for (i = 0; i < n; i++) {
+        ck_assert(!drop[i]);
+    }
+    if (flt.fail > 0) {
+        flt.fail--;
+        return -EIO;
+    }
+    flt.n = n;
+    for (i = 0; i < n && i < MAX_OUT; i++) {
+        ck_assert_str_eq(items[i].index, "books");
+        snprintf(flt.ids[i], sizeof(flt.ids[i]), "%s", items[i].id);
+        flt.versions[i] = items[i].version;
+        flt.dels[i] = items[i].is_delete;
+        drop[i] = !items[i].is_delete && flt.drop_id && strcmp(items[i].id, flt.drop_id) == 0 &&
+                  items[i].version < flt.drop_below;
+    }
+    return 0;
+}
+
 static int64_t fake_clock(void)
 {
     return fake_now;
@@ -383,6 +421,10 @@ static struct d2o_bulk *sink_new(size_t max_items, size_t max_bytes, unsigned ma
     o.done = on_done;
     o.now_ms = fake_clock;
     o.start = fake_start;
+    if (flt.on) {
+        o.filter = fake_filter;
+        o.filter_arg = &flt;
+    }
     b = d2o_bulk_new(NULL, &o, err, sizeof(err));
     ck_assert_msg(b != NULL, "%s", err);
     return b;
@@ -391,6 +433,7 @@ static struct d2o_bulk *sink_new(size_t max_items, size_t max_bytes, unsigned ma
 /* Queues an index (or delete) of doc id at version v, with cookie k. */
 static void add(struct d2o_bulk *b, size_t k, const char *id, int v, bool del)
 {
+    struct d2o_bulk_item item = {0};
     char line[256];
     int n;
 
@@ -406,7 +449,12 @@ static void add(struct d2o_bulk *b, size_t k, const char *id, int v, bool del)
                      "\"version_type\":\"external\"}}\n{\"title\":\"t%d\"}",
                      id, v, v);
     }
-    ck_assert_int_eq(d2o_bulk_add(b, line, (size_t)n, del, (void *)(uintptr_t)k), 0);
+    item.ndjson = line;
+    item.len = (size_t)n;
+    item.is_delete = del;
+    item.cookie = (void *)(uintptr_t)k;
+    item.version = v;
+    ck_assert_int_eq(d2o_bulk_add_item(b, &item), 0);
 }
 
 /* Adds n index items with ids <prefix>0 .. <prefix>(n-1) and cookies 0 .. n-1, version 1. */
@@ -866,6 +914,117 @@ START_TEST(a_failed_start_keeps_the_items)
 }
 END_TEST
 
+/* The pre-send filter sees each request's items (index, id, version, delete) just before it goes
+ * out; what it drops is not sent and finishes stale; the next change of a dropped document goes
+ * in a later request, checked again. */
+START_TEST(the_pre_send_filter_drops_items_before_they_go_out)
+{
+    struct d2o_bulk *b;
+
+    memset(&flt, 0, sizeof(flt));
+    flt.on = true;
+    flt.drop_id = "c";
+    flt.drop_below = 5;
+    b = sink_new(10, 1 << 20, 2);
+    add(b, 0, "a", 5, false);
+    add(b, 1, "b", 7, true);
+    add(b, 2, "c", 3, false); /* older than c's recorded delete: dropped */
+    add(b, 3, "c", 9, false); /* a re-create: waits behind c v3, then goes out */
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_int_eq(flt.calls, 2);
+    ck_assert_uint_eq(n_sent, 2);
+    /* the first request: a and b; c v3 never went out */
+    ck_assert_uint_eq(items_in(0), 2);
+    ck_assert(carries(0, "a") && carries(0, "b") && !carries(0, "c"));
+    ck_assert_int_eq(outs[2].seen, 1);
+    ck_assert_int_eq(outs[2].res.outcome, D2O_BULK_STALE);
+    ck_assert_int_eq(outs[2].res.status, 0);
+    ck_assert_uint_eq(outs[2].res.attempts, 0);
+    /* the second: c v9, seen by the filter on its own */
+    ck_assert_uint_eq(flt.n, 1);
+    ck_assert_str_eq(flt.ids[0], "c");
+    ck_assert_int_eq(flt.versions[0], 9);
+    ck_assert_uint_eq(items_in(1), 1);
+    ck_assert_ptr_nonnull(strstr(sent[1].body, "\"version\":9,"));
+    answer_items(0, NULL);
+    answer_items(1, NULL);
+    ck_assert_int_eq(outs[0].res.outcome, D2O_BULK_DONE);
+    ck_assert_int_eq(outs[1].res.outcome, D2O_BULK_DONE);
+    ck_assert_int_eq(outs[3].res.outcome, D2O_BULK_DONE);
+    ck_assert_uint_eq(d2o_bulk_stats(b)->filtered, 1);
+    ck_assert_uint_eq(d2o_bulk_stats(b)->stale, 1);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+    d2o_bulk_free(b);
+    flt.on = false;
+}
+END_TEST
+
+/* A retry is a new request and is checked again: a write throttled before its document's delete
+ * was recorded is dropped when it comes back. */
+START_TEST(a_retried_write_is_checked_again)
+{
+    struct d2o_bulk *b;
+    static const int throttled[] = {429};
+
+    memset(&flt, 0, sizeof(flt));
+    flt.on = true;
+    b = sink_new(10, 1 << 20, 2);
+    add(b, 0, "x", 4, false);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 1);
+    ck_assert_uint_eq(flt.n, 1);
+    ck_assert(!flt.dels[0]);
+    answer_items(0, throttled);
+    flt.drop_id = "x"; /* meanwhile x was deleted at version 6 */
+    flt.drop_below = 6;
+    fake_now += 5000;
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_int_eq(flt.calls, 2);
+    ck_assert_uint_eq(n_sent, 1); /* not sent again */
+    ck_assert_int_eq(outs[0].res.outcome, D2O_BULK_STALE);
+    ck_assert_uint_eq(outs[0].res.attempts, 1);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+    d2o_bulk_free(b);
+    flt.on = false;
+}
+END_TEST
+
+/* A filter that cannot decide sends nothing: the items wait with backoff and go out checked. */
+START_TEST(a_failed_filter_holds_the_items)
+{
+    struct d2o_bulk *b;
+
+    memset(&flt, 0, sizeof(flt));
+    flt.on = true;
+    flt.fail = 1;
+    b = sink_new(10, 1 << 20, 2);
+    add(b, 0, "p", 1, false);
+    add(b, 1, "q", 2, true);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_int_eq(flt.calls, 1);
+    ck_assert_uint_eq(n_sent, 0);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 2);
+    ck_assert_uint_eq(d2o_bulk_stats(b)->filter_failures, 1);
+    ck_assert_int_gt(d2o_bulk_next_ms(b, fake_now), 0);
+    d2o_bulk_tick(b, fake_now); /* still backing off */
+    ck_assert_int_eq(flt.calls, 1);
+    fake_now += 1000;
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_int_eq(flt.calls, 2);
+    ck_assert_uint_eq(n_sent, 1);
+    ck_assert_uint_eq(items_in(0), 2);
+    ck_assert(flt.dels[1] && flt.versions[1] == 2);
+    answer_items(0, NULL);
+    ck_assert_int_eq(outs[0].res.outcome, D2O_BULK_DONE);
+    ck_assert_int_eq(outs[1].res.outcome, D2O_BULK_DONE);
+    d2o_bulk_free(b);
+    flt.on = false;
+}
+END_TEST
+
 START_TEST(basic_auth_header_and_free_with_pending_items)
 {
     struct d2o_bulk_opts o = {0};
@@ -930,6 +1089,9 @@ Suite *d2o_test_suite(void)
     tcase_add_test(sender, a_refused_body_is_split_down_to_the_bad_item);
     tcase_add_test(sender, one_document_at_a_time_in_arrival_order);
     tcase_add_test(sender, a_failed_start_keeps_the_items);
+    tcase_add_test(sender, the_pre_send_filter_drops_items_before_they_go_out);
+    tcase_add_test(sender, a_retried_write_is_checked_again);
+    tcase_add_test(sender, a_failed_filter_holds_the_items);
     tcase_add_test(sender, basic_auth_header_and_free_with_pending_items);
     suite_add_tcase(s, pure);
     suite_add_tcase(s, sender);
