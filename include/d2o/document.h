@@ -4,16 +4,15 @@
  *   image   AttributeValue maps become plain JSON: S string, N a JSON number with exactly the
  *           decimal text received (never through a double), B base64 text, BOOL, NULL, M object,
  *           L array, SS/NS/BS arrays (members in the order received). Up to 32 nesting levels.
- *   id      from dynamodb.Keys only: the hash key's text, or "<hash>|<range>" with '|' and '\'
- *           escaped by a backslash. N keys use their canonical plain decimal ("1E+3", "1000" and
- *           "1000.0" give "1000"); B keys their base64 text. Which attribute is the hash key comes
- *           from the key_schema setting; without it, the two key attributes are taken in byte
- *           order of their names.
- *   index   index_map entry for the table, else the table name in lower case.
- *   version external: ApproximateCreationDateTime in microseconds, or milliseconds x 1000 plus a
- *           tie-breaker that keeps the shard order of records within one millisecond. The
- *           tie-breaker state belongs to the shard and is saved with its checkpoint, so a restart
- *           or a new lease owner numbers the same records the same way.
+ *   id      from dynamodb.Keys only: the hash key's text exactly, or "<hash>|<range>" with '|'
+ *           and '\' in either part escaped by a backslash (composite keys only). N keys use their
+ * canonical plain decimal ("1E+3", "1000" and "1000.0" give "1000"); B keys their base64 text.
+ * Which attribute is the hash key comes from the key_schema setting; without it, the two key
+ * attributes are taken in byte order of their names. index   index_map entry for the table, else
+ * the table name in lower case. version external: ApproximateCreationDateTime in microseconds, or
+ * milliseconds x 1000 plus a tie-breaker that keeps the shard order of records within one
+ * millisecond. The tie-breaker state belongs to the shard and is saved with its checkpoint, so a
+ * restart or a new lease owner numbers the same records the same way.
  */
 #ifndef D2O_DOCUMENT_H
 #define D2O_DOCUMENT_H

@@ -50,9 +50,10 @@ bool d2o_index_name_valid(const char *name, char *why, size_t why_size)
     return true;
 }
 
-/* Appends one key attribute's text for the id, escaping '|' and '\'. */
-static int key_text(const char *name, struct json_object *av, struct d2o_buf *out, char *errstr,
-                    size_t errstr_size)
+/* Appends one key attribute's text for the id; with escape, '|' and '\' get a backslash (the
+ * parts of a composite id), otherwise the text is kept exactly (a hash key alone). */
+static int key_text(const char *name, struct json_object *av, bool escape, struct d2o_buf *out,
+                    char *errstr, size_t errstr_size)
 {
     struct json_object *v = NULL;
     struct d2o_buf tmp = D2O_BUF_INIT;
@@ -92,7 +93,7 @@ static int key_text(const char *name, struct json_object *av, struct d2o_buf *ou
         r = d2o_buf_append(&tmp, json_object_get_string(v), (size_t)json_object_get_string_len(v));
     }
     for (i = 0; r == 0 && i < tmp.len; i++) {
-        if (tmp.data[i] == '|' || tmp.data[i] == '\\') {
+        if (escape && (tmp.data[i] == '|' || tmp.data[i] == '\\')) {
             r = d2o_buf_putc(out, '\\');
         }
         if (r == 0) {
@@ -150,11 +151,11 @@ int d2o_doc_id(struct json_object *keys, const char *hash_key, const char *range
             vals[1] = tv;
         }
     }
-    r = key_text(names[0], vals[0], out, errstr, errstr_size);
+    r = key_text(names[0], vals[0], n == 2, out, errstr, errstr_size);
     if (r == 0 && n == 2) {
         r = d2o_buf_putc(out, '|');
         if (r == 0) {
-            r = key_text(names[1], vals[1], out, errstr, errstr_size);
+            r = key_text(names[1], vals[1], true, out, errstr, errstr_size);
         }
     }
     return r;

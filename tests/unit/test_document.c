@@ -218,6 +218,35 @@ START_TEST(document_ids)
 }
 END_TEST
 
+/* A hash key alone is the id exactly as the table holds it, whatever it contains; only the
+ * parts of a composite id are escaped. */
+START_TEST(hash_key_ids_are_exact)
+{
+    static const struct {
+        const char *keys, *hash, *range, *id;
+    } cases[] = {
+        {"{\"book_id\":{\"S\":\"a|b\"}}", NULL, NULL, "a|b"},
+        {"{\"book_id\":{\"S\":\"a\\\\b\"}}", NULL, NULL, "a\\b"},
+        {"{\"book_id\":{\"S\":\"|\\\\|\"}}", "book_id", NULL, "|\\|"},
+        {"{\"book_id\":{\"S\":\"x\\\\|y\"}}", NULL, NULL, "x\\|y"},
+        {"{\"pk\":{\"S\":\"a|b\"},\"sk\":{\"S\":\"c\"}}", NULL, NULL, "a\\|b|c"},
+        {"{\"pk\":{\"S\":\"a\"},\"sk\":{\"S\":\"\\\\\"}}", "pk", "sk", "a|\\\\"},
+    };
+    char err[256];
+    size_t i;
+    int rc;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *id = id_of(cases[i].keys, cases[i].hash, cases[i].range, &rc, err);
+
+        ck_assert_msg(id != NULL, "case %zu: %s", i, err);
+        ck_assert_msg(strcmp(id, cases[i].id) == 0, "case %zu: id '%s', want '%s'", i, id,
+                      cases[i].id);
+        free(id);
+    }
+}
+END_TEST
+
 START_TEST(versions_and_tie_breaker)
 {
     struct d2o_version_state vs = {0, 0}, saved;
@@ -315,6 +344,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, deepest_nesting);
     tcase_add_test(tc, malformed_attribute_values);
     tcase_add_test(tc, document_ids);
+    tcase_add_test(tc, hash_key_ids_are_exact);
     tcase_add_test(tc, versions_and_tie_breaker);
     tcase_add_test(tc, index_names);
     tcase_add_test(tc, bulk_items);
