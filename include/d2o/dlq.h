@@ -20,8 +20,6 @@
 
 #include <libpq-fe.h>
 
-#include "d2o/document.h"
-
 struct d2o_dlq_row {
     const char *stream;
     const char *shard_id;
@@ -49,7 +47,6 @@ struct d2o_checkpoint {
     const char *owner;
     int64_t lease_counter;
     const char *position; /* a sequence number or SHARD_END */
-    struct d2o_version_state version_state;
 };
 
 /*

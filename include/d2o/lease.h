@@ -31,8 +31,6 @@
 
 #include <libpq-fe.h>
 
-#include "d2o/document.h"
-
 /* Release, hand-over and shard end NOTIFY this channel with the application as payload, so
  * workers below their target take the lease at once instead of at their next tick. */
 #define D2O_LEASE_CHANNEL "ddb2os_leases"
@@ -44,7 +42,6 @@ struct d2o_lease {
     char *owner;
     int64_t counter;
     char *checkpoint;
-    struct d2o_version_state version_state;
     char *pending_owner;      /* NULL unless a handoff was requested */
     int64_t checkpoint_ts_ms; /* the time of an AT_TIMESTAMP checkpoint, epoch ms; 0 otherwise */
 };

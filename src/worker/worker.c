@@ -81,7 +81,7 @@ struct shard {
     char *iterator;
     char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
     struct d2o_ack *ack;
-    struct d2o_version_state vs; /* after the last record read */
+    bool warned_ms; /* the MILLISECOND precision warning was logged for this shard */
     int64_t next_get_ms;
     int64_t idle_wait_ms;
     int64_t last_get_ms;
@@ -89,7 +89,6 @@ struct shard {
     size_t in_sink; /* cookies held by the sink */
     /* acknowledged, not yet committed */
     char *commit_pos;
-    struct d2o_version_state commit_vs;
     bool commit_dirty;
     void **commit_dlq;
     size_t n_commit_dlq;
@@ -220,7 +219,6 @@ static int lease_copy(struct d2o_lease *dst, const struct d2o_lease *src)
     dst->checkpoint = strdup(src->checkpoint);
     dst->pending_owner = src->pending_owner ? strdup(src->pending_owner) : NULL;
     dst->counter = src->counter;
-    dst->version_state = src->version_state;
     dst->checkpoint_ts_ms = src->checkpoint_ts_ms;
     if (!dst->stream || !dst->shard_id || !dst->owner || !dst->checkpoint ||
         (src->pending_owner && !dst->pending_owner)) {
@@ -290,7 +288,6 @@ static int shard_add(struct worker *w, const struct d2o_lease *l, const char *ho
         shard_free(sh);
         return -ENOMEM;
     }
-    sh->vs = l->version_state;
     sh->millis_behind = -1;
     sh->idle_wait_ms = w->conf->poll_min_ms;
     sh->window_start_ms = d2o_mono_ms();
@@ -434,7 +431,7 @@ static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
 {
     uint64_t ticket;
 
-    if (d2o_ack_push(sh->ack, seq, sh->vs, &ticket) < 0) {
+    if (d2o_ack_push(sh->ack, seq, &ticket) < 0) {
         dlq_item_free(d);
         return -ENOMEM;
     }
@@ -473,7 +470,16 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
     if (r < 0) {
         return refuse_record(sh, kr, "", D2O_RECORD_ERROR_CLASS, err);
     }
-    r = d2o_doc_build(&rec, w->conf, &sh->vs, &op, err, sizeof(err));
+    if (rec.precision == D2O_PRECISION_MILLISECOND && !sh->warned_ms) {
+        sh->warned_ms = true;
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "millisecond_precision",
+                 "records of table %s carry a millisecond ApproximateCreationDateTime: two "
+                 "changes of one item in the same millisecond tie, and OpenSearch keeps the one "
+                 "it gets first. Set ApproximateCreationDateTimePrecision to MICROSECOND on the "
+                 "table's Kinesis streaming destination",
+                 rec.table);
+    }
+    r = d2o_doc_build(&rec, w->conf, &op, err, sizeof(err));
     if (r == -ENOMEM) {
         d2o_record_free(&rec);
         return r;
@@ -516,7 +522,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         ck->doc_id = out[4];
         ck->raw = rawp;
         ck->raw_len = kr->data_len;
-        r = d2o_ack_push(sh->ack, kr->sequence_number, sh->vs, &ck->ticket);
+        r = d2o_ack_push(sh->ack, kr->sequence_number, &ck->ticket);
         item.ndjson = op.ndjson.data;
         item.len = op.ndjson.len;
         item.index = op.index;
@@ -695,7 +701,7 @@ static void shard_collect(struct shard *sh)
     size_t n = 0;
     int64_t popped;
 
-    popped = d2o_ack_advance(sh->ack, &sh->commit_pos, &sh->commit_vs, &payloads, &n);
+    popped = d2o_ack_advance(sh->ack, &sh->commit_pos, &payloads, &n);
     if (popped <= 0) {
         return;
     }
@@ -749,7 +755,6 @@ static int shard_commit(struct shard *sh, const char *position)
     cp.owner = w->id;
     cp.lease_counter = sh->lease.counter;
     cp.position = position;
-    cp.version_state = sh->commit_vs;
     r = d2o_dlq_commit(w->pg, &cp, rows, sh->n_commit_dlq, err, sizeof(err));
     free(rows);
     if (r == 0) {

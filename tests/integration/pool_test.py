@@ -358,6 +358,23 @@ class SecretsAndLogs(PoolTest):
             self.assertNotIn(value[:12], text, "a part of %s appears in the log" % name)
 
 
+class MillisecondPrecision(PoolTest):
+    tag = "poolms"
+
+    def test_warned_once_per_shard_and_versions_in_microseconds(self):
+        env = self.env
+        self.items = poolkit.Items(precision="MILLISECOND")
+        env.create_stream(2)
+        env.put(self.items.workload(40, 3, prefix="ms"))
+        sup = self.start("A", workers=1)
+        self.converge(timeout=60)  # the model's versions are the milliseconds x 1000
+        lines = [l for l in sup.tail(100000).splitlines() if "millisecond_precision" in l]
+        shards = sorted(s["ShardId"] for s in env.shards())
+        per_shard = {s: sum(1 for l in lines if s in l) for s in shards}
+        self.assertEqual(per_shard, {s: 1 for s in shards}, "\n".join(lines))
+        self.assertEqual(len(lines), len(shards))
+
+
 def subprocess_run(args, env):
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
