@@ -100,6 +100,13 @@ __attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char 
                                                           const struct d2o_lease *l, char *errstr,
                                                           size_t errstr_size);
 
+/* Records in lease_events that the shard left the stream before it was read to its end
+ * ('aged_out'; fenced on owner and counter), before it is finished. Returns 0,
+ * D2O_LEASE_E_LOST or -EIO. */
+__attribute__((warn_unused_result)) int d2o_lease_aged_out(PGconn *c, const char *application,
+                                                           const struct d2o_lease *l, char *errstr,
+                                                           size_t errstr_size);
+
 /* After a SHARD_END checkpoint: lets the lease go for good (fenced; lease_events 'shard_end').
  * Returns 0, D2O_LEASE_E_LOST or -EIO. */
 __attribute__((warn_unused_result)) int d2o_lease_finish(PGconn *c, const char *application,

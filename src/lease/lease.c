@@ -279,6 +279,18 @@ int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease
     return fenced(c, sql, application, l, "releasing a lease", errstr, errstr_size);
 }
 
+int d2o_lease_aged_out(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
+                       size_t errstr_size)
+{
+    static const char sql[] =
+        "INSERT INTO lease_events (application, stream, shard_id, event, owner, lease_counter)"
+        " SELECT $1, $2, $3, 'aged_out', $4, $5 FROM leases WHERE application = $1"
+        "   AND stream = $2 AND shard_id = $3 AND owner = $4 AND lease_counter = $5"
+        " RETURNING id";
+
+    return fenced(c, sql, application, l, "recording an aged-out shard", errstr, errstr_size);
+}
+
 int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
                      size_t errstr_size)
 {

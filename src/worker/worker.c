@@ -81,7 +81,9 @@ struct shard {
     char *iterator;
     char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
     struct d2o_ack *ack;
-    bool warned_ms; /* the MILLISECOND precision warning was logged for this shard */
+    bool warned_ms;       /* the MILLISECOND precision warning was logged for this shard */
+    const char *gone_why; /* why the shard may have left the stream: check the listing */
+    bool aged_out;        /* it has: finish it as ended, with a lease_events 'aged_out' */
     int64_t next_get_ms;
     int64_t idle_wait_ms;
     int64_t last_get_ms;
@@ -335,7 +337,16 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
     int64_t now = d2o_mono_ms();
 
     sh->call_in_flight = false;
-    if (rc == 0 && iterator) {
+    if ((rc == 0 && !iterator) ||
+        (rc == D2O_KINESIS_E_FAILED && strcmp(err->code, "ResourceNotFoundException") == 0)) {
+        /* Either is the end of the shard if it has left the stream; the listing tells. */
+        sh->gone_why = rc == 0 ? "GetShardIterator returned no iterator"
+                               : "GetShardIterator: ResourceNotFoundException";
+        sh->state = S_NEED_ITER;
+        sh->next_get_ms = now;
+        return;
+    }
+    if (rc == 0) {
         free(sh->iterator);
         sh->iterator = iterator;
         sh->state = S_READY;
@@ -347,6 +358,48 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
     sh->state = S_NEED_ITER;
     worker_kinesis_error(w, sh->lease.shard_id, "GetShardIterator", rc, err, &sh->err_attempt,
                          &sh->next_get_ms);
+}
+
+/*
+ * After ResourceNotFoundException or no iterator from GetShardIterator: a shard that the stream
+ * no longer lists has aged out of retention, and one that is listed as closed gave no iterator
+ * because nothing is left to read. Both are its end, as KCL takes them. A stream that does not
+ * exist is not: that stays an error the operator sees, and the lease stays. So does an open
+ * shard without an iterator.
+ */
+static void check_gone(struct shard *sh)
+{
+    struct worker *w = sh->w;
+    struct d2o_kinesis_err err;
+    bool listed = false, closed = false;
+    int r = worker_shard_listed(w, sh->lease.stream, sh->lease.shard_id, &listed, &closed, &err);
+
+    if (r != 0) {
+        if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0) {
+            D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "stream_not_found",
+                     "stream %s does not exist (%s); keeping the lease and trying again",
+                     sh->lease.stream, err.message);
+            sh->gone_why = NULL; /* ask for an iterator again: the stream may come back */
+        }
+        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, &err, &sh->err_attempt,
+                             &sh->next_get_ms);
+        return;
+    }
+    if (!listed || closed) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id,
+                 listed ? "shard_end" : "shard_aged_out",
+                 "%s and the stream %s; taking it as the end of the shard, at checkpoint %s",
+                 sh->gone_why, listed ? "lists it as closed" : "no longer lists it",
+                 sh->lease.checkpoint);
+        sh->aged_out = !listed;
+        sh->gone_why = NULL;
+        sh->state = S_ENDED;
+        return;
+    }
+    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
+             "%s but the shard is open; trying again", sh->gone_why);
+    sh->gone_why = NULL;
+    sh->next_get_ms = d2o_mono_ms() + d2o_backoff_ms(1000, 30000, sh->err_attempt++);
 }
 
 static void start_iterator(struct shard *sh)
@@ -414,7 +467,11 @@ static void shard_step(struct shard *sh, int64_t now)
     }
     switch (sh->state) {
     case S_NEED_ITER:
-        start_iterator(sh);
+        if (sh->gone_why) {
+            check_gone(sh);
+        } else {
+            start_iterator(sh);
+        }
         break;
     case S_READY:
         if (!backpressure(sh)) {
@@ -817,6 +874,18 @@ static void shard_settle(struct shard *sh)
         /* Every record is acknowledged and committed: the shard is done for good. */
         if (strcmp(sh->lease.checkpoint, "SHARD_END") != 0 && shard_commit(sh, "SHARD_END") < 0) {
             return;
+        }
+        if (sh->aged_out) {
+            r = d2o_lease_aged_out(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
+            if (r == D2O_LEASE_E_LOST) {
+                shard_lost(sh, err);
+                return;
+            }
+            if (r < 0) {
+                worker_pg_failed(w, err);
+                return;
+            }
+            sh->aged_out = false;
         }
         r = d2o_lease_finish(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
         if (r == -EIO) {
