@@ -374,13 +374,17 @@ static void check_gone(struct shard *sh)
     bool listed = false, closed = false;
     int r = worker_shard_listed(w, sh->lease.stream, sh->lease.shard_id, &listed, &closed, &err);
 
+    if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0) {
+        int64_t wait = d2o_backoff_ms(1000, 30000, sh->err_attempt++);
+
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "stream_not_found",
+                 "stream %s does not exist (%s); keeping the lease, trying again in %" PRId64 " ms",
+                 sh->lease.stream, err.message, wait);
+        sh->gone_why = NULL; /* ask for an iterator again: the stream may come back */
+        sh->next_get_ms = d2o_mono_ms() + wait;
+        return;
+    }
     if (r != 0) {
-        if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0) {
-            D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "stream_not_found",
-                     "stream %s does not exist (%s); keeping the lease and trying again",
-                     sh->lease.stream, err.message);
-            sh->gone_why = NULL; /* ask for an iterator again: the stream may come back */
-        }
         worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, &err, &sh->err_attempt,
                              &sh->next_get_ms);
         return;
