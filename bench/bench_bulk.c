@@ -74,7 +74,6 @@ static void fresh_index(const char *name)
 static char **build_items(const char *index, size_t n, size_t *lens)
 {
     struct d2o_config conf;
-    struct d2o_version_state vs = {0, 0};
     char **items = calloc(n, sizeof(*items)), rec[4096], err[256];
     size_t i;
 
@@ -103,7 +102,7 @@ static char **build_items(const char *index, size_t n, size_t *lens)
             index, (size_t)1732500000000000ULL + i, i, i, i, 100 + i % 900);
 
         if (d2o_record_parse(rec, (size_t)len, &r, err, sizeof(err)) < 0 ||
-            d2o_doc_build(&r, &conf, &vs, &op, err, sizeof(err)) < 0) {
+            d2o_doc_build(&r, &conf, &op, err, sizeof(err)) < 0) {
             fprintf(stderr, "bench_bulk: %s\n", err);
             exit(1);
         }

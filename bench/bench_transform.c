@@ -59,7 +59,6 @@ int main(int argc, char **argv)
     char **recs;
     size_t *lens, total = 0, out_bytes = 0;
     struct d2o_config conf;
-    struct d2o_version_state vs = {0, 0};
     double t0, t_ours, t_jsonc;
     char err[256];
 
@@ -92,7 +91,7 @@ int main(int argc, char **argv)
         struct d2o_doc_op op;
 
         if (d2o_record_parse(recs[i], lens[i], &rec, err, sizeof(err)) < 0 ||
-            d2o_doc_build(&rec, &conf, &vs, &op, err, sizeof(err)) < 0) {
+            d2o_doc_build(&rec, &conf, &op, err, sizeof(err)) < 0) {
             fprintf(stderr, "bench_transform: record %ld: %s\n", i, err);
             return 1;
         }

@@ -5,10 +5,9 @@
  * items come back from concurrent requests and retries. The checkpoint may move only to the
  * highest sequence number such that it and every record before it are acknowledged: indexed,
  * stale, absent, skipped, or bound for the dead-letter queue. d2o_ack_advance() pops that prefix
- * and returns the new checkpoint, the version tie-breaker state after it, and the dead-letter
- * payloads of the popped records, which the caller writes in the same transaction as the
- * checkpoint (d2o_dlq_commit). A record that is not yet acknowledged holds the checkpoint back,
- * however many later records succeed.
+ * and returns the new checkpoint and the dead-letter payloads of the popped records, which the
+ * caller writes in the same transaction as the checkpoint (d2o_dlq_commit). A record that is not
+ * yet acknowledged holds the checkpoint back, however many later records succeed.
  *
  * Pure bookkeeping, @process worker, one per shard.
  */
@@ -18,8 +17,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "d2o/document.h"
-
 struct d2o_ack;
 
 struct d2o_ack *d2o_ack_new(void);
@@ -27,11 +24,11 @@ struct d2o_ack *d2o_ack_new(void);
 void d2o_ack_free(struct d2o_ack *a, void (*drop)(void *payload));
 
 /*
- * Appends a record in shard order: its sequence number (copied) and the shard's version state
- * after it. *ticket names it for d2o_ack_complete(). Returns 0 or -ENOMEM.
+ * Appends a record in shard order: its sequence number (copied). *ticket names it for
+ * d2o_ack_complete(). Returns 0 or -ENOMEM.
  */
-__attribute__((warn_unused_result)) int
-d2o_ack_push(struct d2o_ack *a, const char *seq, struct d2o_version_state after, uint64_t *ticket);
+__attribute__((warn_unused_result)) int d2o_ack_push(struct d2o_ack *a, const char *seq,
+                                                     uint64_t *ticket);
 
 /*
  * Acknowledges a record. dlq_payload is NULL when the record is done, or the caller's dead-letter
@@ -44,12 +41,10 @@ int d2o_ack_complete(struct d2o_ack *a, uint64_t ticket, void *dlq_payload);
  * Pops the acknowledged prefix. Returns how many records were popped (0: the watermark did not
  * move; the outputs are untouched). Otherwise *seq (NULL, or the string an earlier call left
  * there, which is freed) receives the new checkpoint (malloc'd; the caller frees the last one),
- * *after the version state after it, and the popped dead-letter payloads are
- * appended to (*payloads, *n_payloads) (a malloc'd array the caller frees, with the payloads).
- * A negative errno on allocation failure (nothing popped).
+ * and the popped dead-letter payloads are appended to (*payloads, *n_payloads) (a malloc'd array
+ * the caller frees, with the payloads). A negative errno on allocation failure (nothing popped).
  */
-int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, struct d2o_version_state *after,
-                        void ***payloads, size_t *n_payloads);
+int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, void ***payloads, size_t *n_payloads);
 
 /* Records pushed and not yet popped. */
 size_t d2o_ack_pending(const struct d2o_ack *a);

@@ -15,12 +15,11 @@
 #ifndef D2O_DLQ_H
 #define D2O_DLQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
-
-#include "d2o/document.h"
 
 struct d2o_dlq_row {
     const char *stream;
@@ -49,7 +48,6 @@ struct d2o_checkpoint {
     const char *owner;
     int64_t lease_counter;
     const char *position; /* a sequence number or SHARD_END */
-    struct d2o_version_state version_state;
 };
 
 /*

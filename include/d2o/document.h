@@ -4,16 +4,17 @@
  *   image   AttributeValue maps become plain JSON: S string, N a JSON number with exactly the
  *           decimal text received (never through a double), B base64 text, BOOL, NULL, M object,
  *           L array, SS/NS/BS arrays (members in the order received). Up to 32 nesting levels.
- *   id      from dynamodb.Keys only: the hash key's text, or "<hash>|<range>" with '|' and '\'
- *           escaped by a backslash. N keys use their canonical plain decimal ("1E+3", "1000" and
- *           "1000.0" give "1000"); B keys their base64 text. Which attribute is the hash key comes
- *           from the key_schema setting; without it, the two key attributes are taken in byte
- *           order of their names.
+ *   id      from dynamodb.Keys only: a hash key alone gives its text exactly; a composite key
+ *           gives "<hash>|<range>" with '|' and '\' in either part escaped by a backslash.
+ *           N keys use their canonical plain decimal ("1E+3", "1000" and "1000.0" give "1000");
+ *           B keys their base64 text. Which attribute is the hash key comes from the key_schema
+ *           setting; without it, the two key attributes are taken in byte order of their names.
  *   index   index_map entry for the table, else the table name in lower case.
- *   version external: ApproximateCreationDateTime in microseconds, or milliseconds x 1000 plus a
- *           tie-breaker that keeps the shard order of records within one millisecond. The
- *           tie-breaker state belongs to the shard and is saved with its checkpoint, so a restart
- *           or a new lease owner numbers the same records the same way.
+ *   version external: ApproximateCreationDateTime in microseconds (milliseconds x 1000 for
+ *           MILLISECOND precision), and nothing else: a function of the change alone, so a
+ *           re-delivered record, a duplicate from the stream and a DLQ replay all carry the
+ *           version of the first write. Two changes of one item with the same timestamp tie;
+ *           docs/architecture.md ("Versions and ordering") gives the window.
  */
 #ifndef D2O_DOCUMENT_H
 #define D2O_DOCUMENT_H
@@ -30,12 +31,6 @@ struct json_object;
 
 /* DynamoDB's limit on nested attribute levels. */
 #define D2O_MAX_NESTING 32
-
-/* Per-shard tie-breaker state for millisecond versions; zero-initialise for a new shard. */
-struct d2o_version_state {
-    int64_t last_ms;    /* ApproximateCreationDateTime (ms) of the shard's previous record */
-    uint32_t seq_in_ms; /* how many earlier records of the shard shared last_ms */
-};
 
 enum d2o_doc_action {
     D2O_DOC_INDEX = 0,  /* index the document (also tombstones) */
@@ -58,13 +53,11 @@ struct d2o_doc_op {
 
 /*
  * Builds the bulk item for rec with the settings of conf (index_map, key_schema, delete_mode,
- * ttl_deletes), advancing the shard's version state vs. Returns 0, -EINVAL with errstr naming the
- * attribute path and the problem, or -ENOMEM. On error out holds nothing to free and vs is
- * unchanged.
+ * ttl_deletes). Returns 0, -EINVAL with errstr naming the attribute path and the problem, or
+ * -ENOMEM. On error out holds nothing to free.
  */
 __attribute__((warn_unused_result)) int d2o_doc_build(const struct d2o_record *rec,
                                                       const struct d2o_config *conf,
-                                                      struct d2o_version_state *vs,
                                                       struct d2o_doc_op *out, char *errstr,
                                                       size_t errstr_size);
 /*
@@ -106,14 +99,9 @@ __attribute__((warn_unused_result)) int d2o_doc_id(struct json_object *keys, con
                                                    const char *range_key, struct d2o_buf *out,
                                                    char *errstr, size_t errstr_size);
 
-/*
- * The external version of a record (see the header comment), advancing vs for millisecond
- * precision. Returns 0 or -ERANGE when more than 1000 records of one shard share a millisecond.
- */
-__attribute__((warn_unused_result)) int d2o_doc_version(int64_t approx_creation,
-                                                        enum d2o_precision precision,
-                                                        struct d2o_version_state *vs,
-                                                        int64_t *version);
+/* The external version of a change (see the header comment): its ApproximateCreationDateTime in
+ * microseconds. d2o_record_parse() has checked that the value fits. */
+int64_t d2o_doc_version(int64_t approx_creation, enum d2o_precision precision);
 
 /* True if name is a valid OpenSearch index name; otherwise false with the reason in why. */
 bool d2o_index_name_valid(const char *name, char *why, size_t why_size);

@@ -192,7 +192,8 @@ int d2o_kinesis_parse_describe_stream(const char *body, size_t len, struct d2o_k
                                       struct d2o_kinesis_err *err);
 int d2o_kinesis_parse_summary(const char *body, size_t len, struct d2o_kinesis_summary *out,
                               struct d2o_kinesis_err *err);
-/* *iterator is malloc'd; the caller frees it. */
+/* *iterator is malloc'd; the caller frees it. A null or empty ShardIterator gives 0 with
+ * *iterator NULL (no iterator: the shard is over, as KCL takes it); a missing one is an error. */
 int d2o_kinesis_parse_shard_iterator(const char *body, size_t len, char **iterator,
                                      struct d2o_kinesis_err *err);
 int d2o_kinesis_parse_put_records(const char *body, size_t len, struct d2o_kinesis_put_result *out,

@@ -31,8 +31,6 @@
 
 #include <libpq-fe.h>
 
-#include "d2o/document.h"
-
 /* Release, hand-over and shard end NOTIFY this channel with the application as payload, so
  * workers below their target take the lease at once instead of at their next tick. */
 #define D2O_LEASE_CHANNEL "ddb2os_leases"
@@ -44,7 +42,6 @@ struct d2o_lease {
     char *owner;
     int64_t counter;
     char *checkpoint;
-    struct d2o_version_state version_state;
     char *pending_owner;      /* NULL unless a handoff was requested */
     int64_t checkpoint_ts_ms; /* the time of an AT_TIMESTAMP checkpoint, epoch ms; 0 otherwise */
 };
@@ -102,6 +99,13 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
 __attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char *application,
                                                           const struct d2o_lease *l, char *errstr,
                                                           size_t errstr_size);
+
+/* Records in lease_events that the shard left the stream before it was read to its end
+ * ('aged_out'; fenced on owner and counter), before it is finished. Returns 0,
+ * D2O_LEASE_E_LOST or -EIO. */
+__attribute__((warn_unused_result)) int d2o_lease_aged_out(PGconn *c, const char *application,
+                                                           const struct d2o_lease *l, char *errstr,
+                                                           size_t errstr_size);
 
 /* After a SHARD_END checkpoint: lets the lease go for good (fenced; lease_events 'shard_end').
  * Returns 0, D2O_LEASE_E_LOST or -EIO. */

@@ -8,7 +8,6 @@
 
 struct slot {
     char *seq;
-    struct d2o_version_state after;
     void *payload;
     bool acked;
 };
@@ -69,8 +68,7 @@ static int grow(struct d2o_ack *a)
     return 0;
 }
 
-int d2o_ack_push(struct d2o_ack *a, const char *seq, struct d2o_version_state after,
-                 uint64_t *ticket)
+int d2o_ack_push(struct d2o_ack *a, const char *seq, uint64_t *ticket)
 {
     struct slot *s;
     char *copy;
@@ -84,7 +82,6 @@ int d2o_ack_push(struct d2o_ack *a, const char *seq, struct d2o_version_state af
     }
     s = at(a, a->n);
     s->seq = copy;
-    s->after = after;
     s->payload = NULL;
     s->acked = false;
     *ticket = a->first + a->n;
@@ -108,8 +105,7 @@ int d2o_ack_complete(struct d2o_ack *a, uint64_t ticket, void *dlq_payload)
     return 0;
 }
 
-int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, struct d2o_version_state *after,
-                        void ***payloads, size_t *n_payloads)
+int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, void ***payloads, size_t *n_payloads)
 {
     size_t k = 0, with_payload = 0, i;
     void **grown;
@@ -142,7 +138,6 @@ int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, struct d2o_version_state 
     }
     free(*seq);
     *seq = at(a, k - 1)->seq;
-    *after = at(a, k - 1)->after;
     at(a, k - 1)->seq = NULL;
     a->head = (a->head + k) % a->cap;
     a->n -= k;

@@ -30,8 +30,9 @@ static const char usage[] =
     "            time, shard, table, document, error, HTTP status, attempts, state, message\n"
     "  show      every field of the rows, the raw record included\n"
     "  replay    send the rows' records again through the transform and the bulk sink with\n"
-    "            their original external versions (a stale replay is a harmless 409), and record\n"
-    "            each result on its row; pending rows only unless --state is given\n"
+    "            their original external versions (a stale replay is a harmless 409; a row\n"
+    "            refused before it had one gets the record's own), and record each result on\n"
+    "            its row; pending rows only unless --state is given\n"
     "  discard   mark the rows discarded (needs a filter, or --all)\n"
     "\n"
     "filters: --id N --shard SHARD --table TABLE --error-class CLASS --state STATE\n"
@@ -357,7 +358,11 @@ static int replay(PGconn *c, struct d2o_config *conf, struct d2o_dlq_entry *rows
         rr[i].e = &rows[i];
         r = d2o_record_parse((const char *)rows[i].raw, rows[i].raw_len, &rec, err, sizeof(err));
         if (r == 0) {
-            r = d2o_doc_build_at(&rec, conf, rows[i].version, &op, err, sizeof(err));
+            /* Version 0: refused before it had one. The version is a function of the
+             * record, so the replay derives the one it would have had. */
+            r = rows[i].version > 0
+                    ? d2o_doc_build_at(&rec, conf, rows[i].version, &op, err, sizeof(err))
+                    : d2o_doc_build(&rec, conf, &op, err, sizeof(err));
             d2o_record_free(&rec);
         }
         if (r < 0) {

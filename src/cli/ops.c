@@ -446,10 +446,10 @@ int d2o_cmd_checkpoint(int argc, char **argv)
         "AWS settings so it can be asked), or\n"
         "a time (e.g. 2026-11-25T03:00:00Z, read AT_TIMESTAMP). Refused while a worker owns the\n"
         "shard; --force also takes the lease away (new epoch), so the owner's next checkpoint is\n"
-        "refused and it stops. The version tie-breaker state is reset.\n";
+        "refused and it stops.\n";
     static const char sql[] =
         "WITH s AS (UPDATE leases SET checkpoint = $4,"
-        " checkpoint_timestamp = $5::timestamptz, version_last_ms = 0, version_seq_in_ms = 0,"
+        " checkpoint_timestamp = $5::timestamptz,"
         " owner = NULL, expires_at = NULL, pending_owner = NULL, handoff_deadline = NULL,"
         " lease_counter = lease_counter + 1, updated_at = now()"
         " WHERE application = $1 AND shard_id = $2 AND ($3::text = '' OR stream = $3)"

@@ -16,8 +16,8 @@ static const char usage[] =
     "Reads DynamoDB change records, one JSON object per line (the decoded Data of the table's\n"
     "Kinesis stream records), and prints exactly the _bulk NDJSON ddb2os would send for them:\n"
     "an index action line and the document, or a delete action line. Settings are the daemon's\n"
-    "(index_map, key_schema, delete_mode, ttl_deletes, ...). The input is treated as one shard\n"
-    "in order, so millisecond versions get their tie-breakers as they would in that shard.\n"
+    "(index_map, key_schema, delete_mode, ttl_deletes, ...). A record's version depends on the\n"
+    "record alone, so the output for a line does not depend on the lines before it.\n"
     "\n"
     "Each bad line is reported on stderr as 'line N: reason' and skipped. Exit status: 0 when\n"
     "every line was good, 1 when some line was bad, 2 on wrong arguments, 78 on a bad setting.\n";
@@ -25,7 +25,6 @@ static const char usage[] =
 int d2o_cmd_transform(int argc, char **argv)
 {
     struct d2o_config conf;
-    struct d2o_version_state vs = {0, 0};
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -50,7 +49,7 @@ int d2o_cmd_transform(int argc, char **argv)
         }
         r = d2o_record_parse(line, n, &rec, err, sizeof(err));
         if (r == 0) {
-            r = d2o_doc_build(&rec, &conf, &vs, &op, err, sizeof(err));
+            r = d2o_doc_build(&rec, &conf, &op, err, sizeof(err));
             d2o_record_free(&rec);
         }
         if (r < 0) {

@@ -116,12 +116,12 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
         "SELECT checkpoint FROM leases WHERE application = $1 AND stream = $2 AND shard_id = $3"
         " AND owner = $4 AND lease_counter = $5 AND expires_at > now() FOR UPDATE";
     static const char update_sql[] =
-        "UPDATE leases SET checkpoint = $6, version_last_ms = $7, version_seq_in_ms = $8,"
-        " owner_switches = 0, checkpointed_at = now(), updated_at = now()"
+        "UPDATE leases SET checkpoint = $6, owner_switches = 0, checkpointed_at = now(), "
+        "updated_at = now()"
         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
         " AND lease_counter = $5";
-    char counter[24], last_ms[24], seq[16];
-    const char *values[8];
+    char counter[24];
+    const char *values[6];
     PGresult *r = NULL;
     size_t i;
     int ret = -EIO;
@@ -135,16 +135,12 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
         return -EINVAL;
     }
     snprintf(counter, sizeof(counter), "%" PRId64, cp->lease_counter);
-    snprintf(last_ms, sizeof(last_ms), "%" PRId64, cp->version_state.last_ms);
-    snprintf(seq, sizeof(seq), "%u", cp->version_state.seq_in_ms);
     values[0] = cp->application;
     values[1] = cp->stream;
     values[2] = cp->shard_id;
     values[3] = cp->owner;
     values[4] = counter;
     values[5] = cp->position;
-    values[6] = last_ms;
-    values[7] = seq;
     if (exec_simple(c, "BEGIN", errstr, errstr_size) < 0) {
         return -EIO;
     }
@@ -174,7 +170,7 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
             goto fail;
         }
     }
-    r = PQexecParams(c, update_sql, 8, NULL, values, NULL, NULL, 0);
+    r = PQexecParams(c, update_sql, 6, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(r), "1") != 0) {
         d2o_pg_error(c, r, "checkpoint: updating the lease", errstr, errstr_size);
         goto fail;

@@ -50,9 +50,10 @@ bool d2o_index_name_valid(const char *name, char *why, size_t why_size)
     return true;
 }
 
-/* Appends one key attribute's text for the id, escaping '|' and '\'. */
-static int key_text(const char *name, struct json_object *av, struct d2o_buf *out, char *errstr,
-                    size_t errstr_size)
+/* Appends one key attribute's text for the id; with escape, '|' and '\' get a backslash (the
+ * parts of a composite id), otherwise the text is kept exactly (a hash key alone). */
+static int key_text(const char *name, struct json_object *av, bool escape, struct d2o_buf *out,
+                    char *errstr, size_t errstr_size)
 {
     struct json_object *v = NULL;
     struct d2o_buf tmp = D2O_BUF_INIT;
@@ -92,7 +93,7 @@ static int key_text(const char *name, struct json_object *av, struct d2o_buf *ou
         r = d2o_buf_append(&tmp, json_object_get_string(v), (size_t)json_object_get_string_len(v));
     }
     for (i = 0; r == 0 && i < tmp.len; i++) {
-        if (tmp.data[i] == '|' || tmp.data[i] == '\\') {
+        if (escape && (tmp.data[i] == '|' || tmp.data[i] == '\\')) {
             r = d2o_buf_putc(out, '\\');
         }
         if (r == 0) {
@@ -150,35 +151,22 @@ int d2o_doc_id(struct json_object *keys, const char *hash_key, const char *range
             vals[1] = tv;
         }
     }
-    r = key_text(names[0], vals[0], out, errstr, errstr_size);
+    r = key_text(names[0], vals[0], n == 2, out, errstr, errstr_size);
     if (r == 0 && n == 2) {
         r = d2o_buf_putc(out, '|');
         if (r == 0) {
-            r = key_text(names[1], vals[1], out, errstr, errstr_size);
+            r = key_text(names[1], vals[1], true, out, errstr, errstr_size);
         }
     }
     return r;
 }
 
-int d2o_doc_version(int64_t approx_creation, enum d2o_precision precision,
-                    struct d2o_version_state *vs, int64_t *version)
+int64_t d2o_doc_version(int64_t approx_creation, enum d2o_precision precision)
 {
-    uint32_t seq = 0;
-
-    if (precision == D2O_PRECISION_MICROSECOND) {
-        *version = approx_creation;
-        return 0;
-    }
-    if (vs->last_ms == approx_creation) {
-        if (vs->seq_in_ms >= 999) {
-            return -ERANGE;
-        }
-        seq = vs->seq_in_ms + 1;
-    }
-    vs->last_ms = approx_creation;
-    vs->seq_in_ms = seq;
-    *version = approx_creation * 1000 + seq;
-    return 0;
+    /* Microseconds either way, so both precisions share one scale. Nothing else goes into the
+     * version: no shard, no sequence number, no counter, so every reading of a change, and
+     * every copy of it, gets the same one. */
+    return precision == D2O_PRECISION_MICROSECOND ? approx_creation : approx_creation * 1000;
 }
 
 /* The key attributes as plain JSON members (for tombstones). */
@@ -210,10 +198,9 @@ static int action_line(struct d2o_doc_op *op, const char *verb)
     return r ? -ENOMEM : 0;
 }
 
-/* Builds the item; version < 0 derives it from the record and advances *next. */
+/* Builds the item; version < 0 derives it from the record. */
 static int build(const struct d2o_record *rec, const struct d2o_config *conf, int64_t version,
-                 struct d2o_version_state *next, struct d2o_doc_op *out, char *errstr,
-                 size_t errstr_size)
+                 struct d2o_doc_op *out, char *errstr, size_t errstr_size)
 {
     struct d2o_buf id = D2O_BUF_INIT;
     const char *schema = d2o_kvlist_get(&conf->key_schema, rec->table);
@@ -254,15 +241,7 @@ static int build(const struct d2o_record *rec, const struct d2o_config *conf, in
         r = -EINVAL;
         goto out;
     }
-    if (version >= 0) {
-        out->version = version;
-    } else if (d2o_doc_version(rec->approx_creation, rec->precision, next, &out->version) < 0) {
-        snprintf(errstr, errstr_size,
-                 "more than 1000 records of this shard share the millisecond %lld",
-                 (long long)rec->approx_creation);
-        r = -EINVAL;
-        goto out;
-    }
+    out->version = version >= 0 ? version : d2o_doc_version(rec->approx_creation, rec->precision);
     if (rec->event == D2O_EVENT_REMOVE && rec->ttl_delete && conf->ttl_deletes == D2O_TTL_KEEP) {
         out->action = D2O_DOC_SKIP;
         r = d2o_buf_puts(&out->ndjson, "");
@@ -297,26 +276,17 @@ out:
 }
 
 int d2o_doc_build(const struct d2o_record *rec, const struct d2o_config *conf,
-                  struct d2o_version_state *vs, struct d2o_doc_op *out, char *errstr,
-                  size_t errstr_size)
+                  struct d2o_doc_op *out, char *errstr, size_t errstr_size)
 {
-    struct d2o_version_state next = *vs;
-    int r = build(rec, conf, -1, &next, out, errstr, errstr_size);
-
-    if (r == 0) {
-        *vs = next;
-    }
-    return r;
+    return build(rec, conf, -1, out, errstr, errstr_size);
 }
 
 int d2o_doc_build_at(const struct d2o_record *rec, const struct d2o_config *conf, int64_t version,
                      struct d2o_doc_op *out, char *errstr, size_t errstr_size)
 {
-    struct d2o_version_state unused = {0, 0};
-
     if (version < 0) {
         snprintf(errstr, errstr_size, "version %lld is negative", (long long)version);
         return -EINVAL;
     }
-    return build(rec, conf, version, &unused, out, errstr, errstr_size);
+    return build(rec, conf, version, out, errstr, errstr_size);
 }

@@ -728,8 +728,17 @@ int d2o_kinesis_parse_shard_iterator(const char *body, size_t len, char **iterat
 
     *iterator = NULL;
     r = parse_root("GetShardIterator", body, len, &root, err);
+    if (r == 0 && !json_object_object_get_ex(root, "ShardIterator", NULL)) {
+        set_err(err, "GetShardIterator response: ShardIterator is missing");
+        r = D2O_KINESIS_E_FAILED;
+    }
     if (r == 0) {
-        r = get_str("GetShardIterator response", root, "ShardIterator", true, iterator, err);
+        /* null or "": no iterator, which the caller takes as the end of the shard */
+        r = get_str("GetShardIterator response", root, "ShardIterator", false, iterator, err);
+    }
+    if (r == 0 && *iterator && !**iterator) {
+        free(*iterator);
+        *iterator = NULL;
     }
     json_object_put(root);
     return r;

@@ -50,8 +50,8 @@ static char *dup_or_null(PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-/* Appends rows (stream, shard_id, owner, counter, checkpoint, last_ms, seq, pending_owner,
- * checkpoint timestamp ms). */
+/* Appends rows (stream, shard_id, owner, counter, checkpoint, pending_owner, checkpoint
+ * timestamp ms). */
 static int append_rows(PGresult *r, struct d2o_lease_list *out)
 {
     int rows = PQntuples(r), i;
@@ -67,23 +67,19 @@ static int append_rows(PGresult *r, struct d2o_lease_list *out)
     out->items = grown;
     for (i = 0; i < rows; i++) {
         struct d2o_lease *l = &out->items[out->n];
-        int64_t v = 0;
 
         memset(l, 0, sizeof(*l));
         l->stream = dup_or_null(r, i, 0);
         l->shard_id = dup_or_null(r, i, 1);
         l->owner = dup_or_null(r, i, 2);
         l->checkpoint = dup_or_null(r, i, 4);
-        l->pending_owner = dup_or_null(r, i, 7);
+        l->pending_owner = dup_or_null(r, i, 5);
         out->n++;
         if (d2o_parse_i64(PQgetvalue(r, i, 3), 0, INT64_MAX, &l->counter) < 0 ||
-            d2o_parse_i64(PQgetvalue(r, i, 5), 0, INT64_MAX, &l->version_state.last_ms) < 0 ||
-            d2o_parse_i64(PQgetvalue(r, i, 6), 0, 1000, &v) < 0 ||
-            d2o_parse_i64(PQgetvalue(r, i, 8), INT64_MIN, INT64_MAX, &l->checkpoint_ts_ms) < 0 ||
+            d2o_parse_i64(PQgetvalue(r, i, 6), INT64_MIN, INT64_MAX, &l->checkpoint_ts_ms) < 0 ||
             !l->stream || !l->shard_id || !l->checkpoint) {
             return -EIO;
         }
-        l->version_state.seq_in_ms = (uint32_t)v;
     }
     return rows;
 }
@@ -191,7 +187,7 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
                   "  FROM candidates c WHERE t.application = $1 AND t.stream = $2"
                   "    AND t.shard_id = c.shard_id"
                   "  RETURNING t.stream, t.shard_id, t.owner, t.lease_counter, t.checkpoint,"
-                  "    t.version_last_ms, t.version_seq_in_ms, t.pending_owner, c.prev_owner,"
+                  "    t.pending_owner, c.prev_owner,"
                   "    c.prev_pending, t.checkpoint_timestamp),"
                   " events AS ("
                   "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
@@ -201,10 +197,9 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
                   "    CASE WHEN prev_owner IS NULL THEN 'take' WHEN prev_pending = $3 THEN 'steal'"
                   "         ELSE 'expire' END,"
                   "    owner, prev_owner, lease_counter FROM taken)"
-                  " SELECT stream, shard_id, owner, lease_counter, checkpoint, version_last_ms,"
-                  "   version_seq_in_ms, pending_owner, " TS_MS(
-                      "checkpoint_timestamp") " FROM taken"
-                                              " ORDER BY shard_id";
+                  " SELECT stream, shard_id, owner, lease_counter, checkpoint,"
+                  "   pending_owner, " TS_MS("checkpoint_timestamp") " FROM taken"
+                                                                     " ORDER BY shard_id";
     char maxs[16], ms[24];
     const char *values[5];
 
@@ -227,8 +222,8 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
     static const char sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
         "$3") ", updated_at = now()"
               " WHERE application = $1 AND owner = $2 AND expires_at > now()"
-              " RETURNING stream, shard_id, owner, lease_counter, checkpoint, version_last_ms,"
-              "   version_seq_in_ms, pending_owner, " TS_MS("checkpoint_timestamp");
+              " RETURNING stream, shard_id, owner, lease_counter, checkpoint,"
+              "   pending_owner, " TS_MS("checkpoint_timestamp");
     char ms[24];
     const char *values[3];
 
@@ -282,6 +277,18 @@ int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease
         " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
 
     return fenced(c, sql, application, l, "releasing a lease", errstr, errstr_size);
+}
+
+int d2o_lease_aged_out(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
+                       size_t errstr_size)
+{
+    static const char sql[] =
+        "INSERT INTO lease_events (application, stream, shard_id, event, owner, lease_counter)"
+        " SELECT $1, $2, $3, 'aged_out', $4, $5 FROM leases WHERE application = $1"
+        "   AND stream = $2 AND shard_id = $3 AND owner = $4 AND lease_counter = $5"
+        " RETURNING id";
+
+    return fenced(c, sql, application, l, "recording an aged-out shard", errstr, errstr_size);
 }
 
 int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,

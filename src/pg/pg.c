@@ -138,6 +138,12 @@ static const char *const migrations[] = {
     "CREATE INDEX deletes_age ON deletes (application, deleted_at);"
     "CREATE INDEX dlq_pending_doc ON dlq (application, index_name, doc_id)"
     "  WHERE state = 'pending';",
+    /* 5: 'aged_out': a shard that left the stream (retention) before it was read to its end is
+     * finished as if it had ended, so its children are not held back for ever. */
+    "ALTER TABLE lease_events DROP CONSTRAINT lease_events_event_check;"
+    "ALTER TABLE lease_events ADD CONSTRAINT lease_events_event_check CHECK (event IN ('take',"
+    "  'steal', 'release', 'expire', 'shard_end', 'renew_lost', 'assign', 'checkpoint_reset',"
+    "  'aged_out'));",
 };
 
 const int d2o_pg_schema_latest = (int)D2O_ARRAY_SIZE(migrations);

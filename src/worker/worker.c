@@ -81,7 +81,9 @@ struct shard {
     char *iterator;
     char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
     struct d2o_ack *ack;
-    struct d2o_version_state vs; /* after the last record read */
+    bool warned_ms;       /* the MILLISECOND precision warning was logged for this shard */
+    const char *gone_why; /* why the shard may have left the stream: check the listing */
+    bool aged_out;        /* it has: finish it as ended, with a lease_events 'aged_out' */
     int64_t next_get_ms;
     int64_t idle_wait_ms;
     int64_t last_get_ms;
@@ -89,7 +91,6 @@ struct shard {
     size_t in_sink; /* cookies held by the sink */
     /* acknowledged, not yet committed */
     char *commit_pos;
-    struct d2o_version_state commit_vs;
     bool commit_dirty;
     void **commit_dlq;
     size_t n_commit_dlq;
@@ -220,7 +221,6 @@ static int lease_copy(struct d2o_lease *dst, const struct d2o_lease *src)
     dst->checkpoint = strdup(src->checkpoint);
     dst->pending_owner = src->pending_owner ? strdup(src->pending_owner) : NULL;
     dst->counter = src->counter;
-    dst->version_state = src->version_state;
     dst->checkpoint_ts_ms = src->checkpoint_ts_ms;
     if (!dst->stream || !dst->shard_id || !dst->owner || !dst->checkpoint ||
         (src->pending_owner && !dst->pending_owner)) {
@@ -290,7 +290,6 @@ static int shard_add(struct worker *w, const struct d2o_lease *l, const char *ho
         shard_free(sh);
         return -ENOMEM;
     }
-    sh->vs = l->version_state;
     sh->millis_behind = -1;
     sh->idle_wait_ms = w->conf->poll_min_ms;
     sh->window_start_ms = d2o_mono_ms();
@@ -339,7 +338,16 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
     int64_t now = d2o_mono_ms();
 
     sh->call_in_flight = false;
-    if (rc == 0 && iterator) {
+    if ((rc == 0 && !iterator) ||
+        (rc == D2O_KINESIS_E_FAILED && strcmp(err->code, "ResourceNotFoundException") == 0)) {
+        /* Either is the end of the shard if it has left the stream; the listing tells. */
+        sh->gone_why = rc == 0 ? "GetShardIterator returned no iterator"
+                               : "GetShardIterator: ResourceNotFoundException";
+        sh->state = S_NEED_ITER;
+        sh->next_get_ms = now;
+        return;
+    }
+    if (rc == 0) {
         free(sh->iterator);
         sh->iterator = iterator;
         sh->state = S_READY;
@@ -351,6 +359,52 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
     sh->state = S_NEED_ITER;
     worker_kinesis_error(w, sh->lease.shard_id, "GetShardIterator", rc, err, &sh->err_attempt,
                          &sh->next_get_ms);
+}
+
+/*
+ * After ResourceNotFoundException or no iterator from GetShardIterator: a shard that the stream
+ * no longer lists has aged out of retention, and one that is listed as closed gave no iterator
+ * because nothing is left to read. Both are its end, as KCL takes them. A stream that does not
+ * exist is not: that stays an error the operator sees, and the lease stays. So does an open
+ * shard without an iterator.
+ */
+static void check_gone(struct shard *sh)
+{
+    struct worker *w = sh->w;
+    struct d2o_kinesis_err err;
+    bool listed = false, closed = false;
+    int r = worker_shard_listed(w, sh->lease.stream, sh->lease.shard_id, &listed, &closed, &err);
+
+    if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0) {
+        int64_t wait = d2o_backoff_ms(1000, 30000, sh->err_attempt++);
+
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "stream_not_found",
+                 "stream %s does not exist (%s); keeping the lease, trying again in %" PRId64 " ms",
+                 sh->lease.stream, err.message, wait);
+        sh->gone_why = NULL; /* ask for an iterator again: the stream may come back */
+        sh->next_get_ms = d2o_mono_ms() + wait;
+        return;
+    }
+    if (r != 0) {
+        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, &err, &sh->err_attempt,
+                             &sh->next_get_ms);
+        return;
+    }
+    if (!listed || closed) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id,
+                 listed ? "shard_end" : "shard_aged_out",
+                 "%s and the stream %s; taking it as the end of the shard, at checkpoint %s",
+                 sh->gone_why, listed ? "lists it as closed" : "no longer lists it",
+                 sh->lease.checkpoint);
+        sh->aged_out = !listed;
+        sh->gone_why = NULL;
+        sh->state = S_ENDED;
+        return;
+    }
+    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
+             "%s but the shard is open; trying again", sh->gone_why);
+    sh->gone_why = NULL;
+    sh->next_get_ms = d2o_mono_ms() + d2o_backoff_ms(1000, 30000, sh->err_attempt++);
 }
 
 static void start_iterator(struct shard *sh)
@@ -418,7 +472,11 @@ static void shard_step(struct shard *sh, int64_t now)
     }
     switch (sh->state) {
     case S_NEED_ITER:
-        start_iterator(sh);
+        if (sh->gone_why) {
+            check_gone(sh);
+        } else {
+            start_iterator(sh);
+        }
         break;
     case S_READY:
         if (!backpressure(sh)) {
@@ -435,7 +493,7 @@ static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
 {
     uint64_t ticket;
 
-    if (d2o_ack_push(sh->ack, seq, sh->vs, &ticket) < 0) {
+    if (d2o_ack_push(sh->ack, seq, &ticket) < 0) {
         dlq_item_free(d);
         return -ENOMEM;
     }
@@ -474,7 +532,16 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
     if (r < 0) {
         return refuse_record(sh, kr, "", D2O_RECORD_ERROR_CLASS, err);
     }
-    r = d2o_doc_build(&rec, w->conf, &sh->vs, &op, err, sizeof(err));
+    if (rec.precision == D2O_PRECISION_MILLISECOND && !sh->warned_ms) {
+        sh->warned_ms = true;
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "millisecond_precision",
+                 "records of table %s carry a millisecond ApproximateCreationDateTime: two "
+                 "changes of one item in the same millisecond tie, and OpenSearch keeps the one "
+                 "it gets first. Set ApproximateCreationDateTimePrecision to MICROSECOND on the "
+                 "table's Kinesis streaming destination",
+                 rec.table);
+    }
+    r = d2o_doc_build(&rec, w->conf, &op, err, sizeof(err));
     if (r == -ENOMEM) {
         d2o_record_free(&rec);
         return r;
@@ -517,7 +584,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         ck->doc_id = out[4];
         ck->raw = rawp;
         ck->raw_len = kr->data_len;
-        r = d2o_ack_push(sh->ack, kr->sequence_number, sh->vs, &ck->ticket);
+        r = d2o_ack_push(sh->ack, kr->sequence_number, &ck->ticket);
         item.ndjson = op.ndjson.data;
         item.len = op.ndjson.len;
         item.index = op.index;
@@ -698,7 +765,7 @@ static void shard_collect(struct shard *sh)
     size_t n = 0;
     int64_t popped;
 
-    popped = d2o_ack_advance(sh->ack, &sh->commit_pos, &sh->commit_vs, &payloads, &n);
+    popped = d2o_ack_advance(sh->ack, &sh->commit_pos, &payloads, &n);
     if (popped <= 0) {
         return;
     }
@@ -752,7 +819,6 @@ static int shard_commit(struct shard *sh, const char *position)
     cp.owner = w->id;
     cp.lease_counter = sh->lease.counter;
     cp.position = position;
-    cp.version_state = sh->commit_vs;
     r = d2o_dlq_commit(w->pg, &cp, rows, sh->n_commit_dlq, err, sizeof(err));
     free(rows);
     if (r == 0) {
@@ -815,6 +881,18 @@ static void shard_settle(struct shard *sh)
         /* Every record is acknowledged and committed: the shard is done for good. */
         if (strcmp(sh->lease.checkpoint, "SHARD_END") != 0 && shard_commit(sh, "SHARD_END") < 0) {
             return;
+        }
+        if (sh->aged_out) {
+            r = d2o_lease_aged_out(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
+            if (r == D2O_LEASE_E_LOST) {
+                shard_lost(sh, err);
+                return;
+            }
+            if (r < 0) {
+                worker_pg_failed(w, err);
+                return;
+            }
+            sh->aged_out = false;
         }
         r = d2o_lease_finish(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
         if (r == -EIO) {

@@ -81,6 +81,11 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
 void worker_ensure_children(struct worker *w, const char *stream,
                             const struct d2o_kinesis_child_shard *children, size_t n);
 void worker_sync_shards(struct worker *w);
+/* Whether the stream lists shard_id now (ListShards, every page), and whether it is closed.
+ * Returns 0, D2O_KINESIS_E_FAILED (err filled; code ResourceNotFoundException when the stream
+ * does not exist) or a negative errno. @blocking yes. */
+int worker_shard_listed(struct worker *w, const char *stream, const char *shard_id, bool *listed,
+                        bool *closed, struct d2o_kinesis_err *err);
 void worker_refresh_creds(struct worker *w);
 /* SIGHUP: reopens log_file, reads the configuration again and applies the keys marked
  * reloadable (log level, format and categories to this process; the sink's timings to sink, when

@@ -192,6 +192,25 @@ void worker_ensure_children(struct worker *w, const char *stream,
     }
 }
 
+int worker_shard_listed(struct worker *w, const char *stream, const char *shard_id, bool *listed,
+                        bool *closed, struct d2o_kinesis_err *err)
+{
+    struct d2o_kinesis_shards shards = {0};
+    size_t i;
+    int r = d2o_kinesis_list_all_shards(w->kin, stream, D2O_SHARD_FILTER_NONE, 0, &shards, err);
+
+    *listed = false;
+    *closed = false;
+    for (i = 0; r == 0 && i < shards.n_shards; i++) {
+        if (strcmp(shards.shards[i].shard_id, shard_id) == 0) {
+            *listed = true;
+            *closed = shards.shards[i].seq_end != NULL;
+        }
+    }
+    d2o_kinesis_shards_free(&shards);
+    return r;
+}
+
 /* The checkpoint a shard found by discovery starts from. */
 static const char *seed_position(const struct worker *w, const struct d2o_kinesis_shard *s,
                                  bool first, int64_t *ts_ms)

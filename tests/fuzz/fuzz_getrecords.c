@@ -1,4 +1,5 @@
-/* libFuzzer target: GetRecords responses (and error bodies) through the pure parsers. */
+/* libFuzzer target: GetRecords and GetShardIterator responses (and error bodies) through the
+ * pure parsers. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct d2o_kinesis_records r;
     struct d2o_kinesis_err err;
+    char *it = NULL;
     size_t i;
 
     if (d2o_kinesis_parse_get_records((const char *)data, size, &r, &err) == 0) {
@@ -36,6 +38,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (err.message[0] == '\0' || r.n_records != 0) {
         abort(); /* failures always explain themselves and leave nothing behind */
     }
+    /* an iterator is never "" (no iterator is NULL); a failure leaves none */
+    if (d2o_kinesis_parse_shard_iterator((const char *)data, size, &it, &err) == 0) {
+        if (it && !*it) {
+            abort();
+        }
+    } else if (it || err.message[0] == '\0') {
+        abort();
+    }
+    free(it);
     d2o_kinesis_parse_error(400, NULL, (const char *)data, size, &err);
     if (err.message[0] == '\0') {
         abort();

@@ -20,7 +20,6 @@ static int conf_ready;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct d2o_version_state vs = {1651495525900LL, 3};
     struct d2o_record rec;
     struct d2o_doc_op op;
     char err[512] = "";
@@ -38,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     err[0] = '\0';
-    if (d2o_doc_build(&rec, &conf, &vs, &op, err, sizeof(err)) == 0) {
+    if (d2o_doc_build(&rec, &conf, &op, err, sizeof(err)) == 0) {
         char *nl = memchr(op.ndjson.data, '\n', op.ndjson.len);
         struct json_tokener *tok = json_tokener_new_ex(100);
         size_t first = nl ? (size_t)(nl - op.ndjson.data) : 0;

@@ -133,7 +133,6 @@ static void add_change(struct d2o_bulk *b, struct d2o_config *conf, size_t cooki
     char rec_json[8192];
     struct d2o_record rec;
     struct d2o_doc_op op;
-    struct d2o_version_state vs = {0, 0};
     char err[256];
 
     if (strcmp(event, "REMOVE") == 0) {
@@ -153,7 +152,7 @@ static void add_change(struct d2o_bulk *b, struct d2o_config *conf, size_t cooki
     snprintf(last_record, sizeof(last_record), "%s", rec_json);
     ck_assert_msg(d2o_record_parse(rec_json, strlen(rec_json), &rec, err, sizeof(err)) == 0, "%s",
                   err);
-    ck_assert_msg(d2o_doc_build(&rec, conf, &vs, &op, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(d2o_doc_build(&rec, conf, &op, err, sizeof(err)) == 0, "%s", err);
     ck_assert_int_eq(d2o_bulk_add(b, op.ndjson.data, op.ndjson.len, op.action == D2O_DOC_DELETE,
                                   (void *)(uintptr_t)cookie),
                      0);
@@ -290,8 +289,7 @@ static void store_in_dlq(const char *raw, const char *error_class, const char *m
     const char *base = need_env("D2O_TEST_PG");
     char schema[64], conninfo[1024], q[256], err[512];
     struct d2o_dlq_row row = {0};
-    struct d2o_checkpoint cp = {"app", "books-stream", "shardId-000000000000", "w1", 1,
-                                "200", {0, 0}};
+    struct d2o_checkpoint cp = {"app", "books-stream", "shardId-000000000000", "w1", 1, "200"};
     PGconn *c;
     PGresult *r;
 

@@ -87,6 +87,17 @@ check "discard --dry-run changes nothing" $? ""
 [ "$(pg "SELECT state FROM dlq")" = discarded ]
 check "discard marks the row" $? ""
 
+# A record refused before it had a version (a bad document: version 0 in the row) is replayed
+# with the version that is its own, never 0, which would lose to every earlier change.
+record2="{\"eventName\":\"MODIFY\",\"tableName\":\"$index\",\"dynamodb\":{\"ApproximateCreationDateTime\":1732500000999,\"ApproximateCreationDateTimePrecision\":\"MILLISECOND\",\"Keys\":{\"id\":{\"S\":\"b-2\"}},\"NewImage\":{\"id\":{\"S\":\"b-2\"}}}}"
+pg "INSERT INTO dlq (application, stream, shard_id, sequence_number, table_name, raw_record,
+      error_class, error_message, first_failed_at, last_failed_at)
+    VALUES ('app', 's', 'shardId-000000000001', '43', '$index', convert_to('$record2', 'UTF8'),
+      'bad_document', 'refused', now(), now())"
+out=$("$ddb2os" dlq replay --dry-run --shard shardId-000000000001)
+echo "$out" | grep -q '"_id":"b-2","version":1732500000999000,"version_type":"external"'
+check "a row without a version replays with the record's own" $? "$out"
+
 "$ddb2os" dlq discard >/dev/null 2>&1
 check "discard without a filter exits 2" $(( $? == 2 ? 0 : 1 )) ""
 "$ddb2os" dlq list --limit -3 >/dev/null 2>&1

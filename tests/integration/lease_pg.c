@@ -74,8 +74,8 @@ START_TEST(take_renew_and_expire_by_the_database_clock)
     ck_assert_int_eq(d2o_lease_renew_all(c, APP, "w-a", LEASE_MS, &renewed, err, sizeof(err)), 0);
     ck_assert_int_eq(d2o_lease_take(c, APP, STREAM, "w-b", 8, LEASE_MS, &b, err, sizeof(err)), 5);
     /* w-a's checkpoint in its old epoch is refused; w-b's in the new one goes through. */
-    cp = (struct d2o_checkpoint){APP,    STREAM, a.items[0].shard_id, "w-a", a.items[0].counter,
-                                 "1000", {0, 0}};
+    cp = (struct d2o_checkpoint){APP,   STREAM, a.items[0].shard_id, "w-a", a.items[0].counter,
+                                 "1000"};
     ck_assert_int_eq(d2o_dlq_commit(c, &cp, NULL, 0, err, sizeof(err)), D2O_LEASE_E_LOST);
     cp.owner = "w-b";
     cp.lease_counter = a.items[0].counter + 1;
@@ -148,8 +148,7 @@ START_TEST(children_wait_for_their_parents)
         ck_assert_str_ne(got.items[i].shard_id, "shardId-000000000100");
     }
     /* One parent finished: still blocked. Both: the child can be taken. */
-    cp =
-        (struct d2o_checkpoint){APP, STREAM, "shardId-000000000000", "w-a", 1, "SHARD_END", {0, 0}};
+    cp = (struct d2o_checkpoint){APP, STREAM, "shardId-000000000000", "w-a", 1, "SHARD_END"};
     ck_assert_int_eq(d2o_dlq_commit(c, &cp, NULL, 0, err, sizeof(err)), 0);
     ck_assert_int_eq(d2o_lease_take(c, APP, STREAM, "w-b", 20, LEASE_MS, &got, err, sizeof(err)),
                      0);

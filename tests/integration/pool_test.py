@@ -358,6 +358,71 @@ class SecretsAndLogs(PoolTest):
             self.assertNotIn(value[:12], text, "a part of %s appears in the log" % name)
 
 
+class Retention(PoolTest):
+    """Shards that left the stream, and a stream that does not exist."""
+    tag = "poolret"
+
+    def lease_row(self, shard, checkpoint, parents=()):
+        self.env.sql("INSERT INTO leases (application, stream, shard_id, checkpoint,"
+                     " parent_shard_ids) VALUES ('%s', '%s', '%s', '%s', '{%s}')"
+                     % (self.env.app, self.env.stream, shard, checkpoint, ",".join(parents)))
+
+    def events(self, shard, event):
+        return int(self.env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
+                                " AND shard_id = '%s' AND event = '%s'"
+                                % (self.env.app, shard, event)))
+
+    def test_aged_out_parents_do_not_hold_their_child(self):
+        env = self.env
+        env.create_stream(1)
+        child = env.shards()[0]["ShardId"]
+        subprocess_run([BINARY, "migrate", "--pg-conninfo", env.pg], dict(os.environ))
+        # The parents of a merge, both gone from the stream: one never read (TRIM_HORIZON), one
+        # read up to a sequence number. The stream's only shard is their child.
+        gone = ["shardId-000000009998", "shardId-000000009999"]
+        self.lease_row(gone[0], "TRIM_HORIZON")
+        self.lease_row(gone[1], "49650000000000000000000000000000000000000000000000000000")
+        self.lease_row(child, "TRIM_HORIZON", gone)
+        env.put(self.items.workload(20, 2, prefix="r"))
+        self.start("A", workers=1)
+        self.converge(timeout=60)
+        for shard in gone:
+            self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                     " AND shard_id = '%s'" % (env.app, shard)), "SHARD_END")
+            self.assertEqual(self.events(shard, "aged_out"), 1, shard)
+            self.assertEqual(self.events(shard, "shard_end"), 1, shard)
+        self.assertGreaterEqual(self.events(child, "take"), 1)
+
+    def test_missing_stream_stays_an_error(self):
+        env = self.env
+        subprocess_run([BINARY, "migrate", "--pg-conninfo", env.pg], dict(os.environ))
+        self.lease_row("shardId-000000000000", "TRIM_HORIZON")
+        sup = self.start("A", workers=1)
+        poolkit.wait_for("the missing stream reported",
+                         lambda: "stream_not_found" in sup.tail(200), 30, step=0.5)
+        self.assertIsNone(sup.proc.poll(), "the supervisor exited")
+        self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                 % env.app), "TRIM_HORIZON")
+        self.assertEqual(self.events("shardId-000000000000", "aged_out"), 0)
+
+
+class MillisecondPrecision(PoolTest):
+    tag = "poolms"
+
+    def test_warned_once_per_shard_and_versions_in_microseconds(self):
+        env = self.env
+        self.items = poolkit.Items(precision="MILLISECOND")
+        env.create_stream(2)
+        env.put(self.items.workload(40, 3, prefix="ms"))
+        sup = self.start("A", workers=1)
+        self.converge(timeout=60)  # the model's versions are the milliseconds x 1000
+        lines = [l for l in sup.tail(100000).splitlines() if "millisecond_precision" in l]
+        shards = sorted(s["ShardId"] for s in env.shards())
+        per_shard = {s: sum(1 for l in lines if s in l) for s in shards}
+        self.assertEqual(per_shard, {s: 1 for s in shards}, "\n".join(lines))
+        self.assertEqual(len(lines), len(shards))
+
+
 def subprocess_run(args, env):
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:

@@ -150,18 +150,25 @@ class Env:
 
 class Items:
     """A model of a books table: each change becomes a Kinesis-destination record with a strictly
-    increasing microsecond ApproximateCreationDateTime, and the model remembers the final state."""
+    increasing ApproximateCreationDateTime (microseconds, or milliseconds with
+    precision="MILLISECOND"), and the model remembers the final state."""
 
-    def __init__(self):
+    def __init__(self, precision="MICROSECOND"):
         self.clock_us = int(time.time() * 1e6)
+        self.precision = precision
         self.state = {}  # id -> (version, doc) or (version, None) when deleted
         self.changes = 0
 
     def change(self, book_id, event, fields=None):
-        self.clock_us += 1
         keys = {"book_id": {"S": book_id}}
-        ddb = {"ApproximateCreationDateTime": self.clock_us,
-               "ApproximateCreationDateTimePrecision": "MICROSECOND", "Keys": keys,
+        if self.precision == "MILLISECOND":
+            self.clock_us = (self.clock_us // 1000 + 1) * 1000
+            stamp = self.clock_us // 1000
+        else:
+            self.clock_us += 1
+            stamp = self.clock_us
+        ddb = {"ApproximateCreationDateTime": stamp,
+               "ApproximateCreationDateTimePrecision": self.precision, "Keys": keys,
                "SizeBytes": 100}
         doc = None
         if event != "REMOVE":

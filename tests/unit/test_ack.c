@@ -8,40 +8,30 @@
 #include "d2o/rand.h"
 #include "d2o_test.h"
 
-static struct d2o_version_state vs(int64_t ms, uint32_t seq)
-{
-    struct d2o_version_state v = {ms, seq};
-
-    return v;
-}
-
 START_TEST(an_unacknowledged_record_holds_the_watermark)
 {
     struct d2o_ack *a = d2o_ack_new();
     uint64_t t[4];
     char *seq = NULL;
-    struct d2o_version_state after = {0, 0};
     void **payloads = NULL;
     size_t n_payloads = 0;
     int dlq_row = 42;
 
-    ck_assert_int_eq(d2o_ack_push(a, "100", vs(1, 0), &t[0]), 0);
-    ck_assert_int_eq(d2o_ack_push(a, "101", vs(1, 1), &t[1]), 0);
-    ck_assert_int_eq(d2o_ack_push(a, "102", vs(2, 0), &t[2]), 0);
-    ck_assert_int_eq(d2o_ack_push(a, "103", vs(3, 0), &t[3]), 0);
+    ck_assert_int_eq(d2o_ack_push(a, "100", &t[0]), 0);
+    ck_assert_int_eq(d2o_ack_push(a, "101", &t[1]), 0);
+    ck_assert_int_eq(d2o_ack_push(a, "102", &t[2]), 0);
+    ck_assert_int_eq(d2o_ack_push(a, "103", &t[3]), 0);
     ck_assert_int_eq(d2o_ack_complete(a, t[1], NULL), 0);
     ck_assert_int_eq(d2o_ack_complete(a, t[3], NULL), 0);
-    ck_assert_int_eq(d2o_ack_advance(a, &seq, &after, &payloads, &n_payloads), 0);
+    ck_assert_int_eq(d2o_ack_advance(a, &seq, &payloads, &n_payloads), 0);
     ck_assert_ptr_null(seq);
     ck_assert_int_eq(d2o_ack_complete(a, t[0], NULL), 0);
-    ck_assert_int_eq(d2o_ack_advance(a, &seq, &after, &payloads, &n_payloads), 2);
+    ck_assert_int_eq(d2o_ack_advance(a, &seq, &payloads, &n_payloads), 2);
     ck_assert_str_eq(seq, "101");
-    ck_assert_int_eq(after.last_ms, 1);
-    ck_assert_uint_eq(after.seq_in_ms, 1);
     ck_assert_int_eq(d2o_ack_complete(a, t[2], &dlq_row), 0);
     ck_assert_int_eq(d2o_ack_complete(a, t[2], NULL), -EALREADY);
     ck_assert_int_eq(d2o_ack_complete(a, t[0], NULL), -ENOENT);
-    ck_assert_int_eq(d2o_ack_advance(a, &seq, &after, &payloads, &n_payloads), 2);
+    ck_assert_int_eq(d2o_ack_advance(a, &seq, &payloads, &n_payloads), 2);
     ck_assert_str_eq(seq, "103");
     ck_assert_uint_eq(n_payloads, 1);
     ck_assert_ptr_eq(payloads[0], &dlq_row);
@@ -63,13 +53,12 @@ START_TEST(random_completion_orders_match_the_model)
         uint64_t *tickets = calloc(n, sizeof(*tickets));
         int *acked = calloc(n, sizeof(*acked));
         char seq[32], *wm = NULL;
-        struct d2o_version_state after = {0, 0};
         void **payloads = NULL;
         size_t n_payloads = 0, expect_payloads = 0;
 
         for (i = 0; i < n; i++) {
             snprintf(seq, sizeof(seq), "%zu", 1000 + i);
-            ck_assert_int_eq(d2o_ack_push(a, seq, vs((int64_t)i, 0), &tickets[i]), 0);
+            ck_assert_int_eq(d2o_ack_push(a, seq, &tickets[i]), 0);
         }
         while (done < n) {
             size_t k = d2o_rand_below(n);
@@ -82,7 +71,7 @@ START_TEST(random_completion_orders_match_the_model)
             done++;
             expect_payloads += k % 7 == 0;
             ck_assert_int_eq(d2o_ack_complete(a, tickets[k], k % 7 == 0 ? &acked[k] : NULL), 0);
-            popped = d2o_ack_advance(a, &wm, &after, &payloads, &n_payloads);
+            popped = d2o_ack_advance(a, &wm, &payloads, &n_payloads);
             ck_assert_int_ge(popped, 0);
             popped_total += (size_t)popped;
             while (model_watermark < n && acked[model_watermark]) {
@@ -93,7 +82,6 @@ START_TEST(random_completion_orders_match_the_model)
             if (model_watermark > 0) {
                 snprintf(seq, sizeof(seq), "%zu", 1000 + model_watermark - 1);
                 ck_assert_str_eq(wm, seq);
-                ck_assert_int_eq(after.last_ms, (int64_t)model_watermark - 1);
             }
         }
         ck_assert_uint_eq(n_payloads, expect_payloads);
@@ -121,8 +109,8 @@ START_TEST(free_hands_back_payloads)
     uint64_t t;
     int row;
 
-    ck_assert_int_eq(d2o_ack_push(a, "1", vs(0, 0), &t), 0);
-    ck_assert_int_eq(d2o_ack_push(a, "2", vs(0, 0), &t), 0);
+    ck_assert_int_eq(d2o_ack_push(a, "1", &t), 0);
+    ck_assert_int_eq(d2o_ack_push(a, "2", &t), 0);
     ck_assert_int_eq(d2o_ack_complete(a, t, &row), 0);
     d2o_ack_free(a, drop);
     ck_assert_int_eq(dropped, 1);

@@ -27,7 +27,7 @@ END_TEST
 START_TEST(malformed_positions_are_refused_before_any_query)
 {
     static const char *const bad[] = {"12a", "-5", "1.5", ""};
-    struct d2o_checkpoint cp = {"app", "s", "shard", "w", 1, NULL, {0, 0}};
+    struct d2o_checkpoint cp = {"app", "s", "shard", "w", 1, NULL};
     char err[256];
     size_t i;
 

@@ -218,28 +218,158 @@ START_TEST(document_ids)
 }
 END_TEST
 
-START_TEST(versions_and_tie_breaker)
+/* A hash key alone is the id exactly as the table holds it, whatever it contains; only the
+ * parts of a composite id are escaped. */
+START_TEST(hash_key_ids_are_exact)
 {
-    struct d2o_version_state vs = {0, 0}, saved;
-    int64_t v[6];
+    static const struct {
+        const char *keys, *hash, *range, *id;
+    } cases[] = {
+        {"{\"book_id\":{\"S\":\"a|b\"}}", NULL, NULL, "a|b"},
+        {"{\"book_id\":{\"S\":\"a\\\\b\"}}", NULL, NULL, "a\\b"},
+        {"{\"book_id\":{\"S\":\"|\\\\|\"}}", "book_id", NULL, "|\\|"},
+        {"{\"book_id\":{\"S\":\"x\\\\|y\"}}", NULL, NULL, "x\\|y"},
+        {"{\"pk\":{\"S\":\"a|b\"},\"sk\":{\"S\":\"c\"}}", NULL, NULL, "a\\|b|c"},
+        {"{\"pk\":{\"S\":\"a\"},\"sk\":{\"S\":\"\\\\\"}}", "pk", "sk", "a|\\\\"},
+    };
+    char err[256];
+    size_t i;
+    int rc;
 
-    ck_assert_int_eq(d2o_doc_version(1721011165891550LL, D2O_PRECISION_MICROSECOND, &vs, &v[0]), 0);
-    ck_assert(v[0] == 1721011165891550LL);
-    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[0]), 0);
-    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[1]), 0);
-    saved = vs; /* a checkpoint after the second record */
-    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[2]), 0);
-    ck_assert_int_eq(d2o_doc_version(1651495525901LL, D2O_PRECISION_MILLISECOND, &vs, &v[3]), 0);
-    ck_assert(v[0] == 1651495525900000LL && v[1] == 1651495525900001LL);
-    ck_assert(v[2] == 1651495525900002LL && v[3] == 1651495525901000LL);
-    /* Restarting from the saved state numbers the following records the same way. */
-    vs = saved;
-    ck_assert_int_eq(d2o_doc_version(1651495525900LL, D2O_PRECISION_MILLISECOND, &vs, &v[4]), 0);
-    ck_assert_int_eq(d2o_doc_version(1651495525901LL, D2O_PRECISION_MILLISECOND, &vs, &v[5]), 0);
-    ck_assert(v[4] == v[2] && v[5] == v[3]);
-    vs.last_ms = 7;
-    vs.seq_in_ms = 999;
-    ck_assert_int_eq(d2o_doc_version(7, D2O_PRECISION_MILLISECOND, &vs, &v[0]), -ERANGE);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *id = id_of(cases[i].keys, cases[i].hash, cases[i].range, &rc, err);
+
+        ck_assert_msg(id != NULL, "case %zu: %s", i, err);
+        ck_assert_msg(strcmp(id, cases[i].id) == 0, "case %zu: id '%s', want '%s'", i, id,
+                      cases[i].id);
+        free(id);
+    }
+}
+END_TEST
+
+/*
+ * Versions against delivery sequences. Each case is one item: its changes are named 'A', 'B', ...
+ * in the order they happened (a name seen twice is the same change delivered again), each
+ * delivery says which shard it was read from (1 is the child of shard 0 after a split) and the
+ * change's ApproximateCreationDateTime. Writes are applied in delivery order the way OpenSearch
+ * applies external versions (only a higher version wins). want is the change the document must
+ * end at, or '=' where two changes share a timestamp: the documented window, in which the
+ * document ends at whichever of the tied changes was applied first.
+ */
+#define MS D2O_PRECISION_MILLISECOND
+#define US D2O_PRECISION_MICROSECOND
+#define T0 1651495525900LL /* a millisecond timestamp */
+
+struct delivery {
+    char change;
+    int shard;
+    int64_t ts;
+    enum d2o_precision precision;
+};
+
+static const struct {
+    const char *name;
+    struct delivery d[6];
+    size_t n;
+    char want;
+} version_cases[] = {
+    {"re-delivery after a later change",
+     {{'A', 0, T0, MS}, {'B', 0, T0 + 1, MS}, {'A', 0, T0, MS}},
+     3,
+     'B'},
+    {"a duplicate between two changes of one millisecond",
+     {{'A', 0, T0, MS}, {'B', 0, T0, MS}, {'A', 0, T0, MS}},
+     3,
+     '='},
+    {"out of order 5, 6, 5", {{'A', 0, T0, MS}, {'C', 0, T0 + 1, MS}, {'B', 0, T0, MS}}, 3, 'C'},
+    {"a split between two changes of one millisecond",
+     {{'A', 0, T0, MS}, {'B', 0, T0, MS}, {'C', 1, T0, MS}},
+     3,
+     '='},
+    {"a split between two changes, the child's a millisecond later",
+     {{'A', 0, T0, MS}, {'B', 0, T0, MS}, {'C', 1, T0 + 1, MS}, {'B', 0, T0, MS}},
+     4,
+     'C'},
+    {"a duplicate read from the child after a split",
+     {{'A', 0, T0, MS}, {'B', 0, T0 + 2, MS}, {'A', 1, T0, MS}, {'C', 1, T0 + 3, MS}},
+     4,
+     'C'},
+    {"the child's change read before the parent's",
+     {{'B', 1, T0 + 1, MS}, {'A', 0, T0, MS}, {'A', 0, T0, MS}},
+     3,
+     'B'},
+    {"microseconds: reversed, split and re-delivered",
+     {{'B', 1, T0 * 1000 + 1, US},
+      {'A', 0, T0 * 1000, US},
+      {'B', 0, T0 * 1000 + 1, US},
+      {'A', 1, T0 * 1000, US}},
+     4,
+     'B'},
+    {"precision switched to microseconds",
+     {{'B', 0, T0 * 1000 + 500, US}, {'A', 0, T0, MS}},
+     2,
+     'B'},
+    {"precision switched back to milliseconds",
+     {{'A', 0, T0 * 1000 + 500, US}, {'B', 0, T0 + 1, MS}, {'A', 0, T0 * 1000 + 500, US}},
+     3,
+     'B'},
+};
+
+static int64_t in_us(const struct delivery *d)
+{
+    return d->precision == MS ? d->ts * 1000 : d->ts;
+}
+
+START_TEST(versions_are_a_function_of_the_record)
+{
+    const char *name = version_cases[_i].name;
+    const struct delivery *d = version_cases[_i].d;
+    size_t n = version_cases[_i].n, i, j;
+    int64_t v[6], current = -1;
+    char doc = 0;
+
+    for (i = 0; i < n; i++) {
+        v[i] = d2o_doc_version(d[i].ts, d[i].precision);
+    }
+    for (i = 0; i < n; i++) {
+        for (j = i + 1; j < n; j++) {
+            size_t early = d[i].change <= d[j].change ? i : j, late = early == i ? j : i;
+
+            if (d[i].change == d[j].change) {
+                ck_assert_msg(v[i] == v[j], "%s: %c delivered again got %lld, first %lld", name,
+                              d[i].change, (long long)v[j], (long long)v[i]);
+            } else if (in_us(&d[late]) > in_us(&d[early])) {
+                ck_assert_msg(v[late] > v[early], "%s: later change %c (%lld) not above %c (%lld)",
+                              name, d[late].change, (long long)v[late], d[early].change,
+                              (long long)v[early]);
+            } else {
+                ck_assert_msg(v[late] >= v[early], "%s: later change %c (%lld) below %c (%lld)",
+                              name, d[late].change, (long long)v[late], d[early].change,
+                              (long long)v[early]);
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (v[i] > current) { /* OpenSearch: a write wins only with a higher version */
+            current = v[i];
+            doc = d[i].change;
+        }
+    }
+    if (version_cases[_i].want == '=') {
+        for (i = 0; i < n; i++) {
+            ck_assert_msg(d[i].change <= doc || v[i] == current, "%s: ended at %c", name, doc);
+        }
+    } else {
+        ck_assert_msg(doc == version_cases[_i].want, "%s: the document ended at %c, not %c", name,
+                      doc, version_cases[_i].want);
+    }
+}
+END_TEST
+
+START_TEST(version_values)
+{
+    ck_assert(d2o_doc_version(1721011165891550LL, US) == 1721011165891550LL);
+    ck_assert(d2o_doc_version(1651495525900LL, MS) == 1651495525900000LL);
 }
 END_TEST
 
@@ -256,14 +386,13 @@ START_TEST(index_names)
 }
 END_TEST
 
-static void build(struct d2o_config *conf, const char *rec_json, struct d2o_version_state *vs,
-                  struct d2o_doc_op *op)
+static void build(struct d2o_config *conf, const char *rec_json, struct d2o_doc_op *op)
 {
     struct d2o_record rec;
     char err[256];
 
     ck_assert_int_eq(d2o_record_parse(rec_json, strlen(rec_json), &rec, err, sizeof(err)), 0);
-    ck_assert_msg(d2o_doc_build(&rec, conf, vs, op, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(d2o_doc_build(&rec, conf, op, err, sizeof(err)) == 0, "%s", err);
     d2o_record_free(&rec);
 }
 
@@ -274,28 +403,27 @@ START_TEST(bulk_items)
                              "\"dynamodb\":{\"ApproximateCreationDateTime\":1651495525900,"
                              "\"Keys\":{\"id\":{\"N\":\"7\"}}}}";
     struct d2o_config conf;
-    struct d2o_version_state vs = {0, 0};
     struct d2o_doc_op op;
     char err[256];
 
     ck_assert_int_eq(d2o_conf_init(&conf), 0);
-    build(&conf, rm, &vs, &op);
+    build(&conf, rm, &op);
     ck_assert_int_eq(op.action, D2O_DOC_DELETE);
     ck_assert_str_eq(op.ndjson.data, "{\"delete\":{\"_index\":\"books\",\"_id\":\"7\",\"version\":"
                                      "1651495525900000,\"version_type\":\"external\"}}\n");
     d2o_doc_op_free(&op);
     ck_assert_int_eq(d2o_conf_set(&conf, "delete_mode", "tombstone", "t", err, sizeof(err)), 0);
     ck_assert_int_eq(d2o_conf_set(&conf, "index_map", "Books=library", "t", err, sizeof(err)), 0);
-    build(&conf, rm, &vs, &op);
+    build(&conf, rm, &op);
     ck_assert_int_eq(op.action, D2O_DOC_INDEX);
     ck_assert(op.tombstone);
     ck_assert_str_eq(
         op.ndjson.data,
         "{\"index\":{\"_index\":\"library\",\"_id\":\"7\",\"version\":"
-        "1651495525900001,\"version_type\":\"external\"}}\n{\"_deleted\":true,\"id\":7}\n");
+        "1651495525900000,\"version_type\":\"external\"}}\n{\"_deleted\":true,\"id\":7}\n");
     d2o_doc_op_free(&op);
     ck_assert_int_eq(d2o_conf_set(&conf, "ttl_deletes", "keep", "t", err, sizeof(err)), 0);
-    build(&conf, rm, &vs, &op);
+    build(&conf, rm, &op);
     ck_assert_int_eq(op.action, D2O_DOC_SKIP);
     ck_assert_uint_eq(op.ndjson.len, 0);
     d2o_doc_op_free(&op);
@@ -315,7 +443,10 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, deepest_nesting);
     tcase_add_test(tc, malformed_attribute_values);
     tcase_add_test(tc, document_ids);
-    tcase_add_test(tc, versions_and_tie_breaker);
+    tcase_add_test(tc, hash_key_ids_are_exact);
+    tcase_add_loop_test(tc, versions_are_a_function_of_the_record, 0,
+                        (int)(sizeof(version_cases) / sizeof(version_cases[0])));
+    tcase_add_test(tc, version_values);
     tcase_add_test(tc, index_names);
     tcase_add_test(tc, bulk_items);
     suite_add_tcase(s, tc);

@@ -240,7 +240,6 @@ START_TEST(describe_and_summary)
     struct d2o_kinesis_shards s;
     struct d2o_kinesis_summary m;
     struct d2o_kinesis_err err;
-    char *it = NULL;
 
     ck_assert_int_eq(d2o_kinesis_parse_describe_stream(S(desc), &s, &err), 0);
     ck_assert_str_eq(s.stream_status, "ACTIVE");
@@ -255,13 +254,25 @@ START_TEST(describe_and_summary)
     ck_assert_int_eq(d2o_kinesis_parse_summary(S("{\"StreamDescriptionSummary\":{}}"), &m, &err),
                      D2O_KINESIS_E_FAILED);
     ck_assert_ptr_nonnull(strstr(err.message, "StreamName is missing"));
+}
+END_TEST
+
+START_TEST(shard_iterator_answers)
+{
+    struct d2o_kinesis_err err;
+    char *it = NULL;
 
     ck_assert_int_eq(d2o_kinesis_parse_shard_iterator(S("{\"ShardIterator\":\"abc\"}"), &it, &err),
                      0);
     ck_assert_str_eq(it, "abc");
     free(it);
-    ck_assert_int_eq(d2o_kinesis_parse_shard_iterator(S("{\"ShardIterator\":null}"), &it, &err),
-                     D2O_KINESIS_E_FAILED);
+    /* No iterator (null or empty) is an answer, not an error: the shard is over. */
+    ck_assert_int_eq(d2o_kinesis_parse_shard_iterator(S("{\"ShardIterator\":null}"), &it, &err), 0);
+    ck_assert_ptr_null(it);
+    ck_assert_int_eq(d2o_kinesis_parse_shard_iterator(S("{\"ShardIterator\":\"\"}"), &it, &err), 0);
+    ck_assert_ptr_null(it);
+    ck_assert_int_eq(d2o_kinesis_parse_shard_iterator(S("{}"), &it, &err), D2O_KINESIS_E_FAILED);
+    ck_assert_ptr_nonnull(strstr(err.message, "ShardIterator is missing"));
     ck_assert_ptr_null(it);
 }
 END_TEST
@@ -339,6 +350,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, hash_midpoint);
     tcase_add_test(tc, list_shards_page);
     tcase_add_test(tc, describe_and_summary);
+    tcase_add_test(tc, shard_iterator_answers);
     tcase_add_test(tc, put_records_partial_failure);
     tcase_add_test(tc, error_bodies);
     suite_add_tcase(s, tc);
