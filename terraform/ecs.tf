@@ -40,8 +40,10 @@ resource "aws_iam_role_policy_attachment" "execution" {
 }
 
 resource "aws_iam_role_policy" "execution_secret" {
-  name = "read-pg-secret"
-  role = aws_iam_role.execution.id
+  # with pg_iam_auth the tasks need no database secret (not even the administrator's)
+  count = local.pg_iam ? 0 : 1
+  name  = "read-pg-secret"
+  role  = aws_iam_role.execution.id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
@@ -96,12 +98,28 @@ locals {
   workers = max(1, floor(var.task_cpu / 1024))
   # create_postgres: host etc. in plain text, the password from the RDS-managed secret (libpq reads
   # PGPASSWORD). Otherwise the whole connection string comes from pg_conninfo_secret_arn.
-  pg_environment = var.create_postgres ? [{ name = "DDB2OS_PG_CONNINFO", value = local.pg_conninfo }] : []
-  pg_secrets = var.create_postgres ? [
+  # pg_iam_auth: no secret at all; ddb2os signs a token per connection with the task role.
+  pg_environment = var.create_postgres ? concat([{ name = "DDB2OS_PG_CONNINFO", value = local.pg_conninfo }],
+  local.pg_iam ? [{ name = "DDB2OS_PG_IAM_AUTH", value = "true" }] : []) : []
+  pg_secrets = local.pg_iam ? [] : var.create_postgres ? [
     { name = "PGPASSWORD", valueFrom = "${local.pg_secret_arn}:password::" },
     ] : [
     { name = "DDB2OS_PG_CONNINFO", valueFrom = var.pg_conninfo_secret_arn },
   ]
+}
+
+resource "aws_iam_role_policy" "task_rds_connect" {
+  count = local.pg_iam ? 1 : 0
+  name  = "rds-iam-connect"
+  role  = aws_iam_role.task.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["rds-db:connect"]
+      Resource = local.pg_dbuser_arn
+    }]
+  })
 }
 
 resource "aws_ecs_task_definition" "ddb2os" {

@@ -16,7 +16,12 @@ locals {
   # sslmode=require: libpq 15 in the image has no sslrootcert=system; the connection stays inside the VPC.
   # Besides rds.force_ssl = 1 (every connection encrypted): statements over a second are logged.
   pg_parameters = { "log_min_duration_statement" = "1000" }
-  pg_conninfo   = "host=${local.pg_host} port=5432 dbname=ddb2os user=ddb2os_admin sslmode=require connect_timeout=5"
+  pg_iam        = var.create_postgres && var.pg_iam_auth
+  pg_user       = local.pg_iam ? var.pg_iam_user : "ddb2os_admin"
+  pg_conninfo   = "host=${local.pg_host} port=5432 dbname=ddb2os user=${local.pg_user} sslmode=require connect_timeout=5"
+  # arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/USER, what rds-db:connect is granted on
+  pg_resource_id = local.pg_rds ? aws_db_instance.ddb2os[0].resource_id : local.pg_aurora ? aws_rds_cluster.ddb2os[0].cluster_resource_id : ""
+  pg_dbuser_arn  = "arn:${data.aws_partition.current.partition}:rds-db:${var.region}:${data.aws_caller_identity.current.account_id}:dbuser:${local.pg_resource_id}/${var.pg_iam_user}"
 }
 
 resource "aws_security_group" "postgres" {

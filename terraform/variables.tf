@@ -103,6 +103,22 @@ variable "postgres_version" {
   default     = "16.4"
 }
 
+variable "pg_iam_auth" {
+  description = "With create_postgres: ddb2os logs in as the database user pg_iam_user with RDS IAM authentication (a fresh token per connection, no password in the task). The user must exist with the rds_iam role (README.md)."
+  type        = bool
+  default     = false
+}
+
+variable "pg_iam_user" {
+  description = "Database user ddb2os logs in as with pg_iam_auth."
+  type        = string
+  default     = "ddb2os"
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.pg_iam_user))
+    error_message = "pg_iam_user must be a plain lower-case PostgreSQL identifier."
+  }
+}
+
 variable "postgres_rotation_days" {
   description = "Days between rotations of the database password that RDS manages in Secrets Manager."
   type        = number

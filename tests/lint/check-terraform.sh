@@ -3,7 +3,8 @@
 # downloaded here; terraform/README.md lists what an operator runs with it):
 #   1. python-hcl2 parses every terraform/*.tf;
 #   2. checkov (--skip-download: no network) over terraform/, every skip justified where it is;
-#   3. the books API's OpenAPI file, rendered like templatefile() with test values, under checkov.
+#   3. the books API's OpenAPI file, rendered like templatefile() with test values, under checkov;
+#   4. terraform fmt -check, where a terraform binary is installed (it is not a Debian package).
 # The tools come from scripts/lint-tools (run by scripts/services install).
 set -uo pipefail
 root=${1:?usage: check-terraform.sh SOURCE_ROOT}
@@ -27,6 +28,15 @@ for path in sys.argv[1:]:
 print("python-hcl2: %d of %d terraform files parse" % (len(sys.argv) - 1 - bad, len(sys.argv) - 1))
 sys.exit(1 if bad else 0)
 PY
+
+# terraform itself is not a Debian package; where it is installed, the files must be formatted.
+if command -v terraform >/dev/null 2>&1; then
+  if TF_CLI_CONFIG_FILE=/dev/null terraform -chdir="$root/terraform" fmt -check -diff; then
+    echo "terraform fmt: formatted"
+  else
+    echo "terraform fmt: run 'terraform fmt' in terraform/"; status=1
+  fi
+fi
 
 checkov() {
   "$tools/checkov/bin/checkov" --skip-download --quiet --compact "$@"
