@@ -32,7 +32,8 @@ resource "aws_dynamodb_table" "books" {
   }
 
   server_side_encryption {
-    enabled = true
+    enabled     = true
+    kms_key_arn = local.kms_key_arn
   }
 }
 

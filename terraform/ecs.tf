@@ -3,27 +3,10 @@
 
 data "aws_caller_identity" "current" {}
 
-resource "aws_security_group" "tasks" {
-  count       = length(var.security_group_ids) == 0 ? 1 : 0
-  name        = "${local.name}-tasks"
-  description = "ddb2os tasks: outbound only"
-  vpc_id      = var.vpc_id
-
-  egress {
-    from_port   = 0
-    to_port     = 0
-    protocol    = "-1"
-    cidr_blocks = ["0.0.0.0/0"]
-  }
-}
-
-locals {
-  task_security_groups = length(var.security_group_ids) > 0 ? var.security_group_ids : [aws_security_group.tasks[0].id]
-}
-
 resource "aws_cloudwatch_log_group" "ddb2os" {
   name              = "/ecs/${local.name}"
-  retention_in_days = 30
+  retention_in_days = var.log_retention_days
+  kms_key_id        = local.kms_key_arn
 }
 
 resource "aws_ecs_cluster" "ddb2os" {
@@ -45,7 +28,7 @@ data "aws_iam_policy_document" "ecs_assume" {
   }
 }
 
-# Pulls the image, writes logs, reads the one secret.
+# Pulls the image, writes logs, reads the database secret (and decrypts it with the CMK).
 resource "aws_iam_role" "execution" {
   name               = "${local.name}-execution"
   assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
@@ -57,15 +40,24 @@ resource "aws_iam_role_policy_attachment" "execution" {
 }
 
 resource "aws_iam_role_policy" "execution_secret" {
-  name = "read-pg-conninfo"
-  role = aws_iam_role.execution.id
+  # with pg_iam_auth the tasks need no database secret (not even the administrator's)
+  count = local.pg_iam ? 0 : 1
+  name  = "read-pg-secret"
+  role  = aws_iam_role.execution.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = ["secretsmanager:GetSecretValue"]
-      Resource = var.pg_conninfo_secret_arn
-    }]
+    Statement = [
+      {
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = var.create_postgres ? local.pg_secret_arn : var.pg_conninfo_secret_arn
+      },
+      {
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt"]
+        Resource = local.kms_key_arn
+      },
+    ]
   })
 }
 
@@ -101,6 +93,35 @@ resource "aws_iam_role_policy" "task" {
   })
 }
 
+locals {
+  # One worker process per vCPU (1024 CPU units), at least one.
+  workers = max(1, floor(var.task_cpu / 1024))
+  # create_postgres: host etc. in plain text, the password from the RDS-managed secret (libpq reads
+  # PGPASSWORD). Otherwise the whole connection string comes from pg_conninfo_secret_arn.
+  # pg_iam_auth: no secret at all; ddb2os signs a token per connection with the task role.
+  pg_environment = var.create_postgres ? concat([{ name = "DDB2OS_PG_CONNINFO", value = local.pg_conninfo }],
+  local.pg_iam ? [{ name = "DDB2OS_PG_IAM_AUTH", value = "true" }] : []) : []
+  pg_secrets = local.pg_iam ? [] : var.create_postgres ? [
+    { name = "PGPASSWORD", valueFrom = "${local.pg_secret_arn}:password::" },
+    ] : [
+    { name = "DDB2OS_PG_CONNINFO", valueFrom = var.pg_conninfo_secret_arn },
+  ]
+}
+
+resource "aws_iam_role_policy" "task_rds_connect" {
+  count = local.pg_iam ? 1 : 0
+  name  = "rds-iam-connect"
+  role  = aws_iam_role.task.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["rds-db:connect"]
+      Resource = local.pg_dbuser_arn
+    }]
+  })
+}
+
 resource "aws_ecs_task_definition" "ddb2os" {
   family                   = local.name
   requires_compatibilities = ["FARGATE"]
@@ -116,12 +137,13 @@ resource "aws_ecs_task_definition" "ddb2os" {
     command                = ["run"]
     essential              = true
     readonlyRootFilesystem = true
-    user                   = "65534:65534"
+    user                   = "10001:10001" # ddb2os in the image (scripts/image)
     # SIGTERM drains (finish the batch, checkpoint, release leases); give it time before SIGKILL.
     stopTimeout = 120
-    # PID 1 reaps the worker processes' zombies and forwards signals.
+    # ddb2os is PID 1 in the image and reaps every child; the init process also reaps what a
+    # health check leaves behind.
     linuxParameters = { initProcessEnabled = true }
-    environment = [
+    environment = concat([
       { name = "DDB2OS_APPLICATION", value = local.name },
       { name = "DDB2OS_STREAM_NAME", value = aws_kinesis_stream.changes.name },
       { name = "DDB2OS_AWS_REGION", value = var.region },
@@ -132,10 +154,11 @@ resource "aws_ecs_task_definition" "ddb2os" {
       { name = "DDB2OS_LOG_FORMAT", value = "json" },
       # /healthz for the health check below and /metrics; loopback only, inside the task.
       { name = "DDB2OS_METRICS_PORT", value = tostring(var.metrics_port) },
-    ]
-    secrets = [
-      { name = "DDB2OS_PG_CONNINFO", valueFrom = var.pg_conninfo_secret_arn },
-    ]
+      # Lag, DLQ and lease counters as CloudWatch metrics (namespace ddb2os; alarms.tf).
+      { name = "DDB2OS_LOG_EMF", value = "true" },
+      { name = "DDB2OS_WORKERS", value = tostring(local.workers) },
+    ], local.pg_environment)
+    secrets = local.pg_secrets
     healthCheck = {
       command     = ["CMD-SHELL", "curl -fsS http://127.0.0.1:${var.metrics_port}/healthz || exit 1"]
       interval    = 15
@@ -158,13 +181,26 @@ resource "aws_ecs_service" "ddb2os" {
   name            = local.name
   cluster         = aws_ecs_cluster.ddb2os.id
   task_definition = aws_ecs_task_definition.ddb2os.arn
-  desired_count   = var.desired_count
+  desired_count   = var.min_tasks
   launch_type     = "FARGATE"
 
   # Old and new tasks may overlap during a deployment: that is safe, because a shard is worked only
   # by the holder of its lease and every checkpoint is fenced on the lease. So deploy without a gap.
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
+
+  # The autoscaler (autoscaling.tf) owns the count after the first apply.
+  lifecycle {
+    ignore_changes = [desired_count]
+    precondition {
+      condition     = !var.create_vpc_endpoints || length(var.route_table_ids) > 0
+      error_message = "create_vpc_endpoints needs route_table_ids for the S3 gateway endpoint (ECR image layers)."
+    }
+    precondition {
+      condition     = var.create_postgres || var.pg_conninfo_secret_arn != ""
+      error_message = "Set create_postgres = true or pg_conninfo_secret_arn."
+    }
+  }
 
   deployment_circuit_breaker {
     enable   = true

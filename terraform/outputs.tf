@@ -28,3 +28,33 @@ output "ecs_cluster" {
   description = "ECS cluster running ddb2os."
   value       = aws_ecs_cluster.ddb2os.name
 }
+
+output "ecr_repository_url" {
+  description = "Where to push the image (README.md: skopeo copy oci-archive:... docker://URL:TAG)."
+  value       = aws_ecr_repository.ddb2os.repository_url
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic every alarm notifies."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "postgres_endpoint" {
+  description = "Host of the created database (empty with create_postgres = false)."
+  value       = local.pg_host
+}
+
+output "postgres_secret_arn" {
+  description = "The RDS-managed secret of the created database (username, password; rotated)."
+  value       = local.pg_secret_arn
+}
+
+output "task_role_arn" {
+  description = "The tasks' IAM role: map it to an OpenSearch role that may write the index (README.md)."
+  value       = aws_iam_role.task.arn
+}
+
+output "kms_key_arn" {
+  description = "The customer-managed key in use."
+  value       = local.kms_key_arn
+}

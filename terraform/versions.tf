@@ -2,8 +2,9 @@ terraform {
   required_version = ">= 1.5"
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = "~> 5.40"
+      source = "hashicorp/aws"
+      # 5.73 brings approximate_creation_date_time_precision on the streaming destination (data.tf).
+      version = ">= 5.73, < 7.0"
     }
   }
 }

@@ -81,6 +81,7 @@ struct d2o_config {
     int64_t http_max_response_bytes;
     /* PostgreSQL and leases */
     char *pg_conninfo;
+    bool pg_iam_auth;
     int64_t lease_ms;
     /* worker pool */
     int64_t workers;

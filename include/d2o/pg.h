@@ -32,6 +32,16 @@ bool d2o_pg_connect_error_is_config(const char *msg);
 extern const int d2o_pg_schema_latest;
 
 /*
+ * Where d2o_pg_connect gets a password from, when set: fn(arg, conninfo, &password, ...) returns
+ * 0 and a new string that is sent as the password (and then cleansed), or a negative errno with
+ * errstr. NULL (the default) sends what conninfo and the PG* environment say. RDS IAM
+ * authentication (d2o/rdsauth.h) uses it for a fresh token on every connection.
+ */
+typedef int (*d2o_pg_password_fn)(const void *arg, const char *conninfo, char **password,
+                                  char *errstr, size_t errstr_size);
+void d2o_pg_set_password_source(d2o_pg_password_fn fn, const void *arg);
+
+/*
  * Connects with conninfo ("" = libpq's PG* environment) as application_name, with a 10 s connect
  * timeout. Returns NULL with errstr (libpq's message, which never shows the password).
  * @blocking yes.

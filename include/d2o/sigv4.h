@@ -62,6 +62,20 @@ __attribute__((warn_unused_result)) int
 d2o_sigv4_sign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds,
                const struct d2o_sigv4_request *req, time_t now, unsigned flags,
                struct d2o_sigv4_out *out, char *errstr, size_t errstr_size);
+/*
+ * Presigns a request with query authentication (a "presigned URL"): url is
+ * scheme://host[:port]/path without a query; params (raw values, encoded here) come first in the
+ * query, then X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires (expires_s, 1 to
+ * 604800), X-Amz-SignedHeaders=host, X-Amz-Security-Token for temporary credentials, and
+ * X-Amz-Signature last. Only the Host header is signed and the payload is empty, as botocore's
+ * SigV4QueryAuth does. *out_url receives the signed URL (free() it). Returns 0, -EINVAL (errstr
+ * says what is wrong) or -ENOMEM.
+ */
+__attribute__((warn_unused_result)) int
+d2o_sigv4_presign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds, const char *method,
+                  const char *url, const struct d2o_sigv4_header *params, size_t n_params,
+                  time_t now, unsigned expires_s, char **out_url, char *errstr, size_t errstr_size);
+
 /* How many times s derived a signing key (a new day or a new secret); for tests and metrics. */
 unsigned long d2o_sigv4_signer_derivations(const struct d2o_sigv4_signer *s);
 

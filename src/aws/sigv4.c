@@ -898,3 +898,122 @@ out:
     }
     return r;
 }
+
+int d2o_sigv4_presign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds,
+                      const char *method, const char *url, const struct d2o_sigv4_header *params,
+                      size_t n_params, time_t now, unsigned expires_s, char **out_url, char *errstr,
+                      size_t errstr_size)
+{
+    const char *host, *path, *query;
+    size_t host_len, path_len, query_len, i;
+    char amz_date[17], date[9], creq_hex[2 * SHA256_LEN + 1], sig_hex[2 * SHA256_LEN + 1];
+    unsigned char digest[SHA256_LEN], sig[SHA256_LEN];
+    struct d2o_buf q = D2O_BUF_INIT, scope = D2O_BUF_INIT, creq = D2O_BUF_INIT, sts = D2O_BUF_INIT,
+                   res = D2O_BUF_INIT;
+    char *hostv = NULL;
+    struct tm tm;
+    int r = 0;
+
+    if (out_url) {
+        *out_url = NULL;
+    }
+    if (!s || !creds || !method || !*method || !url || !out_url || (n_params && !params)) {
+        set_err(errstr, errstr_size, "sigv4: presign needs a signer, credentials, method and URL");
+        return -EINVAL;
+    }
+    if (!creds->access_key_id || !*creds->access_key_id || !creds->secret_access_key ||
+        !*creds->secret_access_key) {
+        set_err(errstr, errstr_size, "sigv4: credentials lack an access key id or a secret key");
+        return -EINVAL;
+    }
+    if (split_url(url, &host, &host_len, &path, &path_len, &query, &query_len) < 0 ||
+        strpbrk(url, "?#")) {
+        set_err(errstr, errstr_size, "sigv4: presign URL '%.200s' is not scheme://host/path", url);
+        return -EINVAL;
+    }
+    if (expires_s < 1 || expires_s > 604800) {
+        set_err(errstr, errstr_size, "sigv4: presign expiry %u s is not 1 to 604800", expires_s);
+        return -EINVAL;
+    }
+    if (!gmtime_r(&now, &tm) || strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm) != 16) {
+        set_err(errstr, errstr_size, "sigv4: cannot format the time %lld", (long long)now);
+        return -EINVAL;
+    }
+    memcpy(date, amz_date, 8);
+    date[8] = '\0';
+
+    /* The query: the caller's parameters, then the authentication parameters, in botocore's order.
+     */
+    for (i = 0; r == 0 && i < n_params; i++) {
+        if (!params[i].name || !*params[i].name || !params[i].value) {
+            set_err(errstr, errstr_size, "sigv4: presign parameter %zu has no name or value", i);
+            r = -EINVAL;
+            goto out;
+        }
+        r = uri_encode(&q, params[i].name, strlen(params[i].name), false);
+        r = r ? r : d2o_buf_putc(&q, '=');
+        r = r ? r : uri_encode(&q, params[i].value, strlen(params[i].value), false);
+        r = r ? r : d2o_buf_putc(&q, '&');
+    }
+    r = r ? r
+          : d2o_buf_printf(&scope, "%s/%s/%s/%s/aws4_request", creds->access_key_id, date,
+                           s->region, s->service);
+    r = r ? r : d2o_buf_puts(&q, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+    r = r ? r : uri_encode(&q, scope.data, scope.len, false);
+    r = r ? r
+          : d2o_buf_printf(&q, "&X-Amz-Date=%s&X-Amz-Expires=%u&X-Amz-SignedHeaders=host", amz_date,
+                           expires_s);
+    if (r == 0 && creds->session_token && *creds->session_token) {
+        r = d2o_buf_puts(&q, "&X-Amz-Security-Token=");
+        r = r ? r : uri_encode(&q, creds->session_token, strlen(creds->session_token), false);
+    }
+    if (r < 0) {
+        goto out;
+    }
+    hostv = host_value(url, host, host_len);
+    if (!hostv) {
+        r = -ENOMEM;
+        goto out;
+    }
+
+    /* Canonical request: only Host is signed; the payload is empty. */
+    r = d2o_buf_printf(&creq, "%s\n", method);
+    r = r ? r : canonical_uri(&creq, path, path_len, true);
+    r = r ? r : d2o_buf_putc(&creq, '\n');
+    r = r ? r : canonical_query(&creq, q.data, q.len);
+    r = r ? r : d2o_buf_printf(&creq, "\nhost:%s\n\nhost\n%s", hostv, EMPTY_SHA256);
+    if (r == -EINVAL || r == -E2BIG) {
+        set_err(errstr, errstr_size, "sigv4: presign URL '%.200s' has a path it cannot sign", url);
+        r = -EINVAL;
+        goto out;
+    }
+    r = r ? r : sha256(creq.data, creq.len, digest);
+    if (r < 0) {
+        goto out;
+    }
+    hex(digest, SHA256_LEN, creq_hex);
+    r = d2o_buf_printf(&sts, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s", amz_date, date,
+                       s->region, s->service, creq_hex);
+    r = r ? r : derive_key(s, date, creds->secret_access_key);
+    r = r ? r : hmac(s->key, SHA256_LEN, sts.data, sts.len, sig);
+    if (r < 0) {
+        goto out;
+    }
+    hex(sig, SHA256_LEN, sig_hex);
+    r = d2o_buf_printf(&res, "%s?%s&X-Amz-Signature=%s", url, q.data, sig_hex);
+    if (r == 0) {
+        *out_url = d2o_buf_steal(&res);
+    }
+out:
+    free(hostv);
+    d2o_buf_free(&q);
+    d2o_buf_free(&scope);
+    d2o_buf_free(&creq);
+    d2o_buf_free(&sts);
+    d2o_buf_free(&res);
+    OPENSSL_cleanse(sig, sizeof(sig));
+    if (r == -ENOMEM) {
+        set_err(errstr, errstr_size, "sigv4: out of memory");
+    }
+    return r;
+}

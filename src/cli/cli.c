@@ -10,6 +10,7 @@
 #include "d2o/conf.h"
 #include "d2o/log.h"
 #include "d2o/pg.h"
+#include "d2o/rdsauth.h"
 #include "d2o/util.h"
 #include "d2o_config.h"
 
@@ -185,6 +186,10 @@ int d2o_cli_parse(int argc, char **argv, const char *usage, const char *shortopt
 out:
     free(opts);
     free(own);
+    if (r == 0 && conf->pg_iam_auth && d2o_rds_pg_auth_setup(conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ddb2os %s: %s\n", argv[0], err);
+        r = D2O_EXIT_CONFIG;
+    }
     if (r != 0) {
         d2o_conf_free(conf);
     } else {

@@ -222,6 +222,12 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "dead-letter queue (host=... dbname=... or postgresql://...). Empty uses the PG* "
      "environment variables.",
      false, true, NULL},
+    {"pg_iam_auth", D2O_CONF_BOOL, OFF(pg_iam_auth), "false", 0, 0, NULL,
+     "Log in to an RDS or Aurora PostgreSQL database with IAM authentication: every connection "
+     "sends a fresh token (valid 15 minutes) signed with the AWS credentials for aws_region, so "
+     "no database password exists. pg_conninfo must name host and user (the user needs the "
+     "rds_iam role) and should ask for sslmode=require.",
+     false, false, NULL},
     {"lease_ms", D2O_CONF_MS, OFF(lease_ms), "10s", 1000, 600000, NULL,
      "How long a shard lease lasts without renewal, by the database's clock. Workers renew every "
      "third of it and stop working a shard they could not renew before it can expire; a dead "

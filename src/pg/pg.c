@@ -208,10 +208,20 @@ bool d2o_pg_connect_error_is_config(const char *msg)
     return false;
 }
 
+static d2o_pg_password_fn password_fn;
+static const void *password_arg;
+
+void d2o_pg_set_password_source(d2o_pg_password_fn fn, const void *arg)
+{
+    password_fn = fn;
+    password_arg = arg;
+}
+
 PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char *errstr,
                        size_t errstr_size)
 {
-    const char *keys[4], *values[4];
+    const char *keys[5], *values[5];
+    char *password = NULL;
     PGconn *c;
     int n = 0;
 
@@ -222,10 +232,22 @@ PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char 
     values[n++] = application_name ? application_name : "ddb2os";
     keys[n] = "connect_timeout";
     values[n++] = "10";
+    if (password_fn) {
+        if (password_fn(password_arg, conninfo ? conninfo : "", &password, errstr, errstr_size) <
+            0) {
+            return NULL;
+        }
+        keys[n] = "password";
+        values[n++] = password;
+    }
     keys[n] = NULL;
     values[n] = NULL;
     /* expand_dbname: conninfo's own settings win over the defaults given here. */
     c = PQconnectdbParams(keys, values, 1);
+    if (password) {
+        explicit_bzero(password, strlen(password));
+        free(password);
+    }
     if (!c || PQstatus(c) != CONNECTION_OK) {
         d2o_pg_error(c, NULL, "cannot connect to PostgreSQL", errstr, errstr_size);
         PQfinish(c);
