@@ -112,12 +112,12 @@ check "a bad --since is named with the accepted form" $? "exit $rc: $err"
 pg "INSERT INTO dlq (application, stream, shard_id, sequence_number, table_name, index_name, doc_id,
       version, raw_record, error_class, http_status, error_message, attempts, first_failed_at,
       last_failed_at)
-    VALUES ('app', 's', 'shardId-000000000001', '43', '', '', '', 0, '\\x00fffe7b01', 'bad_record',
+    VALUES ('app', 's', 'shardId-000000000001', '44', '', '', '', 0, '\\x00fffe7b01', 'bad_record',
       0, 'record is not valid JSON', 1, now(), now())"
 out=$("$ddb2os" dlq list --limit 1)
-[ "$(sed -n 2p <<<"$out" | awk '{print $1}')" = 2 ]
+[ "$(sed -n 2p <<<"$out" | awk '{print $1}')" = 3 ]
 check "list --limit 1 shows the newest row" $? "$out"
-out=$("$ddb2os" dlq show --id 2 --json)
+out=$("$ddb2os" dlq show --id 3 --json)
 python3 -c '
 import base64, json, sys
 d = json.loads(sys.stdin.read())[0]
@@ -129,7 +129,7 @@ check "show --json of a binary record: valid JSON, base64 with its encoding" $? 
 out=$("$ddb2os" dlq show --id 1 --json)
 python3 -c 'import json,sys; assert json.loads(sys.stdin.read())[0]["raw_record_encoding"] == "utf-8"' <<<"$out"
 check "show --json of a text record says utf-8" $? "$out"
-out=$("$ddb2os" dlq show --id 2)
+out=$("$ddb2os" dlq show --id 3)
 grep -q "^raw_record:      (5 bytes, not UTF-8 text; base64) AP/+ewE=$" <<<"$out"
 check "show prints a binary record as base64, not as an empty line" $? "$out"
 ! grep -nE " +$" <<<"$out" && grep -q "^shard:           shardId-000000000001$" <<<"$out" &&

@@ -10,6 +10,11 @@ shown after it is an error message ("ddb2os ..."). When a block of one command i
 output block, the first line of what the command printed must be that block's first line
 (blanks compared loosely): the table header or the message. The database is a schema of its own
 holding a 4-shard stream owned by live workers and one dead-letter row, as in the examples.
+
+Lines ending in a backslash continue on the next line. A block preceded by the comment
+`<!-- runbook: run by PATH -->` is one another test runs (a container under podman, say): its
+commands are not run here, but every option they show must appear in PATH, so the example
+cannot drift from what that test runs.
 """
 import os
 import re
@@ -135,7 +140,21 @@ def main(binary, doc):
                 continue
             if lang != "sh":
                 continue
-            commands = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+            commands = [ln for ln in "\n".join(lines).replace("\\\n", " ").splitlines()
+                        if ln.strip() and not ln.lstrip().startswith("#")]
+            before = [ln for ln in all_lines[:bl[i][2]] if ln.strip()]
+            m = re.match(r"^<!-- runbook: run by (\S+) -->$", before[-1]) if before else None
+            if m:
+                with open(os.path.join(os.path.dirname(os.path.abspath(doc)), "..",
+                                       m.group(1))) as f:
+                    runner = f.read()
+                for cmd in commands:
+                    opts = re.findall(r"(--[a-z-]+(?:=[^\s.]+)?)", cmd)
+                    missing = [o for o in opts if o not in runner]
+                    check("sh (run by %s): %s" % (m.group(1), cmd.strip()[:50]),
+                          bool(opts) and not missing, "options not in it: %s" % missing)
+                    n_run += 1
+                continue
             shown = following[1] if following else None
             for cmd in commands:
                 r = subprocess.run(["bash", "-c", prelude + cmd], env=env, cwd=work,
