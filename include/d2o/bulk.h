@@ -57,9 +57,10 @@ enum d2o_bulk_outcome {
     D2O_BULK_STALE,    /* a newer version was already there (409) */
     D2O_BULK_ABSENT,   /* delete of a missing document */
     D2O_BULK_DLQ,      /* cannot succeed: store it in the dead-letter queue */
+    D2O_BULK_DROPPED,  /* refused by opts.keep before a send: never written (lease lost) */
 };
 
-/* "done", "stale", "absent", "dlq". */
+/* "done", "stale", "absent", "dlq", "dropped". */
 const char *d2o_bulk_outcome_name(enum d2o_bulk_outcome o);
 
 /* The final outcome of one item. Strings are valid during the callback only. */
@@ -105,6 +106,11 @@ struct d2o_bulk_opts {
      * failed in transport), with done_arg; for the latency histogram. A health probe
      * (d2o_bulk_ping) reports total_us -1. */
     void (*observe)(int64_t total_us, long status, void *arg);
+    /* Optional: whether an item may still be sent, with its cookie and done_arg. Every item is
+     * checked when it is put into a request, and every item not in flight when
+     * d2o_bulk_recheck() was called or a request of it was answered: one it refuses is never
+     * sent again and gets the outcome D2O_BULK_DROPPED. A writer that lost its lease says no. */
+    bool (*keep)(void *cookie, void *arg);
     /* Test seams (NULL: the real thing). */
     int64_t (*now_ms)(void); /* monotonic clock; default d2o_mono_ms */
     d2o_bulk_start_fn start; /* transport; default d2o_http_start on the sink's http */
@@ -116,6 +122,7 @@ struct d2o_bulk_stats {
     uint64_t splits;
     uint64_t throttled;     /* item results 429/503/rejected execution */
     uint64_t bad_responses; /* 200 answers that could not be read or did not match */
+    uint64_t dropped;       /* items opts.keep refused */
 };
 
 /* One item for d2o_bulk_add_item(). Everything is copied. */
@@ -165,6 +172,10 @@ int64_t d2o_bulk_next_ms(const struct d2o_bulk *b, int64_t now_ms);
 size_t d2o_bulk_pending(const struct d2o_bulk *b);
 /* Bytes of NDJSON held by pending items (for the caller's memory bound). */
 size_t d2o_bulk_pending_bytes(const struct d2o_bulk *b);
+/* Runs opts.keep over every item that is not in flight before the next request starts, so the
+ * items it refuses (a lost lease's) are dropped, with their outcome, before anything else is
+ * sent. @blocking no. */
+void d2o_bulk_recheck(struct d2o_bulk *b);
 /* Sends everything queued at the next ticks, regardless of the flush timer (draining). */
 void d2o_bulk_flush(struct d2o_bulk *b);
 const struct d2o_bulk_stats *d2o_bulk_stats(const struct d2o_bulk *b);

@@ -58,6 +58,17 @@ static int check_config(const struct d2o_config *c)
                 renew, c->lease_ms);
         return D2O_EXIT_CONFIG;
     }
+    if (c->http_timeout_ms > c->opensearch_gc_deletes_ms / 2) {
+        /* A bulk request that started before its worker lost the lease can land up to
+         * http_timeout_ms later; the new owner's delete must still be remembered then. */
+        d2o_err("config",
+                "http_timeout_ms %" PRId64
+                " must be at most half of opensearch_gc_deletes_ms %" PRId64
+                " (a write in flight when its lease is lost could land after OpenSearch forgot a "
+                "newer delete, and bring the document back)",
+                c->http_timeout_ms, c->opensearch_gc_deletes_ms);
+        return D2O_EXIT_CONFIG;
+    }
     if (c->initial_position == D2O_POS_AT_TIMESTAMP && !*c->initial_timestamp) {
         d2o_err("config", "initial_position AT_TIMESTAMP needs initial_timestamp");
         return D2O_EXIT_CONFIG;

@@ -321,6 +321,9 @@ static void shard_lost(struct shard *sh, const char *why)
     D2O_LOG_(D2O_LOG_WARN, D2O_CAT_LEASE, sh->lease.shard_id, "lease_lost",
              "stopped working the shard: %s", why);
     sh->stop = STOP_LOST;
+    /* Write nothing more: the shard's queued and retrying items leave the sink before its next
+     * request (worker_keep_item refuses them). */
+    d2o_bulk_recheck(sh->w->sink);
     if (sh->w->m) {
         d2o_metrics_add(sh->w->m, D2O_M_LEASES_LOST, 1);
     }
@@ -630,6 +633,16 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
 
 /* ---- the sink's answers ---- */
 
+bool worker_keep_item(void *cookie, void *arg)
+{
+    const struct rec_cookie *ck = cookie;
+    const struct worker *w = arg;
+
+    /* The monotonic fence too: a request that starts after it carries nothing. */
+    return ck->sh->stop != STOP_LOST && ck->sh->stop != STOP_DONE &&
+           d2o_mono_ms() < w->leases_valid_until;
+}
+
 void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *arg)
 {
     struct worker *w = arg;
@@ -639,6 +652,11 @@ void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *
     enum d2o_metric_counter mc = D2O_M_DOCS_INDEXED;
 
     sh->in_sink--;
+    if (res->outcome == D2O_BULK_DROPPED) {
+        /* never written; the next owner of the lease writes it */
+        cookie_drop(w, ck);
+        return;
+    }
     switch (res->outcome) {
     case D2O_BULK_DONE:
         mc = ck->is_delete ? D2O_M_DOCS_DELETED : D2O_M_DOCS_INDEXED;
@@ -648,6 +666,8 @@ void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *
         break;
     case D2O_BULK_ABSENT:
         mc = D2O_M_DOCS_ABSENT;
+        break;
+    case D2O_BULK_DROPPED:
         break;
     case D2O_BULK_DLQ:
         mc = D2O_M_DOCS_DLQ;

@@ -65,6 +65,9 @@ int worker_loop(struct worker *w);
 void worker_free_shards(struct worker *w);
 void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *arg);
 void worker_on_bulk_answer(int64_t total_us, long status, void *arg);
+/* The sink's keep: false for an item of a shard whose lease is lost or finished, and for every
+ * item once the worker's own fence (leases_valid_until) has passed. */
+bool worker_keep_item(void *cookie, void *arg);
 int worker_signalfd(void);
 
 /* worker_setup.c */

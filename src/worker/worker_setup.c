@@ -381,6 +381,7 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
     d2o_bulk_opts_from_config(&bo, c);
     bo.done = worker_on_bulk_done;
     bo.observe = worker_on_bulk_answer;
+    bo.keep = worker_keep_item;
     bo.done_arg = w;
     if (c->opensearch_auth == D2O_OS_AUTH_SIGV4) {
         w->os_signer = d2o_sigv4_signer_new(

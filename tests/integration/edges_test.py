@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""What happens at the edges of a lease, against real PostgreSQL, kinesis-mock and OpenSearch.
+
+usage: edges_test.py DDB2OS_BINARY [TEST_NAME...]
+
+A writer that lost its lease writes nothing more (its items held in 429s by the fault proxy are
+dropped, so a stale write can't bring a deleted document back after index.gc_deletes), and a
+worker frozen inside a PostgreSQL transaction can't hold its shard hostage.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import poolkit  # noqa: E402
+import pool_test  # noqa: E402
+
+BINARY = None
+LEASE_MS = pool_test.LEASE_MS
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+class FaultProxy:
+    """tests/proxy/faultproxy.py in front of OpenSearch, stopped by stop() or by itself."""
+
+    def __init__(self, upstream, faults, max_seconds=180):
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "tests", "proxy", "faultproxy.py"),
+             "--upstream", upstream, "--max-seconds", str(max_seconds),
+             "--faults", json.dumps(faults)], stdout=subprocess.PIPE, text=True)
+        self.url = "http://127.0.0.1:%d" % int(self.proc.stdout.readline())
+
+    def set(self, faults):
+        req = urllib.request.Request(self.url + "/__fault", data=json.dumps(faults).encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+
+    def stats(self):
+        with urllib.request.urlopen(self.url + "/__stats", timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+
+class EdgeTest(pool_test.PoolTest):
+    """A pool test (own stream, index and application; no two owners in one epoch) that may
+    put the fault proxy in front of a supervisor's OpenSearch."""
+    tag = "edge"
+
+    def setUp(self):
+        super().setUp()
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy:
+            self.proxy.stop()
+        super().tearDown()
+
+    def start(self, task, opensearch=None, workers=1, extra=()):
+        env = self.env
+        saved = env.opensearch
+        if opensearch:
+            env.opensearch = opensearch
+        try:
+            s = poolkit.Supervisor(BINARY, env, task, workers=workers, lease_ms=LEASE_MS,
+                                   extra=list(extra))
+        finally:
+            env.opensearch = saved
+        self.sups.append(s)
+        return s
+
+    def logs(self):
+        return "\n".join("--- %s\n%s" % (s.task, s.tail(60)) for s in self.sups)
+
+    def lease(self):
+        return self.env.rows("SELECT shard_id, owner, lease_counter FROM leases"
+                             " WHERE application = '%s'" % self.env.app)
+
+
+class LostLease(EdgeTest):
+    tag = "edgelost"
+
+    def test_a_writer_that_lost_its_lease_does_not_bring_a_delete_back(self):
+        env = self.env
+        # Deletes are forgotten at the next refresh: the window of index.gc_deletes is over.
+        status, res = env.os_call("PUT", "/%s" % env.index, {"settings": {
+            "index.gc_deletes": "0s", "number_of_replicas": 0, "refresh_interval": "-1"}})
+        self.assertEqual(status, 200, res)
+        env.create_stream(1)
+        self.proxy = FaultProxy(env.opensearch, {"item_429_ids": {"held": 1000000}})
+        # A writes through the proxy, which answers 429 to every write of "held".
+        a = self.start("A", opensearch=self.proxy.url, extra=["--retry-cap-ms", "200"])
+        poolkit.wait_for("A to hold the lease", lambda: any(
+            r[1].startswith("A:") for r in self.lease()), 4 * LEASE_MS / 1000)
+        env.put([self.items.change("held", "INSERT", {"title": "old"}),
+                 self.items.change("other", "INSERT", {"title": "x"})])
+        poolkit.wait_for("A's write of held to be refused with 429",
+                         lambda: self.proxy.stats()["injected_items"] >= 3, 30)
+        # B writes to OpenSearch directly; it holds nothing while A's lease is valid.
+        b = self.start("B")
+        poolkit.wait_for("B's worker", lambda: len(b.worker_pids()) == 1, 10)
+        b_owner = "B:%d" % b.worker_pids()[0]
+        time.sleep(LEASE_MS / 1000 / 2)
+        # The steal: the lease moves to B under A's feet, as a takeover after a partition would.
+        env.sql("UPDATE leases SET owner = '%s', lease_counter = lease_counter + 1,"
+                " expires_at = now() + interval '%d milliseconds'"
+                " WHERE application = '%s'" % (b_owner, LEASE_MS, env.app))
+        poolkit.wait_for("A to notice the lost lease", lambda: "lease_lost" in a.tail(200),
+                         2 * LEASE_MS / 1000)
+        # B reads from the checkpoint: it writes held, then the item is deleted.
+        env.put([self.items.change("held", "REMOVE")])
+        last = last_sequence(env)
+        poolkit.wait_for("B to write everything and checkpoint it", lambda: self.lease()[0][1:]
+                         and env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                     % env.app) == last, 30, step=0.2)
+        status, _ = env.os_call("GET", "/%s/_doc/held" % env.index)
+        self.assertEqual(status, 404)
+        time.sleep(0.2)
+        env.os_call("POST", "/%s/_refresh" % env.index)  # the delete's tombstone is pruned
+        # OpenSearch would take A's write now; a writer that lost its lease must not send it.
+        self.proxy.set({"item_429_ids": {}})
+        time.sleep(3)
+        env.os_call("POST", "/%s/_refresh" % env.index)
+        status, doc = env.os_call("GET", "/%s/_doc/held" % env.index)
+        self.assertEqual(status, 404, "a deleted document came back from the writer that lost "
+                         "its lease: %s\n%s" % (doc, self.logs()))
+        self.assertIn("bulk_dropped", a.tail(400))
+
+
+class StartChecks(unittest.TestCase):
+    def test_a_timeout_that_outlives_gc_deletes_is_refused(self):
+        out = subprocess.run([BINARY, "run", "--stream-name", "s", "--http-timeout-ms", "40s",
+                              "--opensearch-gc-deletes-ms", "60s"], capture_output=True,
+                             text=True, timeout=30)
+        self.assertEqual(out.returncode, 78, out.stderr)
+        self.assertIn("http_timeout_ms 40000 must be at most half of opensearch_gc_deletes_ms "
+                      "60000", out.stderr)
+
+
+def last_sequence(env):
+    """The sequence number of the last record of the stream's only shard."""
+    shard = env.shards()[0]["ShardId"]
+    it = env.kinesis.get_shard_iterator(StreamName=env.stream, ShardId=shard,
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    last = None
+    for _ in range(50):
+        res = env.kinesis.get_records(ShardIterator=it, Limit=1000)
+        if res["Records"]:
+            last = res["Records"][-1]["SequenceNumber"]
+        elif last:
+            return last
+        it = res["NextShardIterator"]
+    raise AssertionError("no records in %s" % shard)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    BINARY = pool_test.BINARY = sys.argv[1]
+    poolkit.need("D2O_TEST_PG")
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
