@@ -38,4 +38,12 @@ int d2o_fmt_rfc3339_ms(int64_t epoch_us, char *buf, size_t size);
 /* Levenshtein distance, for "did you mean" suggestions; capped at 255. */
 unsigned d2o_edit_distance(const char *a, const char *b);
 
+/*
+ * A named place that integration tests can freeze a process at. When the environment variable
+ * D2O_TEST_STOP_AT equals name, the process stops itself with SIGSTOP the first time it gets
+ * there (a test then checks what the others do, and sends SIGCONT). Otherwise it costs one
+ * cached getenv per process.
+ */
+void d2o_test_point(const char *name);
+
 #endif

@@ -1,5 +1,7 @@
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -125,4 +127,19 @@ unsigned d2o_edit_distance(const char *a, const char *b)
         }
     }
     return row[lb] > 255 ? 255 : row[lb];
+}
+
+void d2o_test_point(const char *name)
+{
+    static const char *stop_at;
+    static bool read, fired;
+
+    if (!read) {
+        stop_at = getenv("D2O_TEST_STOP_AT");
+        read = true;
+    }
+    if (stop_at && !fired && strcmp(stop_at, name) == 0) {
+        fired = true;
+        (void)raise(SIGSTOP);
+    }
 }

@@ -175,7 +175,7 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
         "  SELECT l.shard_id, l.owner AS prev_owner, l.pending_owner AS prev_pending"
         "  FROM leases l"
         "  WHERE l.application = $1 AND l.stream = $2 AND l.checkpoint <> 'SHARD_END'"
-        "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= now()"
+        "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= clock_timestamp()"
         "         OR (l.pending_owner = $3 AND l.handoff_deadline <= now()))"
         "    AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
         "      AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
@@ -226,7 +226,7 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
 {
     static const char sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
         "$3") ", updated_at = now()"
-              " WHERE application = $1 AND owner = $2 AND expires_at > now()"
+              " WHERE application = $1 AND owner = $2 AND expires_at > clock_timestamp()"
               " RETURNING stream, shard_id, owner, lease_counter, checkpoint, version_last_ms,"
               "   version_seq_in_ms, pending_owner, " TS_MS("checkpoint_timestamp");
     char ms[24];

@@ -41,7 +41,10 @@ bool worker_pg_ok(struct worker *w)
     if (w->pg) {
         PQfinish(w->pg);
     }
-    w->pg = d2o_pg_connect(w->conf->pg_conninfo, "ddb2os worker", err, sizeof(err));
+    /* A quarter of the lease: a transaction this worker leaves open (frozen, partitioned) ends,
+     * and its row locks go, before the lease can expire and another worker takes it. */
+    w->pg = d2o_pg_connect_bounded(w->conf->pg_conninfo, "ddb2os worker", w->conf->lease_ms / 4,
+                                   err, sizeof(err));
     if (!w->pg) {
         w->pg_retry_ms = now + d2o_backoff_ms(250, 5000, w->pg_attempt++);
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",

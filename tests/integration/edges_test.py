@@ -141,6 +141,61 @@ class LostLease(EdgeTest):
         self.assertIn("bulk_dropped", a.tail(400))
 
 
+def stopped(pid):
+    """Whether the process is stopped (SIGSTOP)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+class FrozenInTransaction(EdgeTest):
+    tag = "edgefrozen"
+
+    def test_a_worker_frozen_inside_a_checkpoint_does_not_hold_its_shard(self):
+        env = self.env
+        env.create_stream(1)
+        os.environ["D2O_TEST_STOP_AT"] = "checkpoint_locked"
+        try:
+            a = self.start("A")
+        finally:
+            del os.environ["D2O_TEST_STOP_AT"]
+        poolkit.wait_for("A to hold the lease", lambda: any(
+            r[1].startswith("A:") for r in self.lease()), 4 * LEASE_MS / 1000)
+        b = self.start("B")
+        poolkit.wait_for("B's worker", lambda: len(b.worker_pids()) == 1, 10)
+        env.put(self.items.workload(20, 2, prefix="f"))
+        # A writes the batch, then stops inside its first checkpoint, holding the lease row.
+        victim = a.worker_pids()[0]
+        poolkit.wait_for("A to freeze inside the checkpoint", lambda: stopped(victim), 30,
+                         step=0.05)
+        t0 = env.db_now()
+        try:
+            poolkit.wait_for("B to take the shard", lambda: any(
+                r[1].startswith("B:") for r in self.lease()), LEASE_MS / 1000 + 6, step=0.05)
+            taken_at = float(env.sql(
+                "SELECT extract(epoch FROM max(at)) FROM lease_events WHERE application = '%s'"
+                " AND owner LIKE 'B:%%' AND at > to_timestamp(%f)" % (env.app, t0)))
+            print("takeover from a worker frozen in a transaction: %.2f s (lease %.1f s)"
+                  % (taken_at - t0, LEASE_MS / 1000))
+            self.assertLessEqual(taken_at - t0, LEASE_MS / 1000 + 2)
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        # A wakes up in its transaction: nothing of it may land over B's work.
+        self.converge()
+        env.put(self.items.workload(20, 1, prefix="g"))
+        self.converge()
+        last = last_sequence(env)
+        poolkit.wait_for("B's checkpoint at the end of the stream", lambda: env.rows(
+            "SELECT owner, checkpoint FROM leases WHERE application = '%s'" % env.app)[0][1]
+            == last, 20, step=0.2)
+        self.assertTrue(env.rows("SELECT owner FROM leases WHERE application = '%s'"
+                                 % env.app)[0][0].startswith("B:"))
+        # Each document was written at its own version and no older one: nothing stale landed.
+        self.converge()
+
+
 class StartChecks(unittest.TestCase):
     def test_a_timeout_that_outlives_gc_deletes_is_refused(self):
         out = subprocess.run([BINARY, "run", "--stream-name", "s", "--http-timeout-ms", "40s",
