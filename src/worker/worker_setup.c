@@ -435,6 +435,7 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     }
     w->conf = o->conf;
     w->sigfd = -1;
+    d2o_rand_seed(); /* this worker's own jitter: tasks and workers never retry in lockstep */
     snprintf(w->task_id, sizeof(w->task_id), "%s", o->task_id);
     snprintf(w->id, sizeof(w->id), "%s:%d", o->task_id, (int)getpid());
     if (gethostname(w->host, sizeof(w->host)) < 0) {
