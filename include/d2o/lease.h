@@ -103,6 +103,18 @@ __attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char 
                                                           const struct d2o_lease *l, char *errstr,
                                                           size_t errstr_size);
 
+/*
+ * Before the first read of a shard whose checkpoint is LATEST: stores AT_TIMESTAMP at the
+ * database's clock instead (fenced on owner, counter and expiry), so every later iterator, of
+ * this owner after a refresh or of the next one after a lease move, starts at the same place
+ * and no record that arrived since is skipped. *ts_ms receives the timestamp. Returns 0,
+ * D2O_LEASE_E_LOST (also when the checkpoint is no longer LATEST) or -EIO.
+ */
+__attribute__((warn_unused_result)) int d2o_lease_resolve_latest(PGconn *c, const char *application,
+                                                                 const struct d2o_lease *l,
+                                                                 int64_t *ts_ms, char *errstr,
+                                                                 size_t errstr_size);
+
 /* After a SHARD_END checkpoint: lets the lease go for good (fenced; lease_events 'shard_end').
  * Returns 0, D2O_LEASE_E_LOST or -EIO. */
 __attribute__((warn_unused_result)) int d2o_lease_finish(PGconn *c, const char *application,

@@ -239,14 +239,12 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
     return query_into(c, sql, 3, values, out, "renewing leases", errstr, errstr_size);
 }
 
-/* Runs a fenced owner change that returns one row on success. */
-static int fenced(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
-                  const char *what, char *errstr, size_t errstr_size)
+/* Runs sql with $1..$5 = application, stream, shard, owner and counter of l. */
+static PGresult *exec_fenced(PGconn *c, const char *sql, const char *application,
+                             const struct d2o_lease *l)
 {
     char counter[24];
     const char *values[5];
-    PGresult *r;
-    int ret = 0;
 
     snprintf(counter, sizeof(counter), "%" PRId64, l->counter);
     values[0] = application;
@@ -254,13 +252,23 @@ static int fenced(PGconn *c, const char *sql, const char *application, const str
     values[2] = l->shard_id;
     values[3] = l->owner;
     values[4] = counter;
-    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
+    return PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
+}
+
+/* Runs a fenced owner change that returns one row on success. */
+static int fenced(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
+                  const char *what, char *errstr, size_t errstr_size)
+{
+    PGresult *r = exec_fenced(c, sql, application, l);
+    int ret = 0;
+
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, r, what, errstr, errstr_size);
         ret = -EIO;
     } else if (PQntuples(r) == 0) {
-        snprintf(errstr, errstr_size, "%s: shard %s is no longer leased to %s with counter %s",
-                 what, l->shard_id, l->owner, counter);
+        snprintf(errstr, errstr_size,
+                 "%s: shard %s is no longer leased to %s with counter %" PRId64, what, l->shard_id,
+                 l->owner, l->counter);
         ret = D2O_LEASE_E_LOST;
     }
     PQclear(r);
@@ -282,6 +290,35 @@ int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease
         " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
 
     return fenced(c, sql, application, l, "releasing a lease", errstr, errstr_size);
+}
+
+int d2o_lease_resolve_latest(PGconn *c, const char *application, const struct d2o_lease *l,
+                             int64_t *ts_ms, char *errstr, size_t errstr_size)
+{
+    static const char sql[] =
+        "UPDATE leases SET checkpoint = 'AT_TIMESTAMP', checkpoint_timestamp = clock_timestamp(),"
+        "   updated_at = now()"
+        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+        "   AND lease_counter = $5 AND checkpoint = 'LATEST' AND expires_at > clock_timestamp()"
+        " RETURNING " TS_MS("checkpoint_timestamp");
+    PGresult *r = exec_fenced(c, sql, application, l);
+    int ret = 0;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "storing the position of LATEST", errstr, errstr_size);
+        ret = -EIO;
+    } else if (PQntuples(r) == 0) {
+        snprintf(errstr, errstr_size,
+                 "storing the position of LATEST: shard %s is no longer leased to %s with counter "
+                 "%" PRId64 " at LATEST",
+                 l->shard_id, l->owner, l->counter);
+        ret = D2O_LEASE_E_LOST;
+    } else if (d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, ts_ms) < 0) {
+        snprintf(errstr, errstr_size, "storing the position of LATEST: unreadable timestamp");
+        ret = -EIO;
+    }
+    PQclear(r);
+    return ret;
 }
 
 int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,

@@ -368,7 +368,35 @@ static void start_iterator(struct shard *sh)
     } else if (strcmp(cp, "TRIM_HORIZON") == 0) {
         spec.type = D2O_ITER_TRIM_HORIZON;
     } else if (strcmp(cp, "LATEST") == 0) {
-        spec.type = D2O_ITER_LATEST;
+        /* Resolved and stored first: a refresh or the next owner starts from the same place. */
+        char err[512];
+        int64_t ts_ms = 0;
+
+        r = worker_pg_ok(w) ? d2o_lease_resolve_latest(w->pg, w->conf->application, &sh->lease,
+                                                       &ts_ms, err, sizeof(err))
+                            : -EIO;
+        if (r == D2O_LEASE_E_LOST) {
+            shard_lost(sh, err);
+            return;
+        }
+        if (r < 0) {
+            if (w->pg) {
+                worker_pg_failed(w, err);
+            }
+            sh->next_get_ms = d2o_mono_ms() + 1000;
+            return;
+        }
+        free(sh->lease.checkpoint);
+        sh->lease.checkpoint = strdup("AT_TIMESTAMP");
+        if (!sh->lease.checkpoint) {
+            shard_lost(sh, "out of memory");
+            return;
+        }
+        sh->lease.checkpoint_ts_ms = ts_ms;
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "latest_resolved",
+                 "initial position LATEST stored as AT_TIMESTAMP %" PRId64 " ms", ts_ms);
+        spec.type = D2O_ITER_AT_TIMESTAMP;
+        spec.timestamp_ms = ts_ms;
     } else if (strcmp(cp, "AT_TIMESTAMP") == 0) {
         spec.type = D2O_ITER_AT_TIMESTAMP;
         spec.timestamp_ms = sh->lease.checkpoint_ts_ms;

@@ -196,6 +196,27 @@ class FrozenInTransaction(EdgeTest):
         self.converge()
 
 
+class LatestPosition(EdgeTest):
+    tag = "edgelatest"
+
+    def test_latest_is_stored_before_the_first_read(self):
+        env = self.env
+        env.create_stream(1)
+        a = self.start("A", extra=["--initial-position", "LATEST"])
+        poolkit.wait_for("A to hold the lease", lambda: any(
+            r[1].startswith("A:") for r in self.lease()), 4 * LEASE_MS / 1000)
+        time.sleep(2)  # A has its iterator and reads an empty shard
+        self.assertEqual(a.stop(), 0)
+        # Records that arrive while nobody reads: the next owner must start where A started.
+        env.put(self.items.workload(10, 1, prefix="l"))
+        b = self.start("B", extra=["--initial-position", "LATEST"])
+        poolkit.wait_for("B to hold the lease", lambda: any(
+            r[1].startswith("B:") for r in self.lease()), 4 * LEASE_MS / 1000)
+        self.converge(timeout=20)
+        self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                 % env.app), last_sequence(env), b.tail())
+
+
 class StartChecks(unittest.TestCase):
     def test_a_timeout_that_outlives_gc_deletes_is_refused(self):
         out = subprocess.run([BINARY, "run", "--stream-name", "s", "--http-timeout-ms", "40s",
