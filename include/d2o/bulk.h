@@ -15,7 +15,9 @@
  * Every item of every response is parsed (json-c), matched to its request item by position (the
  * count and, when present, the _id must match) and classified (d2o_classify_bulk_item): done,
  * stale (409) and absent (404 on delete) are final; throttled items (429, rejected execution,
- * 503) are retried with capped full-jitter backoff and never dead-lettered; other retryable
+ * 503) and items of an index that takes no writes for now (cluster_block_exception, an index
+ * being created; counted in stats.blocked) are retried with capped full-jitter backoff and
+ * never dead-lettered; other retryable
  * items are retried up to max_attempts; permanent errors (mapping, parsing, other 4xx) are
  * reported for the dead-letter queue at once with OpenSearch's error type and reason. Only the
  * items that failed are sent again; an item that succeeded is never sent again. A whole request
@@ -123,6 +125,7 @@ struct d2o_bulk_stats {
     uint64_t throttled;     /* item results 429/503/rejected execution */
     uint64_t bad_responses; /* 200 answers that could not be read or did not match */
     uint64_t dropped;       /* items opts.keep refused */
+    uint64_t blocked;       /* item results that said the index takes no writes for now */
 };
 
 /* One item for d2o_bulk_add_item(). Everything is copied. */

@@ -45,6 +45,7 @@ enum d2o_metric_counter {
     D2O_M_LEASES_RELEASED,
     D2O_M_CHECKPOINTS,
     D2O_M_CHECKPOINT_ERRORS,
+    D2O_M_BULK_BLOCKED, /* item results: the index takes no writes for now */
     D2O_M_COUNTER_COUNT
 };
 
@@ -83,7 +84,8 @@ struct d2o_metrics_worker {
      * successful contact; 0 never. */
     int64_t pg_ok_ms;
     int64_t opensearch_ok_ms;
-    int64_t loop_ms; /* last turn of the worker's event loop */
+    int64_t loop_ms;    /* last turn of the worker's event loop */
+    int64_t blocked_ms; /* last time OpenSearch said an index takes no writes for now */
     struct d2o_metrics_shard shards[D2O_METRICS_MAX_SHARDS];
 };
 
@@ -120,7 +122,8 @@ __attribute__((warn_unused_result)) int d2o_metrics_render(const struct d2o_metr
                                                            struct d2o_buf *out);
 
 /* Readiness at now_ms (CLOCK_MONOTONIC ms): at least one live worker whose loop turned, and that
- * reached PostgreSQL and OpenSearch, within stale_ms. false with the reason in why. */
+ * reached PostgreSQL and OpenSearch, within stale_ms, and no live worker told within stale_ms
+ * that an index takes no writes. false with the reason in why. */
 bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stale_ms, char *why,
                        size_t why_size);
 

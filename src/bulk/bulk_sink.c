@@ -762,6 +762,16 @@ static void item_result(struct d2o_bulk *b, struct item *it, const struct d2o_bu
             return;
         }
         break;
+    case D2O_ITEM_BLOCKED:
+        b->stats.blocked++;
+        if ((b->stats.blocked & (b->stats.blocked - 1)) == 0) { /* the 1st, 2nd, 4th, ... */
+            d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_blocked",
+                    "OpenSearch takes no writes to the index for now (HTTP %d %s: %.300s); "
+                    "retrying until it does",
+                    st->status, st->error_type, st->error_reason);
+        }
+        /* retried without limit, like a throttle */
+        __attribute__((fallthrough));
     case D2O_ITEM_THROTTLE:
         mark_failed(it);
         b->stats.throttled++;

@@ -1293,6 +1293,12 @@ int worker_loop(struct worker *w)
             d2o_metrics_add(w->m, D2O_M_BULK_RETRIES,
                             d2o_bulk_stats(w->sink)->retried - w->retried_seen);
             w->retried_seen = d2o_bulk_stats(w->sink)->retried;
+            if (d2o_bulk_stats(w->sink)->blocked != w->blocked_seen) {
+                d2o_metrics_add(w->m, D2O_M_BULK_BLOCKED,
+                                d2o_bulk_stats(w->sink)->blocked - w->blocked_seen);
+                w->blocked_seen = d2o_bulk_stats(w->sink)->blocked;
+                d2o_metrics_gauge(&w->m->blocked_ms, now);
+            }
             if (w->pg_ok_ms) {
                 d2o_metrics_gauge(&w->m->pg_ok_ms, w->pg_ok_ms);
             }

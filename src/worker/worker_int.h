@@ -54,6 +54,7 @@ struct worker {
     bool m_opensearch_ok;
     int64_t os_ok_ms;      /* last answer from OpenSearch below 500 */
     uint64_t retried_seen; /* the sink's retried count already added to the metrics */
+    uint64_t blocked_seen; /* the sink's blocked count already added to the metrics */
     int64_t next_emf_ms;
     uint64_t emf_prev[D2O_M_COUNTER_COUNT];
     struct d2o_metrics_server *server;

@@ -10,10 +10,12 @@ worker frozen inside a PostgreSQL transaction can't hold its shard hostage.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -215,6 +217,58 @@ class LatestPosition(EdgeTest):
         self.converge(timeout=20)
         self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
                                  % env.app), last_sequence(env), b.tail())
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def counter(port, name):
+    total = 0.0
+    for line in http_get(port, "/metrics")[1].splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class IndexBlocked(EdgeTest):
+    tag = "edgeblock"
+
+    def test_a_read_only_index_is_waited_for_never_dead_lettered(self):
+        env = self.env
+        status, res = env.os_call("PUT", "/%s" % env.index, {"settings": {
+            "index.blocks.write": True, "number_of_replicas": 0}})
+        self.assertEqual(status, 200, res)
+        env.create_stream(1)
+        port = free_port()
+        self.start("K", extra=["--retry-cap-ms", "500", "--metrics-port", str(port)])
+        env.put(self.items.workload(10, 2, prefix="k"))
+        poolkit.wait_for("the block to be seen", lambda: counter(
+            port, "ddb2os_bulk_items_blocked_total") > 0, 30, step=0.2)
+        status, why = http_get(port, "/readyz")
+        self.assertEqual(status, 503)
+        self.assertIn("cluster_block_exception", why)
+        time.sleep(2)  # several retries, all blocked
+        self.assertEqual(env.sql("SELECT count(*) FROM dlq WHERE application = '%s'" % env.app),
+                         "0")
+        status, res = env.os_call("PUT", "/%s/_settings" % env.index,
+                                  {"index.blocks.write": False})
+        self.assertEqual(status, 200, res)
+        self.converge(timeout=30)
+        self.assertEqual(env.sql("SELECT count(*) FROM dlq WHERE application = '%s'" % env.app),
+                         "0")
+        poolkit.wait_for("ready again", lambda: http_get(port, "/readyz")[0] == 200,
+                         3 * LEASE_MS / 1000)
 
 
 class StartChecks(unittest.TestCase):
