@@ -41,6 +41,7 @@ enum shard_state {
     S_READY,         /* iterator in hand: GetRecords when due */
     S_GET_WAIT,      /* GetRecords in flight */
     S_ENDED,         /* the shard is closed and fully read; finishing */
+    S_CONFIRM_END,   /* no NextShardIterator and no ChildShards: ask ListShards whether it is */
 };
 
 enum shard_stop {
@@ -440,6 +441,49 @@ static void start_get(struct shard *sh, int64_t now)
     sh->last_get_ms = now;
 }
 
+/*
+ * GetRecords answered without a NextShardIterator and without ChildShards. That is not the
+ * end of the shard by itself (KCL reads such a shard again): ListShards decides. A shard that
+ * is listed as closed, or no longer listed, has ended (its children's rows come from
+ * discovery); an open one is read again after the last record taken.
+ */
+static void confirm_end(struct shard *sh, int64_t now)
+{
+    struct worker *w = sh->w;
+    struct d2o_kinesis_shards shards = {0};
+    struct d2o_kinesis_err kerr;
+    const struct d2o_kinesis_shard *me = NULL;
+    size_t i;
+    int r;
+
+    r = d2o_kinesis_list_all_shards(w->kin, sh->lease.stream, D2O_SHARD_FILTER_NONE, 0, &shards,
+                                    &kerr);
+    if (r != 0) {
+        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, &kerr, &sh->err_attempt,
+                             &sh->next_get_ms);
+        return;
+    }
+    for (i = 0; i < shards.n_shards && !me; i++) {
+        if (strcmp(shards.shards[i].shard_id, sh->lease.shard_id) == 0) {
+            me = &shards.shards[i];
+        }
+    }
+    if (me && !me->seq_end) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
+                 "GetRecords gave no next iterator and no child shards, but the shard is open; "
+                 "reading it again after %s",
+                 sh->last_seq ? sh->last_seq : sh->lease.checkpoint);
+        sh->state = S_NEED_ITER;
+        sh->next_get_ms = now + d2o_backoff_ms(w->conf->poll_min_ms, 10000, sh->err_attempt++);
+    } else {
+        sh->state = S_ENDED;
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "shard_end",
+                 "read to the end of the shard (%s; child shards from discovery); finishing",
+                 me ? "closed" : "no longer listed");
+    }
+    d2o_kinesis_shards_free(&shards);
+}
+
 /* Moves one shard forward if it is due. */
 static void shard_step(struct shard *sh, int64_t now)
 {
@@ -454,6 +498,9 @@ static void shard_step(struct shard *sh, int64_t now)
         if (!backpressure(sh)) {
             start_get(sh, now);
         }
+        break;
+    case S_CONFIRM_END:
+        confirm_end(sh, now);
         break;
     default:
         break;
@@ -624,6 +671,9 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
     if (i < res->n_records) {
         sh->state = S_NEED_ITER;
         sh->next_get_ms = now + 1000;
+    } else if (!res->next_iterator && res->n_children == 0) {
+        sh->state = S_CONFIRM_END;
+        sh->next_get_ms = now;
     } else if (!res->next_iterator) {
         size_t c;
 
@@ -1155,7 +1205,8 @@ static int64_t next_timeout(const struct worker *w, int64_t now)
         const struct shard *sh = w->shards[i];
 
         if (sh->stop == STOP_NONE && !sh->call_in_flight &&
-            (sh->state == S_NEED_ITER || (sh->state == S_READY && !backpressure(sh)))) {
+            (sh->state == S_NEED_ITER || sh->state == S_CONFIRM_END ||
+             (sh->state == S_READY && !backpressure(sh)))) {
             int64_t d = sh->next_get_ms - now;
 
             t = d < t ? d : t;

@@ -30,11 +30,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 class FaultProxy:
     """tests/proxy/faultproxy.py in front of OpenSearch, stopped by stop() or by itself."""
 
-    def __init__(self, upstream, faults, max_seconds=180):
+    def __init__(self, upstream, faults, max_seconds=180, pass_auth=False):
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tests", "proxy", "faultproxy.py"),
              "--upstream", upstream, "--max-seconds", str(max_seconds),
-             "--faults", json.dumps(faults)], stdout=subprocess.PIPE, text=True)
+             "--faults", json.dumps(faults)] + (["--pass-auth"] if pass_auth else []),
+            stdout=subprocess.PIPE, text=True)
         self.url = "http://127.0.0.1:%d" % int(self.proc.stdout.readline())
 
     def set(self, faults):
@@ -72,16 +73,16 @@ class EdgeTest(pool_test.PoolTest):
             self.proxy.stop()
         super().tearDown()
 
-    def start(self, task, opensearch=None, workers=1, extra=()):
+    def start(self, task, opensearch=None, kinesis=None, workers=1, extra=()):
         env = self.env
-        saved = env.opensearch
-        if opensearch:
-            env.opensearch = opensearch
+        saved = env.opensearch, env.kinesis_url
+        env.opensearch = opensearch or env.opensearch
+        env.kinesis_url = kinesis or env.kinesis_url
         try:
             s = poolkit.Supervisor(BINARY, env, task, workers=workers, lease_ms=LEASE_MS,
                                    extra=list(extra))
         finally:
-            env.opensearch = saved
+            env.opensearch, env.kinesis_url = saved
         self.sups.append(s)
         return s
 
@@ -269,6 +270,28 @@ class IndexBlocked(EdgeTest):
                          "0")
         poolkit.wait_for("ready again", lambda: http_get(port, "/readyz")[0] == 200,
                          3 * LEASE_MS / 1000)
+
+
+class NullIterator(EdgeTest):
+    tag = "edgenull"
+
+    def test_no_next_iterator_on_an_open_shard_is_not_its_end(self):
+        env = self.env
+        env.create_stream(1)
+        self.proxy = FaultProxy(env.kinesis_url, {}, pass_auth=True)
+        a = self.start("N", kinesis=self.proxy.url)
+        poolkit.wait_for("the lease", lambda: len(self.lease()) == 1 and self.lease()[0][1],
+                         4 * LEASE_MS / 1000)
+        env.put(self.items.workload(10, 1, prefix="n"))
+        self.converge(timeout=20)
+        self.proxy.set({"null_iterator": 1})
+        poolkit.wait_for("a GetRecords answer without an iterator",
+                         lambda: self.proxy.stats()["null_iterators"] == 1, 20, step=0.1)
+        env.put(self.items.workload(10, 2, prefix="m"))
+        self.converge(timeout=20)
+        self.assertNotEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                    % env.app), "SHARD_END")
+        self.assertIn("iterator_missing", a.tail(200))
 
 
 class StartChecks(unittest.TestCase):
