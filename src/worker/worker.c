@@ -925,10 +925,20 @@ static void shard_settle(struct shard *sh)
     if (sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) {
         bool handoff = sh->stop == STOP_HANDOFF;
 
-        r = handoff ? d2o_lease_hand_over(w->pg, w->conf->application, &sh->lease, err, sizeof(err))
+        /* A pending owner is live while its heartbeat is younger than 2.5 renewals (as in the
+         * census); it is notified at once and renews within a renewal, so the lease it gets
+         * expires after two renewals unless it does. */
+        r = handoff ? d2o_lease_hand_over(w->pg, w->conf->application, &sh->lease,
+                                          w->renew_ms * 5 / 2, w->renew_ms * 2, err, sizeof(err))
                     : d2o_lease_release(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
         if (r == -EIO) {
             worker_pg_failed(w, err);
+            return;
+        }
+        if (r == D2O_LEASE_E_NOT_LIVE) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_withdrawn",
+                     "%s; working the shard on", err);
+            sh->stop = STOP_NONE;
             return;
         }
         if (r == 0) {

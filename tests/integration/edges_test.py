@@ -294,6 +294,31 @@ class NullIterator(EdgeTest):
         self.assertIn("iterator_missing", a.tail(200))
 
 
+class HandoffToTheDead(EdgeTest):
+    tag = "edgeghost"
+
+    def test_a_dead_pending_owner_does_not_stall_the_shard(self):
+        env = self.env
+        env.create_stream(1)
+        a = self.start("A")
+        poolkit.wait_for("A to hold the lease", lambda: any(
+            r[1].startswith("A:") for r in self.lease()), 4 * LEASE_MS / 1000)
+        # A worker asked for the lease and died before taking it.
+        env.sql("UPDATE leases SET pending_owner = 'ghost:1', handoff_deadline = now()"
+                " + interval '%d milliseconds' WHERE application = '%s'" % (LEASE_MS, env.app))
+        t0 = time.time()
+        env.put(self.items.workload(10, 2, prefix="h"))
+        self.converge(timeout=20)
+        print("records of a shard asked for by a dead worker indexed after %.2f s"
+              % (time.time() - t0))
+        ghost = env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
+                        " AND owner = 'ghost:1'" % env.app)
+        self.assertEqual(ghost, "0", "the lease went to a dead worker\n%s" % self.logs())
+        poolkit.wait_for("A to withdraw the request", lambda: "handoff_withdrawn" in a.tail(200),
+                         LEASE_MS / 1000)
+        self.assertTrue(self.lease()[0][1].startswith("A:"))
+
+
 class StartChecks(unittest.TestCase):
     def test_a_timeout_that_outlives_gc_deletes_is_refused(self):
         out = subprocess.run([BINARY, "run", "--stream-name", "s", "--http-timeout-ms", "40s",
