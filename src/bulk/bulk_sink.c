@@ -23,6 +23,7 @@
 #include "d2o/conf.h"
 #include "d2o/http.h"
 #include "d2o/log.h"
+#include "d2o/mem.h"
 #include "d2o/rand.h"
 #include "d2o/sigv4.h"
 
@@ -224,7 +225,7 @@ static struct doc *doc_get(struct d2o_bulk *b, const char *index, const char *id
             return d;
         }
     }
-    d = malloc(sizeof(*d) + klen + 1);
+    d = d2o_malloc(sizeof(*d) + klen + 1);
     if (!d) {
         return NULL;
     }
@@ -481,11 +482,11 @@ int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
     bool nl = in->len > 0 && in->ndjson[in->len - 1] == '\n';
     int r = -ENOMEM;
 
-    it = calloc(1, sizeof(*it));
+    it = d2o_calloc(1, sizeof(*it));
     if (!it) {
         goto out;
     }
-    it->data = malloc(in->len + 2);
+    it->data = d2o_malloc(in->len + 2);
     if (!it->data) {
         goto out;
     }

@@ -24,6 +24,7 @@
 #include "d2o/kinesis.h"
 #include "d2o/lease.h"
 #include "d2o/log.h"
+#include "d2o/mem.h"
 #include "d2o/metrics.h"
 #include "d2o/pg.h"
 #include "d2o/rand.h"
@@ -147,7 +148,7 @@ static char *pack(const char *const *in, size_t n, const void *raw, size_t raw_l
     for (i = 0; i < n; i++) {
         total += strlen(in[i] ? in[i] : "") + 1;
     }
-    mem = malloc(total);
+    mem = d2o_malloc(total);
     if (!mem) {
         return NULL;
     }
@@ -173,7 +174,7 @@ static struct dlq_item *dlq_item_new(const struct shard *sh, const char *seq, co
                                      const char *error_class, int status, const char *message,
                                      unsigned attempts, int64_t first_us, int64_t last_us)
 {
-    struct dlq_item *d = calloc(1, sizeof(*d));
+    struct dlq_item *d = d2o_calloc(1, sizeof(*d));
     const char *in[8] = {sh->lease.stream, sh->lease.shard_id, seq, pk, table, index,
                          doc_id,           error_class},
                *out[9];
@@ -516,7 +517,12 @@ static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
         dlq_item_free(d);
         return -ENOMEM;
     }
-    return d2o_ack_complete(sh->ack, ticket, d) < 0 ? -EIO : 0;
+    if (d2o_ack_complete(sh->ack, ticket, d) < 0) {
+        dlq_item_free(d);
+        (void)d2o_ack_unpush(sh->ack, ticket);
+        return -EIO;
+    }
+    return 0;
 }
 
 /* A record that cannot become a document goes to the dead-letter queue whole, acknowledged at
@@ -525,15 +531,24 @@ static int refuse_record(struct shard *sh, const struct d2o_kinesis_record *kr, 
                          const char *error_class, const char *why)
 {
     int64_t now_us = d2o_wall_us();
+    struct dlq_item *d =
+        dlq_item_new(sh, kr->sequence_number, kr->partition_key, table, "", "", 0, kr->data,
+                     kr->data_len, error_class, 0, why, 0, now_us, now_us);
+    int r;
 
-    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
-             "record %s to the dead-letter queue: %s", kr->sequence_number, why);
-    if (sh->w->m) {
-        d2o_metrics_add(sh->w->m, D2O_M_DOCS_DLQ, 1);
+    if (!d) {
+        /* Never acknowledged without its row: the record is read again. */
+        return -ENOMEM;
     }
-    return ack_now(sh, kr->sequence_number,
-                   dlq_item_new(sh, kr->sequence_number, kr->partition_key, table, "", "", 0,
-                                kr->data, kr->data_len, error_class, 0, why, 0, now_us, now_us));
+    r = ack_now(sh, kr->sequence_number, d);
+    if (r == 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
+                 "record %s to the dead-letter queue: %s", kr->sequence_number, why);
+        if (sh->w->m) {
+            d2o_metrics_add(sh->w->m, D2O_M_DOCS_DLQ, 1);
+        }
+    }
+    return r;
 }
 
 static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
@@ -570,7 +585,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         const char *in[5] = {kr->sequence_number, kr->partition_key, rec.table, op.index, op.id};
         const char *out[5];
         const unsigned char *rawp;
-        struct rec_cookie *ck = malloc(sizeof(*ck));
+        struct rec_cookie *ck = d2o_malloc(sizeof(*ck));
         struct d2o_bulk_item item = {0};
         char *mem = NULL;
 
@@ -602,12 +617,17 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         item.is_delete = op.action == D2O_DOC_DELETE;
         item.cookie = ck;
         if (r == 0) {
+            uint64_t ticket = ck->ticket;
+
             cookie_keep(w, ck);
             r = d2o_bulk_add_item(w->sink, &item);
             if (r == 0) {
                 sh->in_sink++;
             } else {
+                /* Not in the sink: take the record back, so it neither blocks the checkpoint
+                 * nor is skipped; it is read again. */
                 cookie_drop(w, ck);
+                (void)d2o_ack_unpush(sh->ack, ticket);
             }
         } else {
             free(mem);
@@ -657,15 +677,17 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
     /* Records that arrive after the lease is gone are dropped: the next owner reads them. */
     for (i = 0; i < res->n_records && sh->stop != STOP_LOST; i++) {
         const struct d2o_kinesis_record *kr = &res->records[i];
+        char *seq = d2o_strdup(kr->sequence_number);
 
-        if (take_record(sh, kr) < 0) {
+        if (!seq || take_record(sh, kr) < 0) {
             /* Out of memory: read again after the last record taken. */
             D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_GENERAL, sh->lease.shard_id, "out_of_memory",
                      "cannot take record %s; reading it again later", kr->sequence_number);
+            free(seq);
             break;
         }
         free(sh->last_seq);
-        sh->last_seq = strdup(kr->sequence_number);
+        sh->last_seq = seq;
         sh->window_records++;
     }
     if (i < res->n_records) {
@@ -797,9 +819,8 @@ static void shard_collect(struct shard *sh)
     if (popped <= 0) {
         return;
     }
-    sh->commit_dirty = true;
     if (n) {
-        void **grown = realloc(sh->commit_dlq, (sh->n_commit_dlq + n) * sizeof(*grown));
+        void **grown = d2o_realloc(sh->commit_dlq, (sh->n_commit_dlq + n) * sizeof(*grown));
 
         if (!grown) {
             size_t i;
@@ -815,6 +836,7 @@ static void shard_collect(struct shard *sh)
         sh->commit_dlq = grown;
         sh->n_commit_dlq += n;
     }
+    sh->commit_dirty = true;
     free(payloads);
 }
 
@@ -833,7 +855,7 @@ static int shard_commit(struct shard *sh, const char *position)
         return -EIO;
     }
     if (sh->n_commit_dlq) {
-        rows = calloc(sh->n_commit_dlq, sizeof(*rows));
+        rows = d2o_calloc(sh->n_commit_dlq, sizeof(*rows));
         if (!rows) {
             return -ENOMEM;
         }
@@ -867,7 +889,7 @@ static int shard_commit(struct shard *sh, const char *position)
         sh->n_commit_dlq = 0;
         sh->commit_dirty = false;
         free(sh->lease.checkpoint);
-        sh->lease.checkpoint = strdup(position);
+        sh->lease.checkpoint = d2o_strdup(position);
         if (!sh->lease.checkpoint) {
             shard_lost(sh, "out of memory");
         }
@@ -900,7 +922,8 @@ static void shard_settle(struct shard *sh)
         return;
     }
     shard_collect(sh);
-    if (sh->commit_dirty && shard_commit(sh, sh->commit_pos) < 0) {
+    /* A shard that lost rows it had collected must not checkpoint past them. */
+    if (sh->stop == STOP_LOST || (sh->commit_dirty && shard_commit(sh, sh->commit_pos) < 0)) {
         return;
     }
     if (sh->stop == STOP_LOST || sh->call_in_flight || d2o_ack_pending(sh->ack) > 0) {

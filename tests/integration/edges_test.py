@@ -319,6 +319,41 @@ class HandoffToTheDead(EdgeTest):
         self.assertTrue(self.lease()[0][1].startswith("A:"))
 
 
+class AllocationFailures(EdgeTest):
+    tag = "edgealloc"
+
+    def test_failed_allocations_lose_nothing_and_block_no_checkpoint(self):
+        env = self.env
+        env.create_stream(1)
+        os.environ["D2O_TEST_FAIL_ALLOC"] = "40"  # one record-path allocation in 40 fails
+        try:
+            a = self.start("F")
+        finally:
+            del os.environ["D2O_TEST_FAIL_ALLOC"]
+        changes = self.items.workload(20, 2, prefix="a")
+        poison = [("poison-%d" % i, b"{not a change record %d" % i) for i in range(12)]
+        batch = []
+        for i, c in enumerate(changes):
+            batch.append(c)
+            if i % 4 == 0 and poison:
+                batch.append(poison.pop())
+        batch += poison
+        env.put(batch)
+        self.converge(timeout=60)
+        last = last_sequence(env)
+        try:
+            poolkit.wait_for("the checkpoint at the end of the stream", lambda: env.sql(
+                "SELECT checkpoint FROM leases WHERE application = '%s'" % env.app) == last,
+                30, step=0.5)
+        except AssertionError:
+            self.fail("the shard cannot checkpoint\n%s" % a.tail(80))
+        dlq = env.sql("SELECT count(DISTINCT sequence_number) FROM dlq WHERE application = '%s'"
+                      % env.app)
+        self.assertEqual(dlq, "12", "a refused record was acknowledged without its DLQ row\n%s"
+                         % a.tail(200))
+        self.assertIn("out_of_memory", a.tail(2000))
+
+
 class StartChecks(unittest.TestCase):
     def test_a_timeout_that_outlives_gc_deletes_is_refused(self):
         out = subprocess.run([BINARY, "run", "--stream-name", "s", "--http-timeout-ms", "40s",
