@@ -227,11 +227,14 @@ def free_port():
 
 
 def http_get(port, path):
+    """(status, body); (0, "") while the supervisor does not listen yet."""
     try:
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ""
 
 
 def counter(port, name):
