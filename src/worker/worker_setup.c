@@ -39,7 +39,11 @@ bool worker_pg_ok(struct worker *w)
         return false;
     }
     if (w->pg) {
+        /* Broken without a failed query (noticed while reading notifications): say so once. */
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error",
+                 "the connection to PostgreSQL broke: %s", PQerrorMessage(w->pg));
         PQfinish(w->pg);
+        w->pg = NULL;
     }
     /* A quarter of the lease: a transaction this worker leaves open (frozen, partitioned) ends,
      * and its row locks go, before the lease can expire and another worker takes it. */
