@@ -37,6 +37,10 @@ __attribute__((warn_unused_result)) int d2o_ack_push(struct d2o_ack *a, const ch
  */
 int d2o_ack_complete(struct d2o_ack *a, uint64_t ticket, void *dlq_payload);
 
+/* Takes back the last pushed record (ticket must be it, not completed), when what should have
+ * followed the push failed: the record will be read again. Returns 0 or -ENOENT. */
+int d2o_ack_unpush(struct d2o_ack *a, uint64_t ticket);
+
 /*
  * Pops the acknowledged prefix. Returns how many records were popped (0: the watermark did not
  * move; the outputs are untouched). Otherwise *seq (NULL, or the string an earlier call left

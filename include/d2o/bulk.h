@@ -15,7 +15,9 @@
  * Every item of every response is parsed (json-c), matched to its request item by position (the
  * count and, when present, the _id must match) and classified (d2o_classify_bulk_item): done,
  * stale (409) and absent (404 on delete) are final; throttled items (429, rejected execution,
- * 503) are retried with capped full-jitter backoff and never dead-lettered; other retryable
+ * 503) and items of an index that takes no writes for now (cluster_block_exception, an index
+ * being created; counted in stats.blocked) are retried with capped full-jitter backoff and
+ * never dead-lettered; other retryable
  * items are retried up to max_attempts; permanent errors (mapping, parsing, other 4xx) are
  * reported for the dead-letter queue at once with OpenSearch's error type and reason. Only the
  * items that failed are sent again; an item that succeeded is never sent again. A whole request
@@ -57,9 +59,10 @@ enum d2o_bulk_outcome {
     D2O_BULK_STALE,    /* a newer version was already there (409) */
     D2O_BULK_ABSENT,   /* delete of a missing document */
     D2O_BULK_DLQ,      /* cannot succeed: store it in the dead-letter queue */
+    D2O_BULK_DROPPED,  /* refused by opts.keep before a send: never written (lease lost) */
 };
 
-/* "done", "stale", "absent", "dlq". */
+/* "done", "stale", "absent", "dlq", "dropped". */
 const char *d2o_bulk_outcome_name(enum d2o_bulk_outcome o);
 
 /* The final outcome of one item. Strings are valid during the callback only. */
@@ -128,6 +131,11 @@ struct d2o_bulk_opts {
     void (*observe)(int64_t total_us, long status, void *arg);
     d2o_bulk_filter_fn filter; /* optional, with filter_arg */
     void *filter_arg;
+    /* Optional: whether an item may still be sent, with its cookie and done_arg. Every item is
+     * checked when it is put into a request, and every item not in flight when
+     * d2o_bulk_recheck() was called or a request of it was answered: one it refuses is never
+     * sent again and gets the outcome D2O_BULK_DROPPED. A writer that lost its lease says no. */
+    bool (*keep)(void *cookie, void *arg);
     /* Test seams (NULL: the real thing). */
     int64_t (*now_ms)(void); /* monotonic clock; default d2o_mono_ms */
     d2o_bulk_start_fn start; /* transport; default d2o_http_start on the sink's http */
@@ -141,6 +149,8 @@ struct d2o_bulk_stats {
     uint64_t bad_responses; /* 200 answers that could not be read or did not match */
     uint64_t filtered;      /* items the pre-send filter dropped (also counted as stale) */
     uint64_t filter_failures;
+    uint64_t dropped; /* items opts.keep refused */
+    uint64_t blocked; /* item results that said the index takes no writes for now */
 };
 
 /* One item for d2o_bulk_add_item(). Everything is copied. */
@@ -191,6 +201,10 @@ int64_t d2o_bulk_next_ms(const struct d2o_bulk *b, int64_t now_ms);
 size_t d2o_bulk_pending(const struct d2o_bulk *b);
 /* Bytes of NDJSON held by pending items (for the caller's memory bound). */
 size_t d2o_bulk_pending_bytes(const struct d2o_bulk *b);
+/* Runs opts.keep over every item that is not in flight before the next request starts, so the
+ * items it refuses (a lost lease's) are dropped, with their outcome, before anything else is
+ * sent. @blocking no. */
+void d2o_bulk_recheck(struct d2o_bulk *b);
 /* Sends everything queued at the next ticks, regardless of the flush timer (draining). */
 void d2o_bulk_flush(struct d2o_bulk *b);
 const struct d2o_bulk_stats *d2o_bulk_stats(const struct d2o_bulk *b);

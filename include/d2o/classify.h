@@ -49,9 +49,12 @@ enum d2o_item_class {
     D2O_ITEM_THROTTLE,  /* 429 / es_rejected_execution_exception: retry, never dead-letter */
     D2O_ITEM_RETRY,     /* other 5xx and unknown outcomes: retry up to the attempt cap */
     D2O_ITEM_PERMANENT, /* mapping, parsing and other 4xx errors: dead-letter now */
+    D2O_ITEM_BLOCKED,   /* the index takes no writes for now (cluster_block_exception: read-only,
+                         * flood stage; or it is being created): retry like THROTTLE, never
+                         * dead-letter, and tell the operator */
 };
 
-/* "done", "stale", "absent", "throttle", "retry", "permanent". */
+/* "done", "stale", "absent", "throttle", "retry", "permanent", "blocked". */
 const char *d2o_item_class_name(enum d2o_item_class c);
 
 /*

@@ -78,6 +78,7 @@ struct d2o_config {
     int64_t item_max_attempts;
     int64_t http_connect_timeout_ms;
     int64_t http_timeout_ms;
+    int64_t opensearch_gc_deletes_ms;
     int64_t http_max_response_bytes;
     /* PostgreSQL and leases */
     char *pg_conninfo;

@@ -107,6 +107,18 @@ __attribute__((warn_unused_result)) int d2o_lease_aged_out(PGconn *c, const char
                                                            const struct d2o_lease *l, char *errstr,
                                                            size_t errstr_size);
 
+/*
+ * Before the first read of a shard whose checkpoint is LATEST: stores AT_TIMESTAMP at the
+ * database's clock instead (fenced on owner, counter and expiry), so every later iterator, of
+ * this owner after a refresh or of the next one after a lease move, starts at the same place
+ * and no record that arrived since is skipped. *ts_ms receives the timestamp. Returns 0,
+ * D2O_LEASE_E_LOST (also when the checkpoint is no longer LATEST) or -EIO.
+ */
+__attribute__((warn_unused_result)) int d2o_lease_resolve_latest(PGconn *c, const char *application,
+                                                                 const struct d2o_lease *l,
+                                                                 int64_t *ts_ms, char *errstr,
+                                                                 size_t errstr_size);
+
 /* After a SHARD_END checkpoint: lets the lease go for good (fenced; lease_events 'shard_end').
  * Returns 0, D2O_LEASE_E_LOST or -EIO. */
 __attribute__((warn_unused_result)) int d2o_lease_finish(PGconn *c, const char *application,
@@ -124,11 +136,22 @@ int d2o_lease_request_handoff(PGconn *c, const char *application, const char *st
                               const char *requester, int target, int64_t handoff_ms, char *errstr,
                               size_t errstr_size);
 
-/* The owner's side of a handoff: gives l to its pending owner (fenced). 0, D2O_LEASE_E_LOST, -EIO.
+/* d2o_lease_hand_over(): the pending owner is not live; the request is withdrawn, the lease
+ * stays with its owner. */
+#define D2O_LEASE_E_NOT_LIVE 2
+
+/*
+ * The owner's side of a handoff: gives l to its pending owner (fenced), if that worker is live
+ * (a heartbeat within live_ms, not stopped); the lease then expires within accept_ms unless the
+ * new owner renews it (it is notified at once), so a new owner that died meanwhile stalls the
+ * shard for accept_ms, not a whole lease. A pending owner that is not live gets nothing: the
+ * request is withdrawn and the owner keeps the lease (D2O_LEASE_E_NOT_LIVE).
+ * 0, D2O_LEASE_E_NOT_LIVE, D2O_LEASE_E_LOST, -EIO.
  */
 __attribute__((warn_unused_result)) int d2o_lease_hand_over(PGconn *c, const char *application,
-                                                            const struct d2o_lease *l, char *errstr,
-                                                            size_t errstr_size);
+                                                            const struct d2o_lease *l,
+                                                            int64_t live_ms, int64_t accept_ms,
+                                                            char *errstr, size_t errstr_size);
 
 /*
  * How many leases a worker should hold: ceil(leases / live workers), at least 1 when there are

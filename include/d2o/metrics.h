@@ -45,6 +45,7 @@ enum d2o_metric_counter {
     D2O_M_LEASES_RELEASED,
     D2O_M_CHECKPOINTS,
     D2O_M_CHECKPOINT_ERRORS,
+    D2O_M_BULK_BLOCKED, /* item results: the index takes no writes for now */
     D2O_M_COUNTER_COUNT
 };
 
@@ -89,6 +90,7 @@ struct d2o_metrics_worker {
     int64_t kinesis_ok_ms;
     int64_t kinesis_err_ms;
     char kinesis_err[160];
+    int64_t blocked_ms; /* last time OpenSearch said an index takes no writes for now */
     struct d2o_metrics_shard shards[D2O_METRICS_MAX_SHARDS];
 };
 
@@ -132,8 +134,9 @@ __attribute__((warn_unused_result)) int d2o_metrics_render(const struct d2o_metr
                                                            struct d2o_buf *out);
 
 /* Readiness at now_ms (CLOCK_MONOTONIC ms): the supervisor is not waiting (m->waiting), at least
- * one live worker's loop turned, and it reached PostgreSQL and OpenSearch, within stale_ms, and
- * the newest Kinesis answer of any live worker was not a failure. false with the reason in why. */
+ * one live worker's loop turned, and it reached PostgreSQL and OpenSearch, within stale_ms; the
+ * newest Kinesis answer of any live worker was not a failure; and no live worker told within
+ * stale_ms that an index takes no writes. false with the reason in why. */
 bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stale_ms, char *why,
                        size_t why_size);
 

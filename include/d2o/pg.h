@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
@@ -52,6 +53,17 @@ void d2o_pg_register_password(const char *conninfo);
 
 PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char *errstr,
                        size_t errstr_size);
+
+/*
+ * d2o_pg_connect() for a session that must never hold a lease row hostage: bound_ms (a worker
+ * passes a quarter of the lease) caps statement_timeout, lock_timeout and
+ * idle_in_transaction_session_timeout, so the server ends a frozen or partitioned worker's
+ * transaction, and its row locks, well before the lease can expire; TCP keepalives and
+ * tcp_user_timeout, on the client (unless conninfo sets them) and on the server, notice a dead
+ * peer in about the same time. @blocking yes.
+ */
+PGconn *d2o_pg_connect_bounded(const char *conninfo, const char *application_name, int64_t bound_ms,
+                               char *errstr, size_t errstr_size);
 
 /*
  * Applies the missing migrations. *from and *to (optional) receive the versions before and

@@ -2,7 +2,8 @@
  * Per-process pseudo-random numbers and the one backoff formula.
  *
  * Each process seeds its own generator after fork() (d2o_rand_seed), so workers never draw the
- * same jitter. Not for cryptography.
+ * same jitter; a process that draws before seeding (or a child that inherited its parent's
+ * state) is seeded at its first draw. Not for cryptography.
  */
 #ifndef D2O_RAND_H
 #define D2O_RAND_H

@@ -42,4 +42,12 @@ unsigned d2o_edit_distance(const char *a, const char *b);
  * as it is. */
 bool d2o_utf8_text(const char *s, size_t n);
 
+/*
+ * A named place that integration tests can freeze a process at. When the environment variable
+ * D2O_TEST_STOP_AT equals name, the process stops itself with SIGSTOP the first time it gets
+ * there (a test then checks what the others do, and sends SIGCONT). Otherwise it costs one
+ * cached getenv per process.
+ */
+void d2o_test_point(const char *name);
+
 #endif

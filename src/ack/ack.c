@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "d2o/ack.h"
+#include "d2o/mem.h"
 
 struct slot {
     char *seq;
@@ -53,7 +54,7 @@ void d2o_ack_free(struct d2o_ack *a, void (*drop)(void *payload))
 static int grow(struct d2o_ack *a)
 {
     size_t cap = a->cap ? a->cap * 2 : 64, i;
-    struct slot *ring = calloc(cap, sizeof(*ring));
+    struct slot *ring = d2o_calloc(cap, sizeof(*ring));
 
     if (!ring) {
         return -ENOMEM;
@@ -76,7 +77,7 @@ int d2o_ack_push(struct d2o_ack *a, const char *seq, uint64_t *ticket)
     if (a->n == a->cap && grow(a) < 0) {
         return -ENOMEM;
     }
-    copy = strdup(seq);
+    copy = d2o_strdup(seq);
     if (!copy) {
         return -ENOMEM;
     }
@@ -105,6 +106,23 @@ int d2o_ack_complete(struct d2o_ack *a, uint64_t ticket, void *dlq_payload)
     return 0;
 }
 
+int d2o_ack_unpush(struct d2o_ack *a, uint64_t ticket)
+{
+    struct slot *s;
+
+    if (a->n == 0 || ticket != a->first + a->n - 1) {
+        return -ENOENT;
+    }
+    s = at(a, a->n - 1);
+    if (s->acked) {
+        return -ENOENT;
+    }
+    free(s->seq);
+    s->seq = NULL;
+    a->n--;
+    return 0;
+}
+
 int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, void ***payloads, size_t *n_payloads)
 {
     size_t k = 0, with_payload = 0, i;
@@ -118,7 +136,7 @@ int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, void ***payloads, size_t 
         return 0;
     }
     if (with_payload) {
-        grown = realloc(*payloads, (*n_payloads + with_payload) * sizeof(*grown));
+        grown = d2o_realloc(*payloads, (*n_payloads + with_payload) * sizeof(*grown));
         if (!grown) {
             return -ENOMEM;
         }

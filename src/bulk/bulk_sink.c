@@ -23,6 +23,7 @@
 #include "d2o/conf.h"
 #include "d2o/http.h"
 #include "d2o/log.h"
+#include "d2o/mem.h"
 #include "d2o/rand.h"
 #include "d2o/sigv4.h"
 
@@ -89,6 +90,7 @@ struct d2o_bulk {
     unsigned failure_streak; /* consecutive whole-request failures */
     uint64_t splits_made;
     bool flush_all;
+    bool recheck; /* run opts.keep over the items not in flight before the next send */
     struct d2o_bulk_stats stats;
     size_t *lens;                        /* scratch for d2o_bulk_batch_count */
     struct d2o_bulk_filter_item *fitems; /* scratch for the pre-send filter (max_items each) */
@@ -103,7 +105,7 @@ struct ping {
 
 const char *d2o_bulk_outcome_name(enum d2o_bulk_outcome o)
 {
-    static const char *const names[] = {"done", "stale", "absent", "dlq"};
+    static const char *const names[] = {"done", "stale", "absent", "dlq", "dropped"};
 
     return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "?";
 }
@@ -226,7 +228,7 @@ static struct doc *doc_get(struct d2o_bulk *b, const char *index, const char *id
             return d;
         }
     }
-    d = malloc(sizeof(*d) + klen + 1);
+    d = d2o_malloc(sizeof(*d) + klen + 1);
     if (!d) {
         return NULL;
     }
@@ -492,11 +494,11 @@ int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
     bool nl = in->len > 0 && in->ndjson[in->len - 1] == '\n';
     int r = -ENOMEM;
 
-    it = calloc(1, sizeof(*it));
+    it = d2o_calloc(1, sizeof(*it));
     if (!it) {
         goto out;
     }
-    it->data = malloc(in->len + 2);
+    it->data = d2o_malloc(in->len + 2);
     if (!it->data) {
         goto out;
     }
@@ -587,14 +589,40 @@ void d2o_bulk_flush(struct d2o_bulk *b)
     b->flush_all = true;
 }
 
+void d2o_bulk_recheck(struct d2o_bulk *b)
+{
+    b->recheck = true;
+}
+
 /* ---- outcomes ---- */
+
+/* Takes it, the head of its document's chain, off the chain: the next item becomes ready. */
+static void unchain(struct d2o_bulk *b, struct item *it)
+{
+    struct doc *d = it->doc;
+    struct item *next;
+
+    if (!d) {
+        return;
+    }
+    next = it->doc_next;
+    d->head = next;
+    if (next) {
+        b->blocked--;
+        b->blocked_bytes -= next->len;
+        make_ready(b, next, true);
+    } else {
+        doc_drop(b, d);
+    }
+    it->doc = NULL;
+    it->doc_next = NULL;
+}
 
 /* Reports the final outcome of it (in no list), frees it, and unblocks its document's next. */
 static void finish(struct d2o_bulk *b, struct item *it, enum d2o_bulk_outcome outcome, int status,
                    const char *error_class, const char *message)
 {
     struct d2o_bulk_result res;
-    struct doc *d = it->doc;
 
     res.outcome = outcome;
     res.status = status;
@@ -619,19 +647,11 @@ static void finish(struct d2o_bulk *b, struct item *it, enum d2o_bulk_outcome ou
                 "item to the dead-letter queue after %u attempts: HTTP %d %s: %.300s", it->attempts,
                 status, error_class ? error_class : "?", message ? message : "");
         break;
+    case D2O_BULK_DROPPED:
+        b->stats.dropped++;
+        break;
     }
-    if (d) {
-        struct item *next = it->doc_next;
-
-        d->head = next;
-        if (next) {
-            b->blocked--;
-            b->blocked_bytes -= next->len;
-            make_ready(b, next, true);
-        } else {
-            doc_drop(b, d);
-        }
-    }
+    unchain(b, it);
     b->o.done(it->cookie, &res, b->o.done_arg);
     item_free(it);
 }
@@ -756,6 +776,16 @@ static void item_result(struct d2o_bulk *b, struct item *it, const struct d2o_bu
             return;
         }
         break;
+    case D2O_ITEM_BLOCKED:
+        b->stats.blocked++;
+        if ((b->stats.blocked & (b->stats.blocked - 1)) == 0) { /* the 1st, 2nd, 4th, ... */
+            d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_blocked",
+                    "OpenSearch takes no writes to the index for now (HTTP %d %s: %.300s); "
+                    "retrying until it does",
+                    st->status, st->error_type, st->error_reason);
+        }
+        /* retried without limit, like a throttle */
+        __attribute__((fallthrough));
     case D2O_ITEM_THROTTLE:
         mark_failed(it);
         b->stats.throttled++;
@@ -765,6 +795,82 @@ static void item_result(struct d2o_bulk *b, struct item *it, const struct d2o_bu
 }
 
 static void send_due(struct d2o_bulk *b, int64_t now);
+
+static bool kept(const struct d2o_bulk *b, const struct item *it)
+{
+    return !b->o.keep || b->o.keep(it->cookie, b->o.done_arg);
+}
+
+/* Moves the items of l that keep refuses to the drop list *out (linked by doc_next). */
+static void purge_list(struct d2o_bulk *b, struct list *l, struct item **out)
+{
+    struct item *it, *next;
+
+    for (it = l->head; it; it = next) {
+        next = it->next;
+        if (!kept(b, it)) {
+            list_remove(l, it);
+            unchain(b, it);
+            it->doc_next = *out;
+            *out = it;
+        }
+    }
+}
+
+/*
+ * Drops every item that is not in flight and that keep refuses: blocked items leave their
+ * chains, ready and delayed ones too (their document's next item becomes ready), and each gets
+ * the outcome DROPPED. Items in flight stay: their answer is awaited, and a retry they need is
+ * dropped by the recheck their answer asks for.
+ */
+static void purge(struct d2o_bulk *b)
+{
+    struct item *dropped = NULL, *it;
+    size_t i, n = 0;
+
+    b->recheck = false;
+    if (!b->o.keep) {
+        return;
+    }
+    for (i = 0; i < b->docs_size; i++) {
+        struct doc *d;
+
+        for (d = b->docs[i]; d; d = d->hnext) {
+            struct item *prev = d->head, **pp;
+
+            for (pp = d->head ? &d->head->doc_next : NULL; pp && *pp;) {
+                it = *pp;
+                if (kept(b, it)) {
+                    prev = it;
+                    pp = &it->doc_next;
+                    continue;
+                }
+                *pp = it->doc_next;
+                if (d->tail == it) {
+                    d->tail = prev;
+                }
+                b->blocked--;
+                b->blocked_bytes -= it->len;
+                it->doc = NULL;
+                it->doc_next = dropped;
+                dropped = it;
+            }
+        }
+    }
+    purge_list(b, &b->ready, &dropped);
+    purge_list(b, &b->delayed, &dropped);
+    while (dropped) {
+        it = dropped;
+        dropped = it->doc_next;
+        it->doc_next = NULL;
+        n++;
+        finish(b, it, D2O_BULK_DROPPED, 0, "dropped", NULL);
+    }
+    if (n) {
+        d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_dropped",
+                "dropped %zu items that may no longer be written (their lease is gone)", n);
+    }
+}
 
 static void on_response(struct d2o_http_response *resp, void *arg)
 {
@@ -798,6 +904,10 @@ static void on_response(struct d2o_http_response *resp, void *arg)
     b->in_flight_items -= rq->n;
     for (i = 0; i < rq->n; i++) {
         b->in_flight_bytes -= rq->items[i]->len;
+        if (!b->recheck && !kept(b, rq->items[i])) {
+            /* whatever of it must be retried is dropped before the next send */
+            b->recheck = true;
+        }
     }
     if (resp->err < 0 || resp->curl_code != CURLE_OK || resp->status == 0) {
         retry_all(b, rq, resp->errstr[0] ? resp->errstr : "transport error");
@@ -1011,10 +1121,13 @@ static bool ready_due(const struct d2o_bulk *b, int64_t now)
 static void send_due(struct d2o_bulk *b, int64_t now)
 {
     promote_delayed(b, now);
+    if (b->recheck) {
+        purge(b);
+    }
     while (b->in_flight < b->o.max_in_flight && ready_due(b, now)) {
         size_t cap = b->o.max_items, n, i;
         struct item *it, *dropped = NULL;
-        bool stop = false, any_dropped;
+        bool stop = false, any_dropped, refused = false;
 
         /* The halves of a split request lead the ready list: the batch takes one half. */
         if (b->ready.head->max_batch && b->ready.head->max_batch < cap) {
@@ -1024,14 +1137,23 @@ static void send_due(struct d2o_bulk *b, int64_t now)
             if (it->split_group != b->ready.head->split_group) {
                 break;
             }
+            if (!kept(b, it)) {
+                refused = true;
+                break;
+            }
             b->lens[i] = it->len;
+        }
+        if (refused) {
+            /* no request carries an item keep refuses: drop them all, then build again */
+            purge(b);
+            continue;
         }
         n = d2o_bulk_batch_count(b->lens, i, b->o.max_bytes, cap);
         if (n > 0 && b->o.filter) {
-            long kept = filter_batch(b, n, &dropped, now);
+            long n_kept = filter_batch(b, n, &dropped, now);
 
-            stop = kept < 0;
-            n = kept < 0 ? 0 : (size_t)kept;
+            stop = n_kept < 0;
+            n = n_kept < 0 ? 0 : (size_t)n_kept;
         }
         if (n > 0 && send_request(b, n) < 0) {
             stop = true;

@@ -273,6 +273,7 @@ static void on_replayed(void *cookie, const struct d2o_bulk_result *res, void *a
         snprintf(rr->result, sizeof(rr->result), "deleted: the document was already absent");
         break;
     case D2O_BULK_DLQ:
+    case D2O_BULK_DROPPED: /* replay sets no keep: never */
         rr->done = -1;
         snprintf(rr->result, sizeof(rr->result), "failed: %s: %s", res->error_class,
                  res->error_message ? res->error_message : "");

@@ -511,6 +511,16 @@ int d2o_conf_validate(const struct d2o_config *c, char *errstr, size_t errstr_si
                  (long long)renew, (long long)c->lease_ms);
         return -EINVAL;
     }
+    if (c->http_timeout_ms > c->opensearch_gc_deletes_ms / 2) {
+        /* A bulk request that started before its worker lost the lease can land up to
+         * http_timeout_ms later; the new owner's delete must still be remembered then. */
+        snprintf(errstr, errstr_size,
+                 "http_timeout_ms %lld must be at most half of opensearch_gc_deletes_ms %lld (a "
+                 "write in flight when its lease is lost could land after OpenSearch forgot a "
+                 "newer delete, and bring the document back)",
+                 (long long)c->http_timeout_ms, (long long)c->opensearch_gc_deletes_ms);
+        return -EINVAL;
+    }
     if (c->initial_position == D2O_POS_AT_TIMESTAMP && !*c->initial_timestamp) {
         snprintf(errstr, errstr_size, "initial_position AT_TIMESTAMP needs initial_timestamp");
         return -EINVAL;

@@ -211,12 +211,23 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      true, false, NULL},
     {"http_connect_timeout_ms", D2O_CONF_MS, OFF(http_connect_timeout_ms), "5s", 100, 120000, NULL,
      "Connect timeout for every HTTP request.", false, false, NULL},
-    {"http_timeout_ms", D2O_CONF_MS, OFF(http_timeout_ms), "60s", 100, 600000, NULL,
-     "Total timeout for one HTTP request, including the response.", false, false, NULL},
+    {"http_timeout_ms", D2O_CONF_MS, OFF(http_timeout_ms), "20s", 100, 600000, NULL,
+     "Total timeout for one HTTP request, including the response. At most half of "
+     "opensearch_gc_deletes_ms: it bounds how late a bulk request that started before its writer "
+     "lost the lease can land.",
+     false, false, NULL},
     {"http_max_response_bytes", D2O_CONF_SIZE, OFF(http_max_response_bytes), "64MiB", 4096,
      1024LL * 1024 * 1024, NULL,
      "Largest response body accepted; a larger one fails the request as an error.", false, false,
      NULL},
+    {"opensearch_gc_deletes_ms", D2O_CONF_MS, OFF(opensearch_gc_deletes_ms), "60s", 1000,
+     INT64_C(3153600000000), NULL,
+     "The index.gc_deletes of the indices ddb2os writes (OpenSearch's default is 60s): how long "
+     "OpenSearch remembers a deleted document's version. ddb2os refuses to start unless "
+     "http_timeout_ms is at most half of it, so a write from a worker that lost its lease, already "
+     "in flight when it lost it, lands while the new owner's delete is still remembered. Set it "
+     "to the indices' value when you raise index.gc_deletes.",
+     false, false, NULL},
     {"pg_conninfo", D2O_CONF_STR, OFF(pg_conninfo), "", 0, 0, NULL,
      "libpq connection string of the database that holds leases, checkpoints and the "
      "dead-letter queue (host=... dbname=... or postgresql://...). Empty uses the PG* "

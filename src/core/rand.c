@@ -7,6 +7,10 @@
 static uint64_t state[4] = {0x9e3779b97f4a7c15ull, 0xbf58476d1ce4e5b9ull, 0x94d049bb133111ebull,
                             0x2545f4914f6cdd1dull};
 
+/* The process the state was seeded in (0: none): a forked child reseeds at its first draw, so
+ * no two processes retry in lockstep even when nobody called d2o_rand_seed(). */
+static pid_t seeded_pid;
+
 static uint64_t splitmix64(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -28,6 +32,7 @@ void d2o_rand_seed_fixed(uint64_t seed)
     for (i = 0; i < 4; i++) {
         state[i] = splitmix64(&seed);
     }
+    seeded_pid = getpid();
 }
 
 void d2o_rand_seed(void)
@@ -44,8 +49,13 @@ void d2o_rand_seed(void)
 
 uint64_t d2o_rand_u64(void)
 {
-    uint64_t result = rotl(state[1] * 5, 7) * 9;
-    uint64_t t = state[1] << 17;
+    uint64_t result, t;
+
+    if (seeded_pid != getpid()) {
+        d2o_rand_seed();
+    }
+    result = rotl(state[1] * 5, 7) * 9;
+    t = state[1] << 17;
 
     state[2] ^= state[0];
     state[3] ^= state[1];

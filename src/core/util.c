@@ -1,5 +1,7 @@
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -162,4 +164,19 @@ bool d2o_utf8_text(const char *s, size_t n)
         p += len;
     }
     return true;
+}
+
+void d2o_test_point(const char *name)
+{
+    static const char *stop_at;
+    static bool read, fired;
+
+    if (!read) {
+        stop_at = getenv("D2O_TEST_STOP_AT");
+        read = true;
+    }
+    if (stop_at && !fired && strcmp(stop_at, name) == 0) {
+        fired = true;
+        (void)raise(SIGSTOP);
+    }
 }

@@ -114,7 +114,8 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
 {
     static const char lock_sql[] =
         "SELECT checkpoint FROM leases WHERE application = $1 AND stream = $2 AND shard_id = $3"
-        " AND owner = $4 AND lease_counter = $5 AND expires_at > now() FOR UPDATE";
+        " AND owner = $4 AND lease_counter = $5 AND expires_at > clock_timestamp()"
+        " FOR UPDATE NOWAIT";
     static const char update_sql[] =
         "UPDATE leases SET checkpoint = $6, owner_switches = 0, checkpointed_at = now(), "
         "updated_at = now()"
@@ -165,6 +166,7 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
     }
     PQclear(r);
     r = NULL;
+    d2o_test_point("checkpoint_locked");
     for (i = 0; i < n; i++) {
         if (insert_row(c, cp, &rows[i], errstr, errstr_size) < 0) {
             goto fail;

@@ -230,8 +230,8 @@ out:
 
 const char *d2o_item_class_name(enum d2o_item_class c)
 {
-    static const char *const names[] = {"done",     "stale", "absent",
-                                        "throttle", "retry", "permanent"};
+    static const char *const names[] = {"done",  "stale",     "absent", "throttle",
+                                        "retry", "permanent", "blocked"};
 
     return (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "?";
 }
@@ -247,10 +247,23 @@ enum d2o_item_class d2o_classify_bulk_item(int status, const char *error_type, i
         "invalid_index_name_exception",
         "index_closed_exception",
     };
+    /* The index is not writable yet or for now; the record is not at fault. */
+    static const char *const blocked_types[] = {
+        "cluster_block_exception",                 /* read-only, flood stage (403 or 429) */
+        "unavailable_shards_exception",            /* created, primaries not yet started */
+        "no_shard_available_action_exception",     /* same */
+        "primary_missing_action_exception",        /* same */
+        "process_cluster_event_timeout_exception", /* auto-create timed out in a busy cluster */
+    };
     size_t i;
 
     if (status >= 200 && status < 300) {
         return D2O_ITEM_DONE;
+    }
+    for (i = 0; error_type && i < sizeof(blocked_types) / sizeof(blocked_types[0]); i++) {
+        if (strcmp(error_type, blocked_types[i]) == 0) {
+            return D2O_ITEM_BLOCKED;
+        }
     }
     if (error_type && strcmp(error_type, "es_rejected_execution_exception") == 0) {
         return D2O_ITEM_THROTTLE;
@@ -264,6 +277,10 @@ enum d2o_item_class d2o_classify_bulk_item(int status, const char *error_type, i
     }
     if (status == 404 && is_delete) {
         return D2O_ITEM_ABSENT;
+    }
+    if (error_type && strcmp(error_type, "index_not_found_exception") == 0) {
+        /* with automatic index creation off: the index is being created by its owner */
+        return D2O_ITEM_BLOCKED;
     }
     for (i = 0; error_type && i < sizeof(permanent_types) / sizeof(permanent_types[0]); i++) {
         if (strcmp(error_type, permanent_types[i]) == 0) {

@@ -171,7 +171,7 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
         "  SELECT l.shard_id, l.owner AS prev_owner, l.pending_owner AS prev_pending"
         "  FROM leases l"
         "  WHERE l.application = $1 AND l.stream = $2 AND l.checkpoint <> 'SHARD_END'"
-        "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= now()"
+        "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= clock_timestamp()"
         "         OR (l.pending_owner = $3 AND l.handoff_deadline <= now()))"
         "    AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
         "      AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
@@ -221,7 +221,7 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
 {
     static const char sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
         "$3") ", updated_at = now()"
-              " WHERE application = $1 AND owner = $2 AND expires_at > now()"
+              " WHERE application = $1 AND owner = $2 AND expires_at > clock_timestamp()"
               " RETURNING stream, shard_id, owner, lease_counter, checkpoint,"
               "   pending_owner, " TS_MS("checkpoint_timestamp");
     char ms[24];
@@ -234,14 +234,14 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
     return query_into(c, sql, 3, values, out, "renewing leases", errstr, errstr_size);
 }
 
-/* Runs a fenced owner change that returns one row on success. */
-static int fenced(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
-                  const char *what, char *errstr, size_t errstr_size)
+/* Runs sql with $1..$5 = application, stream, shard, owner and counter of l, and $6, $7 =
+ * ms[0], ms[1] when given. */
+static PGresult *exec_fenced(PGconn *c, const char *sql, const char *application,
+                             const struct d2o_lease *l, const int64_t *ms, int n_ms)
 {
-    char counter[24];
-    const char *values[5];
-    PGresult *r;
-    int ret = 0;
+    char counter[24], extra[2][24];
+    const char *values[7];
+    int i;
 
     snprintf(counter, sizeof(counter), "%" PRId64, l->counter);
     values[0] = application;
@@ -249,17 +249,38 @@ static int fenced(PGconn *c, const char *sql, const char *application, const str
     values[2] = l->shard_id;
     values[3] = l->owner;
     values[4] = counter;
-    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
+    for (i = 0; i < n_ms && i < 2; i++) {
+        snprintf(extra[i], sizeof(extra[i]), "%" PRId64, ms[i]);
+        values[5 + i] = extra[i];
+    }
+    return PQexecParams(c, sql, 5 + i, NULL, values, NULL, NULL, 0);
+}
+
+/* Runs a fenced owner change that returns one row on success. */
+static int fenced_ms(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
+                     const int64_t *ms, int n_ms, const char *what, char *errstr,
+                     size_t errstr_size)
+{
+    PGresult *r = exec_fenced(c, sql, application, l, ms, n_ms);
+    int ret = 0;
+
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, r, what, errstr, errstr_size);
         ret = -EIO;
     } else if (PQntuples(r) == 0) {
-        snprintf(errstr, errstr_size, "%s: shard %s is no longer leased to %s with counter %s",
-                 what, l->shard_id, l->owner, counter);
+        snprintf(errstr, errstr_size,
+                 "%s: shard %s is no longer leased to %s with counter %" PRId64, what, l->shard_id,
+                 l->owner, l->counter);
         ret = D2O_LEASE_E_LOST;
     }
     PQclear(r);
     return ret;
+}
+
+static int fenced(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
+                  const char *what, char *errstr, size_t errstr_size)
+{
+    return fenced_ms(c, sql, application, l, NULL, 0, what, errstr, errstr_size);
 }
 
 int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
@@ -291,6 +312,35 @@ int d2o_lease_aged_out(PGconn *c, const char *application, const struct d2o_leas
     return fenced(c, sql, application, l, "recording an aged-out shard", errstr, errstr_size);
 }
 
+int d2o_lease_resolve_latest(PGconn *c, const char *application, const struct d2o_lease *l,
+                             int64_t *ts_ms, char *errstr, size_t errstr_size)
+{
+    static const char sql[] =
+        "UPDATE leases SET checkpoint = 'AT_TIMESTAMP', checkpoint_timestamp = clock_timestamp(),"
+        "   updated_at = now()"
+        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+        "   AND lease_counter = $5 AND checkpoint = 'LATEST' AND expires_at > clock_timestamp()"
+        " RETURNING " TS_MS("checkpoint_timestamp");
+    PGresult *r = exec_fenced(c, sql, application, l, NULL, 0);
+    int ret = 0;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "storing the position of LATEST", errstr, errstr_size);
+        ret = -EIO;
+    } else if (PQntuples(r) == 0) {
+        snprintf(errstr, errstr_size,
+                 "storing the position of LATEST: shard %s is no longer leased to %s with counter "
+                 "%" PRId64 " at LATEST",
+                 l->shard_id, l->owner, l->counter);
+        ret = D2O_LEASE_E_LOST;
+    } else if (d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, ts_ms) < 0) {
+        snprintf(errstr, errstr_size, "storing the position of LATEST: unreadable timestamp");
+        ret = -EIO;
+    }
+    PQclear(r);
+    return ret;
+}
+
 int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
                      size_t errstr_size)
 {
@@ -308,22 +358,46 @@ int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease 
     return fenced(c, sql, application, l, "finishing a shard", errstr, errstr_size);
 }
 
-int d2o_lease_hand_over(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
-                        size_t errstr_size)
+int d2o_lease_hand_over(PGconn *c, const char *application, const struct d2o_lease *l,
+                        int64_t live_ms, int64_t accept_ms, char *errstr, size_t errstr_size)
 {
     static const char sql[] =
         "WITH h AS (UPDATE leases SET owner = pending_owner, lease_counter = lease_counter + 1,"
         "   owner_switches = owner_switches + 1, pending_owner = NULL, handoff_deadline = NULL,"
+        "   expires_at = least(expires_at, clock_timestamp()"
+        "     + make_interval(secs => $7::double precision / 1000)),"
         "   updated_at = now()"
         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
         "   AND lease_counter = $5 AND pending_owner IS NOT NULL"
+        "   AND EXISTS (SELECT 1 FROM workers w WHERE w.application = $1"
+        "     AND w.id = leases.pending_owner AND w.stopped_at IS NULL"
+        "     AND w.heartbeat_at > clock_timestamp()"
+        "       - make_interval(secs => $6::double precision / 1000))"
         " RETURNING owner, lease_counter)"
         ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
         "   previous_owner, lease_counter)"
         " SELECT $1, $2, $3, 'steal', owner, $4, lease_counter FROM h RETURNING id)"
         " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
+    static const char withdraw[] =
+        "UPDATE leases SET pending_owner = NULL, handoff_deadline = NULL"
+        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+        "   AND lease_counter = $5 RETURNING shard_id";
+    const int64_t ms[2] = {live_ms, accept_ms};
+    int r;
 
-    return fenced(c, sql, application, l, "handing a lease over", errstr, errstr_size);
+    r = fenced_ms(c, sql, application, l, ms, 2, "handing a lease over", errstr, errstr_size);
+    if (r != D2O_LEASE_E_LOST) {
+        return r;
+    }
+    /* Not handed over: the lease is gone, or the pending owner is not live. */
+    r = fenced(c, withdraw, application, l, "withdrawing a handoff", errstr, errstr_size);
+    if (r == 0) {
+        snprintf(errstr, errstr_size,
+                 "the pending owner of shard %s is not live; the handoff request is withdrawn",
+                 l->shard_id);
+        return D2O_LEASE_E_NOT_LIVE;
+    }
+    return r;
 }
 
 int d2o_lease_request_handoff(PGconn *c, const char *application, const char *stream,

@@ -74,6 +74,7 @@ struct d2o_metrics_worker *d2o_metrics_claim(struct d2o_metrics *m, unsigned slo
     STORE(&w->loop_ms, 0);
     STORE(&w->kinesis_ok_ms, 0);
     STORE(&w->kinesis_err_ms, 0);
+    STORE(&w->blocked_ms, 0);
     snprintf(w->id, sizeof(w->id), "%s", id);
     STORE(&w->pid, pid);
     STORE(&w->alive, 1);
@@ -305,6 +306,12 @@ static const struct counter_family counters[] = {
      NULL,
      {{D2O_M_CHECKPOINT_ERRORS, NULL}},
      1},
+    {"ddb2os_bulk_items_blocked_total",
+     "Bulk item results saying the index takes no writes for now (cluster_block_exception: "
+     "read-only or disk flood stage; an index being created). They are retried without limit.",
+     NULL,
+     {{D2O_M_BULK_BLOCKED, NULL}},
+     1},
 };
 
 static bool used(const struct d2o_metrics_worker *w)
@@ -482,6 +489,17 @@ bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stal
     if (m->waiting[0]) {
         snprintf(why, why_size, "%s", m->waiting);
         return false;
+    }
+    for (i = 0; i < m->n_workers; i++) {
+        const struct d2o_metrics_worker *w = &m->workers[i];
+        int64_t blocked = LOAD(&w->blocked_ms);
+
+        if (used(w) && LOAD(&w->alive) && blocked != 0 && now_ms - blocked <= stale_ms) {
+            snprintf(why, why_size,
+                     "OpenSearch takes no writes to an index (cluster_block_exception: read-only "
+                     "or disk flood stage, or the index is being created); records wait");
+            return false;
+        }
     }
     for (i = 0; i < m->n_workers; i++) {
         const struct d2o_metrics_worker *w = &m->workers[i];

@@ -217,15 +217,32 @@ void d2o_pg_set_password_source(d2o_pg_password_fn fn, const void *arg)
     password_arg = arg;
 }
 
-PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char *errstr,
-                       size_t errstr_size)
+static PGconn *connect_with(const char *conninfo, const char *application_name, int64_t bound_ms,
+                            char *errstr, size_t errstr_size)
 {
-    const char *keys[5], *values[5];
+    const char *keys[12], *values[12];
+    char idle[24], user_timeout[24], set[512];
     char *password = NULL;
     PGconn *c;
+    PGresult *r;
     int n = 0;
 
     d2o_pg_register_password(conninfo);
+    if (bound_ms > 0) {
+        /* Before dbname: a conninfo that sets them wins. */
+        snprintf(idle, sizeof(idle), "%lld", (long long)(bound_ms >= 2000 ? bound_ms / 2000 : 1));
+        snprintf(user_timeout, sizeof(user_timeout), "%lld", (long long)bound_ms);
+        keys[n] = "keepalives";
+        values[n++] = "1";
+        keys[n] = "keepalives_idle";
+        values[n++] = idle;
+        keys[n] = "keepalives_interval";
+        values[n++] = "1";
+        keys[n] = "keepalives_count";
+        values[n++] = "3";
+        keys[n] = "tcp_user_timeout";
+        values[n++] = user_timeout;
+    }
     keys[n] = "dbname";
     values[n++] = conninfo ? conninfo : "";
     keys[n] = "application_name";
@@ -254,7 +271,36 @@ PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char 
         return NULL;
     }
     PQsetNoticeProcessor(c, notice, NULL);
+    if (bound_ms > 0) {
+        snprintf(set, sizeof(set),
+                 "SET statement_timeout = %lld; SET lock_timeout = %lld;"
+                 " SET idle_in_transaction_session_timeout = %lld;"
+                 " SET tcp_keepalives_idle = %s; SET tcp_keepalives_interval = 1;"
+                 " SET tcp_keepalives_count = 3; SET tcp_user_timeout = %lld",
+                 (long long)bound_ms, (long long)bound_ms, (long long)bound_ms, idle,
+                 (long long)bound_ms);
+        r = PQexec(c, set);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            d2o_pg_error(c, r, "setting the session's timeouts", errstr, errstr_size);
+            PQclear(r);
+            PQfinish(c);
+            return NULL;
+        }
+        PQclear(r);
+    }
     return c;
+}
+
+PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char *errstr,
+                       size_t errstr_size)
+{
+    return connect_with(conninfo, application_name, 0, errstr, errstr_size);
+}
+
+PGconn *d2o_pg_connect_bounded(const char *conninfo, const char *application_name, int64_t bound_ms,
+                               char *errstr, size_t errstr_size)
+{
+    return connect_with(conninfo, application_name, bound_ms, errstr, errstr_size);
 }
 
 static int exec_ok(PGconn *c, const char *sql, const char *what, char *errstr, size_t n)

@@ -24,6 +24,7 @@
 #include "d2o/kinesis.h"
 #include "d2o/lease.h"
 #include "d2o/log.h"
+#include "d2o/mem.h"
 #include "d2o/metrics.h"
 #include "d2o/pg.h"
 #include "d2o/rand.h"
@@ -41,6 +42,7 @@ enum shard_state {
     S_READY,         /* iterator in hand: GetRecords when due */
     S_GET_WAIT,      /* GetRecords in flight */
     S_ENDED,         /* the shard is closed and fully read; finishing */
+    S_CONFIRM_END,   /* no NextShardIterator and no ChildShards: ask ListShards whether it is */
 };
 
 enum shard_stop {
@@ -147,7 +149,7 @@ static char *pack(const char *const *in, size_t n, const void *raw, size_t raw_l
     for (i = 0; i < n; i++) {
         total += strlen(in[i] ? in[i] : "") + 1;
     }
-    mem = malloc(total);
+    mem = d2o_malloc(total);
     if (!mem) {
         return NULL;
     }
@@ -173,7 +175,7 @@ static struct dlq_item *dlq_item_new(const struct shard *sh, const char *seq, co
                                      const char *error_class, int status, const char *message,
                                      unsigned attempts, int64_t first_us, int64_t last_us)
 {
-    struct dlq_item *d = calloc(1, sizeof(*d));
+    struct dlq_item *d = d2o_calloc(1, sizeof(*d));
     const char *in[8] = {sh->lease.stream, sh->lease.shard_id, seq, pk, table, index,
                          doc_id,           error_class},
                *out[9];
@@ -320,6 +322,9 @@ static void shard_lost(struct shard *sh, const char *why)
     D2O_LOG_(D2O_LOG_WARN, D2O_CAT_LEASE, sh->lease.shard_id, "lease_lost",
              "stopped working the shard: %s", why);
     sh->stop = STOP_LOST;
+    /* Write nothing more: the shard's queued and retrying items leave the sink before its next
+     * request (worker_keep_item refuses them). */
+    d2o_bulk_recheck(sh->w->sink);
     if (sh->w->m) {
         d2o_metrics_gauge(&sh->w->m->leases_held, (int64_t)shards_active(sh->w));
         d2o_metrics_add(sh->w->m, D2O_M_LEASES_LOST, 1);
@@ -420,7 +425,35 @@ static void start_iterator(struct shard *sh)
     } else if (strcmp(cp, "TRIM_HORIZON") == 0) {
         spec.type = D2O_ITER_TRIM_HORIZON;
     } else if (strcmp(cp, "LATEST") == 0) {
-        spec.type = D2O_ITER_LATEST;
+        /* Resolved and stored first: a refresh or the next owner starts from the same place. */
+        char err[512];
+        int64_t ts_ms = 0;
+
+        r = worker_pg_ok(w) ? d2o_lease_resolve_latest(w->pg, w->conf->application, &sh->lease,
+                                                       &ts_ms, err, sizeof(err))
+                            : -EIO;
+        if (r == D2O_LEASE_E_LOST) {
+            shard_lost(sh, err);
+            return;
+        }
+        if (r < 0) {
+            if (w->pg) {
+                worker_pg_failed(w, err);
+            }
+            sh->next_get_ms = d2o_mono_ms() + 1000;
+            return;
+        }
+        free(sh->lease.checkpoint);
+        sh->lease.checkpoint = strdup("AT_TIMESTAMP");
+        if (!sh->lease.checkpoint) {
+            shard_lost(sh, "out of memory");
+            return;
+        }
+        sh->lease.checkpoint_ts_ms = ts_ms;
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "latest_resolved",
+                 "initial position LATEST stored as AT_TIMESTAMP %" PRId64 " ms", ts_ms);
+        spec.type = D2O_ITER_AT_TIMESTAMP;
+        spec.timestamp_ms = ts_ms;
     } else if (strcmp(cp, "AT_TIMESTAMP") == 0) {
         spec.type = D2O_ITER_AT_TIMESTAMP;
         spec.timestamp_ms = sh->lease.checkpoint_ts_ms;
@@ -464,6 +497,49 @@ static void start_get(struct shard *sh, int64_t now)
     sh->last_get_ms = now;
 }
 
+/*
+ * GetRecords answered without a NextShardIterator and without ChildShards. That is not the
+ * end of the shard by itself (KCL reads such a shard again): ListShards decides. A shard that
+ * is listed as closed, or no longer listed, has ended (its children's rows come from
+ * discovery); an open one is read again after the last record taken.
+ */
+static void confirm_end(struct shard *sh, int64_t now)
+{
+    struct worker *w = sh->w;
+    struct d2o_kinesis_shards shards = {0};
+    struct d2o_kinesis_err kerr;
+    const struct d2o_kinesis_shard *me = NULL;
+    size_t i;
+    int r;
+
+    r = d2o_kinesis_list_all_shards(w->kin, sh->lease.stream, D2O_SHARD_FILTER_NONE, 0, &shards,
+                                    &kerr);
+    if (r != 0) {
+        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, &kerr, &sh->err_attempt,
+                             &sh->next_get_ms);
+        return;
+    }
+    for (i = 0; i < shards.n_shards && !me; i++) {
+        if (strcmp(shards.shards[i].shard_id, sh->lease.shard_id) == 0) {
+            me = &shards.shards[i];
+        }
+    }
+    if (me && !me->seq_end) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
+                 "GetRecords gave no next iterator and no child shards, but the shard is open; "
+                 "reading it again after %s",
+                 sh->last_seq ? sh->last_seq : sh->lease.checkpoint);
+        sh->state = S_NEED_ITER;
+        sh->next_get_ms = now + d2o_backoff_ms(w->conf->poll_min_ms, 10000, sh->err_attempt++);
+    } else {
+        sh->state = S_ENDED;
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "shard_end",
+                 "read to the end of the shard (%s; child shards from discovery); finishing",
+                 me ? "closed" : "no longer listed");
+    }
+    d2o_kinesis_shards_free(&shards);
+}
+
 /* Moves one shard forward if it is due. */
 static void shard_step(struct shard *sh, int64_t now)
 {
@@ -483,6 +559,9 @@ static void shard_step(struct shard *sh, int64_t now)
             start_get(sh, now);
         }
         break;
+    case S_CONFIRM_END:
+        confirm_end(sh, now);
+        break;
     default:
         break;
     }
@@ -497,7 +576,12 @@ static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
         dlq_item_free(d);
         return -ENOMEM;
     }
-    return d2o_ack_complete(sh->ack, ticket, d) < 0 ? -EIO : 0;
+    if (d2o_ack_complete(sh->ack, ticket, d) < 0) {
+        dlq_item_free(d);
+        (void)d2o_ack_unpush(sh->ack, ticket);
+        return -EIO;
+    }
+    return 0;
 }
 
 /* A record that cannot become a document goes to the dead-letter queue whole, acknowledged at
@@ -506,15 +590,24 @@ static int refuse_record(struct shard *sh, const struct d2o_kinesis_record *kr, 
                          const char *error_class, const char *why)
 {
     int64_t now_us = d2o_wall_us();
+    struct dlq_item *d =
+        dlq_item_new(sh, kr->sequence_number, kr->partition_key, table, "", "", 0, kr->data,
+                     kr->data_len, error_class, 0, why, 0, now_us, now_us);
+    int r;
 
-    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
-             "record %s to the dead-letter queue: %s", kr->sequence_number, why);
-    if (sh->w->m) {
-        d2o_metrics_add(sh->w->m, D2O_M_DOCS_DLQ, 1);
+    if (!d) {
+        /* Never acknowledged without its row: the record is read again. */
+        return -ENOMEM;
     }
-    return ack_now(sh, kr->sequence_number,
-                   dlq_item_new(sh, kr->sequence_number, kr->partition_key, table, "", "", 0,
-                                kr->data, kr->data_len, error_class, 0, why, 0, now_us, now_us));
+    r = ack_now(sh, kr->sequence_number, d);
+    if (r == 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "record_refused",
+                 "record %s to the dead-letter queue: %s", kr->sequence_number, why);
+        if (sh->w->m) {
+            d2o_metrics_add(sh->w->m, D2O_M_DOCS_DLQ, 1);
+        }
+    }
+    return r;
 }
 
 static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
@@ -560,7 +653,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         const char *in[5] = {kr->sequence_number, kr->partition_key, rec.table, op.index, op.id};
         const char *out[5];
         const unsigned char *rawp;
-        struct rec_cookie *ck = malloc(sizeof(*ck));
+        struct rec_cookie *ck = d2o_malloc(sizeof(*ck));
         struct d2o_bulk_item item = {0};
         char *mem = NULL;
 
@@ -593,12 +686,17 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         item.cookie = ck;
         item.version = op.version;
         if (r == 0) {
+            uint64_t ticket = ck->ticket;
+
             cookie_keep(w, ck);
             r = d2o_bulk_add_item(w->sink, &item);
             if (r == 0) {
                 sh->in_sink++;
             } else {
+                /* Not in the sink: take the record back, so it neither blocks the checkpoint
+                 * nor is skipped; it is read again. */
                 cookie_drop(w, ck);
+                (void)d2o_ack_unpush(sh->ack, ticket);
             }
         } else {
             free(mem);
@@ -649,20 +747,25 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
     /* Records that arrive after the lease is gone are dropped: the next owner reads them. */
     for (i = 0; i < res->n_records && sh->stop != STOP_LOST; i++) {
         const struct d2o_kinesis_record *kr = &res->records[i];
+        char *seq = d2o_strdup(kr->sequence_number);
 
-        if (take_record(sh, kr) < 0) {
+        if (!seq || take_record(sh, kr) < 0) {
             /* Out of memory: read again after the last record taken. */
             D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_GENERAL, sh->lease.shard_id, "out_of_memory",
                      "cannot take record %s; reading it again later", kr->sequence_number);
+            free(seq);
             break;
         }
         free(sh->last_seq);
-        sh->last_seq = strdup(kr->sequence_number);
+        sh->last_seq = seq;
         sh->window_records++;
     }
     if (i < res->n_records) {
         sh->state = S_NEED_ITER;
         sh->next_get_ms = now + 1000;
+    } else if (!res->next_iterator && res->n_children == 0) {
+        sh->state = S_CONFIRM_END;
+        sh->next_get_ms = now;
     } else if (!res->next_iterator) {
         size_t c;
 
@@ -700,6 +803,16 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
 
 /* ---- the sink's answers ---- */
 
+bool worker_keep_item(void *cookie, void *arg)
+{
+    const struct rec_cookie *ck = cookie;
+    const struct worker *w = arg;
+
+    /* The monotonic fence too: a request that starts after it carries nothing. */
+    return ck->sh->stop != STOP_LOST && ck->sh->stop != STOP_DONE &&
+           d2o_mono_ms() < w->leases_valid_until;
+}
+
 void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *arg)
 {
     struct worker *w = arg;
@@ -709,6 +822,11 @@ void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *
     enum d2o_metric_counter mc = D2O_M_DOCS_INDEXED;
 
     sh->in_sink--;
+    if (res->outcome == D2O_BULK_DROPPED) {
+        /* never written; the next owner of the lease writes it */
+        cookie_drop(w, ck);
+        return;
+    }
     switch (res->outcome) {
     case D2O_BULK_DONE:
         mc = ck->is_delete ? D2O_M_DOCS_DELETED : D2O_M_DOCS_INDEXED;
@@ -718,6 +836,8 @@ void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *
         break;
     case D2O_BULK_ABSENT:
         mc = D2O_M_DOCS_ABSENT;
+        break;
+    case D2O_BULK_DROPPED:
         break;
     case D2O_BULK_DLQ:
         mc = D2O_M_DOCS_DLQ;
@@ -769,9 +889,8 @@ static void shard_collect(struct shard *sh)
     if (popped <= 0) {
         return;
     }
-    sh->commit_dirty = true;
     if (n) {
-        void **grown = realloc(sh->commit_dlq, (sh->n_commit_dlq + n) * sizeof(*grown));
+        void **grown = d2o_realloc(sh->commit_dlq, (sh->n_commit_dlq + n) * sizeof(*grown));
 
         if (!grown) {
             size_t i;
@@ -787,6 +906,7 @@ static void shard_collect(struct shard *sh)
         sh->commit_dlq = grown;
         sh->n_commit_dlq += n;
     }
+    sh->commit_dirty = true;
     free(payloads);
 }
 
@@ -805,7 +925,7 @@ static int shard_commit(struct shard *sh, const char *position)
         return -EIO;
     }
     if (sh->n_commit_dlq) {
-        rows = calloc(sh->n_commit_dlq, sizeof(*rows));
+        rows = d2o_calloc(sh->n_commit_dlq, sizeof(*rows));
         if (!rows) {
             return -ENOMEM;
         }
@@ -838,7 +958,7 @@ static int shard_commit(struct shard *sh, const char *position)
         sh->n_commit_dlq = 0;
         sh->commit_dirty = false;
         free(sh->lease.checkpoint);
-        sh->lease.checkpoint = strdup(position);
+        sh->lease.checkpoint = d2o_strdup(position);
         if (!sh->lease.checkpoint) {
             shard_lost(sh, "out of memory");
         }
@@ -871,7 +991,8 @@ static void shard_settle(struct shard *sh)
         return;
     }
     shard_collect(sh);
-    if (sh->commit_dirty && shard_commit(sh, sh->commit_pos) < 0) {
+    /* A shard that lost rows it had collected must not checkpoint past them. */
+    if (sh->stop == STOP_LOST || (sh->commit_dirty && shard_commit(sh, sh->commit_pos) < 0)) {
         return;
     }
     if (sh->stop == STOP_LOST || sh->call_in_flight || d2o_ack_pending(sh->ack) > 0) {
@@ -908,10 +1029,20 @@ static void shard_settle(struct shard *sh)
     if (sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) {
         bool handoff = sh->stop == STOP_HANDOFF;
 
-        r = handoff ? d2o_lease_hand_over(w->pg, w->conf->application, &sh->lease, err, sizeof(err))
+        /* A pending owner is live while its heartbeat is younger than 2.5 renewals (as in the
+         * census); it is notified at once and renews within a renewal, so the lease it gets
+         * expires after two renewals unless it does. */
+        r = handoff ? d2o_lease_hand_over(w->pg, w->conf->application, &sh->lease,
+                                          w->renew_ms * 5 / 2, w->renew_ms * 2, err, sizeof(err))
                     : d2o_lease_release(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
         if (r == -EIO) {
             worker_pg_failed(w, err);
+            return;
+        }
+        if (r == D2O_LEASE_E_NOT_LIVE) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_withdrawn",
+                     "%s; working the shard on", err);
+            sh->stop = STOP_NONE;
             return;
         }
         if (r == 0) {
@@ -1195,7 +1326,8 @@ static int64_t next_timeout(const struct worker *w, int64_t now)
         const struct shard *sh = w->shards[i];
 
         if (sh->stop == STOP_NONE && !sh->call_in_flight &&
-            (sh->state == S_NEED_ITER || (sh->state == S_READY && !backpressure(sh)))) {
+            (sh->state == S_NEED_ITER || sh->state == S_CONFIRM_END ||
+             (sh->state == S_READY && !backpressure(sh)))) {
             int64_t d = sh->next_get_ms - now;
 
             t = d < t ? d : t;
@@ -1333,6 +1465,12 @@ int worker_loop(struct worker *w)
             d2o_metrics_add(w->m, D2O_M_BULK_RETRIES,
                             d2o_bulk_stats(w->sink)->retried - w->retried_seen);
             w->retried_seen = d2o_bulk_stats(w->sink)->retried;
+            if (d2o_bulk_stats(w->sink)->blocked != w->blocked_seen) {
+                d2o_metrics_add(w->m, D2O_M_BULK_BLOCKED,
+                                d2o_bulk_stats(w->sink)->blocked - w->blocked_seen);
+                w->blocked_seen = d2o_bulk_stats(w->sink)->blocked;
+                d2o_metrics_gauge(&w->m->blocked_ms, now);
+            }
             if (w->pg_ok_ms) {
                 d2o_metrics_gauge(&w->m->pg_ok_ms, w->pg_ok_ms);
             }

@@ -55,6 +55,7 @@ struct worker {
     bool m_opensearch_ok;
     int64_t os_ok_ms;      /* last answer from OpenSearch below 500 */
     uint64_t retried_seen; /* the sink's retried count already added to the metrics */
+    uint64_t blocked_seen; /* the sink's blocked count already added to the metrics */
     int64_t next_emf_ms;
     uint64_t emf_prev[D2O_M_COUNTER_COUNT];
     struct d2o_metrics_server *server;
@@ -68,6 +69,9 @@ int worker_loop(struct worker *w);
 void worker_free_shards(struct worker *w);
 void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *arg);
 void worker_on_bulk_answer(int64_t total_us, long status, void *arg);
+/* The sink's keep: false for an item of a shard whose lease is lost or finished, and for every
+ * item once the worker's own fence (leases_valid_until) has passed. */
+bool worker_keep_item(void *cookie, void *arg);
 int worker_signalfd(void);
 
 /* worker_setup.c */

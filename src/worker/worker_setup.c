@@ -40,9 +40,16 @@ bool worker_pg_ok(struct worker *w)
         return false;
     }
     if (w->pg) {
+        /* Broken without a failed query (noticed while reading notifications): say so once. */
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error",
+                 "the connection to PostgreSQL broke: %s", PQerrorMessage(w->pg));
         PQfinish(w->pg);
+        w->pg = NULL;
     }
-    w->pg = d2o_pg_connect(w->conf->pg_conninfo, "ddb2os worker", err, sizeof(err));
+    /* A quarter of the lease: a transaction this worker leaves open (frozen, partitioned) ends,
+     * and its row locks go, before the lease can expire and another worker takes it. */
+    w->pg = d2o_pg_connect_bounded(w->conf->pg_conninfo, "ddb2os worker", w->conf->lease_ms / 4,
+                                   err, sizeof(err));
     if (!w->pg) {
         w->pg_retry_ms = now + d2o_backoff_ms(250, 5000, w->pg_attempt++);
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",
@@ -435,6 +442,7 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
     d2o_bulk_opts_from_config(&bo, c);
     bo.done = worker_on_bulk_done;
     bo.observe = worker_on_bulk_answer;
+    bo.keep = worker_keep_item;
     bo.done_arg = w;
     if (c->delete_mode == D2O_DELETE_DELETE) {
         bo.filter = worker_deletes_filter;
@@ -489,6 +497,7 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     }
     w->conf = o->conf;
     w->sigfd = -1;
+    d2o_rand_seed(); /* this worker's own jitter: tasks and workers never retry in lockstep */
     snprintf(w->task_id, sizeof(w->task_id), "%s", o->task_id);
     snprintf(w->id, sizeof(w->id), "%s:%d", o->task_id, (int)getpid());
     if (gethostname(w->host, sizeof(w->host)) < 0) {

@@ -237,8 +237,31 @@ START_TEST(release_and_graceful_handoff)
     }
     ck_assert_ptr_nonnull(asked);
     ck_assert_str_eq(asked->pending_owner, "w-b");
-    /* w-a checkpoints at its batch boundary and hands over; w-b finds it at its next renewal. */
-    ck_assert_int_eq(d2o_lease_hand_over(c, APP, asked, err, sizeof(err)), 0);
+    /* w-b is not live (no heartbeat): w-a withdraws the request and keeps the lease. */
+    ck_assert_int_eq(d2o_lease_hand_over(c, APP, asked, 5000, 2000, err, sizeof(err)),
+                     D2O_LEASE_E_NOT_LIVE);
+    ck_assert_ptr_nonnull(strstr(err, "is not live"));
+    v = pgfx_scalar(c, "SELECT count(*) FROM leases WHERE owner = 'w-a' AND pending_owner IS NULL");
+    ck_assert_str_eq(v, "7");
+    free(v);
+    ck_assert_int_eq(d2o_lease_request_handoff(c, APP, STREAM, "w-b", 4, 30000, err, sizeof(err)),
+                     1);
+    d2o_lease_list_free(&renewed);
+    ck_assert_int_eq(d2o_lease_renew_all(c, APP, "w-a", LEASE_MS, &renewed, err, sizeof(err)), 7);
+    for (i = 0, asked = NULL; i < renewed.n; i++) {
+        if (renewed.items[i].pending_owner) {
+            asked = &renewed.items[i];
+        }
+    }
+    ck_assert_ptr_nonnull(asked);
+    /* w-b heartbeats: w-a checkpoints at its batch boundary and hands over; w-b finds it at its
+     * next renewal, and must renew it within accept_ms. */
+    ck_assert_int_eq(d2o_lease_heartbeat(c, APP, "w-b", "host", 1, "task", 1, err, sizeof(err)), 0);
+    ck_assert_int_eq(d2o_lease_hand_over(c, APP, asked, 5000, 2000, err, sizeof(err)), 0);
+    v = pgfx_scalar(c, "SELECT count(*) FROM leases WHERE owner = 'w-b'"
+                       " AND expires_at <= clock_timestamp() + interval '2 s'");
+    ck_assert_str_eq(v, "1");
+    free(v);
     d2o_lease_list_free(&b);
     ck_assert_int_eq(d2o_lease_renew_all(c, APP, "w-b", LEASE_MS, &b, err, sizeof(err)), 2);
     /* A second request whose owner never answers: after the deadline the requester takes it. */

@@ -20,6 +20,11 @@ static PGconn *connect_to(const char *info)
     return c;
 }
 
+const char *pgfx_conninfo(void)
+{
+    return conninfo;
+}
+
 PGconn *pgfx_conn(void)
 {
     return connect_to(conninfo);

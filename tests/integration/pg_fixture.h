@@ -11,6 +11,8 @@
 void pgfx_setup(const char *prefix, int migrate);
 /* Drops the schema. */
 void pgfx_teardown(void);
+/* The conninfo of a connection into the schema. */
+const char *pgfx_conninfo(void);
 /* A new connection into the schema (the caller PQfinish()es it). */
 PGconn *pgfx_conn(void);
 /* Runs q and fails the test if it does not succeed. */

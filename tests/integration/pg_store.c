@@ -184,6 +184,86 @@ START_TEST(a_lost_lease_writes_nothing)
 }
 END_TEST
 
+START_TEST(the_fence_reads_the_clock_not_the_transaction_start)
+{
+    PGconn *c = migrated();
+    struct d2o_checkpoint ok = cp_at("170", "w1", 7);
+    char err[512];
+    char *v;
+
+    /* A transaction that began while the lease was valid, and stalled past its expiry. */
+    pgfx_sql(c, "UPDATE leases SET expires_at = clock_timestamp() + interval '300 ms'");
+    pgfx_sql(c, "BEGIN");
+    pgfx_sql(c, "SELECT pg_sleep(0.6)");
+    ck_assert_int_eq(d2o_dlq_commit(c, &ok, NULL, 0, err, sizeof(err)), D2O_LEASE_E_LOST);
+    v = pgfx_scalar(c, "SELECT checkpoint FROM leases");
+    ck_assert_str_eq(v, "100");
+    free(v);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(a_checkpoint_does_not_wait_for_a_locked_lease_row)
+{
+    PGconn *c = migrated(), *other = pgfx_conn();
+    struct d2o_checkpoint ok = cp_at("170", "w1", 7);
+    char err[512];
+    int64_t t0;
+
+    pgfx_sql(c, "SET lock_timeout = '3s'");
+    pgfx_sql(other, "BEGIN");
+    pgfx_sql(other, "SELECT * FROM leases FOR UPDATE");
+    t0 = d2o_mono_ms();
+    ck_assert_int_eq(d2o_dlq_commit(c, &ok, NULL, 0, err, sizeof(err)), -EIO);
+    ck_assert_int_lt(d2o_mono_ms() - t0, 1000);
+    ck_assert_msg(strstr(err, "could not obtain lock") != NULL, "%s", err);
+    pgfx_sql(other, "ROLLBACK");
+    ck_assert_msg(d2o_dlq_commit(c, &ok, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+    PQfinish(other);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(a_bounded_session_cannot_hold_a_lease_row)
+{
+    PGconn *c = migrated(), *b, *other = pgfx_conn();
+    PGresult *r;
+    char err[512], *v;
+    int64_t t0;
+
+    b = d2o_pg_connect_bounded(pgfx_conninfo(), "ddb2os-test", 500, err, sizeof(err));
+    ck_assert_msg(b != NULL, "%s", err);
+    v = pgfx_scalar(b, "SELECT current_setting('statement_timeout') || ' ' ||"
+                       " current_setting('lock_timeout') || ' ' ||"
+                       " current_setting('idle_in_transaction_session_timeout') || ' ' ||"
+                       " current_setting('tcp_user_timeout')");
+    ck_assert_str_eq(v, "500ms 500ms 500ms 500"); /* tcp_user_timeout has no unit */
+    free(v);
+    /* frozen inside a transaction that holds the lease row */
+    pgfx_sql(b, "BEGIN");
+    pgfx_sql(b, "SELECT * FROM leases FOR UPDATE");
+    pgfx_sql(other, "SET lock_timeout = '5s'");
+    t0 = d2o_mono_ms();
+    pgfx_sql(other, "UPDATE leases SET owner = 'w2'");
+    ck_assert_int_lt(d2o_mono_ms() - t0, 2500);
+    /* the server ended the stalled session; its next statement fails */
+    r = PQexec(b, "SELECT 1");
+    ck_assert_int_ne(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    /* and a statement that runs too long is cut too */
+    PQfinish(b);
+    b = d2o_pg_connect_bounded(pgfx_conninfo(), "ddb2os-test", 500, err, sizeof(err));
+    ck_assert_ptr_nonnull(b);
+    r = PQexec(b, "SELECT pg_sleep(3)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "57014");
+    PQclear(r);
+    PQfinish(b);
+    PQfinish(other);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(a_checkpoint_never_moves_back)
 {
     PGconn *c = migrated();
@@ -247,6 +327,8 @@ START_TEST(checkpoint_latency)
     char pos[32], err[512];
     int i;
 
+    /* a loaded machine may take longer than the fixture's 10 s lease for 2000 commits */
+    pgfx_sql(c, "UPDATE leases SET expires_at = now() + interval '10 minutes'");
     for (i = 0; i < 2000; i++) {
         struct d2o_checkpoint cp = cp_at(pos, "w1", 7);
         int64_t t0;
@@ -303,6 +385,9 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, dlq_rows_and_checkpoint_commit_together);
     tcase_add_test(tc, a_lost_lease_writes_nothing);
     tcase_add_test(tc, a_checkpoint_never_moves_back);
+    tcase_add_test(tc, the_fence_reads_the_clock_not_the_transaction_start);
+    tcase_add_test(tc, a_checkpoint_does_not_wait_for_a_locked_lease_row);
+    tcase_add_test(tc, a_bounded_session_cannot_hold_a_lease_row);
     tcase_add_test(tc, a_crash_before_commit_leaves_nothing);
     tcase_add_test(tc, operator_views_answer);
     tcase_add_test(tc, checkpoint_latency);

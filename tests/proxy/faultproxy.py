@@ -22,9 +22,12 @@ from flags or at run time with `POST /__fault` (a JSON object of the same names)
   down_seconds                   close every connection at once for this long
   delay_ms                       wait this long before forwarding
   max_body                       answer 413 to bodies larger than this many bytes
+  null_iterator                  (in front of Kinesis) answer the next N GetRecords calls without
+                                 NextShardIterator and ChildShards, as if the shard had ended
 
 /__stats also reports the Authorization and x-amz-content-sha256 headers of the last request, so
-tests can check how the client authenticated. The proxy does not pass authentication on.
+tests can check how the client authenticated. The proxy does not pass authentication on, unless
+--pass-auth (an emulator that wants an Authorization header, as kinesis-mock does).
 
 The proxy stops by itself after --max-seconds and on SIGTERM.
 """
@@ -43,12 +46,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 FAULTS = {"request_status": 0, "request_count": 0, "request_fraction": 0.0, "item_429_every": 0,
           "item_429_fraction": 0.0, "item_429_ids": {}, "item_429_hold": {}, "reset_count": 0, "down_until": 0.0,
-          "delay_ms": 0, "max_body": 0}
+          "delay_ms": 0, "max_body": 0, "null_iterator": 0}
 RNG = random.Random(1)
 STATS = {"requests": 0, "forwarded": 0, "injected_status": 0, "injected_items": 0,
-         "held_items": 0, "resets": 0, "too_large": 0}
+         "held_items": 0, "resets": 0, "too_large": 0, "null_iterators": 0}
 ITEM_COUNTER = [0]
 UPSTREAM = ("127.0.0.1", 9200)
+DROPPED_HEADERS = ("host", "content-length", "connection", "authorization")
 
 
 def set_faults(spec):
@@ -110,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
     def _forward(self, method, body):
         conn = http.client.HTTPConnection(*UPSTREAM, timeout=60)
         headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("host", "content-length", "connection", "authorization")}
+                   if k.lower() not in DROPPED_HEADERS}
         conn.request(method, self.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
@@ -166,7 +170,20 @@ class Handler(BaseHTTPRequestHandler):
         if every and method == "POST" and self.path.split("?")[0].endswith("_bulk"):
             return self._bulk_with_rejections(body, every)
         status, data, ctype = self._forward(method, body)
+        if status == 200 and self.headers.get("X-Amz-Target", "").endswith(".GetRecords"):
+            data = self._maybe_null_iterator(data)
         return self._reply(status, data, ctype)
+
+    def _maybe_null_iterator(self, data):
+        with LOCK:
+            if FAULTS["null_iterator"] <= 0:
+                return data
+            FAULTS["null_iterator"] -= 1
+            STATS["null_iterators"] += 1
+        answer = json.loads(data)
+        answer["NextShardIterator"] = None
+        answer.pop("ChildShards", None)
+        return json.dumps(answer).encode()
 
     def _bulk_with_rejections(self, body, _every):
         items = split_bulk(body)
@@ -225,13 +242,16 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global UPSTREAM
+    global UPSTREAM, DROPPED_HEADERS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--upstream", default="http://127.0.0.1:9200")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=300)
     ap.add_argument("--faults", default="{}", help="initial faults as JSON")
+    ap.add_argument("--pass-auth", action="store_true", help="forward Authorization headers")
     args = ap.parse_args()
+    if args.pass_auth:
+        DROPPED_HEADERS = ("host", "content-length", "connection")
     hostport = args.upstream.split("//", 1)[-1].rstrip("/")
     host, _, port = hostport.partition(":")
     UPSTREAM = (host, int(port or 80))

@@ -32,6 +32,9 @@ refused "renew_ms >= lease_ms" 78 "renew_ms 10000 must be below lease_ms 10000" 
     --stream-name s --lease-ms 10s --renew-ms 10s
 refused "AT_TIMESTAMP without a time" 78 "AT_TIMESTAMP needs initial_timestamp" \
     --stream-name s --initial-position AT_TIMESTAMP
+refused "http_timeout_ms above half of gc_deletes" 78 \
+    "http_timeout_ms 40000 must be at most half of opensearch_gc_deletes_ms 60000" \
+    --stream-name s --http-timeout-ms 40s --opensearch-gc-deletes-ms 60s
 refused "directory as the file" 78 "is a directory" -c "$tmp"
 refused "metrics_addr not an address" 78 "metrics_addr = 'localhost' is not valid" \
     --stream-name s --metrics-addr localhost

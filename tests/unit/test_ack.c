@@ -42,6 +42,35 @@ START_TEST(an_unacknowledged_record_holds_the_watermark)
 }
 END_TEST
 
+START_TEST(a_record_taken_back_holds_nothing)
+{
+    struct d2o_ack *a = d2o_ack_new();
+    uint64_t t[3];
+    char *seq = NULL;
+    void **payloads = NULL;
+    size_t n_payloads = 0;
+
+    ck_assert_int_eq(d2o_ack_push(a, "100", &t[0]), 0);
+    ck_assert_int_eq(d2o_ack_push(a, "101", &t[1]), 0);
+    /* only the last push, and only while it is not complete */
+    ck_assert_int_eq(d2o_ack_unpush(a, t[0]), -ENOENT);
+    ck_assert_int_eq(d2o_ack_unpush(a, t[1]), 0);
+    ck_assert_int_eq(d2o_ack_unpush(a, t[1]), -ENOENT);
+    ck_assert_uint_eq(d2o_ack_pending(a), 1);
+    /* read again: the same record gets the next ticket */
+    ck_assert_int_eq(d2o_ack_push(a, "101", &t[2]), 0);
+    ck_assert(t[2] == t[1]);
+    ck_assert_int_eq(d2o_ack_complete(a, t[2], NULL), 0);
+    ck_assert_int_eq(d2o_ack_unpush(a, t[2]), -ENOENT);
+    ck_assert_int_eq(d2o_ack_complete(a, t[0], NULL), 0);
+    ck_assert_int_eq(d2o_ack_advance(a, &seq, &payloads, &n_payloads), 2);
+    ck_assert_str_eq(seq, "101");
+    free(seq);
+    free(payloads);
+    d2o_ack_free(a, NULL);
+}
+END_TEST
+
 START_TEST(random_completion_orders_match_the_model)
 {
     int round;
@@ -124,6 +153,7 @@ Suite *d2o_test_suite(void)
 
     tcase_add_test(tc, an_unacknowledged_record_holds_the_watermark);
     tcase_add_test(tc, random_completion_orders_match_the_model);
+    tcase_add_test(tc, a_record_taken_back_holds_nothing);
     tcase_add_test(tc, free_hands_back_payloads);
     suite_add_tcase(s, tc);
     return s;

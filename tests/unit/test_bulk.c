@@ -393,7 +393,8 @@ static void on_done(void *cookie, const struct d2o_bulk_result *res, void *arg)
     order[n_order++] = k;
 }
 
-static struct d2o_bulk *sink_new(size_t max_items, size_t max_bytes, unsigned max_in_flight)
+static struct d2o_bulk *sink_new_keep(size_t max_items, size_t max_bytes, unsigned max_in_flight,
+                                      bool (*keep)(void *, void *))
 {
     struct d2o_bulk_opts o = {0};
     struct d2o_bulk *b;
@@ -425,9 +426,15 @@ static struct d2o_bulk *sink_new(size_t max_items, size_t max_bytes, unsigned ma
         o.filter = fake_filter;
         o.filter_arg = &flt;
     }
+    o.keep = keep;
     b = d2o_bulk_new(NULL, &o, err, sizeof(err));
     ck_assert_msg(b != NULL, "%s", err);
     return b;
+}
+
+static struct d2o_bulk *sink_new(size_t max_items, size_t max_bytes, unsigned max_in_flight)
+{
+    return sink_new_keep(max_items, max_bytes, max_in_flight, NULL);
 }
 
 /* Queues an index (or delete) of doc id at version v, with cookie k. */
@@ -895,6 +902,70 @@ START_TEST(one_document_at_a_time_in_arrival_order)
 }
 END_TEST
 
+/* Cookies k of "shard" shard_of[k]; keep refuses the shards in lost_mask. */
+static unsigned shard_of[MAX_OUT], lost_mask;
+
+static bool keep_unlost(void *cookie, void *arg)
+{
+    (void)arg;
+    return !(lost_mask & (1u << shard_of[(size_t)(uintptr_t)cookie]));
+}
+
+START_TEST(a_lost_shard_s_items_are_dropped_before_the_next_send)
+{
+    struct d2o_bulk *k = sink_new_keep(10, 1 << 20, 2, keep_unlost);
+    static const int throttle_first[] = {429, 0};
+    static const int throttle[] = {429};
+
+    memset(shard_of, 0, sizeof(shard_of));
+    lost_mask = 0;
+    shard_of[0] = 1; /* shard 1: x v1, then delete x v2 and z */
+    shard_of[2] = 1;
+    shard_of[3] = 1;
+    shard_of[1] = 2; /* shard 2: y, and x v3 (the child of a reshard, say) */
+    shard_of[4] = 2;
+    add(k, 0, "x", 1, false);
+    add(k, 1, "y", 1, false);
+    d2o_bulk_flush(k);
+    d2o_bulk_tick(k, fake_now);
+    ck_assert_uint_eq(n_sent, 1);
+    answer_items(0, throttle_first); /* x held in 429s */
+    add(k, 2, "x", 2, true);         /* blocked behind x v1 */
+    add(k, 3, "z", 1, false);        /* ready */
+    add(k, 4, "x", 3, false);        /* another shard's, blocked behind the delete */
+    ck_assert_uint_eq(d2o_bulk_pending(k), 4);
+    /* shard 1 loses its lease: its retrying, blocked and queued items go before any send */
+    lost_mask = 1u << 1;
+    d2o_bulk_recheck(k);
+    fake_now += 5000;
+    d2o_bulk_tick(k, fake_now);
+    ck_assert_int_eq(outs[0].res.outcome, D2O_BULK_DROPPED);
+    ck_assert_int_eq(outs[2].res.outcome, D2O_BULK_DROPPED);
+    ck_assert_int_eq(outs[3].res.outcome, D2O_BULK_DROPPED);
+    ck_assert_int_eq(outs[0].seen + outs[2].seen + outs[3].seen, 3);
+    ck_assert_uint_eq(d2o_bulk_stats(k)->dropped, 3);
+    ck_assert_uint_eq(n_sent, 2);
+    ck_assert_uint_eq(items_in(1), 1);
+    ck_assert_ptr_nonnull(strstr(sent[1].body, "\"version\":3,"));
+    ck_assert_int_eq(outs[4].seen, 0);
+    /* shard 2 is lost while x v3 is in flight (no recheck asked): its 429 is not retried */
+    lost_mask |= 1u << 2;
+    answer_items(1, throttle);
+    ck_assert_int_eq(outs[4].seen, 1);
+    ck_assert_int_eq(outs[4].res.outcome, D2O_BULK_DROPPED);
+    /* and an item of a lost shard never goes into a request, recheck or not */
+    shard_of[5] = 2;
+    add(k, 5, "w", 1, false);
+    fake_now += 5000;
+    d2o_bulk_tick(k, fake_now);
+    ck_assert_uint_eq(n_sent, 2);
+    ck_assert_int_eq(outs[5].res.outcome, D2O_BULK_DROPPED);
+    ck_assert_uint_eq(d2o_bulk_pending(k), 0);
+    ck_assert_int_eq(outs[1].res.outcome, D2O_BULK_DONE);
+    d2o_bulk_free(k);
+}
+END_TEST
+
 START_TEST(a_failed_start_keeps_the_items)
 {
     struct d2o_bulk *b = sink_new(10, 1 << 20, 2);
@@ -1063,6 +1134,7 @@ START_TEST(outcome_names)
 {
     ck_assert_str_eq(d2o_bulk_outcome_name(D2O_BULK_DONE), "done");
     ck_assert_str_eq(d2o_bulk_outcome_name(D2O_BULK_DLQ), "dlq");
+    ck_assert_str_eq(d2o_bulk_outcome_name(D2O_BULK_DROPPED), "dropped");
     ck_assert_str_eq(d2o_bulk_outcome_name((enum d2o_bulk_outcome)99), "?");
 }
 END_TEST
@@ -1092,6 +1164,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(sender, the_pre_send_filter_drops_items_before_they_go_out);
     tcase_add_test(sender, a_retried_write_is_checked_again);
     tcase_add_test(sender, a_failed_filter_holds_the_items);
+    tcase_add_test(sender, a_lost_shard_s_items_are_dropped_before_the_next_send);
     tcase_add_test(sender, basic_auth_header_and_free_with_pending_items);
     suite_add_tcase(s, pure);
     suite_add_tcase(s, sender);

@@ -191,6 +191,23 @@ START_TEST(wait_ends_on_signal)
 }
 END_TEST
 
+START_TEST(a_blocked_index_is_waited_for)
+{
+    /* index.blocks.write (403) and the disk flood stage (429) */
+    ck_assert_int_eq(d2o_classify_bulk_item(403, "cluster_block_exception", 0), D2O_ITEM_BLOCKED);
+    ck_assert_int_eq(d2o_classify_bulk_item(403, "cluster_block_exception", 1), D2O_ITEM_BLOCKED);
+    ck_assert_int_eq(d2o_classify_bulk_item(429, "cluster_block_exception", 0), D2O_ITEM_BLOCKED);
+    /* an index being created */
+    ck_assert_int_eq(d2o_classify_bulk_item(503, "unavailable_shards_exception", 0),
+                     D2O_ITEM_BLOCKED);
+    ck_assert_int_eq(d2o_classify_bulk_item(404, "index_not_found_exception", 0), D2O_ITEM_BLOCKED);
+    /* a delete of a document of a missing index is simply absent */
+    ck_assert_int_eq(d2o_classify_bulk_item(404, "index_not_found_exception", 1), D2O_ITEM_ABSENT);
+    ck_assert_int_eq(d2o_classify_bulk_item(403, "security_exception", 0), D2O_ITEM_PERMANENT);
+    ck_assert_str_eq(d2o_item_class_name(D2O_ITEM_BLOCKED), "blocked");
+}
+END_TEST
+
 Suite *d2o_test_suite(void)
 {
     Suite *s = suite_create("classify");
@@ -202,6 +219,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, wait_full_time_without_stop);
     tcase_add_test(tc, wait_already_stopped_returns_at_once);
     tcase_add_test(tc, wait_ends_on_signal);
+    tcase_add_test(tc, a_blocked_index_is_waited_for);
     suite_add_tcase(s, tc);
     return s;
 }

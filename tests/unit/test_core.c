@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "d2o/clock.h"
 #include "d2o/rand.h"
@@ -86,6 +88,42 @@ START_TEST(backoff_stays_within_cap)
 }
 END_TEST
 
+/* What a forked child draws first. */
+static uint64_t child_draw(void)
+{
+    uint64_t v = 0;
+    int fds[2];
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        v = d2o_rand_u64();
+        _exit(write(fds[1], &v, sizeof(v)) == (ssize_t)sizeof(v) ? 0 : 1);
+    }
+    close(fds[1]);
+    ck_assert_int_eq(read(fds[0], &v, sizeof(v)), (ssize_t)sizeof(v));
+    close(fds[0]);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    return v;
+}
+
+START_TEST(every_process_draws_its_own_numbers)
+{
+    uint64_t a, b, mine;
+
+    d2o_rand_seed_fixed(7);
+    a = child_draw();
+    b = child_draw();
+    mine = d2o_rand_u64();
+    ck_assert(a != b);
+    ck_assert(a != mine && b != mine);
+    d2o_rand_seed_fixed(7);
+    ck_assert(d2o_rand_u64() == mine); /* a fixed seed still repeats in its own process */
+}
+END_TEST
+
 START_TEST(rand_differs_between_seeds)
 {
     uint64_t a, b;
@@ -122,6 +160,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, edit_distance_counts);
     tcase_add_test(tc, backoff_stays_within_cap);
     tcase_add_test(tc, rand_differs_between_seeds);
+    tcase_add_test(tc, every_process_draws_its_own_numbers);
     tcase_add_test(tc, clocks_move_forward);
     suite_add_tcase(s, tc);
     return s;
