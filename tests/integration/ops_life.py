@@ -246,7 +246,7 @@ class Signals(Base):
         try:
             run = self.start("Q", workers=1, extra=[
                 "--opensearch-url", "http://127.0.0.1:%d" % stall.getsockname()[1],
-                "--http-timeout-ms", "60000"])
+                "--http-timeout-ms", "30000"])
             poolkit.wait_for("the lease", self.held(1), 6 * LEASE_MS / 1000)
             env.put(self.items.workload(5, 1, prefix="q"))
             time.sleep(2)  # read, and stuck in the sink
