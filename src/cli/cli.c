@@ -33,6 +33,8 @@ static const struct d2o_cli_cmd commands[] = {
     {"lease", "release a shard's lease, or assign it to a worker", d2o_cmd_lease},
     {"checkpoint", "set where a shard's next reader starts", d2o_cmd_checkpoint},
     {"dlq", "list, show, replay or discard rows of the dead-letter queue", d2o_cmd_dlq},
+    {"backfill", "load a table's existing items into its index, safely beside the stream",
+     d2o_cmd_backfill},
     {"check-config", "load the configuration, report the first problem, print the result",
      cmd_check_config},
     {"config-doc", "print the configuration reference (docs/configuration.md) in Markdown",
