@@ -35,6 +35,7 @@ static const struct d2o_cli_cmd commands[] = {
     {"dlq", "list, show, replay or discard rows of the dead-letter queue", d2o_cmd_dlq},
     {"backfill", "load a table's existing items into its index, safely beside the stream",
      d2o_cmd_backfill},
+    {"verify", "compare a table with its index; --repair rewrites what differs", d2o_cmd_verify},
     {"check-config", "load the configuration, report the first problem, print the result",
      cmd_check_config},
     {"config-doc", "print the configuration reference (docs/configuration.md) in Markdown",
