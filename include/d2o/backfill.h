@@ -86,6 +86,17 @@ d2o_ddb_item_record(const char *table, struct json_object *item, const char *has
  */
 int64_t d2o_backfill_version(int64_t server_ms, int64_t local_ms, int64_t skew_ms);
 
+/*
+ * Appends the canonical text of a JSON value: no white space outside strings, object members
+ * sorted by key, array elements sorted by their canonical text (DynamoDB sets have no order, and
+ * a document does not say which arrays were sets), scalars byte for byte as given. Two documents
+ * ddb2os built from the same item have the same canonical text whatever the order DynamoDB listed
+ * attributes and set members in. Returns 0, -EINVAL (not one JSON value; nothing appended) or
+ * -ENOMEM. Pure.
+ */
+__attribute__((warn_unused_result)) int d2o_json_canonical(const char *text, size_t len,
+                                                           struct d2o_buf *out);
+
 /* One hit of an OpenSearch search page, pointing into the answer's text. */
 struct d2o_os_hit {
     const char *id; /* decoded _id, NUL-terminated, owned by the page */

@@ -45,6 +45,7 @@
 #define MAX_RESPAWNS 20
 
 static volatile sig_atomic_t stop_flag;
+static int lock_fd = -1; /* the coordinator's PostgreSQL socket, closed in each worker */
 
 /* ---- PostgreSQL ---- */
 
@@ -698,6 +699,10 @@ static pid_t spawn_worker(struct d2o_config *conf, const struct d2o_backfill_opt
     if (pid != 0) {
         return pid;
     }
+    /* not ours: the coordinator's connection (and its lock) must not be touched */
+    if (lock_fd >= 0) {
+        close(lock_fd);
+    }
     /* the worker ends with its coordinator */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) {
@@ -799,19 +804,22 @@ int d2o_backfill_run(struct d2o_config *conf, const struct d2o_backfill_opts *o)
             goto out;
         }
     }
-    /* the workers connect on their own, after fork() */
-    bf_clients_close(&cl);
+    /* The workers open their own clients after fork(). The PostgreSQL connection that holds
+     * the table's lock stays with the coordinator; each worker closes its inherited socket. */
+    {
+        PGconn *lock = cl.pg;
+
+        cl.pg = NULL;
+        bf_clients_close(&cl);
+        cl.pg = lock;
+        lock_fd = PQsocket(lock);
+    }
     pids = calloc(o->workers, sizeof(*pids));
     if (!pids) {
         goto out;
     }
     for (i = 0; i < o->workers; i++) {
         pids[i] = spawn_worker(conf, o, version, segments, i);
-    }
-    cl.pg = d2o_pg_connect(conf->pg_conninfo, "ddb2os backfill", errstr, sizeof(errstr));
-    if (!cl.pg) {
-        fprintf(stderr, "ddb2os backfill: %s\n", errstr);
-        stop_flag = 1;
     }
     t0 = last_t = d2o_mono_ms();
     for (;;) {

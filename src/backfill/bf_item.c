@@ -195,6 +195,149 @@ static int skip_value(struct scan *s)
     }
 }
 
+/* ---- canonical form: the same document whatever the order of its members ---- */
+
+struct member {
+    const char *key; /* raw key text between the quotes */
+    size_t key_len;
+    char *value; /* canonical text of the value */
+    size_t value_len;
+};
+
+static int cmp_member(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+
+    if (c != 0) {
+        return c;
+    }
+    if (x->key_len != y->key_len) {
+        return x->key_len < y->key_len ? -1 : 1;
+    }
+    n = x->value_len < y->value_len ? x->value_len : y->value_len;
+    c = memcmp(x->value, y->value, n);
+    return c != 0 ? c : (x->value_len < y->value_len ? -1 : x->value_len > y->value_len);
+}
+
+static int canon_value(struct scan *s, struct d2o_buf *out);
+
+/* An object's members sorted by key, an array's elements sorted by their canonical text. */
+static int canon_container(struct scan *s, struct d2o_buf *out, char open, char close)
+{
+    struct member *m = NULL;
+    size_t n = 0, cap = 0, i;
+    int r = 0;
+
+    if (++s->depth > MAX_DEPTH) {
+        return -EINVAL;
+    }
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+    } else {
+        for (;;) {
+            struct d2o_buf v = D2O_BUF_INIT;
+            const char *k = NULL;
+            size_t kn = 0;
+
+            if (n == cap) {
+                struct member *g = realloc(m, (cap ? cap * 2 : 8) * sizeof(*m));
+
+                if (!g) {
+                    r = -ENOMEM;
+                    break;
+                }
+                m = g;
+                cap = cap ? cap * 2 : 8;
+            }
+            if (open == '{') {
+                r = skip_string(s, &k, &kn);
+                r = r ? r : expect(s, ':');
+            }
+            r = r ? r : canon_value(s, &v);
+            if (r != 0) {
+                d2o_buf_free(&v);
+                break;
+            }
+            m[n].key = k;
+            m[n].key_len = kn;
+            m[n].value_len = v.len;
+            m[n].value = d2o_buf_steal(&v);
+            n++;
+            ws(s);
+            if (s->p < s->end && *s->p == ',') {
+                s->p++;
+                continue;
+            }
+            r = expect(s, close);
+            break;
+        }
+    }
+    if (r == 0) {
+        qsort(m, n, sizeof(*m), cmp_member);
+        r = d2o_buf_putc(out, open);
+        for (i = 0; r == 0 && i < n; i++) {
+            if (i > 0) {
+                r = d2o_buf_putc(out, ',');
+            }
+            if (r == 0 && open == '{') {
+                r = d2o_buf_putc(out, '"');
+                r = r ? r : d2o_buf_append(out, m[i].key, m[i].key_len);
+                r = r ? r : d2o_buf_puts(out, "\":");
+            }
+            r = r ? r : d2o_buf_append(out, m[i].value ? m[i].value : "", m[i].value_len);
+        }
+        r = r ? r : d2o_buf_putc(out, close);
+    }
+    for (i = 0; i < n; i++) {
+        free(m[i].value);
+    }
+    free(m);
+    s->depth--;
+    return r;
+}
+
+static int canon_value(struct scan *s, struct d2o_buf *out)
+{
+    const char *b;
+    int r;
+
+    ws(s);
+    if (s->p >= s->end) {
+        return -EINVAL;
+    }
+    if (*s->p == '{') {
+        return canon_container(s, out, '{', '}');
+    }
+    if (*s->p == '[') {
+        return canon_container(s, out, '[', ']');
+    }
+    b = s->p;
+    r = skip_value(s);
+    return r ? r : d2o_buf_append(out, b, (size_t)(s->p - b));
+}
+
+int d2o_json_canonical(const char *text, size_t len, struct d2o_buf *out)
+{
+    struct scan s = {text, text + len, 0};
+    size_t mark = out->len;
+    int r = canon_value(&s, out);
+
+    if (r == 0) {
+        ws(&s);
+        if (s.p != s.end) {
+            r = -EINVAL;
+        }
+    }
+    if (r != 0) {
+        d2o_buf_truncate(out, mark);
+    }
+    return r;
+}
+
 /* Decodes a JSON string's raw text (between the quotes) with json-c into out. */
 static int decode_string(const char *raw, size_t len, struct d2o_buf *out)
 {
@@ -236,67 +379,59 @@ struct hit_tmp {
     size_t source_len, sort_len;
 };
 
+static int walk_object(struct scan *s, int (*on_key)(struct scan *, const char *, size_t, void *),
+                       void *ctx);
+
+struct hit_ctx {
+    struct hit_tmp *h;
+    struct d2o_buf *ids;
+};
+
+static int hit_key(struct scan *s, const char *k, size_t kn, void *arg)
+{
+    struct hit_ctx *c = arg;
+    struct hit_tmp *h = c->h;
+    const char *b;
+    int r;
+
+    ws(s);
+    b = s->p;
+    if (key_is(k, kn, "_id") && s->p < s->end && *s->p == '"') {
+        const char *raw;
+        size_t rn;
+
+        r = skip_string(s, &raw, &rn);
+        if (r == 0) {
+            h->id_off = c->ids->len;
+            r = decode_string(raw, rn, c->ids);
+        }
+        return r;
+    }
+    r = skip_value(s);
+    if (r != 0) {
+        return r;
+    }
+    if (key_is(k, kn, "_version")) {
+        /* a _version that is not an integer counts as none */
+        h->has_version =
+            d2o_parse_i64n(b, (size_t)(s->p - b), INT64_MIN, INT64_MAX, &h->version) == 0;
+    } else if (key_is(k, kn, "_source")) {
+        h->source = b;
+        h->source_len = (size_t)(s->p - b);
+    } else if (key_is(k, kn, "sort")) {
+        h->sort = b;
+        h->sort_len = (size_t)(s->p - b);
+    }
+    return 0;
+}
+
 static int parse_hit(struct scan *s, struct hit_tmp *h, struct d2o_buf *ids)
 {
-    const char *k, *b;
-    size_t kn;
-    int r;
+    struct hit_ctx c = {h, ids};
 
     memset(h, 0, sizeof(*h));
     h->id_off = SIZE_MAX;
-    if (expect(s, '{') < 0) {
-        return -EINVAL;
-    }
-    ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        return 0;
-    }
-    for (;;) {
-        r = skip_string(s, &k, &kn);
-        if (r == 0) {
-            r = expect(s, ':');
-        }
-        if (r < 0) {
-            return r;
-        }
-        ws(s);
-        b = s->p;
-        if (key_is(k, kn, "_id") && s->p < s->end && *s->p == '"') {
-            const char *raw;
-            size_t rn;
-
-            r = skip_string(s, &raw, &rn);
-            if (r == 0) {
-                h->id_off = ids->len;
-                r = decode_string(raw, rn, ids);
-            }
-        } else if (key_is(k, kn, "_version")) {
-            r = skip_value(s);
-            if (r == 0) {
-                r = d2o_parse_i64n(b, (size_t)(s->p - b), INT64_MIN, INT64_MAX, &h->version);
-                h->has_version = r == 0;
-            }
-        } else {
-            r = skip_value(s);
-            if (r == 0 && key_is(k, kn, "_source")) {
-                h->source = b;
-                h->source_len = (size_t)(s->p - b);
-            } else if (r == 0 && key_is(k, kn, "sort")) {
-                h->sort = b;
-                h->sort_len = (size_t)(s->p - b);
-            }
-        }
-        if (r < 0) {
-            return r;
-        }
-        ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        return expect(s, '}');
-    }
+    return walk_object(s, hit_key, &c);
 }
 
 void d2o_os_page_free(struct d2o_os_page *page)

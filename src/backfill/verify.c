@@ -64,7 +64,9 @@ struct vctx {
     uint64_t items, docs, counts[C_N];
     char **samples[C_N];
     size_t n_samples[C_N];
-    FILE *diff; /* id and key of every difference, for --repair */
+    FILE *diff;        /* id and key of every difference, for --repair */
+    char **superseded; /* sample of ids --repair could not overwrite */
+    size_t n_superseded;
 };
 
 static uint64_t fnv1a(const char *s, size_t n)
@@ -79,13 +81,20 @@ static uint64_t fnv1a(const char *s, size_t n)
     return h;
 }
 
-static void digest(const char *p, size_t n, unsigned char out[DIGEST])
+/* SHA-256 (first bytes) of the document's canonical text; -EINVAL when it is not JSON. */
+static int digest(const char *p, size_t n, unsigned char out[DIGEST])
 {
+    struct d2o_buf canon = D2O_BUF_INIT;
     unsigned char full[EVP_MAX_MD_SIZE];
     unsigned len = 0;
+    int r = d2o_json_canonical(p, n, &canon);
 
-    EVP_Digest(p, n, full, &len, EVP_sha256(), NULL);
-    memcpy(out, full, DIGEST);
+    if (r == 0) {
+        EVP_Digest(canon.data, canon.len, full, &len, EVP_sha256(), NULL);
+        memcpy(out, full, DIGEST);
+    }
+    d2o_buf_free(&canon);
+    return r;
 }
 
 static int put_blob(FILE *f, const void *p, uint32_t n)
@@ -193,7 +202,9 @@ static int table_worker(struct vctx *v, unsigned slot, unsigned workers, unsigne
                     continue;
                 }
                 doc = strchr(op.ndjson.data, '\n') + 1;
-                digest(doc, strlen(doc) - 1, dg);
+                if (digest(doc, strlen(doc) - 1, dg) < 0) {
+                    memset(dg, 0, sizeof(dg));
+                }
                 b = (unsigned)(fnv1a(op.id, strlen(op.id)) % v->buckets);
                 if (put_blob(out[b], op.id, (uint32_t)strlen(op.id)) < 0 ||
                     fwrite(dg, DIGEST, 1, out[b]) != 1 ||
@@ -328,7 +339,10 @@ static int index_side(struct vctx *v, struct bf_clients *cl)
             } else if (ttl_expired(v, src, h->source_len, now_s)) {
                 flags |= F_TTL_EXPIRED;
             }
-            digest(h->source, h->source_len, dg);
+            if (digest(h->source, h->source_len, dg) < 0) {
+                /* not JSON (cannot happen for a _source span): compare as different */
+                memset(dg, 0xff, sizeof(dg));
+            }
             b = (unsigned)(fnv1a(h->id, strlen(h->id)) % v->buckets);
             if (put_blob(out[b], h->id, (uint32_t)strlen(h->id)) < 0 ||
                 fwrite(dg, DIGEST, 1, out[b]) != 1 ||
@@ -569,6 +583,7 @@ static int compare_bucket(struct vctx *v, unsigned b, unsigned parts)
 
 struct repair_item {
     int state; /* 0 waiting, 1 written, 2 superseded by a newer version, -1 failed */
+    char *id;
 };
 
 static void on_repaired(void *cookie, const struct d2o_bulk_result *res, void *arg)
@@ -608,6 +623,35 @@ static int key_from_source(const struct vctx *v, const char *src, struct d2o_buf
     return r;
 }
 
+/*
+ * A delete of document id at version vr. For a document that no item's key leads to: the stream
+ * never writes it, so removing it cannot undo a change.
+ */
+static int foreign_delete(const struct vctx *v, const char *id, int64_t vr, struct d2o_doc_op *op)
+{
+    int r = 0;
+
+    memset(op, 0, sizeof(*op));
+    op->action = D2O_DOC_DELETE;
+    op->version = vr;
+    op->index = strdup(v->index);
+    op->id = strdup(id);
+    if (!op->index || !op->id) {
+        r = -ENOMEM;
+    }
+    r = r ? r : d2o_buf_puts(&op->ndjson, "{\"delete\":{\"_index\":");
+    r = r ? r : d2o_buf_json_str(&op->ndjson, op->index, strlen(op->index));
+    r = r ? r : d2o_buf_puts(&op->ndjson, ",\"_id\":");
+    r = r ? r : d2o_buf_json_str(&op->ndjson, id, strlen(id));
+    r = r ? r
+          : d2o_buf_printf(&op->ndjson, ",\"version\":%lld,\"version_type\":\"external\"}}\n",
+                           (long long)vr);
+    if (r != 0) {
+        d2o_doc_op_free(op);
+    }
+    return r;
+}
+
 static int repair(struct vctx *v, struct bf_clients *cl, uint64_t *fixed, uint64_t *superseded,
                   uint64_t *failed)
 {
@@ -621,6 +665,10 @@ static int repair(struct vctx *v, struct bf_clients *cl, uint64_t *fixed, uint64
     int r = 0;
 
     rewind(v->diff);
+    v->superseded = calloc(v->o->samples + 1, sizeof(*v->superseded));
+    if (!v->superseded) {
+        return -1;
+    }
     /* V_r: DynamoDB's time before any of the reads below, minus the margin. */
     if (d2o_ddb_describe_table(cl->ddb, v->o->table, &desc, &err) != 0) {
         fprintf(stderr, "ddb2os verify: %s\n", err.message);
@@ -634,6 +682,7 @@ static int repair(struct vctx *v, struct bf_clients *cl, uint64_t *fixed, uint64
         json_object *item = NULL;
         struct d2o_record drec;
         struct d2o_doc_op op;
+        bool foreign;
 
         if (get_blob(v->diff, &c, &len) != 0) {
             break;
@@ -646,12 +695,18 @@ static int repair(struct vctx *v, struct bf_clients *cl, uint64_t *fixed, uint64
         }
         d2o_buf_reset(&key);
         d2o_buf_reset(&rec);
+        foreign = false;
         if (strcmp(c, "extra") == 0) {
-            r = key_from_source(v, ks, &key);
+            /* a document without the key attributes was not made from any item */
+            foreign = key_from_source(v, ks, &key) < 0;
         } else {
             r = d2o_buf_puts(&key, ks);
         }
-        if (r == 0 && d2o_ddb_get_item(cl->ddb, v->o->table, key.data, true, &item, &err) != 0) {
+        if (foreign) {
+            r = foreign_delete(v, id, vr, &op);
+        }
+        if (r == 0 && !foreign &&
+            d2o_ddb_get_item(cl->ddb, v->o->table, key.data, true, &item, &err) != 0) {
             fprintf(stderr, "ddb2os verify: %s\n", err.message);
             r = -1;
         }
@@ -667,12 +722,17 @@ static int repair(struct vctx *v, struct bf_clients *cl, uint64_t *fixed, uint64
                                v->o->table, (long long)vr, key.data);
         }
         json_object_put(item);
-        if (r == 0) {
+        if (r == 0 && !foreign) {
             r = d2o_record_parse(rec.data, rec.len, &drec, errstr, sizeof(errstr));
-        }
-        if (r == 0) {
-            r = d2o_doc_build_at(&drec, v->conf, vr, &op, errstr, sizeof(errstr));
-            d2o_record_free(&drec);
+            if (r == 0) {
+                r = d2o_doc_build_at(&drec, v->conf, vr, &op, errstr, sizeof(errstr));
+                d2o_record_free(&drec);
+            }
+            if (r == 0 && strcmp(op.id, id) != 0) {
+                /* its key attributes name another document: this one is nobody's */
+                d2o_doc_op_free(&op);
+                r = foreign_delete(v, id, vr, &op);
+            }
         }
         if (r == 0) {
             if (n == cap) {
@@ -691,6 +751,7 @@ static int repair(struct vctx *v, struct bf_clients *cl, uint64_t *fixed, uint64
         }
         if (r == 0) {
             ri[n].state = 0;
+            ri[n].id = strdup(id);
             /* a grown array would move the cookies: drain before it can grow */
             if (d2o_bulk_add(cl->sink, op.ndjson.data, op.ndjson.len, op.action == D2O_DOC_DELETE,
                              &ri[n]) < 0) {
@@ -721,9 +782,16 @@ static int repair(struct vctx *v, struct bf_clients *cl, uint64_t *fixed, uint64
             (*fixed)++;
         } else if (ri[i].state == 2) {
             (*superseded)++;
+            if (v->n_superseded < v->o->samples && ri[i].id) {
+                v->superseded[v->n_superseded++] = ri[i].id;
+                ri[i].id = NULL;
+            }
         } else {
             (*failed)++;
         }
+    }
+    for (i = 0; i < n; i++) {
+        free(ri[i].id);
     }
     free(ri);
     d2o_buf_free(&rec);
@@ -759,8 +827,15 @@ static void report(const struct vctx *v, bool match, bool repaired, uint64_t fix
             json_object_object_add(o, cls_names[c], k);
         }
         if (repaired) {
+            json_object *k = json_object_new_object(), *a = json_object_new_array();
+
             json_object_object_add(o, "repaired", json_object_new_int64((int64_t)fixed));
-            json_object_object_add(o, "superseded", json_object_new_int64((int64_t)superseded));
+            json_object_object_add(k, "count", json_object_new_int64((int64_t)superseded));
+            for (i = 0; i < v->n_superseded; i++) {
+                json_object_array_add(a, json_object_new_string(v->superseded[i]));
+            }
+            json_object_object_add(k, "sample", a);
+            json_object_object_add(o, "superseded", k);
             json_object_object_add(o, "repair_failed", json_object_new_int64((int64_t)failed));
         }
         printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
@@ -921,6 +996,10 @@ out:
         }
         free(v.samples[i]);
     }
+    for (i = 0; i < v.n_superseded; i++) {
+        free(v.superseded[i]);
+    }
+    free(v.superseded);
     free(pids);
     free(v.ttl_attr);
     free(v.index);

@@ -371,32 +371,26 @@ int d2o_ddb_call_async(struct d2o_ddb *d, const char *op, const char *what, cons
 
 /* ---- typed calls: a body and a parser around d2o_ddb_call ---- */
 
-static int table_body(struct d2o_buf *b, const char *table)
+/* Calls op with {"TableName": table}; parse fills out from the answer. */
+static int table_call(struct d2o_ddb *d, const char *op, const char *table, parse_fn parse,
+                      void *out, struct d2o_ddb_err *err)
 {
+    struct d2o_buf body = D2O_BUF_INIT;
+    char what[160];
     int r;
 
     if (!table || !table[0]) {
         return -EINVAL;
     }
-    r = d2o_buf_puts(b, "{\"TableName\":");
+    r = d2o_buf_puts(&body, "{\"TableName\":");
+    r = r ? r : d2o_buf_json_str(&body, table, strlen(table));
+    r = r ? r : d2o_buf_putc(&body, '}');
     if (r == 0) {
-        r = d2o_buf_json_str(b, table, strlen(table));
+        snprintf(what, sizeof(what), "table '%s'", table);
+        r = exchange(d, op, what, body.data, body.len, parse, out, err);
     }
-    if (r == 0) {
-        r = d2o_buf_putc(b, '}');
-    }
+    d2o_buf_free(&body);
     return r;
-}
-
-/* Calls op with body; parse fills out from the answer. */
-static int call_parsed(struct d2o_ddb *d, const char *op, const char *table,
-                       const struct d2o_buf *body, parse_fn parse, void *out,
-                       struct d2o_ddb_err *err)
-{
-    char what[160];
-
-    snprintf(what, sizeof(what), "table '%s'", table);
-    return exchange(d, op, what, body->data, body->len, parse, out, err);
 }
 
 static int parse_table_cb(const char *b, size_t n, void *out, struct d2o_ddb_err *err)
@@ -412,31 +406,15 @@ static int parse_ttl_cb(const char *b, size_t n, void *out, struct d2o_ddb_err *
 int d2o_ddb_describe_table(struct d2o_ddb *d, const char *table, struct d2o_ddb_table *out,
                            struct d2o_ddb_err *err)
 {
-    struct d2o_buf body = D2O_BUF_INIT;
-    int r;
-
     memset(out, 0, sizeof(*out));
-    r = table_body(&body, table);
-    if (r == 0) {
-        r = call_parsed(d, "DescribeTable", table, &body, parse_table_cb, out, err);
-    }
-    d2o_buf_free(&body);
-    return r;
+    return table_call(d, "DescribeTable", table, parse_table_cb, out, err);
 }
 
 int d2o_ddb_describe_ttl(struct d2o_ddb *d, const char *table, struct d2o_ddb_ttl *out,
                          struct d2o_ddb_err *err)
 {
-    struct d2o_buf body = D2O_BUF_INIT;
-    int r;
-
     memset(out, 0, sizeof(*out));
-    r = table_body(&body, table);
-    if (r == 0) {
-        r = call_parsed(d, "DescribeTimeToLive", table, &body, parse_ttl_cb, out, err);
-    }
-    d2o_buf_free(&body);
-    return r;
+    return table_call(d, "DescribeTimeToLive", table, parse_ttl_cb, out, err);
 }
 
 static int parse_scan_cb(const char *b, size_t n, void *out, struct d2o_ddb_err *err)
