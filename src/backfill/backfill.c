@@ -15,11 +15,13 @@
  * the new LastEvaluatedKey, in one transaction. A killed worker loses at most the page in
  * progress, which its successor reads again (idempotent: same version).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -797,10 +799,19 @@ int d2o_backfill_run(struct d2o_config *conf, const struct d2o_backfill_opts *o)
     prog.estimate = desc.item_count;
     prog.version = version;
     if (o->metrics_port > 0) {
-        mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->metrics_port, NULL,
-                               NULL, metrics_reply, &prog, MHD_OPTION_END);
+        struct sockaddr_in sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)o->metrics_port);
+        if (inet_pton(AF_INET, conf->metrics_addr, &sa.sin_addr) == 1) {
+            mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->metrics_port, NULL,
+                                   NULL, metrics_reply, &prog, MHD_OPTION_SOCK_ADDR,
+                                   (struct sockaddr *)&sa, MHD_OPTION_END);
+        }
         if (!mhd) {
-            fprintf(stderr, "ddb2os backfill: cannot serve metrics on port %d\n", o->metrics_port);
+            fprintf(stderr, "ddb2os backfill: cannot serve metrics on %s:%d\n", conf->metrics_addr,
+                    o->metrics_port);
             goto out;
         }
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """backfill and verify on DynamoDB Local, kinesis-mock, PostgreSQL and OpenSearch.
 
-usage: backfill_test.py BUILD/ddb2os      (items: D2O_BACKFILL_ITEMS, default 20000)
+usage: backfill_test.py BUILD/ddb2os      (items: D2O_BACKFILL_ITEMS, default 10000)
 
 One scenario, in order:
  1. A table (composite key, every attribute type) gets its items BEFORE its stream is enabled, so
@@ -25,10 +25,12 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import poolkit  # noqa: E402
@@ -39,7 +41,7 @@ import botocore.session  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = sys.argv[1] if len(sys.argv) > 1 else "ddb2os"
-N = int(os.environ.get("D2O_BACKFILL_ITEMS", "20000"))
+N = int(os.environ.get("D2O_BACKFILL_ITEMS", "10000"))
 SEGMENTS = 8
 failures = []
 
@@ -136,6 +138,12 @@ class Workload(threading.Thread):
             time.sleep(0.01)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_cli(args, env, timeout=600, **kw):
     return subprocess.run([BIN] + args, env=env, capture_output=True, text=True, timeout=timeout,
                           **kw)
@@ -208,10 +216,12 @@ def main():
 
         # run 1: rate-limited, killed mid-way
         t_backfill = time.time()
+        rate = max(100, N // 20)
+        port = free_port()
         log1 = open(os.path.join(e.logdir, "backfill1.log"), "wb")
         b1 = subprocess.Popen([BIN, "backfill", "--workers", "2", "--segments", str(SEGMENTS),
-                               "--rate-items", str(max(100, N // 20)), "--page-limit", "200",
-                               "--progress"] + common,
+                               "--rate-items", str(rate), "--page-limit", "200",
+                               "--metrics-port", str(port), "--progress"] + common,
                               stdout=log1, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True)
         wait_for("segments in progress", lambda: e.sql(
@@ -221,11 +231,27 @@ def main():
         check(second.returncode == 1 and "another backfill" in second.stderr,
               "a second backfill of the table is refused while one runs: %s"
               % second.stderr.strip()[-200:])
-        wait_for("two finished segments", lambda: int(e.sql(
-            "SELECT count(*) FROM backfill_segments WHERE application = '%s' AND state = 'done'"
-            % e.app) or 0) >= 2, 180)
+        # kill when two segments are done and another one is half read
+        wait_for("two finished segments and one half read", lambda: e.sql(
+            "SELECT count(*) FILTER (WHERE state = 'done') >= 2 AND count(*) FILTER (WHERE"
+            " state = 'running' AND items > 0) >= 1 FROM backfill_segments"
+            " WHERE application = '%s'" % e.app) == "t", 180, step=0.05)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            metrics = dict(line.split(" ", 1) for line in r.read().decode().splitlines()
+                           if line and not line.startswith("#"))
+        check(metrics.get("ddb2os_backfill_segments_total") == "8"
+              and int(metrics.get("ddb2os_backfill_segments_done", "0")) >= 2
+              and int(metrics.get("ddb2os_backfill_items_total", "0")) > 0
+              and metrics.get("ddb2os_backfill_version", "").isdigit(),
+              "the backfill's progress series: %s" % metrics)
+        items_at_kill = int(e.sql("SELECT sum(items) FROM backfill_segments WHERE application"
+                                  " = '%s'" % e.app))
+        elapsed = time.time() - t_backfill
         os.killpg(b1.pid, signal.SIGKILL)
         b1.wait()
+        check(items_at_kill <= rate * elapsed * 1.25 + 2 * 200,
+              "the rate limit holds: %d items in %.1f s at --rate-items %d"
+              % (items_at_kill, elapsed, rate))
         time.sleep(0.5)
         before = segment_rows(e, table)
         done_before = {s for s, r in before.items() if r[0] == "done"}
@@ -245,7 +271,8 @@ def main():
         check(not reread, "the resumed run reads no finished segment (read again: %s)" % reread)
         check(all(r[0] == "done" for r in after.values()), "every segment is done")
         partial = [s for s in range(SEGMENTS) if s not in done_before and before[s][1] != "0"]
-        check(all("segment %d/%d resumes" % (s, SEGMENTS) in b2.stderr for s in partial),
+        check(partial and all("segment %d/%d resumes" % (s, SEGMENTS) in b2.stderr
+                              for s in partial),
               "segments stopped mid-way (%s) resume after their last key" % partial)
         time.sleep(2.0)
         work.stopped.set()
