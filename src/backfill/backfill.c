@@ -627,10 +627,18 @@ static int setup_rows(PGconn *pg, const struct d2o_config *conf, const struct d2
         goto fail;
     }
     *resumed = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "running") == 0 && !o->restart;
+    *version = *resumed ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : new_version;
+    *segments = *resumed ? (int)strtol(PQgetvalue(res, 0, 2), NULL, 10) : (int)o->segments;
+    PQclear(res);
+    res = NULL;
+    /* a backfill that may not start leaves nothing behind */
+    if (o->stream_check) {
+        r = stream_check(pg, conf, *version);
+        if (r != 0) {
+            return r;
+        }
+    }
     if (*resumed) {
-        *version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        *segments = (int)strtol(PQgetvalue(res, 0, 2), NULL, 10);
-        PQclear(res);
         /* The previous run's workers are gone (we hold the lock): their segments are free. */
         r = exec_params(pg,
                         "UPDATE backfill_segments SET state = 'pending', owner = NULL"
@@ -648,9 +656,6 @@ static int setup_rows(PGconn *pg, const struct d2o_config *conf, const struct d2
         }
         return 0;
     }
-    PQclear(res);
-    *version = new_version;
-    *segments = (int)o->segments;
     snprintf(ver, sizeof(ver), "%" PRId64, new_version);
     snprintf(segs, sizeof(segs), "%u", o->segments);
     snprintf(est, sizeof(est), "%" PRId64, estimate);
@@ -720,7 +725,7 @@ int d2o_backfill_run(struct d2o_config *conf, const struct d2o_backfill_opts *o)
     struct progress prog;
     struct MHD_Daemon *mhd = NULL;
     char errstr[512], lock_key[600];
-    char *ttl_attr = NULL;
+    char *ttl_attr = NULL, *index = NULL;
     pid_t *pids = NULL;
     const char *v[1];
     PGresult *res = NULL;
@@ -784,18 +789,12 @@ int d2o_backfill_run(struct d2o_config *conf, const struct d2o_backfill_opts *o)
         goto out;
     }
     rc = D2O_EXIT_FAIL;
-    if (o->stream_check) {
-        rc = stream_check(cl.pg, conf, version);
-        if (rc != 0) {
-            goto out;
-        }
-        rc = D2O_EXIT_FAIL;
-    }
+    index = d2o_conf_index_for_table(conf, o->table);
     fprintf(stderr,
             "backfill: table %s -> index %s, %s at version %" PRId64 " (%d segments, %u workers, "
             "~%" PRId64 " items)\n",
-            o->table, conf->index_map.n ? d2o_kvlist_get(&conf->index_map, o->table) ?: "" : "",
-            resumed ? "resumed" : "started", version, segments, o->workers, desc.item_count);
+            o->table, index ? index : "?", resumed ? "resumed" : "started", version, segments,
+            o->workers, desc.item_count);
     prog.estimate = desc.item_count;
     prog.version = version;
     if (o->metrics_port > 0) {
@@ -926,6 +925,7 @@ out:
     PQclear(res);
     free(pids);
     free(ttl_attr);
+    free(index);
     d2o_ddb_table_free(&desc);
     bf_clients_close(&cl);
     pthread_mutex_destroy(&prog.lock);

@@ -99,7 +99,7 @@ static int on_opt(int opt, const char *arg, void *arg_ctx)
         b->progress = 0;
         return 0;
     case 'm':
-        r = number(c->cmd, "metrics-port", arg, 1, 65535, &n);
+        r = number(c->cmd, "progress-port", arg, 1, 65535, &n);
         b->metrics_port = (int)n;
         return r;
     case 'D':
@@ -159,7 +159,7 @@ int d2o_cmd_backfill(int argc, char **argv)
         "      --no-stream-check    do not require the stream to be consumed (a table that\n"
         "                           takes no writes)\n"
         "      --progress | --quiet progress line on stderr (default: when it is a terminal)\n"
-        "      --metrics-port P     serve the progress series on metrics_addr:P/metrics\n"
+        "      --progress-port P    serve the progress series on metrics_addr:P/metrics\n"
         "      --page-deadline-ms MS  a page's writes must be acknowledged within MS, else the\n"
         "                           worker exits and the page is read again (default 30000)\n\n"
         "Exit status: 0 every segment done, 1 stopped or failed (run again to resume),\n"
@@ -177,7 +177,7 @@ int d2o_cmd_backfill(int argc, char **argv)
         {"no-stream-check", no_argument, NULL, 'N'},
         {"progress", no_argument, NULL, 'p'},
         {"quiet", no_argument, NULL, 'q'},
-        {"metrics-port", required_argument, NULL, 'm'},
+        {"progress-port", required_argument, NULL, 'm'},
         {"page-deadline-ms", required_argument, NULL, 'D'},
         {"stop-after-items", required_argument, NULL, 'X'},
         {NULL, 0, NULL, 0},
