@@ -797,23 +797,6 @@ int d2o_backfill_run(struct d2o_config *conf, const struct d2o_backfill_opts *o)
             o->workers, desc.item_count);
     prog.estimate = desc.item_count;
     prog.version = version;
-    if (o->metrics_port > 0) {
-        struct sockaddr_in sa;
-
-        memset(&sa, 0, sizeof(sa));
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)o->metrics_port);
-        if (inet_pton(AF_INET, conf->metrics_addr, &sa.sin_addr) == 1) {
-            mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->metrics_port, NULL,
-                                   NULL, metrics_reply, &prog, MHD_OPTION_SOCK_ADDR,
-                                   (struct sockaddr *)&sa, MHD_OPTION_END);
-        }
-        if (!mhd) {
-            fprintf(stderr, "ddb2os backfill: cannot serve metrics on %s:%d\n", conf->metrics_addr,
-                    o->metrics_port);
-            goto out;
-        }
-    }
     /* The workers open their own clients after fork(). The PostgreSQL connection that holds
      * the table's lock stays with the coordinator; each worker closes its inherited socket. */
     {
@@ -830,6 +813,25 @@ int d2o_backfill_run(struct d2o_config *conf, const struct d2o_backfill_opts *o)
     }
     for (i = 0; i < o->workers; i++) {
         pids[i] = spawn_worker(conf, o, version, segments, i);
+    }
+    /* Served from a thread of this process, started after the fork so the workers inherit
+     * neither the thread's memory nor the listening socket. */
+    if (o->metrics_port > 0) {
+        struct sockaddr_in sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)o->metrics_port);
+        if (inet_pton(AF_INET, conf->metrics_addr, &sa.sin_addr) == 1) {
+            mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->metrics_port, NULL,
+                                   NULL, metrics_reply, &prog, MHD_OPTION_SOCK_ADDR,
+                                   (struct sockaddr *)&sa, MHD_OPTION_END);
+        }
+        if (!mhd) {
+            fprintf(stderr, "ddb2os backfill: cannot serve metrics on %s:%d\n", conf->metrics_addr,
+                    o->metrics_port);
+            stop_flag = 1; /* the workers stop at their next page */
+        }
     }
     t0 = last_t = d2o_mono_ms();
     for (;;) {
