@@ -205,6 +205,8 @@ def main():
         early = run_cli(["backfill", "--quiet"] + common, env)
         check(early.returncode == 1 and "not consumed" in early.stderr,
               "backfill refuses while the stream is not consumed: %s" % early.stderr.strip()[-200:])
+        check(e.sql("SELECT count(*) FROM backfills WHERE application = '%s'" % e.app) == "0",
+              "a refused backfill leaves no state behind")
         sup = Supervisor(BIN, e, "bf-run", workers=2, extra=(
             "--index-map", "%s=%s" % (table, e.index), "--key-schema", "%s=pk:sk" % table,
             "--delete-mode", "tombstone", "--ttl-deletes", "keep"))
