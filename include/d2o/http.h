@@ -92,11 +92,11 @@ struct d2o_http_response {
     char amzn_error_type[256]; /* x-amzn-ErrorType */
     char amzn_request_id[128]; /* x-amzn-RequestId */
     char retry_after[64];      /* Retry-After */
-    char date[64];             /* Date: the server's clock, for DynamoDB's time */
     char errstr[CURL_ERROR_SIZE]; /* curl's error text, or the signing/setup error */
     int64_t total_us;             /* CURLINFO_TOTAL_TIME_T */
     long local_port;              /* CURLINFO_LOCAL_PORT: shows connection reuse */
     uint64_t id;                  /* the id d2o_http_start() returned */
+    char date[64];                /* Date: the server's clock (DynamoDB's time), "" when absent */
 };
 
 /*
