@@ -70,5 +70,7 @@ int d2o_cmd_leases(int argc, char **argv);
 int d2o_cmd_workers(int argc, char **argv);
 int d2o_cmd_lease(int argc, char **argv);
 int d2o_cmd_checkpoint(int argc, char **argv);
+int d2o_cmd_backfill(int argc, char **argv);
+int d2o_cmd_verify(int argc, char **argv);
 
 #endif

@@ -54,6 +54,7 @@ struct d2o_config {
     /* AWS */
     char *aws_region;
     char *kinesis_endpoint;
+    char *dynamodb_endpoint;
     /* OpenSearch */
     char *opensearch_url;
     int opensearch_auth;

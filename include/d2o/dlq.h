@@ -68,6 +68,14 @@ __attribute__((warn_unused_result)) int d2o_dlq_commit(PGconn *c, const struct d
                                                        const struct d2o_dlq_row *rows, size_t n,
                                                        char *errstr, size_t errstr_size);
 
+/*
+ * Inserts n DLQ rows without a lease fence, in the caller's transaction (the backfill commits them
+ * with its segment's progress). Each row must name its stream and shard. Returns 0 or -EIO.
+ */
+__attribute__((warn_unused_result)) int d2o_dlq_insert(PGconn *c, const char *application,
+                                                       const struct d2o_dlq_row *rows, size_t n,
+                                                       char *errstr, size_t errstr_size);
+
 /* DLQ row states. */
 #define D2O_DLQ_PENDING "pending"
 #define D2O_DLQ_REPLAYED "replayed"

@@ -96,6 +96,7 @@ struct d2o_http_response {
     int64_t total_us;             /* CURLINFO_TOTAL_TIME_T */
     long local_port;              /* CURLINFO_LOCAL_PORT: shows connection reuse */
     uint64_t id;                  /* the id d2o_http_start() returned */
+    char date[64];                /* Date: the server's clock (DynamoDB's time), "" when absent */
 };
 
 /*

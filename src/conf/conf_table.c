@@ -140,6 +140,11 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "Kinesis endpoint URL. Empty means https://kinesis.<aws_region>.amazonaws.com; set it to "
      "reach an emulator or a VPC endpoint.",
      false, false, validate_url},
+    {"dynamodb_endpoint", D2O_CONF_STR, OFF(dynamodb_endpoint), "", 0, 0, NULL,
+     "DynamoDB endpoint URL for backfill and verify. Empty means "
+     "https://dynamodb.<aws_region>.amazonaws.com; set it to reach DynamoDB Local or a VPC "
+     "endpoint.",
+     false, false, validate_url},
     {"opensearch_url", D2O_CONF_STR, OFF(opensearch_url), "http://127.0.0.1:9200", 0, 0, NULL,
      "Base URL of the OpenSearch cluster or collection.", false, false, validate_url},
     {"opensearch_auth", D2O_CONF_ENUM, OFF(opensearch_auth), "none", 0, 0, auth_modes,

@@ -185,6 +185,22 @@ fail:
     return ret;
 }
 
+int d2o_dlq_insert(PGconn *c, const char *application, const struct d2o_dlq_row *rows, size_t n,
+                   char *errstr, size_t errstr_size)
+{
+    struct d2o_checkpoint cp;
+    size_t i;
+
+    memset(&cp, 0, sizeof(cp));
+    cp.application = application;
+    for (i = 0; i < n; i++) {
+        if (insert_row(c, &cp, &rows[i], errstr, errstr_size) < 0) {
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
 int d2o_dlq_mark(PGconn *c, int64_t id, const char *state, const char *result, char *errstr,
                  size_t errstr_size)
 {

@@ -323,12 +323,14 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
         r->amzn_error_type[0] = '\0';
         r->amzn_request_id[0] = '\0';
         r->retry_after[0] = '\0';
+        r->date[0] = '\0';
         return n;
     }
     grab_header(buf, n, "content-type", r->content_type, sizeof(r->content_type));
     grab_header(buf, n, "x-amzn-errortype", r->amzn_error_type, sizeof(r->amzn_error_type));
     grab_header(buf, n, "x-amzn-requestid", r->amzn_request_id, sizeof(r->amzn_request_id));
     grab_header(buf, n, "retry-after", r->retry_after, sizeof(r->retry_after));
+    grab_header(buf, n, "date", r->date, sizeof(r->date));
     return n;
 }
 

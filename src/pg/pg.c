@@ -144,6 +144,34 @@ static const char *const migrations[] = {
     "ALTER TABLE lease_events ADD CONSTRAINT lease_events_event_check CHECK (event IN ('take',"
     "  'steal', 'release', 'expire', 'shard_end', 'renew_lost', 'assign', 'checkpoint_reset',"
     "  'aged_out'));",
+    /* 6: backfills: one row per table being (or last) backfilled, with the one version every
+     * scanned item is written at; its segments' progress, so a killed backfill resumes. */
+    "CREATE TABLE backfills ("
+    "  application text NOT NULL,"
+    "  table_name text NOT NULL,"
+    "  state text NOT NULL CHECK (state IN ('running', 'done')),"
+    "  version bigint NOT NULL,"
+    "  dynamodb_time timestamptz,"
+    "  total_segments integer NOT NULL CHECK (total_segments > 0),"
+    "  item_count_estimate bigint NOT NULL DEFAULT 0,"
+    "  runs integer NOT NULL DEFAULT 1,"
+    "  started_at timestamptz NOT NULL DEFAULT now(),"
+    "  finished_at timestamptz,"
+    "  PRIMARY KEY (application, table_name));"
+    "CREATE TABLE backfill_segments ("
+    "  application text NOT NULL,"
+    "  table_name text NOT NULL,"
+    "  segment integer NOT NULL,"
+    "  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done')),"
+    "  last_key text,"
+    "  items bigint NOT NULL DEFAULT 0,"
+    "  pages bigint NOT NULL DEFAULT 0,"
+    "  dlq bigint NOT NULL DEFAULT 0,"
+    "  owner text,"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  finished_at timestamptz,"
+    "  PRIMARY KEY (application, table_name, segment),"
+    "  FOREIGN KEY (application, table_name) REFERENCES backfills ON DELETE CASCADE);",
 };
 
 const int d2o_pg_schema_latest = (int)D2O_ARRAY_SIZE(migrations);

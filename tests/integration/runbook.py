@@ -12,9 +12,9 @@ output block, the first line of what the command printed must be that block's fi
 holding a 4-shard stream owned by live workers and one dead-letter row, as in the examples.
 
 Lines ending in a backslash continue on the next line. A block preceded by the comment
-`<!-- runbook: run by PATH -->` is one another test runs (a container under podman, say): its
-commands are not run here, but every option they show must appear in PATH, so the example
-cannot drift from what that test runs.
+`<!-- runbook: run by PATH -->` is one another test runs (a container under podman, a backfill
+against DynamoDB Local): its commands are not run here, but the command word (quoted) and every
+option they show must appear in PATH, so the example cannot drift from what that test runs.
 """
 import os
 import re
@@ -149,10 +149,13 @@ def main(binary, doc):
                                        m.group(1))) as f:
                     runner = f.read()
                 for cmd in commands:
-                    opts = re.findall(r"(--[a-z-]+(?:=[^\s.]+)?)", cmd)
-                    missing = [o for o in opts if o not in runner]
+                    # the command word ("ddb2os backfill": backfill) quoted, and every option
+                    words = cmd.split()
+                    shown = ['"%s"' % w for w in words[1:2] if not w.startswith("-")]
+                    shown += re.findall(r"(--[a-z-]+(?:=[^\s.]+)?)", cmd)
+                    missing = [o for o in shown if o not in runner]
                     check("sh (run by %s): %s" % (m.group(1), cmd.strip()[:50]),
-                          bool(opts) and not missing, "options not in it: %s" % missing)
+                          bool(shown) and not missing, "not in it: %s" % missing)
                     n_run += 1
                 continue
             shown = following[1] if following else None
