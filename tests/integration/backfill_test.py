@@ -34,7 +34,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import poolkit  # noqa: E402
-from poolkit import ENV_AWS, REGION, Env, Supervisor, need, wait_for  # noqa: E402
+from poolkit import ENV_AWS, REGION, Env, Supervisor, free_port, need, wait_for  # noqa: E402
 
 import botocore.config  # noqa: E402
 import botocore.session  # noqa: E402
@@ -136,12 +136,6 @@ class Workload(threading.Thread):
             self.last[(key["pk"]["S"], key["sk"]["N"])] = time.time()
             self.ops += 1
             time.sleep(0.01)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_cli(args, env, timeout=600, **kw):

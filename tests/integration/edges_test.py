@@ -20,6 +20,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import poolkit  # noqa: E402
+from poolkit import free_port, http_get  # noqa: E402
 import pool_test  # noqa: E402
 
 BINARY = None
@@ -220,21 +221,6 @@ class LatestPosition(EdgeTest):
                                  % env.app), last_sequence(env), b.tail())
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(port, path):
-    """(status, body); (0, "") while the supervisor does not listen yet."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
 
 
 def counter(port, name):
