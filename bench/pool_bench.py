@@ -105,6 +105,24 @@ def metric_values(port, name):
     return [line for line in text.splitlines() if line.startswith(name)]
 
 
+def metric_total(port, name):
+    """A metric summed over its series, or None while the metrics server is not up yet."""
+    try:
+        return sum(float(x.rsplit(" ", 1)[1]) for x in metric_values(port, name))
+    except OSError:
+        return None
+
+
+def wait_drained(port, n_records, timeout, step=0.05):
+    """Until n_records were read and every read record is checkpointed. Each look renders the
+    supervisor's /metrics, so the step adds CPU to what a benchmark measures."""
+    def done():
+        got = metric_total(port, "ddb2os_records_read_total")
+        pend = metric_total(port, "ddb2os_pending_records")
+        return got is not None and pend is not None and got >= n_records and pend == 0
+    poolkit.wait_for("the backlog read and checkpointed", done, timeout, step=step)
+
+
 def histogram_quantiles(lines, qs):
     """Quantiles (upper bucket bounds, seconds) of a Prometheus histogram summed over workers."""
     buckets, total = {}, 0.0
@@ -153,22 +171,12 @@ def scaling_run(binary, shards, workers, n_records):
     sup = poolkit.Supervisor(binary, env, "S", workers=workers, lease_ms=LEASE_MS,
                              metrics_port=port, extra=["--get-records-limit", "5000"])
 
-    def total(name):
-        try:
-            return sum(float(x.rsplit(" ", 1)[1]) for x in metric_values(port, name))
-        except OSError:  # the supervisor is still starting its metrics server
-            return None
-
     try:
-        poolkit.wait_for("the first record read", lambda: (total("ddb2os_records_read_total")
-                                                           or 0) > 0, 120, step=0.05)
+        poolkit.wait_for("the first record read", lambda: (metric_total(
+            port, "ddb2os_records_read_total") or 0) > 0, 120, step=0.05)
         t_first = time.time()
         cpu0 = sum(proc_cpu_s(p) for p in sup.worker_pids() + [sup.proc.pid])
-
-        def done():
-            got, pend = total("ddb2os_records_read_total"), total("ddb2os_pending_records")
-            return got is not None and pend is not None and got >= len(batch) and pend == 0
-        poolkit.wait_for("the backlog read and checkpointed", done, 900, step=0.05)
+        wait_drained(port, len(batch), 900)
         t_done = time.time()
         pids = sup.worker_pids()
         cpu = sum(proc_cpu_s(p) for p in pids + [sup.proc.pid]) - cpu0

@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""ddb2os and a KCL consumer side by side on one preloaded stream (numbers in docs/performance.md).
+
+usage: compare.py DDB2OS_BINARY [--records N] [--shards S] [--kcl-heap SIZE] [--skip-build]
+
+A fresh kinesalite stream of S shards (default 8) is loaded with about N change records (default
+100 000; 200-byte items created, updated three times, one in five deleted: the workload of
+bench/pool_bench.py). Then, one after the other and each into its own fresh index:
+
+  ddb2os  `ddb2os run` with 1 worker (PostgreSQL holds its leases and checkpoints)
+  kcl     bench/peer (KCL 3.5.1, built here with `mvn package`; DynamoDB Local holds its leases)
+
+Both read the same records from TRIM_HORIZON. For each the script prints the time from start to
+the first record read, records/s from the first read to the last checkpoint, records per CPU
+second over that interval (utime + stime from /proc: the supervisor and its workers for ddb2os,
+the JVM for KCL), peak RSS (VmHWM; for ddb2os the sum over supervisor and worker), and checks the
+index against the workload's model (document count; bulk items refused). Every endpoint is on
+127.0.0.1 (scripts/services start pg opensearch kinesalite dynamodb; then export
+scripts/services env); the credentials are dummies.
+"""
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "integration"))
+import poolkit  # noqa: E402
+from pool_bench import metric_total, proc_cpu_s, proc_hwm_mib, wait_drained  # noqa: E402
+
+TIME_LIMIT_S = 900
+
+
+def opt(args, name, default):
+    return args[args.index(name) + 1] if name in args else default
+
+
+def live_documents(env, index):
+    env.os_call("POST", "/%s/_refresh" % index)
+    status, res = env.os_call("GET", "/%s/_count" % index)
+    return res["count"] if status == 200 else 0
+
+
+def preload(env, n_target, shards):
+    """A fresh stream of about n_target change records; returns (records, live items)."""
+    items = poolkit.Items()
+    n_items = max(5, int(n_target / 4.2))  # 4 changes per item and 1 delete per 5 items
+    batch = items.workload(n_items, 4, prefix="k")
+    live = sum(1 for _, doc in items.state.values() if doc is not None)
+    env.create_stream(shards)
+    t = time.time()
+    env.put(batch)
+    print("preloaded %d records (%d items, %d live at the end) on %d shards in %.1f s"
+          % (len(batch), n_items, live, shards, time.time() - t), flush=True)
+    return len(batch), live
+
+
+def run_ddb2os(binary, env, n_records, port, on_first_read=None):
+    t0 = time.time()
+    sup = poolkit.Supervisor(binary, env, "S", workers=1, lease_ms=10000, metrics_port=port,
+                             extra=["--get-records-limit", "5000"])
+
+    try:
+        poolkit.wait_for("ddb2os's first record read", lambda: (metric_total(
+            port, "ddb2os_records_read_total") or 0) > 0, 120, step=0.05)
+        t_first = time.time()
+        pids = sup.worker_pids() + [sup.proc.pid]
+        cpu0 = sum(proc_cpu_s(p) for p in pids)
+        sup0 = proc_cpu_s(sup.proc.pid)
+        if on_first_read:
+            on_first_read(sup.worker_pids())
+
+        # Looks at /metrics 4 times a second: the supervisor renders each one.
+        wait_drained(port, n_records, TIME_LIMIT_S, step=0.25)
+        t_done = time.time()
+        cpu = sum(proc_cpu_s(p) for p in pids) - cpu0
+        sup_cpu = proc_cpu_s(sup.proc.pid) - sup0
+        rss = sum(proc_hwm_mib(p) for p in pids)
+        refused = metric_total(port, "ddb2os_dlq_writes_total") or 0
+    finally:
+        sup.stop()
+    return {"first_read_s": t_first - t0, "drain_s": t_done - t_first, "cpu_s": cpu, "of_which": " of which supervisor %.2f" % sup_cpu,
+            "rss_mib": rss, "refused": refused}
+
+
+def run_kcl(env, n_records, heap, index):
+    app = env.app + "-kcl"
+    jar_dir = os.path.join(HERE, "target")
+    cp = os.path.join(jar_dir, "classes") + ":" + os.path.join(jar_dir, "lib", "*")
+    args = ["java", "-Xmx" + heap, "-Daws.cborEnabled=false", "-Daws.region=us-east-1",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
+            "ddb2os.peer.PeerConsumer", env.stream, app, index, "book_id", str(n_records),
+            str(TIME_LIMIT_S)]
+    penv = dict(os.environ)
+    penv.update(poolkit.ENV_AWS)
+    penv["AWS_EC2_METADATA_DISABLED"] = "true"
+    log_path = os.path.join(env.logdir, "kcl.log")
+    log = open(log_path, "wb")
+    t0 = time.time()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=penv, text=True)
+    out = {"bulk_errors": None}
+    try:
+        for line in proc.stdout:
+            word = line.split()
+            if word[0] == "first_read":
+                out["first_read_s"] = int(word[1]) / 1000.0 - t0
+                cpu0 = proc_cpu_s(proc.pid)
+                t_first = time.time()
+            elif word[0] == "bulk_errors":
+                out["bulk_errors"] = int(word[1])
+            elif word[0] == "done":
+                t_done = int(word[1]) / 1000.0
+                out["drain_s"] = t_done - t_first
+                out["cpu_s"] = proc_cpu_s(proc.pid) - cpu0
+                out["rss_mib"] = proc_hwm_mib(proc.pid)
+            elif word[0] == "timeout":
+                raise AssertionError("KCL read only %s of %d records in %d s (log: %s)"
+                                     % (word[1], n_records, TIME_LIMIT_S, log_path))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log.close()
+    if "drain_s" not in out:
+        raise AssertionError("KCL exited with %s before the drain (log: %s)"
+                             % (proc.returncode, log_path))
+    return out
+
+
+def print_row(name, n_records, r):
+    r["records_per_s"] = n_records / r["drain_s"]
+    r["records_per_cpu_s"] = n_records / r["cpu_s"]
+    print("%-6s first read %6.1f s after start; drain %6.2f s: %8.0f records/s, %8.0f records per"
+          " CPU-second (%.2f CPU s%s), peak RSS %7.1f MiB; %s documents, %s"
+          % (name, r["first_read_s"], r["drain_s"], r["records_per_s"], r["records_per_cpu_s"],
+             r["cpu_s"], r.get("of_which", ""), r["rss_mib"], r["documents"], r["problems"]), flush=True)
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    binary, args = sys.argv[1], sys.argv[2:]
+    n_target = int(opt(args, "--records", "100000"))
+    shards = int(opt(args, "--shards", "8"))
+    heap = opt(args, "--kcl-heap", "1g")
+    poolkit.need("D2O_TEST_DYNAMODB")
+    if "--skip-build" not in args:
+        subprocess.run(["mvn", "-B", "-q", "package"], cwd=HERE, check=True)
+
+    env = poolkit.Env("peer", kinesis="D2O_TEST_KINESALITE")
+    n_records, live = preload(env, n_target, shards)
+    ddb2os_index, kcl_index = env.index, env.index + "-kcl"
+    results = {}
+    try:
+        r = run_ddb2os(binary, env, n_records, 19500 + os.getpid() % 400)
+        r["documents"] = live_documents(env, ddb2os_index)
+        r["problems"] = "%d records to the DLQ" % r.pop("refused")
+        results["ddb2os"] = r
+        print_row("ddb2os", n_records, r)
+        r = run_kcl(env, n_records, heap, kcl_index)
+        r["documents"] = live_documents(env, kcl_index)
+        r["problems"] = "%s bulk items refused" % r.pop("bulk_errors")
+        results["kcl"] = r
+        print_row("kcl", n_records, r)
+    finally:
+        env.delete_stream()
+        env.delete_index()
+        env.os_call("DELETE", "/%s" % kcl_index)
+    d, k = results["ddb2os"], results["kcl"]
+    for name, r in results.items():
+        if r["documents"] != live:
+            print("%s: %d documents in its index, the workload leaves %d"
+                  % (name, r["documents"], live))
+    print("ddb2os / KCL: %.2fx records per CPU-second, %.2fx records/s, %.2f of the memory "
+          "(goal: >= 3x at <= 0.25)" % (d["records_per_cpu_s"] / k["records_per_cpu_s"],
+                                        d["records_per_s"] / k["records_per_s"],
+                                        d["rss_mib"] / k["rss_mib"]))
+
+
+if __name__ == "__main__":
+    main()
