@@ -378,8 +378,7 @@ static struct proxy proxy_start(const char *faults)
     ssize_t n;
 
     ck_assert_int_eq(pipe(fds), 0);
-    p.pid = fork();
-    ck_assert_int_ge(p.pid, 0);
+    p.pid = d2o_test_fork();
     if (p.pid == 0) {
         dup2(fds[1], 1);
         close(fds[0]);
@@ -567,8 +566,7 @@ START_TEST(an_opensearch_restart_mid_stream_loses_nothing)
         add_change(b, &conf, added, "INSERT", id, 9000000 + (int64_t)added, "t", "{\"N\":\"1\"}");
     }
     ck_assert_int_eq(d2o_bulk_drain(b, 30000), 0);
-    kid = fork();
-    ck_assert_int_ge(kid, 0);
+    kid = d2o_test_fork();
     if (kid == 0) {
         int fd = open("/dev/null", O_WRONLY);
 
