@@ -143,7 +143,7 @@ int d2o_cmd_status(int argc, char **argv)
         "records/s and pending DLQ rows, the most behind first; totals at the bottom.\n";
     static const char sql[] =
         "SELECT stream, shard_id AS shard, state, owner,"
-        " extract(epoch FROM checkpoint_age)::bigint AS checkpoint_age_s,"
+        " floor(extract(epoch FROM checkpoint_age))::bigint AS checkpoint_age_s,"
         " millis_behind_latest AS behind_ms,"
         " round(throughput, 1) AS records_per_s, dlq_pending"
         " FROM lease_status WHERE application = $1"

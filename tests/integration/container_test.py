@@ -117,10 +117,7 @@ class Container(unittest.TestCase):
 
     def converge(self, timeout=60):
         def matches():
-            try:
-                return not self.items.mismatches(self.env.documents())
-            except AssertionError:  # a new index answers 503 until its shard is allocated
-                return False
+            return not self.items.mismatches(self.env.documents())
         try:
             poolkit.wait_for("OpenSearch to match the stream", matches, timeout, step=0.5)
         except AssertionError:

@@ -102,8 +102,7 @@ START_TEST(concurrent_takers_never_share_a_shard)
     char *v;
 
     for (i = 0; i < 4; i++) {
-        kids[i] = fork();
-        ck_assert_int_ge(kids[i], 0);
+        kids[i] = d2o_test_fork();
         if (kids[i] == 0) {
             PGconn *k = pgfx_conn();
             struct d2o_lease_list got = {0};

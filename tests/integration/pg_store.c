@@ -63,8 +63,7 @@ START_TEST(concurrent_migrations_are_serialised)
     char *n;
 
     for (i = 0; i < 4; i++) {
-        kids[i] = fork();
-        ck_assert_int_ge(kids[i], 0);
+        kids[i] = d2o_test_fork();
         if (kids[i] == 0) {
             /* The connection is opened after fork, in the child. */
             PGconn *k = pgfx_conn();
@@ -288,11 +287,10 @@ END_TEST
 START_TEST(a_crash_before_commit_leaves_nothing)
 {
     PGconn *c = migrated();
-    pid_t kid = fork();
+    pid_t kid = d2o_test_fork();
     int status;
     char *v;
 
-    ck_assert_int_ge(kid, 0);
     if (kid == 0) {
         PGconn *k = pgfx_conn();
         PGresult *r;

@@ -142,6 +142,11 @@ class Env:
                                    {"size": 10000, "query": {"match_all": {}}})
         if status == 404:
             return {}
+        if status == 503 and (res or {}).get("error", {}).get("type") == \
+                "search_phase_execution_exception":
+            # The index the workers just created answers 503 until its primary shard has
+            # started: nothing is visible yet.
+            return {}
         assert status == 200, res
         return {h["_id"]: (h["_version"], h["_source"]) for h in res["hits"]["hits"]}
 

@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "d2o_test.h"
 
@@ -11,4 +12,14 @@ int main(void)
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+pid_t d2o_test_fork(void)
+{
+    pid_t pid = fork();
+
+    if (pid != 0) {
+        ck_assert_msg(pid > 0, "fork failed");
+    }
+    return pid;
 }

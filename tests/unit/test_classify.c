@@ -177,8 +177,7 @@ START_TEST(wait_ends_on_signal)
     sigemptyset(&sa.sa_mask);
     ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
     stop_flag = 0;
-    child = fork();
-    ck_assert_int_ge(child, 0);
+    child = d2o_test_fork();
     if (child == 0) {
         usleep(50 * 1000);
         kill(parent, SIGUSR1);

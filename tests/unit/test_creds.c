@@ -114,8 +114,7 @@ static struct fake fake_start(const struct route *routes, size_t n)
     ck_assert_int_eq(listen(lfd, 16), 0);
     ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
     ck_assert_int_eq(pipe(p), 0);
-    f.pid = fork();
-    ck_assert_int_ge(f.pid, 0);
+    f.pid = d2o_test_fork();
     if (f.pid == 0) {
         int fd;
 

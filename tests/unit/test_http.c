@@ -195,14 +195,12 @@ static void server_start(void)
     ck_assert_int_eq(listen(ls, 64), 0);
     ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
     server_port = ntohs(a.sin_port);
-    server_pid = fork();
-    ck_assert_int_ge(server_pid, 0);
+    server_pid = d2o_test_fork();
     if (server_pid == 0) {
         int fd;
 
-        /* The server must not hold the test runner's files (Check's message channel): a
-         * connection it accepts would otherwise be able to land on an inherited descriptor
-         * number the runner still reads. Keep only stdio and the listening socket. */
+        /* The server keeps only stdio and its listening socket: it has no business with the
+         * runner's files (Check's message file among them). */
         for (fd = 3; fd < 1024; fd++) {
             if (fd != ls) {
                 close(fd);

@@ -136,8 +136,7 @@ START_TEST(a_forked_worker_writes_the_shared_block)
     pid_t pid;
     int status;
 
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
+    pid = d2o_test_fork();
     if (pid == 0) {
         struct d2o_metrics_worker *w = d2o_metrics_claim(m, 1, (int)getpid(), "child");
 
@@ -256,8 +255,7 @@ START_TEST(endpoint_serves_metrics_health_and_readiness)
     port = d2o_metrics_server_port(s);
     ck_assert_int_gt(port, 0);
     ck_assert_int_ge(d2o_metrics_server_fd(s), 0);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
+    pid = d2o_test_fork();
     if (pid == 0) {
         /* the server's loop, bounded: at most 20 s */
         int64_t end = d2o_mono_ms() + 20000;

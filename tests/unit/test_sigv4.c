@@ -750,8 +750,7 @@ static void curl_cross_check(const char *method, const char *path, const char *b
     ck_assert_int_eq(listen(lfd, 1), 0);
     ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
     ck_assert_int_eq(pipe(pfd), 0);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
+    pid = d2o_test_fork();
     if (pid == 0) {
         int fd;
 
