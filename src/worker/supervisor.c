@@ -96,6 +96,8 @@ static int migrate(const struct d2o_config *c, int sigfd, struct d2o_metrics *m,
             if (d2o_pg_schema_version(pg, &from, err, sizeof(err)) < 0 ||
                 from != d2o_pg_schema_latest) {
                 r = d2o_pg_migrate(pg, &from, &to, err, sizeof(err));
+            } else {
+                to = from; /* nothing to do: no "migrated" line */
             }
             PQfinish(pg);
             if (r < 0 && strstr(err, "permission denied")) {

@@ -410,6 +410,8 @@ class LeastPrivilege(Base):
              "SELECT count(*) FROM leases WHERE owner IS NOT NULL"],
             capture_output=True, text=True).stdout.strip() == "1", 6 * LEASE_MS / 1000)
         self.assertNotIn("error", run.text())
+        # A current schema is left alone, and the log does not claim a migration.
+        self.assertNotIn("migrated from", run.text())
 
     def test_run_without_ddl_rights_on_an_unmigrated_database_exits_78(self):
         run = self.start("U", workers=1, pg=self.conninfo(self.role))
