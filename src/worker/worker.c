@@ -336,6 +336,25 @@ static void shard_lost(struct shard *sh, const char *why)
 static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o_kinesis_err *err,
                        void *arg);
 
+/*
+ * A sequence-number checkpoint that Kinesis will not start an open shard from (set by hand to a
+ * number of another shard, say) is not retried in silence: the log names it and the command that
+ * repairs it. Returns whether the checkpoint is a sequence number.
+ */
+static bool report_bad_checkpoint(const struct shard *sh, const char *why)
+{
+    const char *cp = sh->lease.checkpoint;
+
+    if (!cp || cp[0] < '0' || cp[0] > '9') {
+        return false;
+    }
+    D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "bad_checkpoint",
+             "Kinesis will not start shard %s at its checkpoint %s (%s); set a position it "
+             "accepts with 'ddb2os checkpoint set %s --at TRIM_HORIZON|LATEST|SEQUENCE'",
+             sh->lease.shard_id, cp, why, sh->lease.shard_id);
+    return true;
+}
+
 static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *err, void *arg)
 {
     struct shard *sh = arg;
@@ -362,6 +381,9 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
     }
     free(iterator);
     sh->state = S_NEED_ITER;
+    if (rc == D2O_KINESIS_E_FAILED && strcmp(err->code, "InvalidArgumentException") == 0) {
+        report_bad_checkpoint(sh, err->message);
+    }
     worker_kinesis_error(w, sh->lease.shard_id, "GetShardIterator", rc, err, &sh->err_attempt,
                          &sh->next_get_ms);
 }
@@ -406,8 +428,10 @@ static void check_gone(struct shard *sh)
         sh->state = S_ENDED;
         return;
     }
-    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
-             "%s but the shard is open; trying again", sh->gone_why);
+    if (!report_bad_checkpoint(sh, sh->gone_why)) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
+                 "%s but the shard is open; trying again", sh->gone_why);
+    }
     sh->gone_why = NULL;
     sh->next_get_ms = d2o_mono_ms() + d2o_backoff_ms(1000, 30000, sh->err_attempt++);
 }

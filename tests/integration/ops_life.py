@@ -422,6 +422,13 @@ class LeastPrivilege(Base):
 class CheckpointAt(Base):
     tag = "lifeseq"
 
+    def setUp(self):
+        super().setUp()
+        # The rows below go into the lease table directly: it must exist even when this class
+        # runs first, before any run has migrated the database.
+        subprocess.run([BINARY, "migrate"], env=dict(os.environ, DDB2OS_PG_CONNINFO=self.env.pg),
+                       check=True, capture_output=True, timeout=60)
+
     def test_a_sequence_number_outside_the_shard_is_refused(self):
         env = self.env
         env.create_stream(1)
@@ -446,6 +453,19 @@ class CheckpointAt(Base):
         self.assertEqual(good.returncode, 0, good.stderr)
         self.assertEqual(env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
                                  % env.app), seq)
+
+    def test_a_checkpoint_kinesis_refuses_is_named_in_the_log(self):
+        env = self.env
+        env.create_stream(1)
+        shard = env.kinesis.put_record(StreamName=env.stream, PartitionKey="k",
+                                       Data=b"{}")["ShardId"]
+        # What an operator's SQL can leave behind: a number that is no position of this shard.
+        env.sql("INSERT INTO leases (application, stream, shard_id, checkpoint) VALUES"
+                " ('%s', '%s', '%s', '1')" % (env.app, env.stream, shard))
+        run = self.start("B", workers=1)
+        poolkit.wait_for("the bad checkpoint in the log", lambda: "bad_checkpoint" in run.text(),
+                         6 * LEASE_MS / 1000)
+        self.assertIn("'ddb2os checkpoint set %s --at" % shard, run.text())
 
 
 if __name__ == "__main__":
