@@ -642,8 +642,7 @@ static int setup_rows(PGconn *pg, const struct d2o_config *conf, const struct d2
         /* The previous run's workers are gone (we hold the lock): their segments are free. */
         r = exec_params(pg,
                         "UPDATE backfill_segments SET state = 'pending', owner = NULL"
-                        " WHERE application = $1 AND table_name = $2 AND state = 'running';"
-                        "",
+                        " WHERE application = $1 AND table_name = $2 AND state = 'running'",
                         2, v, NULL, "freeing segments", errstr, sizeof(errstr));
         if (r == 0) {
             r = exec_params(pg,
