@@ -57,16 +57,65 @@ struct d2o_checkpoint {
 int d2o_checkpoint_cmp(const char *a, const char *b);
 
 /*
- * In one transaction: checks the lease fence (owner, counter, expires_at > now()), refuses a
- * checkpoint that moves backwards, inserts the n DLQ rows (a row already there for the same
- * record, index and document gets its attempts and last failure updated and becomes pending
- * again), and moves the checkpoint and version state. Returns 0, D2O_LEASE_E_LOST (nothing
- * written), -EINVAL (backwards; nothing written) or -EIO (database error; nothing written).
+ * In one statement (a checkpoint batch of one shard): checks the lease fence (owner, counter,
+ * expires_at > now()), refuses a checkpoint that moves backwards, inserts the n DLQ rows (a row
+ * already there for the same record, index and document gets its attempts and last failure updated
+ * and becomes pending again), and moves the checkpoint and version state. Returns 0,
+ * D2O_LEASE_E_LOST (nothing written), -EINVAL (backwards; nothing written) or -EIO (database error;
+ * nothing written).
  * @blocking yes.
  */
 __attribute__((warn_unused_result)) int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp,
                                                        const struct d2o_dlq_row *rows, size_t n,
                                                        char *errstr, size_t errstr_size);
+
+/*
+ * The checkpoints of many shards of one owner in ONE statement (one round trip), each fenced on
+ * its own: a shard whose lease row no longer names owner with its counter and an expiry after
+ * clock_timestamp() is refused (D2O_LEASE_E_LOST), one whose position would move back is refused
+ * (-EINVAL), and only the shards that pass get their DLQ rows written and their checkpoint moved.
+ * The lease rows are locked NOWAIT: a row another session holds fails the whole statement at once
+ * (-EIO, "could not obtain lock"); nothing is written then and the caller tries again.
+ *
+ *   b = d2o_checkpoint_batch_new(application, owner);
+ *   d2o_checkpoint_batch_add(b, stream, shard, counter, position, rows, n, ...);  (per shard)
+ *   d2o_checkpoint_batch_send(conn, b)        PQsendQueryParams: never waits for the answer
+ *   d2o_checkpoint_batch_read(b, conn, res, outcome, ...)   outcome[i] per added shard
+ *
+ * application and owner must outlive the batch.
+ */
+struct d2o_checkpoint_batch;
+struct d2o_checkpoint_batch *d2o_checkpoint_batch_new(const char *application, const char *owner);
+void d2o_checkpoint_batch_free(struct d2o_checkpoint_batch *b);
+size_t d2o_checkpoint_batch_size(const struct d2o_checkpoint_batch *b);
+/* Adds one shard with the DLQ rows its checkpoint passes. 0, -EINVAL (position is neither a
+ * sequence number nor SHARD_END; nothing added) or -ENOMEM (the batch is unusable). */
+__attribute__((warn_unused_result)) int
+d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream, const char *shard_id,
+                         int64_t counter, const char *position, const struct d2o_dlq_row *rows,
+                         size_t n, char *errstr, size_t errstr_size);
+/* Prepares the statement on the session (once per connection; saves its planning on every
+ * batch). 0 or -EIO. @blocking yes. */
+__attribute__((warn_unused_result)) int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr,
+                                                                     size_t errstr_size);
+/* Sends the statement (prepared: as d2o_checkpoint_batch_prepare left it) without waiting (the
+ * connection may be non-blocking). 0, -ENOMEM, -EIO. */
+__attribute__((warn_unused_result)) int
+d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, bool prepared);
+/* Reads the statement's result: outcome[i] is 0, D2O_LEASE_E_LOST or -EINVAL for the i-th shard
+ * added. Returns 0, or -EIO (nothing was written) with errstr. */
+__attribute__((warn_unused_result)) int d2o_checkpoint_batch_read(struct d2o_checkpoint_batch *b,
+                                                                  PGconn *c, PGresult *r,
+                                                                  int *outcome, char *errstr,
+                                                                  size_t errstr_size);
+/* Why the i-th shard was refused (its outcome), as d2o_dlq_commit says it. */
+void d2o_checkpoint_batch_why(const struct d2o_checkpoint_batch *b, size_t i, int outcome,
+                              char *errstr, size_t errstr_size);
+/* Send and read, waiting for the answer. @blocking yes. */
+__attribute__((warn_unused_result)) int d2o_checkpoint_batch_exec(PGconn *c,
+                                                                  struct d2o_checkpoint_batch *b,
+                                                                  bool prepared, int *outcome,
+                                                                  char *errstr, size_t errstr_size);
 
 /*
  * Inserts n DLQ rows without a lease fence, in the caller's transaction (the backfill commits them

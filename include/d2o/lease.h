@@ -95,6 +95,36 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
 int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, int64_t lease_ms,
                         struct d2o_lease_list *out, char *errstr, size_t errstr_size);
 
+/* d2o_lease_renew_all() in two halves, for a non-blocking connection: send the statement, then
+ * read its result (PQgetResult's last). read returns the number renewed or -EIO. */
+__attribute__((warn_unused_result)) int
+d2o_lease_renew_all_send(PGconn *c, const char *application, const char *owner, int64_t lease_ms);
+__attribute__((warn_unused_result)) int d2o_lease_renew_all_read(PGconn *c, PGresult *r,
+                                                                 struct d2o_lease_list *out,
+                                                                 char *errstr, size_t errstr_size);
+
+struct d2o_lease_progress;
+
+/* The halves of d2o_lease_heartbeat(), d2o_lease_report() and d2o_lease_census_ex() for a
+ * non-blocking connection: each _send sends the statement (0, -ENOMEM, -EIO); the heartbeat's and
+ * the report's answer is PGRES_COMMAND_OK, the census's is read by d2o_lease_census_read (0 or
+ * -EIO). */
+__attribute__((warn_unused_result)) int d2o_lease_heartbeat_send(PGconn *c, const char *application,
+                                                                 const char *id, const char *host,
+                                                                 int pid, const char *task_id,
+                                                                 int leases_held);
+__attribute__((warn_unused_result)) int d2o_lease_report_send(PGconn *c, const char *application,
+                                                              const char *owner,
+                                                              const struct d2o_lease_progress *p,
+                                                              size_t n);
+__attribute__((warn_unused_result)) int d2o_lease_census_send(PGconn *c, const char *application,
+                                                              const char *stream, const char *owner,
+                                                              int64_t window_ms);
+__attribute__((warn_unused_result)) int d2o_lease_census_read(PGconn *c, PGresult *r, int *leases,
+                                                              int *live_workers,
+                                                              int64_t *next_expiry_ms, char *errstr,
+                                                              size_t errstr_size);
+
 /* Releases one lease (fenced on owner and counter). Returns 0, D2O_LEASE_E_LOST or -EIO. */
 __attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char *application,
                                                           const struct d2o_lease *l, char *errstr,

@@ -81,6 +81,15 @@ __attribute__((warn_unused_result)) int d2o_pg_require_schema(PGconn *c, char *e
 __attribute__((warn_unused_result)) int d2o_pg_schema_version(PGconn *c, int *version, char *errstr,
                                                               size_t errstr_size);
 
+/* After PQsendQuery*: waits for the statement's results and returns the last (NULL when there is
+ * none). @blocking yes. */
+PGresult *d2o_pg_last_result(PGconn *c);
+
+/* 0 when r's status is want; else -EIO with the error in errstr (d2o_pg_error). r may be NULL. */
+__attribute__((warn_unused_result)) int d2o_pg_result_ok(PGconn *c, PGresult *r,
+                                                         ExecStatusType want, const char *what,
+                                                         char *errstr, size_t errstr_size);
+
 /* Copies the server's error text of r (or of c) into errstr, prefixed by what. */
 void d2o_pg_error(PGconn *c, PGresult *r, const char *what, char *errstr, size_t errstr_size);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "d2o/buf.h"
 #include "d2o/dlq.h"
 #include "d2o/pg.h"
 #include "d2o/util.h"
@@ -35,18 +36,6 @@ int d2o_checkpoint_cmp(const char *a, const char *b)
         return la < lb ? -1 : 1;
     }
     return strcmp(a, b);
-}
-
-static int exec_simple(PGconn *c, const char *sql, char *errstr, size_t n)
-{
-    PGresult *r = PQexec(c, sql);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-
-    if (!ok) {
-        d2o_pg_error(c, r, sql, errstr, n);
-    }
-    PQclear(r);
-    return ok ? 0 : -EIO;
 }
 
 static void usecs_text(int64_t us, char *buf, size_t n)
@@ -109,80 +98,379 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
     return ok ? 0 : -EIO;
 }
 
+/* ---- checkpoints of many shards in one statement ---- */
+
+/* A position as text that sorts like d2o_checkpoint_cmp under COLLATE "C": the rank, then a
+ * sequence number padded to the longest Kinesis uses. */
+#define POSKEY(x)                                                                                  \
+    "(CASE WHEN " x " IN ('TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP') THEN '0'"                      \
+    " WHEN " x " = 'SHARD_END' THEN '2' ELSE '1' || lpad(" x ", 129, '0') END) COLLATE \"C\""
+
+/*
+ * One statement: lock every listed lease row that still names this owner with the shard's
+ * counter and an expiry after clock_timestamp() (NOWAIT), keep the shards whose new position does
+ * not move back, insert their DLQ rows and move their checkpoints; answer per shard whether it
+ * was committed ('ok'), refused for moving back ('back', with the stored position) or fenced
+ * out ('lost').
+ */
+static const char batch_sql[] =
+    "WITH v AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[])"
+    "   WITH ORDINALITY AS v(stream, shard_id, counter, pos, i)),"
+    " l AS (SELECT l.ctid AS tid, l.stream, l.shard_id, l.checkpoint FROM leases l JOIN v"
+    "   ON l.stream = v.stream AND l.shard_id = v.shard_id AND l.lease_counter = v.counter"
+    "   WHERE l.application = $1 AND l.owner = $6 AND l.expires_at > clock_timestamp()"
+    "   FOR UPDATE OF l NOWAIT),"
+    " ok AS (SELECT v.*, l.tid FROM v JOIN l ON l.stream = v.stream AND l.shard_id = v.shard_id"
+    "   WHERE " POSKEY("v.pos") " >= " POSKEY(
+        "l.checkpoint") "),"
+                        " x AS (SELECT DISTINCT ON (x.stream, x.shard_id, x.seq, x.idx, x.doc) x.* "
+                        "FROM unnest("
+                        "   $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+                        "$12::text[], $13::text[],"
+                        "   $14::bigint[], $15::text[], $16::text[], $17::int[], $18::text[], "
+                        "$19::int[],"
+                        "   $20::float8[], $21::float8[]) WITH ORDINALITY AS x(stream, shard_id, "
+                        "seq, pk, tbl, idx,"
+                        "   doc, ver, raw, cls, status, msg, attempts, first, last, n)"
+                        "   JOIN ok ON ok.stream = x.stream AND ok.shard_id = x.shard_id"
+                        "   ORDER BY x.stream, x.shard_id, x.seq, x.idx, x.doc, x.n DESC),"
+                        " d AS (INSERT INTO dlq (application, stream, shard_id, sequence_number, "
+                        "partition_key,"
+                        "   table_name, index_name, doc_id, version, raw_record, error_class, "
+                        "http_status,"
+                        "   error_message, attempts, first_failed_at, last_failed_at)"
+                        "   SELECT $1, stream, shard_id, seq, pk, tbl, idx, doc, ver, decode(raw, "
+                        "'hex'), cls,"
+                        "   status, msg, attempts, to_timestamp(first), to_timestamp(last) FROM x"
+                        "   ON CONFLICT (application, stream, shard_id, sequence_number, "
+                        "index_name, doc_id)"
+                        "   DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"
+                        "   last_failed_at = EXCLUDED.last_failed_at, error_class = "
+                        "EXCLUDED.error_class,"
+                        "   http_status = EXCLUDED.http_status, error_message = "
+                        "EXCLUDED.error_message,"
+                        /* A row the operator discarded stays discarded when the shard is read
+                           again. */
+                        "   state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE "
+                        "'pending' END,"
+                        "   replay_result = CASE WHEN dlq.state = 'discarded' THEN "
+                        "dlq.replay_result END),"
+                        " u AS (UPDATE leases t SET checkpoint = ok.pos, owner_switches = 0,"
+                        "   checkpointed_at = now(), updated_at = now() FROM ok"
+                        /* the rows locked above, by their address: no join over the owner's leases
+                         */
+                        "   WHERE t.ctid = ok.tid AND t.owner = $6 AND t.lease_counter = "
+                        "ok.counter RETURNING ok.i)"
+                        " SELECT v.i, CASE WHEN u.i IS NOT NULL THEN 'ok' WHEN l.shard_id IS NOT "
+                        "NULL THEN 'back'"
+                        "   ELSE 'lost' END, l.checkpoint"
+                        " FROM v LEFT JOIN l ON l.stream = v.stream AND l.shard_id = v.shard_id"
+                        " LEFT JOIN u ON u.i = v.i";
+
+/* The array parameters, in the order of $2..$5 and $7..$21. */
+enum {
+    B_STREAM,
+    B_SHARD,
+    B_COUNTER,
+    B_POS,
+    B_D_STREAM,
+    B_D_SHARD,
+    B_D_SEQ,
+    B_D_PK,
+    B_D_TABLE,
+    B_D_INDEX,
+    B_D_DOC,
+    B_D_VERSION,
+    B_D_RAW,
+    B_D_CLASS,
+    B_D_STATUS,
+    B_D_MESSAGE,
+    B_D_ATTEMPTS,
+    B_D_FIRST,
+    B_D_LAST,
+    B_COLS
+};
+
+struct d2o_checkpoint_batch {
+    const char *application, *owner;
+    struct d2o_buf col[B_COLS];
+    size_t n, n_rows;
+    struct {
+        char *shard_id, *position, *stored;
+        int64_t counter;
+    } * e;
+    size_t cap;
+};
+
+struct d2o_checkpoint_batch *d2o_checkpoint_batch_new(const char *application, const char *owner)
+{
+    struct d2o_checkpoint_batch *b = calloc(1, sizeof(*b));
+
+    if (b) {
+        b->application = application;
+        b->owner = owner;
+    }
+    return b;
+}
+
+void d2o_checkpoint_batch_free(struct d2o_checkpoint_batch *b)
+{
+    size_t i;
+
+    if (!b) {
+        return;
+    }
+    for (i = 0; i < B_COLS; i++) {
+        d2o_buf_free(&b->col[i]);
+    }
+    for (i = 0; i < b->n; i++) {
+        free(b->e[i].shard_id);
+        free(b->e[i].position);
+        free(b->e[i].stored);
+    }
+    free(b->e);
+    free(b);
+}
+
+size_t d2o_checkpoint_batch_size(const struct d2o_checkpoint_batch *b)
+{
+    return b->n;
+}
+
+/* Appends one element to an array literal: a quoted string (NULL: ""), or a bare number. */
+static int arr_str(struct d2o_buf *a, const char *s)
+{
+    int r = d2o_buf_puts(a, a->len ? ",\"" : "\"");
+
+    for (s = s ? s : ""; *s && r == 0; s++) {
+        if (*s == '"' || *s == '\\') {
+            r = d2o_buf_putc(a, '\\');
+        }
+        r |= d2o_buf_putc(a, *s);
+    }
+    return r | d2o_buf_putc(a, '"');
+}
+
+static int arr_num(struct d2o_buf *a, const char *fmt_value)
+{
+    return (a->len ? d2o_buf_putc(a, ',') : 0) | d2o_buf_puts(a, fmt_value);
+}
+
+static int arr_i64(struct d2o_buf *a, int64_t v)
+{
+    char t[24];
+
+    snprintf(t, sizeof(t), "%" PRId64, v);
+    return arr_num(a, t);
+}
+
+static int arr_hex(struct d2o_buf *a, const void *raw, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = raw;
+    int r = d2o_buf_puts(a, a->len ? ",\"" : "\"");
+    size_t i;
+
+    if (r == 0) {
+        r = d2o_buf_reserve(a, 2 * n + 2);
+    }
+    for (i = 0; i < n && r == 0; i++) {
+        r = d2o_buf_putc(a, digits[p[i] >> 4]) | d2o_buf_putc(a, digits[p[i] & 15]);
+    }
+    return r | d2o_buf_putc(a, '"');
+}
+
+static int check_position(const char *position, char *errstr, size_t errstr_size)
+{
+    if (!position || !*position ||
+        (position_rank(position) == 1 &&
+         (strspn(position, "0123456789") != strlen(position) || strlen(position) > 129))) {
+        snprintf(errstr, errstr_size, "checkpoint '%.40s' is not a sequence number or SHARD_END",
+                 position ? position : "(null)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream,
+                             const char *shard_id, int64_t counter, const char *position,
+                             const struct d2o_dlq_row *rows, size_t n, char *errstr,
+                             size_t errstr_size)
+{
+    struct d2o_buf *c = b->col;
+    size_t i;
+    int r;
+
+    if (check_position(position, errstr, errstr_size) < 0) {
+        return -EINVAL;
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 8;
+        void *grown = realloc(b->e, cap * sizeof(*b->e));
+
+        if (!grown) {
+            return -ENOMEM;
+        }
+        b->e = grown;
+        b->cap = cap;
+    }
+    b->e[b->n].shard_id = strdup(shard_id);
+    b->e[b->n].position = strdup(position);
+    b->e[b->n].stored = NULL;
+    b->e[b->n].counter = counter;
+    b->n++;
+    r = !b->e[b->n - 1].shard_id || !b->e[b->n - 1].position;
+    r |= arr_str(&c[B_STREAM], stream) | arr_str(&c[B_SHARD], shard_id) |
+         arr_i64(&c[B_COUNTER], counter) | arr_str(&c[B_POS], position);
+    for (i = 0; i < n && r == 0; i++) {
+        const struct d2o_dlq_row *row = &rows[i];
+        char first[32], last[32];
+
+        usecs_text(row->first_failed_us, first, sizeof(first));
+        usecs_text(row->last_failed_us, last, sizeof(last));
+        r |= arr_str(&c[B_D_STREAM], row->stream ? row->stream : stream);
+        r |= arr_str(&c[B_D_SHARD], row->shard_id ? row->shard_id : shard_id);
+        r |= arr_str(&c[B_D_SEQ], row->sequence_number);
+        r |= arr_str(&c[B_D_PK], row->partition_key) | arr_str(&c[B_D_TABLE], row->table_name);
+        r |= arr_str(&c[B_D_INDEX], row->index_name) | arr_str(&c[B_D_DOC], row->doc_id);
+        r |= arr_i64(&c[B_D_VERSION], row->version) | arr_hex(&c[B_D_RAW], row->raw, row->raw_len);
+        r |= arr_str(&c[B_D_CLASS], row->error_class ? row->error_class : "unknown");
+        r |= arr_i64(&c[B_D_STATUS], row->http_status);
+        r |= arr_str(&c[B_D_MESSAGE], row->error_message);
+        r |= arr_i64(&c[B_D_ATTEMPTS], row->attempts);
+        r |= arr_num(&c[B_D_FIRST], first) | arr_num(&c[B_D_LAST], last);
+        b->n_rows++;
+    }
+    /* A failed append leaves the batch unusable: the caller drops it. */
+    return r ? -ENOMEM : 0;
+}
+
+#define BATCH_STATEMENT "d2o_checkpoint_batch"
+
+int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr, size_t errstr_size)
+{
+    PGresult *r = PQprepare(c, BATCH_STATEMENT, batch_sql, 21, NULL);
+    int ret = 0;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        d2o_pg_error(c, r, "preparing the checkpoint statement", errstr, errstr_size);
+        ret = -EIO;
+    }
+    PQclear(r);
+    return ret;
+}
+
+int d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, bool prepared)
+{
+    struct d2o_buf lit[B_COLS];
+    const char *values[21];
+    int i, r = 0, ok = 0;
+
+    for (i = 0; i < B_COLS; i++) {
+        lit[i] = (struct d2o_buf)D2O_BUF_INIT;
+        r |= d2o_buf_putc(&lit[i], '{') |
+             (b->col[i].len ? d2o_buf_append(&lit[i], b->col[i].data, b->col[i].len) : 0) |
+             d2o_buf_putc(&lit[i], '}');
+    }
+    values[0] = b->application;
+    values[5] = b->owner;
+    for (i = 0; i < B_COLS && r == 0; i++) {
+        values[i < 4 ? i + 1 : i + 2] = lit[i].data;
+    }
+    if (r == 0) {
+        ok = prepared ? PQsendQueryPrepared(c, BATCH_STATEMENT, 21, values, NULL, NULL, 0)
+                      : PQsendQueryParams(c, batch_sql, 21, NULL, values, NULL, NULL, 0);
+    }
+    for (i = 0; i < B_COLS; i++) {
+        d2o_buf_free(&lit[i]);
+    }
+    return r ? -ENOMEM : ok ? 0 : -EIO;
+}
+
+int d2o_checkpoint_batch_read(struct d2o_checkpoint_batch *b, PGconn *c, PGresult *r, int *outcome,
+                              char *errstr, size_t errstr_size)
+{
+    size_t seen = 0;
+    int row;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "checkpoint", errstr, errstr_size);
+        return -EIO;
+    }
+    for (row = 0; row < PQntuples(r); row++) {
+        const char *state = PQgetvalue(r, row, 1);
+        int64_t i = 0;
+
+        if (d2o_parse_i64(PQgetvalue(r, row, 0), 1, (int64_t)b->n, &i) < 0) {
+            continue;
+        }
+        outcome[i - 1] = strcmp(state, "ok") == 0     ? 0
+                         : strcmp(state, "back") == 0 ? -EINVAL
+                                                      : D2O_LEASE_E_LOST;
+        free(b->e[i - 1].stored);
+        b->e[i - 1].stored = PQgetisnull(r, row, 2) ? NULL : strdup(PQgetvalue(r, row, 2));
+        seen++;
+    }
+    if (seen != b->n) {
+        snprintf(errstr, errstr_size, "checkpoint: %zu answers for %zu shards", seen, b->n);
+        return -EIO;
+    }
+    return 0;
+}
+
+void d2o_checkpoint_batch_why(const struct d2o_checkpoint_batch *b, size_t i, int outcome,
+                              char *errstr, size_t errstr_size)
+{
+    if (outcome == -EINVAL) {
+        snprintf(errstr, errstr_size,
+                 "checkpoint refused: shard %s would move back from %.60s to %.60s",
+                 b->e[i].shard_id, b->e[i].stored ? b->e[i].stored : "?", b->e[i].position);
+    } else {
+        snprintf(errstr, errstr_size,
+                 "checkpoint refused: shard %s is no longer leased to %s with counter %" PRId64,
+                 b->e[i].shard_id, b->owner, b->e[i].counter);
+    }
+}
+
+int d2o_checkpoint_batch_exec(PGconn *c, struct d2o_checkpoint_batch *b, bool prepared,
+                              int *outcome, char *errstr, size_t errstr_size)
+{
+    PGresult *last;
+    int ret;
+
+    if (d2o_checkpoint_batch_send(c, b, prepared) < 0) {
+        d2o_pg_error(c, NULL, "checkpoint", errstr, errstr_size);
+        return -EIO;
+    }
+    last = d2o_pg_last_result(c);
+    ret = d2o_checkpoint_batch_read(b, c, last, outcome, errstr, errstr_size);
+    PQclear(last);
+    return ret;
+}
+
 int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_dlq_row *rows,
                    size_t n, char *errstr, size_t errstr_size)
 {
-    static const char lock_sql[] =
-        "SELECT checkpoint FROM leases WHERE application = $1 AND stream = $2 AND shard_id = $3"
-        " AND owner = $4 AND lease_counter = $5 AND expires_at > clock_timestamp()"
-        " FOR UPDATE NOWAIT";
-    static const char update_sql[] =
-        "UPDATE leases SET checkpoint = $6, owner_switches = 0, checkpointed_at = now(), "
-        "updated_at = now()"
-        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
-        " AND lease_counter = $5";
-    char counter[24];
-    const char *values[6];
-    PGresult *r = NULL;
-    size_t i;
-    int ret = -EIO;
+    struct d2o_checkpoint_batch *b;
+    int outcome = -EIO, r;
 
-    if (!cp->position || !*cp->position ||
-        (position_rank(cp->position) == 1 &&
-         (strspn(cp->position, "0123456789") != strlen(cp->position) ||
-          strlen(cp->position) > 129))) {
-        snprintf(errstr, errstr_size, "checkpoint '%.40s' is not a sequence number or SHARD_END",
-                 cp->position ? cp->position : "(null)");
+    if (check_position(cp->position, errstr, errstr_size) < 0) {
         return -EINVAL;
     }
-    snprintf(counter, sizeof(counter), "%" PRId64, cp->lease_counter);
-    values[0] = cp->application;
-    values[1] = cp->stream;
-    values[2] = cp->shard_id;
-    values[3] = cp->owner;
-    values[4] = counter;
-    values[5] = cp->position;
-    if (exec_simple(c, "BEGIN", errstr, errstr_size) < 0) {
-        return -EIO;
+    b = d2o_checkpoint_batch_new(cp->application, cp->owner);
+    if (!b) {
+        return -ENOMEM;
     }
-    r = PQexecParams(c, lock_sql, 5, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        d2o_pg_error(c, r, "checkpoint: reading the lease", errstr, errstr_size);
-        goto fail;
+    r = d2o_checkpoint_batch_add(b, cp->stream, cp->shard_id, cp->lease_counter, cp->position, rows,
+                                 n, errstr, errstr_size);
+    if (r == 0) {
+        r = d2o_checkpoint_batch_exec(c, b, false, &outcome, errstr, errstr_size);
     }
-    if (PQntuples(r) == 0) {
-        snprintf(errstr, errstr_size,
-                 "checkpoint refused: shard %s is no longer leased to %s with counter %s",
-                 cp->shard_id, cp->owner, counter);
-        ret = D2O_LEASE_E_LOST;
-        goto fail;
+    if (r == 0 && outcome != 0) {
+        d2o_checkpoint_batch_why(b, 0, outcome, errstr, errstr_size);
     }
-    if (d2o_checkpoint_cmp(cp->position, PQgetvalue(r, 0, 0)) < 0) {
-        snprintf(errstr, errstr_size,
-                 "checkpoint refused: shard %s would move back from %.60s to %.60s", cp->shard_id,
-                 PQgetvalue(r, 0, 0), cp->position);
-        ret = -EINVAL;
-        goto fail;
-    }
-    PQclear(r);
-    r = NULL;
-    d2o_test_point("checkpoint_locked");
-    for (i = 0; i < n; i++) {
-        if (insert_row(c, cp, &rows[i], errstr, errstr_size) < 0) {
-            goto fail;
-        }
-    }
-    r = PQexecParams(c, update_sql, 6, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(r), "1") != 0) {
-        d2o_pg_error(c, r, "checkpoint: updating the lease", errstr, errstr_size);
-        goto fail;
-    }
-    PQclear(r);
-    return exec_simple(c, "COMMIT", errstr, errstr_size);
-fail:
-    PQclear(r);
-    PQclear(PQexec(c, "ROLLBACK"));
-    return ret;
+    d2o_checkpoint_batch_free(b);
+    return r < 0 ? r : outcome;
 }
 
 int d2o_dlq_insert(PGconn *c, const char *application, const struct d2o_dlq_row *rows, size_t n,

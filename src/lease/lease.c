@@ -216,14 +216,15 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
     return query_into(c, sql, 5, values, out, "taking leases", errstr, errstr_size);
 }
 
-int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, int64_t lease_ms,
-                        struct d2o_lease_list *out, char *errstr, size_t errstr_size)
+static const char renew_sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
+    "$3") ", updated_at = now()"
+          " WHERE application = $1 AND owner = $2 AND expires_at > clock_timestamp()"
+          " RETURNING stream, shard_id, owner, lease_counter, checkpoint,"
+          "   pending_owner, " TS_MS("checkpoint_timestamp");
+
+int d2o_lease_renew_all_send(PGconn *c, const char *application, const char *owner,
+                             int64_t lease_ms)
 {
-    static const char sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
-        "$3") ", updated_at = now()"
-              " WHERE application = $1 AND owner = $2 AND expires_at > clock_timestamp()"
-              " RETURNING stream, shard_id, owner, lease_counter, checkpoint,"
-              "   pending_owner, " TS_MS("checkpoint_timestamp");
     char ms[24];
     const char *values[3];
 
@@ -231,7 +232,37 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
     values[0] = application;
     values[1] = owner;
     values[2] = ms;
-    return query_into(c, sql, 3, values, out, "renewing leases", errstr, errstr_size);
+    return PQsendQueryParams(c, renew_sql, 3, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+int d2o_lease_renew_all_read(PGconn *c, PGresult *r, struct d2o_lease_list *out, char *errstr,
+                             size_t errstr_size)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "renewing leases", errstr, errstr_size);
+        return -EIO;
+    }
+    if (append_rows(r, out) < 0) {
+        snprintf(errstr, errstr_size, "renewing leases: unreadable lease row");
+        return -EIO;
+    }
+    return (int)out->n;
+}
+
+int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, int64_t lease_ms,
+                        struct d2o_lease_list *out, char *errstr, size_t errstr_size)
+{
+    PGresult *r;
+    int ret;
+
+    if (d2o_lease_renew_all_send(c, application, owner, lease_ms) < 0) {
+        d2o_pg_error(c, NULL, "renewing leases", errstr, errstr_size);
+        return -EIO;
+    }
+    r = d2o_pg_last_result(c);
+    ret = d2o_lease_renew_all_read(c, r, out, errstr, errstr_size);
+    PQclear(r);
+    return ret;
 }
 
 /* Runs sql with $1..$5 = application, stream, shard, owner and counter of l, and $6, $7 =
@@ -448,9 +479,8 @@ int d2o_lease_request_handoff(PGconn *c, const char *application, const char *st
     return ret;
 }
 
-int d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, const char *host,
-                        int pid, const char *task_id, int leases_held, char *errstr,
-                        size_t errstr_size)
+int d2o_lease_heartbeat_send(PGconn *c, const char *application, const char *id, const char *host,
+                             int pid, const char *task_id, int leases_held)
 {
     static const char sql[] =
         "INSERT INTO workers (application, id, host, pid, task_id, leases_held)"
@@ -460,8 +490,6 @@ int d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, cons
         "   task_id = EXCLUDED.task_id, stopped_at = NULL";
     char pids[16], held[16];
     const char *values[6];
-    PGresult *r;
-    int ret = 0;
 
     snprintf(pids, sizeof(pids), "%d", pid);
     snprintf(held, sizeof(held), "%d", leases_held);
@@ -471,13 +499,26 @@ int d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, cons
     values[3] = pids;
     values[4] = task_id;
     values[5] = held;
-    r = PQexecParams(c, sql, 6, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        d2o_pg_error(c, r, "worker heartbeat", errstr, errstr_size);
-        ret = -EIO;
-    }
+    return PQsendQueryParams(c, sql, 6, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+/* The sent statement's answer: 0 when it is want, else -EIO with errstr. */
+static int answer(PGconn *c, int sent, ExecStatusType want, const char *what, char *errstr,
+                  size_t errstr_size)
+{
+    PGresult *r = sent == 0 ? d2o_pg_last_result(c) : NULL;
+    int ret = d2o_pg_result_ok(c, r, want, what, errstr, errstr_size);
+
     PQclear(r);
-    return ret;
+    return sent == -ENOMEM ? -ENOMEM : ret;
+}
+
+int d2o_lease_heartbeat(PGconn *c, const char *application, const char *id, const char *host,
+                        int pid, const char *task_id, int leases_held, char *errstr,
+                        size_t errstr_size)
+{
+    return answer(c, d2o_lease_heartbeat_send(c, application, id, host, pid, task_id, leases_held),
+                  PGRES_COMMAND_OK, "worker heartbeat", errstr, errstr_size);
 }
 
 int d2o_lease_census(PGconn *c, const char *application, const char *stream, int64_t window_ms,
@@ -487,9 +528,8 @@ int d2o_lease_census(PGconn *c, const char *application, const char *stream, int
                                errstr, errstr_size);
 }
 
-int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, const char *owner,
-                        int64_t window_ms, int *leases, int *live_workers, int64_t *next_expiry_ms,
-                        char *errstr, size_t errstr_size)
+int d2o_lease_census_send(PGconn *c, const char *application, const char *stream, const char *owner,
+                          int64_t window_ms)
 {
     static const char sql[] =
         "SELECT (SELECT count(*) FROM leases l WHERE l.application = $1 AND l.stream = $2"
@@ -504,24 +544,27 @@ int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, 
         "          AND owner IS DISTINCT FROM $4 AND checkpoint <> 'SHARD_END')::bigint";
     char ms[24];
     const char *values[4];
-    PGresult *r;
-    int64_t a = 0, b = 0, x = -1;
 
     snprintf(ms, sizeof(ms), "%" PRId64, window_ms);
     values[0] = application;
     values[1] = stream;
     values[2] = ms;
     values[3] = owner;
-    r = PQexecParams(c, sql, 4, NULL, values, NULL, NULL, 0);
+    return PQsendQueryParams(c, sql, 4, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+int d2o_lease_census_read(PGconn *c, PGresult *r, int *leases, int *live_workers,
+                          int64_t *next_expiry_ms, char *errstr, size_t errstr_size)
+{
+    int64_t a = 0, b = 0, x = -1;
+
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
         d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT32_MAX, &a) < 0 ||
         d2o_parse_i64(PQgetvalue(r, 0, 1), 0, INT32_MAX, &b) < 0 ||
         d2o_parse_i64(PQgetvalue(r, 0, 2), -1, INT64_MAX, &x) < 0) {
         d2o_pg_error(c, r, "lease census", errstr, errstr_size);
-        PQclear(r);
         return -EIO;
     }
-    PQclear(r);
     *leases = (int)a;
     *live_workers = (int)b;
     if (next_expiry_ms) {
@@ -530,8 +573,25 @@ int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, 
     return 0;
 }
 
-int d2o_lease_report(PGconn *c, const char *application, const char *owner,
-                     const struct d2o_lease_progress *p, size_t n, char *errstr, size_t errstr_size)
+int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, const char *owner,
+                        int64_t window_ms, int *leases, int *live_workers, int64_t *next_expiry_ms,
+                        char *errstr, size_t errstr_size)
+{
+    PGresult *r;
+    int ret;
+
+    if (d2o_lease_census_send(c, application, stream, owner, window_ms) < 0) {
+        d2o_pg_error(c, NULL, "lease census", errstr, errstr_size);
+        return -EIO;
+    }
+    r = d2o_pg_last_result(c);
+    ret = d2o_lease_census_read(c, r, leases, live_workers, next_expiry_ms, errstr, errstr_size);
+    PQclear(r);
+    return ret;
+}
+
+int d2o_lease_report_send(PGconn *c, const char *application, const char *owner,
+                          const struct d2o_lease_progress *p, size_t n)
 {
     static const char sql[] =
         "WITH u AS (UPDATE leases l SET millis_behind_latest = nullif(v.behind, -1),"
@@ -542,7 +602,6 @@ int d2o_lease_report(PGconn *c, const char *application, const char *owner,
         " WHERE application = $1 AND id = $2";
     struct d2o_buf ids = D2O_BUF_INIT, behind = D2O_BUF_INIT, rate = D2O_BUF_INIT;
     const char *values[5];
-    PGresult *r;
     size_t i;
     int ret = 0;
 
@@ -564,17 +623,19 @@ int d2o_lease_report(PGconn *c, const char *application, const char *owner,
     values[2] = ids.data;
     values[3] = behind.data;
     values[4] = rate.data;
-    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        d2o_pg_error(c, r, "reporting shard progress", errstr, errstr_size);
-        ret = -EIO;
-    }
-    PQclear(r);
+    ret = PQsendQueryParams(c, sql, 5, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
 out:
     d2o_buf_free(&ids);
     d2o_buf_free(&behind);
     d2o_buf_free(&rate);
     return ret;
+}
+
+int d2o_lease_report(PGconn *c, const char *application, const char *owner,
+                     const struct d2o_lease_progress *p, size_t n, char *errstr, size_t errstr_size)
+{
+    return answer(c, d2o_lease_report_send(c, application, owner, p, n), PGRES_COMMAND_OK,
+                  "reporting shard progress", errstr, errstr_size);
 }
 
 int d2o_lease_worker_stopped(PGconn *c, const char *application, const char *id, char *errstr,

@@ -191,6 +191,27 @@ void d2o_pg_error(PGconn *c, PGresult *r, const char *what, char *errstr, size_t
     }
 }
 
+PGresult *d2o_pg_last_result(PGconn *c)
+{
+    PGresult *r, *last = NULL;
+
+    while ((r = PQgetResult(c)) != NULL) {
+        PQclear(last);
+        last = r;
+    }
+    return last;
+}
+
+int d2o_pg_result_ok(PGconn *c, PGresult *r, ExecStatusType want, const char *what, char *errstr,
+                     size_t errstr_size)
+{
+    if (PQresultStatus(r) == want) {
+        return 0;
+    }
+    d2o_pg_error(c, r, what, errstr, errstr_size);
+    return -EIO;
+}
+
 /* Server notices (e.g. "relation already exists, skipping") go to the debug log, not stderr. */
 static void notice(void *arg, const char *message)
 {

@@ -263,6 +263,65 @@ START_TEST(a_bounded_session_cannot_hold_a_lease_row)
 }
 END_TEST
 
+/* Many shards in one statement: each is fenced on its own, and only the shards that pass get
+ * their DLQ rows and their checkpoint; quotes and backslashes in the rows come back intact. */
+START_TEST(a_batch_fences_each_shard_on_its_own)
+{
+    PGconn *c = migrated();
+    struct d2o_checkpoint_batch *b = d2o_checkpoint_batch_new("app", "w1");
+    struct d2o_dlq_row r0[1] = {row("150", "a\"b\\c,{d}")}, r1[1] = {row("250", "lost-doc")},
+                       r2[1] = {row("350", "back-doc")},
+                       r3[2] = {row("450", "e1"), row("460", "e2")};
+    int outcome[4] = {9, 9, 9, 9};
+    char err[512], *v;
+    PGresult *r;
+
+    pgfx_sql(c, "INSERT INTO leases (application, stream, shard_id, owner, lease_counter,"
+                " expires_at, checkpoint) VALUES"
+                " ('app', 's', 'shard-1', 'w2', 7, now() + interval '10 minutes', '100'),"
+                " ('app', 's', 'shard-2', 'w1', 7, now() + interval '10 minutes', '900'),"
+                " ('app', 's', 'shard-3', 'w1', 3, now() + interval '10 minutes', 'TRIM_HORIZON')");
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shardId-000000000000", 7, "170", r0, 1, err, sizeof(err)),
+        0);
+    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shard-1", 7, "270", r1, 1, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shard-2", 7, "370", r2, 1, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shard-3", 3, "SHARD_END", r3, 2, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shard-4", 3, "12ab", NULL, 0, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(d2o_checkpoint_batch_size(b), 4);
+    ck_assert_msg(d2o_checkpoint_batch_prepare(c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(outcome[0], 0);
+    ck_assert_int_eq(outcome[1], D2O_LEASE_E_LOST);
+    ck_assert_int_eq(outcome[2], -EINVAL);
+    ck_assert_int_eq(outcome[3], 0);
+    d2o_checkpoint_batch_why(b, 1, outcome[1], err, sizeof(err));
+    ck_assert_ptr_nonnull(strstr(err, "shard-1 is no longer leased to w1 with counter 7"));
+    d2o_checkpoint_batch_why(b, 2, outcome[2], err, sizeof(err));
+    ck_assert_ptr_nonnull(strstr(err, "would move back from 900 to 370"));
+    v = pgfx_scalar(c, "SELECT string_agg(shard_id || ':' || checkpoint, ',' ORDER BY shard_id)"
+                       " FROM leases");
+    ck_assert_str_eq(v, "shard-1:100,shard-2:900,shard-3:SHARD_END,shardId-000000000000:170");
+    free(v);
+    v = pgfx_scalar(c,
+                    "SELECT string_agg(shard_id || ':' || doc_id, ',' ORDER BY doc_id) FROM dlq");
+    ck_assert_str_eq(v, "shardId-000000000000:a\"b\\c,{d},shard-3:e1,shard-3:e2");
+    free(v);
+    r = PQexecParams(c, "SELECT raw_record FROM dlq WHERE doc_id = 'e2'", 0, NULL, NULL, NULL, NULL,
+                     1);
+    ck_assert_int_eq(PQgetlength(r, 0, 0), (int)sizeof(raw_bytes) - 1);
+    ck_assert_int_eq(memcmp(PQgetvalue(r, 0, 0), raw_bytes, sizeof(raw_bytes) - 1), 0);
+    PQclear(r);
+    d2o_checkpoint_batch_free(b);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(a_checkpoint_never_moves_back)
 {
     PGconn *c = migrated();
@@ -383,6 +442,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, dlq_rows_and_checkpoint_commit_together);
     tcase_add_test(tc, a_lost_lease_writes_nothing);
     tcase_add_test(tc, a_checkpoint_never_moves_back);
+    tcase_add_test(tc, a_batch_fences_each_shard_on_its_own);
     tcase_add_test(tc, the_fence_reads_the_clock_not_the_transaction_start);
     tcase_add_test(tc, a_checkpoint_does_not_wait_for_a_locked_lease_row);
     tcase_add_test(tc, a_bounded_session_cannot_hold_a_lease_row);
