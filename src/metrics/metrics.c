@@ -460,7 +460,8 @@ int d2o_metrics_render(const struct d2o_metrics *m, struct d2o_buf *out)
     r |= render_hist(m, out, D2O_H_BULK_LATENCY, "ddb2os_bulk_latency_seconds",
                      "Time from sending a _bulk request to its answer.");
     r |= render_hist(m, out, D2O_H_CHECKPOINT_LATENCY, "ddb2os_checkpoint_latency_seconds",
-                     "Time of one fenced checkpoint transaction (with its DLQ rows).");
+                     "Time of one checkpoint statement (every shard ready in a loop turn, with "
+                     "their DLQ rows, fenced per shard), from sending to its answer.");
     r |= render_gauges(m, out);
     return r ? -ENOMEM : 0;
 }

@@ -96,6 +96,11 @@ struct shard {
     bool commit_dirty;
     void **commit_dlq;
     size_t n_commit_dlq;
+    /* the checkpoint on its way (worker_pg.c): its position and how many DLQ rows it carries */
+    bool commit_in_flight;
+    char *commit_sent_pos;
+    size_t commit_sent_dlq;
+    int64_t added_ms; /* when the worker took the lease (monotonic) */
     /* progress */
     int64_t millis_behind;
     uint64_t window_records;
@@ -244,6 +249,7 @@ static void shard_free(struct shard *sh)
     free(sh->last_seq);
     d2o_ack_free(sh->ack, dlq_item_free);
     free(sh->commit_pos);
+    free(sh->commit_sent_pos);
     for (i = 0; i < sh->n_commit_dlq; i++) {
         dlq_item_free(sh->commit_dlq[i]);
     }
@@ -295,6 +301,7 @@ static int shard_add(struct worker *w, const struct d2o_lease *l, const char *ho
     sh->millis_behind = -1;
     sh->idle_wait_ms = w->conf->poll_min_ms;
     sh->window_start_ms = d2o_mono_ms();
+    sh->added_ms = sh->window_start_ms;
     w->shards[w->n_shards++] = sh;
     D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "lease_acquired",
              "%s the lease (epoch %" PRId64 "), starting at %s", how, l->counter, l->checkpoint);
@@ -934,74 +941,155 @@ static void shard_collect(struct shard *sh)
     free(payloads);
 }
 
-/* Commits position (a sequence number or SHARD_END) with the collected DLQ rows. 0, or < 0. */
-static int shard_commit(struct shard *sh, const char *position)
+/* A checkpoint of the shard's last batch was committed with the DLQ rows it carried. */
+static void shard_committed(struct shard *sh)
 {
     struct worker *w = sh->w;
-    struct d2o_checkpoint cp;
-    struct d2o_dlq_row *rows = NULL;
-    char err[512];
-    int64_t t0 = d2o_mono_us();
-    size_t i;
-    int r;
+    size_t i, sent = sh->commit_sent_dlq;
 
-    if (!worker_pg_ok(w)) {
-        return -EIO;
-    }
-    if (sh->n_commit_dlq) {
-        rows = d2o_calloc(sh->n_commit_dlq, sizeof(*rows));
-        if (!rows) {
-            return -ENOMEM;
-        }
-        for (i = 0; i < sh->n_commit_dlq; i++) {
-            rows[i] = ((struct dlq_item *)sh->commit_dlq[i])->row;
-        }
-    }
-    cp.application = w->conf->application;
-    cp.stream = sh->lease.stream;
-    cp.shard_id = sh->lease.shard_id;
-    cp.owner = w->id;
-    cp.lease_counter = sh->lease.counter;
-    cp.position = position;
-    r = d2o_dlq_commit(w->pg, &cp, rows, sh->n_commit_dlq, err, sizeof(err));
-    free(rows);
-    if (r == 0) {
-        if (w->m) {
-            d2o_metrics_add(w->m, D2O_M_CHECKPOINTS, 1);
-            d2o_metrics_add(w->m, D2O_M_DLQ_WRITES, sh->n_commit_dlq);
-            d2o_metrics_observe(w->m, D2O_H_CHECKPOINT_LATENCY, d2o_mono_us() - t0);
-        }
-        if (sh->n_commit_dlq) {
-            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "dlq_written",
-                     "%zu records stored in the dead-letter queue with checkpoint %s",
-                     sh->n_commit_dlq, position);
-        }
-        for (i = 0; i < sh->n_commit_dlq; i++) {
-            dlq_item_free(sh->commit_dlq[i]);
-        }
-        sh->n_commit_dlq = 0;
-        sh->commit_dirty = false;
-        free(sh->lease.checkpoint);
-        sh->lease.checkpoint = d2o_strdup(position);
-        if (!sh->lease.checkpoint) {
-            shard_lost(sh, "out of memory");
-        }
-        D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_LEASE, sh->lease.shard_id, "checkpoint", "checkpoint %s",
-                 position);
-        return 0;
-    }
     if (w->m) {
-        d2o_metrics_add(w->m, D2O_M_CHECKPOINT_ERRORS, 1);
+        d2o_metrics_add(w->m, D2O_M_CHECKPOINTS, 1);
+        d2o_metrics_add(w->m, D2O_M_DLQ_WRITES, sent);
     }
-    if (r == D2O_LEASE_E_LOST) {
-        shard_lost(sh, err);
-    } else if (r == -EINVAL) {
-        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_LEASE, sh->lease.shard_id, "checkpoint_refused", "%s", err);
-        shard_lost(sh, "checkpoint refused");
-    } else {
-        worker_pg_failed(w, err);
+    if (sent) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_DLQ, sh->lease.shard_id, "dlq_written",
+                 "%zu records stored in the dead-letter queue with checkpoint %s", sent,
+                 sh->commit_sent_pos);
     }
-    return r < 0 ? r : -EIO;
+    for (i = 0; i < sent; i++) {
+        dlq_item_free(sh->commit_dlq[i]);
+    }
+    memmove(sh->commit_dlq, sh->commit_dlq + sent, (sh->n_commit_dlq - sent) * sizeof(void *));
+    sh->n_commit_dlq -= sent;
+    free(sh->lease.checkpoint);
+    sh->lease.checkpoint = sh->commit_sent_pos;
+    sh->commit_sent_pos = NULL;
+    /* What was acknowledged while the statement was on its way goes with the next one. */
+    sh->commit_dirty = sh->n_commit_dlq > 0 || strcmp(sh->commit_pos, sh->lease.checkpoint) != 0;
+    D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_LEASE, sh->lease.shard_id, "checkpoint", "checkpoint %s",
+             sh->lease.checkpoint);
+}
+
+void worker_on_checkpoints(struct worker *w, void *owner, struct d2o_checkpoint_batch *b, int rc,
+                           const int *outcome, const char *why, int64_t elapsed_us)
+{
+    struct shard **in = owner;
+    size_t i, n = d2o_checkpoint_batch_size(b);
+    char err[512];
+
+    if (w->m && rc == 0) {
+        d2o_metrics_observe(w->m, D2O_H_CHECKPOINT_LATENCY, elapsed_us);
+    }
+    if (rc < 0 && *why) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", why);
+    }
+    for (i = 0; i < n; i++) {
+        struct shard *sh = in[i];
+
+        sh->commit_in_flight = false;
+        if (rc < 0 || outcome[i] != 0) {
+            free(sh->commit_sent_pos);
+            sh->commit_sent_pos = NULL;
+            if (w->m) {
+                d2o_metrics_add(w->m, D2O_M_CHECKPOINT_ERRORS, 1);
+            }
+        }
+        if (rc < 0 || sh->stop == STOP_LOST || sh->stop == STOP_DONE) {
+            continue; /* nothing written: tried again next turn */
+        }
+        if (outcome[i] == 0) {
+            shard_committed(sh);
+            continue;
+        }
+        d2o_checkpoint_batch_why(b, i, outcome[i], err, sizeof(err));
+        if (outcome[i] == -EINVAL) {
+            D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_LEASE, sh->lease.shard_id, "checkpoint_refused", "%s",
+                     err);
+            shard_lost(sh, "checkpoint refused");
+        } else {
+            shard_lost(sh, err);
+        }
+    }
+    free(in);
+}
+
+/*
+ * The checkpoints of every shard whose acknowledged prefix moved, with the DLQ rows they pass,
+ * in one statement fenced per shard (d2o_checkpoint_batch), sent without waiting; at most one
+ * such statement is on its way.
+ */
+static void checkpoints_send(struct worker *w)
+{
+    struct d2o_checkpoint_batch *b;
+    struct shard **in;
+    size_t i, n = 0;
+    char err[512];
+
+    if (w->checkpoint_in_flight) {
+        return;
+    }
+    for (i = 0; i < w->n_shards; i++) {
+        const struct shard *sh = w->shards[i];
+
+        n += sh->commit_dirty && !sh->commit_in_flight && sh->stop != STOP_LOST &&
+             sh->stop != STOP_DONE;
+    }
+    if (n == 0) {
+        return;
+    }
+    b = d2o_checkpoint_batch_new(w->conf->application, w->id);
+    in = d2o_calloc(n, sizeof(*in));
+    n = 0;
+    for (i = 0; b && in && i < w->n_shards; i++) {
+        struct shard *sh = w->shards[i];
+        struct d2o_dlq_row *rows = NULL;
+        size_t k;
+        int r = -ENOMEM;
+
+        if (!sh->commit_dirty || sh->commit_in_flight || sh->stop == STOP_LOST ||
+            sh->stop == STOP_DONE) {
+            continue;
+        }
+        sh->commit_sent_pos = d2o_strdup(sh->commit_pos);
+        if (sh->n_commit_dlq) {
+            rows = d2o_calloc(sh->n_commit_dlq, sizeof(*rows));
+        }
+        for (k = 0; rows && k < sh->n_commit_dlq; k++) {
+            rows[k] = ((struct dlq_item *)sh->commit_dlq[k])->row;
+        }
+        if (sh->commit_sent_pos && (rows || !sh->n_commit_dlq)) {
+            r = d2o_checkpoint_batch_add(b, sh->lease.stream, sh->lease.shard_id, sh->lease.counter,
+                                         sh->commit_pos, rows, sh->n_commit_dlq, err, sizeof(err));
+        }
+        free(rows);
+        if (r == -EINVAL) {
+            free(sh->commit_sent_pos);
+            sh->commit_sent_pos = NULL;
+            D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_LEASE, sh->lease.shard_id, "checkpoint_refused", "%s",
+                     err);
+            shard_lost(sh, "checkpoint refused");
+            continue;
+        }
+        if (r < 0) {
+            free(sh->commit_sent_pos);
+            sh->commit_sent_pos = NULL;
+            break; /* out of memory: the batch is dropped below, and tried again next turn */
+        }
+        sh->commit_in_flight = true;
+        sh->commit_sent_dlq = sh->n_commit_dlq;
+        in[n++] = sh;
+    }
+    if (!b || !in || i < w->n_shards || n == 0) {
+        for (i = 0; i < n; i++) {
+            in[i]->commit_in_flight = false;
+            free(in[i]->commit_sent_pos);
+            in[i]->commit_sent_pos = NULL;
+        }
+        free(in);
+        d2o_checkpoint_batch_free(b);
+        return;
+    }
+    worker_checkpoints_async(w, b, in);
 }
 
 /* What a shard does at the end of a loop turn: commit, and finish when it is due. */
@@ -1015,16 +1103,32 @@ static void shard_settle(struct shard *sh)
         return;
     }
     shard_collect(sh);
-    /* A shard that lost rows it had collected must not checkpoint past them. */
-    if (sh->stop == STOP_LOST || (sh->commit_dirty && shard_commit(sh, sh->commit_pos) < 0)) {
+    /* A shard that lost rows it had collected must not checkpoint past them. A moved prefix
+     * goes with this turn's checkpoint statement (checkpoints_send); the shard waits for its
+     * answer. */
+    if (sh->stop == STOP_LOST || sh->commit_dirty || sh->commit_in_flight) {
         return;
     }
-    if (sh->stop == STOP_LOST || sh->call_in_flight || d2o_ack_pending(sh->ack) > 0) {
+    if (sh->call_in_flight || d2o_ack_pending(sh->ack) > 0) {
         return;
     }
-    if (sh->state == S_ENDED && sh->stop != STOP_LOST) {
+    /* A change of owner waits for the renewal on its way, which would otherwise answer with the
+     * lease as it was before. */
+    if (w->renew_in_flight && (sh->state == S_ENDED || sh->stop != STOP_NONE)) {
+        return;
+    }
+    if (sh->state == S_ENDED) {
         /* Every record is acknowledged and committed: the shard is done for good. */
-        if (strcmp(sh->lease.checkpoint, "SHARD_END") != 0 && shard_commit(sh, "SHARD_END") < 0) {
+        if (strcmp(sh->lease.checkpoint, "SHARD_END") != 0) {
+            char *end = d2o_strdup("SHARD_END");
+
+            if (!end) {
+                shard_lost(sh, "out of memory");
+                return;
+            }
+            free(sh->commit_pos);
+            sh->commit_pos = end;
+            sh->commit_dirty = true;
             return;
         }
         if (sh->aged_out) {
@@ -1091,7 +1195,7 @@ static void shards_reap(struct worker *w)
         struct shard *sh = w->shards[i];
 
         if ((sh->stop == STOP_DONE || sh->stop == STOP_LOST) && !sh->call_in_flight &&
-            sh->in_sink == 0) {
+            sh->in_sink == 0 && !sh->commit_in_flight) {
             if (w->m) {
                 d2o_metrics_shard_remove(w->m, sh->lease.shard_id);
             }
@@ -1117,14 +1221,16 @@ static bool in_list(const struct d2o_lease_list *l, const char *shard_id, int64_
     return false;
 }
 
-static void report_progress(struct worker *w, int64_t now)
+/* The shards' lag and throughput (d2o_lease_report), built when the statement goes out. */
+static int report_send(struct worker *w, PGconn *c)
 {
     struct d2o_lease_progress *p = calloc(w->n_shards ? w->n_shards : 1, sizeof(*p));
+    int64_t now = d2o_mono_ms();
     size_t i, n = 0;
-    char err[512];
+    int r;
 
     if (!p) {
-        return;
+        return -ENOMEM;
     }
     for (i = 0; i < w->n_shards; i++) {
         struct shard *sh = w->shards[i];
@@ -1143,87 +1249,62 @@ static void report_progress(struct worker *w, int64_t now)
         p[n].records_per_s = sh->records_per_s;
         n++;
     }
-    if (d2o_lease_report(w->pg, w->conf->application, w->id, p, n, err, sizeof(err)) == -EIO) {
-        worker_pg_failed(w, err);
-    }
+    r = d2o_lease_report_send(c, w->conf->application, w->id, p, n);
     free(p);
+    return r;
 }
 
-/* Renew, heartbeat, balance. Runs every renew_ms (and sooner after a shard ends). */
-static void lease_tick(struct worker *w, int64_t now)
+/* The heartbeat, with the leases held when it goes out. A draining worker already said it
+ * stopped; a heartbeat would count it live again: none goes out then. */
+static int heartbeat_send(struct worker *w, PGconn *c)
 {
-    struct d2o_lease_list renewed = {0}, taken = {0};
+    if (w->draining) {
+        return 1;
+    }
+    return d2o_lease_heartbeat_send(c, w->conf->application, w->id, w->host, (int)getpid(),
+                                    w->task_id, (int)shards_active(w));
+}
+
+/* A statement whose answer is only checked. */
+static void command_done(struct worker *w, PGresult *r, const char *why)
+{
+    char err[512];
+
+    (void)w;
+    if (!r && why) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", why);
+    } else if (r && d2o_pg_result_ok(w->apg.c, r, PGRES_COMMAND_OK, "lease tick", err,
+                                     sizeof(err)) < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    }
+}
+
+/* A worker is live while its heartbeat is younger than 2.5 renewals: a dead one drops out of the
+ * count before its leases expire, so the survivors' target covers them. */
+static int census_send(struct worker *w, PGconn *c)
+{
+    return d2o_lease_census_send(c, w->conf->application, w->conf->stream_name, w->id,
+                                 w->renew_ms * 5 / 2);
+}
+
+/* The census's answer: take leases up to the target, or ask the busiest worker for one. */
+static void census_done(struct worker *w, PGresult *res, const char *why)
+{
+    struct d2o_lease_list taken = {0};
     char err[512];
     size_t i;
     int r, leases = 0, live = 0, target, held;
-    int64_t next_expiry = -1;
+    int64_t next_expiry = -1, now = d2o_mono_ms();
 
-    w->lease_tick_now = false;
-    if (now - w->os_ok_ms >= w->renew_ms) {
-        /* Nothing written lately: probe OpenSearch so /readyz knows it is reachable. */
-        (void)d2o_bulk_ping(w->sink);
-    }
-    if (!worker_pg_ok(w)) {
-        return;
-    }
-    r = d2o_lease_renew_all(w->pg, w->conf->application, w->id, w->conf->lease_ms, &renewed, err,
-                            sizeof(err));
-    if (r < 0) {
-        worker_pg_failed(w, err);
-        d2o_lease_list_free(&renewed);
-        return;
-    }
-    w->pg_ok_ms = now;
-    w->leases_valid_until = now + w->conf->lease_ms - w->lease_margin_ms;
-    /* Leases this worker works and no longer holds: lost. */
-    for (i = 0; i < w->n_shards; i++) {
-        struct shard *sh = w->shards[i];
-
-        if ((sh->stop == STOP_NONE || sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) &&
-            !in_list(&renewed, sh->lease.shard_id, sh->lease.counter)) {
-            shard_lost(sh, "the lease was not renewed (it expired or was taken)");
+    w->census_in_flight = false;
+    if (!res) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "lease census: %s", why);
         }
-    }
-    for (i = 0; i < renewed.n; i++) {
-        struct d2o_lease *l = &renewed.items[i];
-        struct shard *sh = shard_find(w, l->shard_id);
-
-        if (!sh && !w->draining) {
-            /* Handed over to this worker by its previous owner. */
-            if (shard_add(w, l, "was handed") == 0 && w->m) {
-                d2o_metrics_add(w->m, D2O_M_LEASES_STOLEN, 1);
-            }
-        } else if (!sh) {
-            if (d2o_lease_release(w->pg, w->conf->application, l, err, sizeof(err)) == -EIO) {
-                worker_pg_failed(w, err);
-            }
-        } else if (l->pending_owner && sh->stop == STOP_NONE) {
-            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_requested",
-                     "%s asked for the lease; handing over at the next batch boundary",
-                     l->pending_owner);
-            sh->stop = STOP_HANDOFF;
-        }
-    }
-    d2o_lease_list_free(&renewed);
-    held = (int)shards_active(w);
-    /* A draining worker already said it stopped; a heartbeat would count it live again. */
-    if (!w->draining &&
-        d2o_lease_heartbeat(w->pg, w->conf->application, w->id, w->host, (int)getpid(), w->task_id,
-                            held, err, sizeof(err)) < 0) {
-        worker_pg_failed(w, err);
         return;
     }
-    report_progress(w, now);
-    worker_deletes_tick(w, now);
-    if (w->draining || !w->pg) {
-        return;
-    }
-    /* A worker is live while its heartbeat is younger than 2.5 renewals: a dead one drops out
-     * of the count before its leases expire, so the survivors' target covers them. */
-    if (d2o_lease_census_ex(w->pg, w->conf->application, w->conf->stream_name, w->id,
-                            w->renew_ms * 5 / 2, &leases, &live, &next_expiry, err,
-                            sizeof(err)) < 0) {
-        worker_pg_failed(w, err);
+    if (d2o_lease_census_read(w->apg.c, res, &leases, &live, &next_expiry, err, sizeof(err)) < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
         return;
     }
     if (next_expiry >= 0 && now + next_expiry + 20 < w->next_lease_ms) {
@@ -1232,7 +1313,8 @@ static void lease_tick(struct worker *w, int64_t now)
     }
     target = d2o_lease_target(leases, live);
     w->target = target;
-    if (held < target) {
+    held = (int)shards_active(w);
+    if (held < target && !w->draining && worker_pg_ok(w)) {
         r = d2o_lease_take(w->pg, w->conf->application, w->conf->stream_name, w->id, target - held,
                            w->conf->lease_ms, &taken, err, sizeof(err));
         if (r < 0) {
@@ -1243,7 +1325,7 @@ static void lease_tick(struct worker *w, int64_t now)
                 d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
             }
         }
-        if (r >= 0 && held + r < target && live > 1) {
+        if (r >= 0 && held + r < target && live > 1 && w->pg) {
             r = d2o_lease_request_handoff(w->pg, w->conf->application, w->conf->stream_name, w->id,
                                           target, w->conf->lease_ms, err, sizeof(err));
             if (r < 0) {
@@ -1258,6 +1340,73 @@ static void lease_tick(struct worker *w, int64_t now)
     }
     if (w->m) {
         d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
+    }
+}
+
+/* A renewal's answer (worker_pg.c): the leases renewed by the statement sent at sent_ms. */
+void worker_on_renewed(struct worker *w, const struct d2o_lease_list *renewed, int64_t sent_ms)
+{
+    char err[512];
+    size_t i;
+
+    w->pg_ok_ms = d2o_mono_ms();
+    /* The database renewed them after the statement was sent: the worker's own fence counts
+     * from then, whatever the answer's way back took. */
+    w->leases_valid_until = sent_ms + w->conf->lease_ms - w->lease_margin_ms;
+    /* Leases this worker works and no longer holds: lost. One taken after the renewal was sent
+     * is not in its answer and is judged by the next. */
+    for (i = 0; i < w->n_shards; i++) {
+        struct shard *sh = w->shards[i];
+
+        if ((sh->stop == STOP_NONE || sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) &&
+            sh->added_ms < sent_ms && !in_list(renewed, sh->lease.shard_id, sh->lease.counter)) {
+            shard_lost(sh, "the lease was not renewed (it expired or was taken)");
+        }
+    }
+    for (i = 0; i < renewed->n; i++) {
+        const struct d2o_lease *l = &renewed->items[i];
+        struct shard *sh = shard_find(w, l->shard_id);
+
+        if (!sh && !w->draining) {
+            /* Handed over to this worker by its previous owner. */
+            if (shard_add(w, l, "was handed") == 0 && w->m) {
+                d2o_metrics_add(w->m, D2O_M_LEASES_STOLEN, 1);
+            }
+        } else if (!sh) {
+            if (worker_pg_ok(w) &&
+                d2o_lease_release(w->pg, w->conf->application, l, err, sizeof(err)) == -EIO) {
+                worker_pg_failed(w, err);
+            }
+        } else if (l->pending_owner && sh->stop == STOP_NONE) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_requested",
+                     "%s asked for the lease; handing over at the next batch boundary",
+                     l->pending_owner);
+            sh->stop = STOP_HANDOFF;
+        }
+    }
+    if (w->m) {
+        d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
+    }
+}
+
+/* Renew, heartbeat, report, balance; every statement on its way without waiting (the census's
+ * answer takes leases). Runs every renew_ms (and sooner after a shard ends). */
+static void lease_tick(struct worker *w, int64_t now)
+{
+    w->lease_tick_now = false;
+    if (now - w->os_ok_ms >= w->renew_ms) {
+        /* Nothing written lately: probe OpenSearch so /readyz knows it is reachable. */
+        (void)d2o_bulk_ping(w->sink);
+    }
+    worker_renew_async(w);
+    worker_apg_call(w, heartbeat_send, command_done);
+    worker_apg_call(w, report_send, command_done);
+    if (!w->draining && !w->census_in_flight) {
+        w->census_in_flight = true;
+        worker_apg_call(w, census_send, census_done);
+    }
+    if (worker_pg_ok(w)) {
+        worker_deletes_tick(w, now);
     }
 }
 
@@ -1389,8 +1538,8 @@ static void emit_emf(struct worker *w, int64_t now)
 
 int worker_loop(struct worker *w)
 {
-    struct curl_waitfd fds[3];
-    int pg_slot;
+    struct curl_waitfd fds[4];
+    int pg_slot, apg_slot;
     int64_t now;
     char ebuf[128];
     size_t i;
@@ -1425,6 +1574,8 @@ int worker_loop(struct worker *w)
             w->next_sync_ms = now + w->conf->shard_sync_ms;
             worker_sync_shards(w);
         }
+        /* A renewal's answer that came while the loop was busy counts before the fence. */
+        worker_apg_io(w, w->apg.in_flight);
         if (now >= w->leases_valid_until) {
             /* Not renewed in time: stop before the database lets anyone else take the leases. */
             for (i = 0; i < w->n_shards; i++) {
@@ -1452,6 +1603,7 @@ int worker_loop(struct worker *w)
             fds[nfds].revents = 0;
             nfds++;
         }
+        apg_slot = worker_apg_fd(w, &fds[nfds]) ? (int)nfds++ : -1;
         r = d2o_http_run(w->http, fds, nfds, (int)next_timeout(w, now));
         if (r < 0) {
             d2o_err("event_loop", "the event loop failed: %s",
@@ -1471,9 +1623,11 @@ int worker_loop(struct worker *w)
         if (pg_slot >= 0) {
             worker_pg_notifications(w, fds[pg_slot].revents != 0);
         }
+        worker_apg_io(w, apg_slot >= 0 && fds[apg_slot].revents != 0);
         for (i = 0; i < w->n_shards; i++) {
             shard_settle(w->shards[i]);
         }
+        checkpoints_send(w);
         shards_reap(w);
         if (w->m) {
             size_t pending = 0;
@@ -1510,6 +1664,7 @@ void worker_free_shards(struct worker *w)
 {
     size_t i;
 
+    worker_apg_close(w); /* the requests on their way refer to shards */
     while (w->cookies) {
         cookie_drop(w, w->cookies);
     }

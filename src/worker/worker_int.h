@@ -21,6 +21,21 @@ struct d2o_metrics_worker;
 struct d2o_metrics_server;
 struct shard;
 struct rec_cookie;
+struct curl_waitfd;
+struct d2o_checkpoint_batch;
+struct d2o_lease_list;
+struct apg_req;
+
+/* The asynchronous PostgreSQL session (worker_pg.c). */
+struct worker_apg {
+    PGconn *c;
+    int64_t retry_ms;
+    unsigned attempt;
+    struct apg_req *head, *tail; /* queued; head is in flight when in_flight */
+    bool in_flight;
+    bool want_write; /* PQflush has more to send */
+    PGresult *last;  /* the in-flight statement's last result so far */
+};
 
 struct worker {
     const struct d2o_config *conf;
@@ -62,6 +77,10 @@ struct worker {
     int server_fd;
     struct d2o_deletes_ctx deletes; /* the sink's pre-send check (delete_mode = delete) */
     int64_t next_expire_ms;         /* next run of the delete store's retention job */
+    struct worker_apg apg;          /* renewals and checkpoints, never blocking the loop */
+    bool renew_in_flight;
+    bool checkpoint_in_flight;
+    bool census_in_flight;
 };
 
 /* worker.c */
@@ -95,6 +114,32 @@ void worker_refresh_creds(struct worker *w);
  * reloadable (log level, format and categories to this process; the sink's timings to sink, when
  * given); names the changed keys that need a restart. */
 void worker_reload(const struct d2o_config *conf, struct d2o_bulk *sink);
+
+/* Called by worker_pg.c with a renewal's answer (sent at sent_ms, monotonic). */
+void worker_on_renewed(struct worker *w, const struct d2o_lease_list *renewed, int64_t sent_ms);
+/* Called by worker_pg.c with a checkpoint batch's answer: rc 0 and outcome[i] per shard of the
+ * batch, or rc < 0 (nothing written) with why ("" when there is nothing to say). owner is what
+ * worker_checkpoints_async got; elapsed_us the statement's time from send to answer. */
+void worker_on_checkpoints(struct worker *w, void *owner, struct d2o_checkpoint_batch *b, int rc,
+                           const int *outcome, const char *why, int64_t elapsed_us);
+
+/* worker_pg.c */
+/* The asynchronous session's descriptor to poll, when a statement is in flight. */
+bool worker_apg_fd(struct worker *w, struct curl_waitfd *fd);
+/* Every loop turn: reads what arrived (ready: the descriptor was signalled), completes requests,
+ * sends the next; reconnects with backoff. */
+void worker_apg_io(struct worker *w, bool ready);
+/* Fails every queued request (their callbacks run) and closes the session. */
+void worker_apg_close(struct worker *w);
+/* Any other statement: send(w, conn) sends it when its turn comes (PQsendQueryParams; 0 or < 0),
+ * done(w, result, why) gets its last result (NULL when it failed, with why). */
+typedef int (*worker_apg_send_fn)(struct worker *w, PGconn *c);
+typedef void (*worker_apg_done_fn)(struct worker *w, PGresult *r, const char *why);
+void worker_apg_call(struct worker *w, worker_apg_send_fn send, worker_apg_done_fn done);
+/* Sends a renewal of every lease the worker holds, unless one is on its way. */
+void worker_renew_async(struct worker *w);
+/* Sends the batch (owned from now on); worker_on_checkpoints gets its answer. */
+void worker_checkpoints_async(struct worker *w, struct d2o_checkpoint_batch *b, void *owner);
 
 /* worker_deletes.c */
 /* The sink's pre-send filter: records the request's deletes and drops writes they outrank. */

@@ -194,13 +194,16 @@ class Reshard(PoolTest):
             t.join()
         self.assertEqual(errors, [])
         self.converge(timeout=90)
-        # Parents finish before children: every child's first take comes after each parent's end.
+        # Parents finish before children: every child's first take comes after each parent's
+        # end, the moment its SHARD_END checkpoint was committed (the lease is let go after it,
+        # once the worker has the checkpoint's answer).
         late = env.rows(
             "SELECT c.shard_id, p FROM leases c, unnest(c.parent_shard_ids) p"
             " WHERE c.application = '{a}' AND EXISTS (SELECT 1 FROM lease_events t"
             "  WHERE t.application = '{a}' AND t.shard_id = c.shard_id AND t.event = 'take'"
-            "  AND t.at < (SELECT min(at) FROM lease_events e WHERE e.application = '{a}'"
-            "   AND e.shard_id = p AND e.event = 'shard_end'))".format(a=env.app))
+            "  AND t.at < coalesce((SELECT e.checkpointed_at FROM leases e"
+            "   WHERE e.application = '{a}' AND e.shard_id = p AND e.checkpoint = 'SHARD_END'),"
+            "   'infinity'))".format(a=env.app))
         self.assertEqual(late, [], "a child was taken before its parent ended")
         ended = int(env.sql("SELECT count(*) FROM leases WHERE application = '%s'"
                             " AND checkpoint = 'SHARD_END'" % env.app))

@@ -1,0 +1,380 @@
+/*
+ * The worker's asynchronous PostgreSQL connection: lease renewals and checkpoints (with their
+ * dead-letter rows) go through it without ever blocking the event loop.
+ *
+ * It is a second session beside the worker's synchronous one (which keeps LISTEN, discovery,
+ * lease takes and the delete store's check): a statement in flight here never stands in the way
+ * of those, and they never wait for it. The socket is polled with the loop's other descriptors;
+ * libpq's non-blocking interface (PQsendQueryParams, PQflush, PQconsumeInput, PQisBusy,
+ * PQgetResult) reads the answer as it arrives. Requests queue in order, one statement in flight
+ * at a time. The session has the same bounds as the synchronous one (statement, lock and
+ * idle-in-transaction timeouts, keepalives); a broken connection fails every queued request (its
+ * owner sends again later) and is opened again with backoff.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "d2o/clock.h"
+#include "d2o/conf.h"
+#include "d2o/dlq.h"
+#include "d2o/lease.h"
+#include "d2o/log.h"
+#include "d2o/pg.h"
+#include "d2o/rand.h"
+#include "d2o/util.h"
+#include "worker_int.h"
+
+struct apg_req {
+    struct apg_req *next;
+    /* sends the statement (PQsendQueryParams); 0 or < 0 */
+    int (*send)(struct worker *w, PGconn *c, struct apg_req *q);
+    /* the last result (NULL when the request failed, with why) */
+    void (*done)(struct worker *w, PGresult *r, const char *why, struct apg_req *q);
+    int64_t sent_ms, sent_us;
+    bool urgent;                        /* goes before the queued requests that are not */
+    struct d2o_checkpoint_batch *batch; /* checkpoints */
+    void *owner;                        /* checkpoints: the worker's handle for the batch */
+    worker_apg_send_fn call_send;       /* worker_apg_call */
+    worker_apg_done_fn call_done;
+};
+
+static void apg_fail_all(struct worker *w, const char *why)
+{
+    struct worker_apg *a = &w->apg;
+
+    while (a->head) {
+        struct apg_req *q = a->head;
+
+        a->head = q->next;
+        q->done(w, NULL, why, q);
+        free(q);
+    }
+    a->tail = NULL;
+    a->in_flight = false;
+    a->want_write = false;
+    PQclear(a->last);
+    a->last = NULL;
+}
+
+static void apg_broken(struct worker *w, const char *why)
+{
+    struct worker_apg *a = &w->apg;
+    char msg[512];
+
+    /* why may point into the connection that is about to go */
+    snprintf(msg, sizeof(msg), "%s", why);
+    D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "asynchronous session: %s", msg);
+    if (a->c) {
+        PQfinish(a->c);
+        a->c = NULL;
+    }
+    a->retry_ms = d2o_mono_ms() + d2o_backoff_ms(250, 5000, a->attempt++);
+    apg_fail_all(w, msg);
+}
+
+static bool apg_connected(struct worker *w)
+{
+    struct worker_apg *a = &w->apg;
+    char err[512];
+
+    if (a->c && PQstatus(a->c) == CONNECTION_OK) {
+        return true;
+    }
+    if (a->c) {
+        apg_broken(w, PQerrorMessage(a->c));
+        return false;
+    }
+    if (d2o_mono_ms() < a->retry_ms) {
+        return false;
+    }
+    /* The same bounds as the synchronous session: nothing this worker leaves open outlives a
+     * quarter of the lease. */
+    a->c = d2o_pg_connect_bounded(w->conf->pg_conninfo, "ddb2os worker async",
+                                  w->conf->lease_ms / 4, err, sizeof(err));
+    if (!a->c || d2o_checkpoint_batch_prepare(a->c, err, sizeof(err)) < 0 ||
+        PQsetnonblocking(a->c, 1) != 0) {
+        if (a->c) {
+            PQfinish(a->c);
+            a->c = NULL;
+        }
+        a->retry_ms = d2o_mono_ms() + d2o_backoff_ms(250, 5000, a->attempt++);
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",
+                 "cannot reach PostgreSQL for the asynchronous session (attempt %u): %s",
+                 a->attempt, err);
+        return false;
+    }
+    a->attempt = 0;
+    return true;
+}
+
+/* Takes the first request off the queue and gives its owner the answer (r, or NULL and why). */
+static void apg_finish_head(struct worker *w, PGresult *r, const char *why)
+{
+    struct worker_apg *a = &w->apg;
+    struct apg_req *q = a->head;
+
+    a->head = q->next;
+    if (!a->head) {
+        a->tail = NULL;
+    }
+    q->done(w, r, why, q);
+    free(q);
+}
+
+static struct apg_req *
+apg_req_new(int (*send)(struct worker *, PGconn *, struct apg_req *),
+            void (*done)(struct worker *, PGresult *, const char *, struct apg_req *), bool urgent)
+{
+    struct apg_req *q = calloc(1, sizeof(*q));
+
+    if (q) {
+        q->send = send;
+        q->done = done;
+        q->urgent = urgent;
+    }
+    return q;
+}
+
+/* Sends the first queued request if nothing is in flight. */
+static void apg_kick(struct worker *w)
+{
+    struct worker_apg *a = &w->apg;
+
+    while (!a->in_flight && a->head) {
+        struct apg_req *q = a->head;
+        int r;
+
+        if (!apg_connected(w)) {
+            /* Not now: fail the queue, its owners send again later. */
+            apg_fail_all(w, "PostgreSQL is not reachable");
+            return;
+        }
+        q->sent_us = d2o_mono_us();
+        q->sent_ms = q->sent_us / 1000;
+        r = q->send(w, a->c, q);
+        if (r < 0 && PQstatus(a->c) != CONNECTION_OK) {
+            apg_broken(w, PQerrorMessage(a->c));
+            return;
+        }
+        if (r != 0) {
+            /* r > 0: nothing to send after all */
+            apg_finish_head(w, NULL,
+                            r > 0          ? NULL
+                            : r == -ENOMEM ? "out of memory"
+                                           : PQerrorMessage(a->c));
+            continue;
+        }
+        a->in_flight = true;
+        r = PQflush(a->c);
+        if (r < 0) {
+            apg_broken(w, PQerrorMessage(a->c));
+            return;
+        }
+        a->want_write = r == 1;
+    }
+}
+
+/* Queues q: an urgent request (renewal, checkpoints) after the statement in flight and the
+ * urgent ones already queued, the others at the end. */
+static void apg_submit(struct worker *w, struct apg_req *q)
+{
+    struct worker_apg *a = &w->apg;
+    struct apg_req **pp = a->in_flight ? &a->head->next : &a->head;
+
+    while (*pp && (!q->urgent || (*pp)->urgent)) {
+        pp = &(*pp)->next;
+    }
+    q->next = *pp;
+    *pp = q;
+    if (!q->next) {
+        a->tail = q;
+    }
+    apg_kick(w);
+}
+
+static int call_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    return q->call_send(w, c);
+}
+
+static void call_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    q->call_done(w, r, why);
+}
+
+void worker_apg_call(struct worker *w, worker_apg_send_fn send, worker_apg_done_fn done)
+{
+    struct apg_req *q = apg_req_new(call_send, call_done, false);
+
+    if (!q) {
+        done(w, NULL, "out of memory");
+        return;
+    }
+    q->call_send = send;
+    q->call_done = done;
+    apg_submit(w, q);
+}
+
+bool worker_apg_fd(struct worker *w, struct curl_waitfd *fd)
+{
+    struct worker_apg *a = &w->apg;
+
+    if (!a->in_flight || !a->c || PQsocket(a->c) < 0) {
+        return false;
+    }
+    fd->fd = PQsocket(a->c);
+    fd->events = CURL_WAIT_POLLIN | (a->want_write ? CURL_WAIT_POLLOUT : 0);
+    fd->revents = 0;
+    return true;
+}
+
+void worker_apg_io(struct worker *w, bool ready)
+{
+    struct worker_apg *a = &w->apg;
+
+    if (!a->in_flight) {
+        apg_kick(w);
+        return;
+    }
+    if (!ready) {
+        return;
+    }
+    if (a->want_write) {
+        int r = PQflush(a->c);
+
+        if (r < 0) {
+            apg_broken(w, PQerrorMessage(a->c));
+            return;
+        }
+        a->want_write = r == 1;
+    }
+    if (!PQconsumeInput(a->c)) {
+        apg_broken(w, PQerrorMessage(a->c));
+        return;
+    }
+    while (a->in_flight && !PQisBusy(a->c)) {
+        PGresult *r = PQgetResult(a->c);
+
+        if (r) {
+            PQclear(a->last);
+            a->last = r;
+            continue;
+        }
+        /* The request is complete. */
+        r = a->last;
+        a->last = NULL;
+        a->in_flight = false;
+        apg_finish_head(w, r, r ? NULL : "no result");
+        PQclear(r);
+        if (PQstatus(a->c) != CONNECTION_OK) {
+            apg_broken(w, PQerrorMessage(a->c));
+            return;
+        }
+        apg_kick(w);
+    }
+}
+
+void worker_apg_close(struct worker *w)
+{
+    apg_fail_all(w, NULL);
+    if (w->apg.c) {
+        PQfinish(w->apg.c);
+        w->apg.c = NULL;
+    }
+}
+
+/* ---- lease renewal ---- */
+
+static int renew_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    (void)q;
+    return d2o_lease_renew_all_send(c, w->conf->application, w->id, w->conf->lease_ms);
+}
+
+static void renew_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    struct d2o_lease_list renewed = {0};
+    char err[512];
+
+    w->renew_in_flight = false;
+    if (!r) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "renewing leases: %s", why);
+        }
+        return;
+    }
+    if (d2o_lease_renew_all_read(w->apg.c, r, &renewed, err, sizeof(err)) < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    } else {
+        worker_on_renewed(w, &renewed, q->sent_ms);
+    }
+    d2o_lease_list_free(&renewed);
+}
+
+void worker_renew_async(struct worker *w)
+{
+    struct apg_req *q;
+
+    if (w->renew_in_flight) {
+        return; /* the answer to the last one is still on its way */
+    }
+    q = apg_req_new(renew_send, renew_done, true);
+    if (!q) {
+        return;
+    }
+    w->renew_in_flight = true;
+    apg_submit(w, q);
+}
+
+/* ---- checkpoints ---- */
+
+static int checkpoints_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    int r = d2o_checkpoint_batch_send(c, q->batch, true);
+
+    (void)w;
+    if (r == 0) {
+        /* A worker stopped here holds its statement open on the server (tests). */
+        d2o_test_point("checkpoint_locked");
+    }
+    return r;
+}
+
+static void checkpoints_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    size_t n = d2o_checkpoint_batch_size(q->batch);
+    int *outcome = calloc(n ? n : 1, sizeof(*outcome));
+    char err[512];
+    int rc = -EIO;
+
+    w->checkpoint_in_flight = false;
+    snprintf(err, sizeof(err), "checkpoint: %s", why ? why : "no answer");
+    if (!r && !why) {
+        err[0] = '\0'; /* the worker is stopping: nothing to say */
+    } else if (r && outcome) {
+        rc = d2o_checkpoint_batch_read(q->batch, w->apg.c, r, outcome, err, sizeof(err));
+    } else if (!outcome) {
+        snprintf(err, sizeof(err), "checkpoint: out of memory");
+    }
+    worker_on_checkpoints(w, q->owner, q->batch, rc, outcome, err, d2o_mono_us() - q->sent_us);
+    free(outcome);
+    d2o_checkpoint_batch_free(q->batch);
+}
+
+void worker_checkpoints_async(struct worker *w, struct d2o_checkpoint_batch *b, void *owner)
+{
+    struct apg_req *q = apg_req_new(checkpoints_send, checkpoints_done, true);
+
+    if (!q) {
+        worker_on_checkpoints(w, owner, b, -ENOMEM, NULL, "checkpoint: out of memory", 0);
+        d2o_checkpoint_batch_free(b);
+        return;
+    }
+    q->batch = b;
+    q->owner = owner;
+    w->checkpoint_in_flight = true;
+    apg_submit(w, q);
+}
