@@ -29,15 +29,21 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
 class FaultProxy:
-    """tests/proxy/faultproxy.py in front of OpenSearch, stopped by stop() or by itself."""
+    """tests/proxy/faultproxy.py in front of OpenSearch (or, tcp=True, of any TCP server such as
+    PostgreSQL: upstream is host:port, the proxy listens on .port), stopped by stop() or by
+    itself."""
 
-    def __init__(self, upstream, faults, max_seconds=180, pass_auth=False):
+    def __init__(self, upstream, faults, max_seconds=180, pass_auth=False, tcp=False):
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tests", "proxy", "faultproxy.py"),
              "--upstream", upstream, "--max-seconds", str(max_seconds),
-             "--faults", json.dumps(faults)] + (["--pass-auth"] if pass_auth else []),
+             "--faults", json.dumps(faults)] + (["--pass-auth"] if pass_auth else []) +
+            (["--tcp"] if tcp else []),
             stdout=subprocess.PIPE, text=True)
-        self.url = "http://127.0.0.1:%d" % int(self.proc.stdout.readline())
+        self.port = int(self.proc.stdout.readline())
+        # In TCP mode the faults are set through a control server of their own.
+        control = int(self.proc.stdout.readline()) if tcp else self.port
+        self.url = "http://127.0.0.1:%d" % control
 
     def set(self, faults):
         req = urllib.request.Request(self.url + "/__fault", data=json.dumps(faults).encode(),

@@ -25,6 +25,14 @@ from flags or at run time with `POST /__fault` (a JSON object of the same names)
   null_iterator                  (in front of Kinesis) answer the next N GetRecords calls without
                                  NextShardIterator and ChildShards, as if the shard had ended
 
+With --tcp the proxy forwards raw TCP instead (in front of PostgreSQL, say): the first line on
+stdout is the proxy's port, the second the port of its control server (the same /__fault and
+/__stats). It knows these faults:
+
+  latency_ms                     add this much to every round trip: each chunk of bytes is
+                                 held for half of it, in each direction, in order
+  reset_count, down_seconds      as above, for new connections
+
 /__stats also reports the Authorization and x-amz-content-sha256 headers of the last request, so
 tests can check how the client authenticated. The proxy does not pass authentication on, unless
 --pass-auth (an emulator that wants an Authorization header, as kinesis-mock does).
@@ -46,10 +54,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 FAULTS = {"request_status": 0, "request_count": 0, "request_fraction": 0.0, "item_429_every": 0,
           "item_429_fraction": 0.0, "item_429_ids": {}, "item_429_hold": {}, "reset_count": 0, "down_until": 0.0,
-          "delay_ms": 0, "max_body": 0, "null_iterator": 0}
+          "delay_ms": 0, "max_body": 0, "null_iterator": 0,
+          "latency_ms": 0}
 RNG = random.Random(1)
 STATS = {"requests": 0, "forwarded": 0, "injected_status": 0, "injected_items": 0,
-         "held_items": 0, "resets": 0, "too_large": 0, "null_iterators": 0}
+         "held_items": 0, "resets": 0, "too_large": 0, "null_iterators": 0,
+         "connections": 0, "delayed_chunks": 0}
 ITEM_COUNTER = [0]
 UPSTREAM = ("127.0.0.1", 9200)
 DROPPED_HEADERS = ("host", "content-length", "connection", "authorization")
@@ -241,6 +251,105 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("HEAD")
 
 
+class ControlHandler(Handler):
+    """--tcp: the control server answers /__fault and /__stats only."""
+
+    def _handle(self, method):
+        if self.path.startswith("/__fault") or self.path.startswith("/__stats"):
+            return super()._handle(method)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return self._reply(404, b'{"error":"control server: /__fault or /__stats"}')
+
+
+def tcp_pump(src, dst):
+    """Copies src to dst, each chunk held for half of latency_ms (a writer thread keeps order)."""
+    import queue
+    chunks = queue.Queue()
+
+    def writer():
+        while True:
+            due, data = chunks.get()
+            if data is None:
+                break
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    threading.Thread(target=writer, daemon=True).start()
+    while True:
+        try:
+            data = src.recv(65536)
+        except OSError:
+            data = b""
+        with LOCK:
+            half = FAULTS["latency_ms"] / 2000.0
+            if half and data:
+                STATS["delayed_chunks"] += 1
+        chunks.put((time.monotonic() + half, data or None))
+        if not data:
+            return
+
+
+def tcp_serve(listener, stop):
+    while not stop.is_set():
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        with LOCK:
+            STATS["connections"] += 1
+            refuse = time.time() < FAULTS["down_until"] or FAULTS["reset_count"] > 0
+            if FAULTS["reset_count"] > 0:
+                FAULTS["reset_count"] -= 1
+            if refuse:
+                STATS["resets"] += 1
+        if refuse:
+            client.close()
+            continue
+        try:
+            upstream = socket.create_connection(UPSTREAM, timeout=10)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            continue
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=tcp_pump, args=(a, b), daemon=True).start()
+
+
+def main_tcp(args):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", args.port))
+    listener.listen(64)
+    control = ThreadingHTTPServer(("127.0.0.1", 0), ControlHandler)
+    control.daemon_threads = True
+    stop = threading.Event()
+    print(listener.getsockname()[1], flush=True)
+    print(control.server_address[1], flush=True)
+
+    def shutdown(*_):
+        stop.set()
+        listener.close()
+        threading.Thread(target=control.shutdown).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    timer = threading.Timer(args.max_seconds, shutdown)
+    timer.daemon = True
+    timer.start()
+    threading.Thread(target=tcp_serve, args=(listener, stop), daemon=True).start()
+    control.serve_forever()
+    control.server_close()
+    return 0
+
+
 def main():
     global UPSTREAM, DROPPED_HEADERS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -249,6 +358,7 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=300)
     ap.add_argument("--faults", default="{}", help="initial faults as JSON")
     ap.add_argument("--pass-auth", action="store_true", help="forward Authorization headers")
+    ap.add_argument("--tcp", action="store_true", help="forward raw TCP (upstream host:port)")
     args = ap.parse_args()
     if args.pass_auth:
         DROPPED_HEADERS = ("host", "content-length", "connection")
@@ -256,6 +366,8 @@ def main():
     host, _, port = hostport.partition(":")
     UPSTREAM = (host, int(port or 80))
     set_faults(json.loads(args.faults))
+    if args.tcp:
+        return main_tcp(args)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     try:

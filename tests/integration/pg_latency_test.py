@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""A slow PostgreSQL does not stall a worker, against real PostgreSQL, kinesis-mock and OpenSearch.
+
+usage: pg_latency_test.py DDB2OS_BINARY [TEST_NAME...]
+
+The worker reaches PostgreSQL through tests/proxy/faultproxy.py in TCP mode, which adds 200 ms to
+every round trip while changes stream into 8 shards. Renewals and checkpoints never wait in the
+worker's loop, so every shard's checkpoint keeps moving, every change lands in OpenSearch, and no
+lease is lost or changes owner.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import poolkit  # noqa: E402
+import edges_test  # noqa: E402
+
+SHARDS = 8
+LATENCY_MS = 200
+WINDOW_S = 14
+
+
+def conninfo_via(conninfo, port):
+    """The conninfo (keyword form) with host and port replaced by the proxy's."""
+    words = [w for w in conninfo.split() if not w.startswith(("host=", "hostaddr=", "port="))]
+    return " ".join(["host=127.0.0.1", "port=%d" % port] + words)
+
+
+def conninfo_target(conninfo):
+    kv = dict(w.split("=", 1) for w in conninfo.split() if "=" in w)
+    return kv.get("host", "127.0.0.1"), kv.get("port", "5432")
+
+
+class SlowPostgres(edges_test.EdgeTest):
+    tag = "pgslow"
+
+    def tearDown(self):
+        if getattr(self, "pgproxy", None):
+            self.pgproxy.stop()
+        super().tearDown()
+
+    def checkpoints(self):
+        return {r[0]: r[1] for r in self.env.rows(
+            "SELECT shard_id, checkpoint FROM leases WHERE application = '%s'" % self.env.app)}
+
+    def put_round(self, n, prefix):
+        """Puts n changes; returns shard id -> highest sequence number put to it."""
+        recs = self.items.workload(n, 1, prefix=prefix)
+        res = self.env.kinesis.put_records(StreamName=self.env.stream, Records=[
+            {"PartitionKey": pk, "Data": data} for pk, data in recs])
+        self.assertEqual(res["FailedRecordCount"], 0)
+        last = {}
+        for r in res["Records"]:
+            last[r["ShardId"]] = max(last.get(r["ShardId"], 0), int(r["SequenceNumber"]))
+        return last
+
+    def test_records_flow_on_every_shard_and_no_lease_is_lost(self):
+        env = self.env
+        env.create_stream(SHARDS)
+        host, port = conninfo_target(env.pg)
+        self.pgproxy = edges_test.FaultProxy("%s:%s" % (host, port), {}, max_seconds=240,
+                                             tcp=True)
+        saved = env.pg
+        env.pg = conninfo_via(env.pg, self.pgproxy.port)
+        try:
+            # shard discovery at its default period: its statements still wait in the loop
+            a = self.start("A", extra=["--shard-sync-ms", "30000"])
+        finally:
+            env.pg = saved
+        poolkit.wait_for("A to hold every lease", lambda: len(
+            [r for r in self.lease() if r[1].startswith("A:")]) == SHARDS, 30)
+        env.put(self.items.workload(5 * SHARDS, 1, prefix="w"))
+        self.converge(timeout=60)
+        leases_before = sorted(self.lease())
+        events_before = env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
+                                % env.app)
+
+        self.pgproxy.set({"latency_ms": LATENCY_MS})
+        # Changes go into every shard every 2 s; the checkpoints are sampled in between.
+        seen = {}
+        last = {}
+        rounds = 0
+        start = time.time()
+        next_put = start
+        while time.time() < start + WINDOW_S:
+            if time.time() >= next_put:
+                for shard, seq in self.put_round(12 * SHARDS, prefix="r%d-" % rounds).items():
+                    last[shard] = max(last.get(shard, 0), seq)
+                rounds += 1
+                next_put += 2
+            for shard, cp in self.checkpoints().items():
+                seen.setdefault(shard, set()).add(cp)
+            time.sleep(0.3)
+        stats = self.pgproxy.stats()
+        self.assertGreater(stats["delayed_chunks"], 0)
+        moves = {shard: len(cps) - 1 for shard, cps in seen.items()}
+        print("%d rounds in %.0f s at %d ms per round trip; checkpoint moves per shard: %s"
+              % (rounds, WINDOW_S, LATENCY_MS, moves))
+        # No lease was lost, stolen or handed over, and the worker never stopped a shard.
+        self.assertNotIn("lease_lost", a.tail(2000))
+        self.assertEqual(sorted(self.lease()), leases_before)
+        self.assertEqual(env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
+                                 % env.app), events_before)
+        # Every shard's checkpoint kept moving while the changes came...
+        self.assertEqual(len(last), SHARDS, "the changes did not reach every shard")
+        for shard in last:
+            self.assertGreaterEqual(moves.get(shard, 0), 2, "shard %s: checkpoint moved %d times"
+                                    " in %d s\n%s" % (shard, moves.get(shard, 0), WINDOW_S,
+                                                      self.logs()))
+        # ...and everything lands, and is checkpointed, while PostgreSQL is still slow.
+        self.converge(timeout=30)
+
+        def caught_up():
+            cps = self.checkpoints()
+            return all(cps[sh].isdigit() and int(cps[sh]) >= seq for sh, seq in last.items())
+        poolkit.wait_for("every shard's checkpoint at its last change", caught_up, 15, step=0.3)
+        self.pgproxy.set({"latency_ms": 0})
+        self.assertEqual(a.stop(), 0)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        edges_test.BINARY = sys.argv[1]
+    poolkit.main(sys.modules[__name__])
