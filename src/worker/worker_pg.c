@@ -94,8 +94,14 @@ static bool apg_connected(struct worker *w)
      * quarter of the lease. */
     a->c = d2o_pg_connect_bounded(w->conf->pg_conninfo, "ddb2os worker async",
                                   w->conf->lease_ms / 4, err, sizeof(err));
-    if (!a->c || d2o_checkpoint_batch_prepare(a->c, err, sizeof(err)) < 0 ||
+    if (a->c && d2o_checkpoint_batch_prepare(a->c, err, sizeof(err)) == 0 &&
         PQsetnonblocking(a->c, 1) != 0) {
+        snprintf(err, sizeof(err), "cannot make the session non-blocking: %s",
+                 PQerrorMessage(a->c));
+        PQfinish(a->c);
+        a->c = NULL;
+    }
+    if (!a->c || PQisnonblocking(a->c) == 0) {
         if (a->c) {
             PQfinish(a->c);
             a->c = NULL;
