@@ -551,7 +551,12 @@ static void start_get(struct shard *sh, int64_t now)
     }
     sh->call_in_flight = true;
     sh->state = S_GET_WAIT;
-    sh->last_get_ms = now;
+    /* the call's own start, not the turn's: the next one is poll_min_ms after it, so a shard
+     * never sees more than 1000 / poll_min_ms calls in any second */
+    sh->last_get_ms = d2o_mono_ms();
+    D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_KINESIS, sh->lease.shard_id, "get_records_call",
+             "GetRecords, Limit %zu (memory budget: %zu of %zu bytes in use)", limit,
+             w->budget.used, w->budget.total);
 }
 
 /*
