@@ -147,13 +147,7 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_hwm_mib(pid):
-    """Peak resident set (VmHWM) of a live process, in MiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+proc_hwm_mib = poolkit.proc_hwm_mib
 
 
 def scaling_run(binary, shards, workers, n_records):

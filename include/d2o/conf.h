@@ -96,6 +96,7 @@ struct d2o_config {
     int64_t poll_idle_max_ms;
     int64_t get_records_limit;
     int64_t max_pending_records;
+    int64_t memory_budget;
     int64_t drain_timeout_ms;
     /* metrics and health */
     char *metrics_addr;

@@ -251,6 +251,12 @@ typedef void (*d2o_kinesis_shards_fn)(int rc, struct d2o_kinesis_shards *res,
 __attribute__((warn_unused_result)) int
 d2o_kinesis_get_records_async(struct d2o_kinesis *k, const char *iterator, int limit,
                               d2o_kinesis_records_fn cb, void *arg);
+/* The same with the answer capped at max_bytes on the wire (0: the HTTP default): a longer
+ * answer is dropped while it arrives and reported as D2O_KINESIS_E_FAILED with err->curl_code
+ * CURLE_FILESIZE_EXCEEDED; the iterator stays valid for another try. */
+__attribute__((warn_unused_result)) int
+d2o_kinesis_get_records_capped_async(struct d2o_kinesis *k, const char *iterator, int limit,
+                                     size_t max_bytes, d2o_kinesis_records_fn cb, void *arg);
 /* GetShardIterator; the callback owns (frees) iterator. */
 __attribute__((warn_unused_result)) int
 d2o_kinesis_get_shard_iterator_async(struct d2o_kinesis *k, const char *stream,

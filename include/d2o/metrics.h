@@ -21,7 +21,7 @@
 struct d2o_buf;
 
 #define D2O_METRICS_MAX_WORKERS 64
-#define D2O_METRICS_MAX_SHARDS 128 /* per worker */
+#define D2O_METRICS_MAX_SHARDS 256 /* per worker: 200 shards, with room */
 #define D2O_METRICS_SHARD_ID_MAX 80
 #define D2O_METRICS_WORKER_ID_MAX 128
 

@@ -10,9 +10,10 @@
  *
  * Per shard: an iterator from the checkpoint, at most one GetRecords in flight and at most five
  * per second, adaptive waits when the shard is idle, the next GetRecords while the previous batch
- * is still in the sink (bounded by max_pending_records), records of all shards sharing bulk
- * requests, and a checkpoint that only ever moves to the acknowledged low watermark (d2o_ack), in
- * the same fenced transaction as the DLQ rows of the records it passes (d2o_dlq_commit).
+ * is still in the sink (bounded by the memory budget, d2o_budget, and by max_pending_records),
+ * records of all shards sharing bulk requests, and a checkpoint that only ever moves to the
+ * acknowledged low watermark (d2o_ack), in the same fenced transaction as the DLQ rows of the
+ * records it passes (d2o_dlq_commit).
  *
  * Leases (d2o_lease): renewed every renew_ms in one statement; a worker that cannot renew stops
  * its shards before the lease can expire by its own monotonic clock; below the balancing target

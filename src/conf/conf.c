@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "d2o/buf.h"
+#include "d2o/budget.h"
 #include "d2o/conf.h"
 #include "d2o/log.h"
 #include "d2o/util.h"
@@ -519,6 +520,18 @@ int d2o_conf_validate(const struct d2o_config *c, char *errstr, size_t errstr_si
                  "write in flight when its lease is lost could land after OpenSearch forgot a "
                  "newer delete, and bring the document back)",
                  (long long)c->http_timeout_ms, (long long)c->opensearch_gc_deletes_ms);
+        return -EINVAL;
+    }
+    if ((uint64_t)c->memory_budget <
+        d2o_budget_call_cost(1, D2O_BUDGET_RECORD_MAX) + 2 * (uint64_t)c->bulk_max_bytes) {
+        snprintf(errstr, errstr_size,
+                 "memory_budget %lld is too small: it must hold one GetRecords answer of a 1 MiB "
+                 "record (%zu bytes while parsed) and two bulk bodies of bulk_max_bytes %lld, "
+                 "at least %llu",
+                 (long long)c->memory_budget, d2o_budget_call_cost(1, D2O_BUDGET_RECORD_MAX),
+                 (long long)c->bulk_max_bytes,
+                 (unsigned long long)(d2o_budget_call_cost(1, D2O_BUDGET_RECORD_MAX) +
+                                      2 * (uint64_t)c->bulk_max_bytes));
         return -EINVAL;
     }
     if (c->initial_position == D2O_POS_AT_TIMESTAMP && !*c->initial_timestamp) {

@@ -284,7 +284,17 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "Records asked for per GetRecords call.", false, false, NULL},
     {"max_pending_records", D2O_CONF_INT, OFF(max_pending_records), "5000", 1, 1000000, NULL,
      "Records of one shard read but not yet checkpointed; the shard's next GetRecords waits "
-     "while it holds more (back-pressure from a slow OpenSearch).",
+     "while it holds more. A count, kept beside memory_budget (which bounds the bytes): it "
+     "caps the records a checkpoint can lag behind on one shard.",
+     false, false, NULL},
+    {"memory_budget", D2O_CONF_SIZE, OFF(memory_budget), "32MiB", 16 * 1024 * 1024,
+     (int64_t)64 * 1024 * 1024 * 1024, NULL,
+     "Bytes one worker may hold for records not yet acknowledged: GetRecords answers while "
+     "they are parsed (reserved before each call from its Limit), records, documents, bulk "
+     "bodies and dead-letter rows. A GetRecords starts only when the budget has room for what "
+     "it can return; each shard may hold its fair share (budget / shards) and borrow what the "
+     "others do not wait for. Must hold one 1 MiB record's answer (about 8 MiB) plus two "
+     "bulk_max_bytes. The worker's resident size is about this plus 20 MiB.",
      false, false, NULL},
     {"drain_timeout_ms", D2O_CONF_MS, OFF(drain_timeout_ms), "20s", 0, 600000, NULL,
      "On SIGTERM, how long a worker waits for its in-flight writes before it releases its "

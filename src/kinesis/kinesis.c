@@ -51,6 +51,7 @@ struct acall {
         d2o_kinesis_shards_fn shards;
     } cb;
     void *arg;
+    size_t max_bytes; /* answer cap; 0 = the HTTP default */
 };
 
 struct d2o_kinesis *d2o_kinesis_new_endpoint(struct d2o_http *http, const char *region,
@@ -562,6 +563,7 @@ static int acall_start(struct d2o_kinesis *k, struct acall *c)
     struct d2o_http_request req;
 
     fill_request(k, &req, c->hdrs, c->target, sizeof(c->target), c->op, &c->body);
+    req.max_response_bytes = (int64_t)c->max_bytes;
     return d2o_http_start(k->http, &req, acall_done, c, NULL);
 }
 
@@ -590,6 +592,12 @@ static struct acall *acall_new(struct d2o_kinesis *k, enum acall_kind kind, cons
 int d2o_kinesis_get_records_async(struct d2o_kinesis *k, const char *iterator, int limit,
                                   d2o_kinesis_records_fn cb, void *arg)
 {
+    return d2o_kinesis_get_records_capped_async(k, iterator, limit, 0, cb, arg);
+}
+
+int d2o_kinesis_get_records_capped_async(struct d2o_kinesis *k, const char *iterator, int limit,
+                                         size_t max_bytes, d2o_kinesis_records_fn cb, void *arg)
+{
     struct acall *c = NULL;
     int r;
 
@@ -603,6 +611,7 @@ int d2o_kinesis_get_records_async(struct d2o_kinesis *k, const char *iterator, i
         goto out;
     }
     c->cb.records = cb;
+    c->max_bytes = max_bytes;
     r = body_get_records(&c->body, iterator, limit);
     if (r == 0) {
         r = acall_start(k, c);

@@ -57,6 +57,8 @@ enum shard_stop {
 struct dlq_item {
     struct d2o_dlq_row row;
     char *strings; /* one allocation for every string and the raw bytes */
+    struct d2o_budget *budget;
+    size_t cost; /* charged to budget until freed */
 };
 
 /* What the sink hands back for one record. The worker keeps every cookie on a list so that
@@ -71,6 +73,7 @@ struct rec_cookie {
     const char *seq, *pk, *table, *index, *doc_id;
     const unsigned char *raw;
     size_t raw_len;
+    size_t cost; /* charged to the shard's budget until the write is acknowledged */
     /* strings and raw bytes follow the struct */
 };
 
@@ -83,6 +86,7 @@ struct shard {
     char *iterator;
     char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
     struct d2o_ack *ack;
+    struct d2o_budget_acct bud;
     bool warned_ms;       /* the MILLISECOND precision warning was logged for this shard */
     const char *gone_why; /* why the shard may have left the stream: check the listing */
     bool aged_out;        /* it has: finish it as ended, with a lease_events 'aged_out' */
@@ -130,6 +134,7 @@ static void cookie_drop(struct worker *w, struct rec_cookie *ck)
     if (ck->next) {
         ck->next->prev = ck->prev;
     }
+    d2o_budget_release(&ck->sh->bud, ck->cost);
     free(ck->mem);
     free(ck);
 }
@@ -139,6 +144,7 @@ static void dlq_item_free(void *p)
     struct dlq_item *d = p;
 
     if (d) {
+        d2o_budget_give(d->budget, d->cost);
         free(d->strings);
         free(d);
     }
@@ -216,6 +222,9 @@ static struct dlq_item *dlq_item_new(const struct shard *sh, const char *seq, co
     d->row.attempts = (int)attempts;
     d->row.first_failed_us = first_us;
     d->row.last_failed_us = last_us;
+    d->budget = &sh->w->budget;
+    d->cost = sizeof(*d) + raw_len + strlen(message) + 512;
+    d2o_budget_take(d->budget, d->cost);
     return d;
 }
 
@@ -258,6 +267,7 @@ static void shard_free(struct shard *sh)
         free(sh->children[i]);
     }
     free(sh->children);
+    d2o_budget_leave(&sh->bud);
     free(sh);
 }
 
@@ -293,6 +303,7 @@ static int shard_add(struct worker *w, const struct d2o_lease *l, const char *ho
         w->cap_shards = cap;
     }
     sh->w = w;
+    d2o_budget_join(&w->budget, &sh->bud);
     sh->ack = d2o_ack_new();
     if (!sh->ack || lease_copy(&sh->lease, l) < 0) {
         shard_free(sh);
@@ -505,7 +516,7 @@ static void start_iterator(struct shard *sh)
     sh->state = S_ITER_WAIT;
 }
 
-static bool backpressure(const struct shard *sh)
+static bool held_back(const struct shard *sh)
 {
     const struct worker *w = sh->w;
 
@@ -513,19 +524,46 @@ static bool backpressure(const struct shard *sh)
            d2o_bulk_pending_bytes(w->sink) >= w->max_sink_bytes;
 }
 
+/* Whether the shard's next GetRecords must wait: too many records held, or no room in the
+ * memory budget for what the call can return. */
+static bool backpressure(const struct shard *sh)
+{
+    return held_back(sh) || d2o_budget_limit(&sh->bud, (size_t)sh->w->conf->get_records_limit) == 0;
+}
+
+/* Starts the shard's GetRecords with the Limit the memory budget has room for, or queues the
+ * shard for room. */
 static void start_get(struct shard *sh, int64_t now)
 {
     struct worker *w = sh->w;
-    int r = d2o_kinesis_get_records_async(w->kin, sh->iterator, (int)w->conf->get_records_limit,
-                                          on_records, sh);
+    size_t limit =
+        held_back(sh) ? 0 : d2o_budget_limit(&sh->bud, (size_t)w->conf->get_records_limit);
+    size_t cap;
+    int r;
 
+    if (limit == 0) {
+        if (held_back(sh)) {
+            d2o_budget_unwait(&sh->bud);
+        } else {
+            d2o_budget_wait(&sh->bud, (size_t)w->conf->get_records_limit);
+        }
+        return;
+    }
+    cap = d2o_budget_reserve(&sh->bud, limit);
+    r = d2o_kinesis_get_records_capped_async(w->kin, sh->iterator, (int)limit, cap, on_records, sh);
     if (r < 0) {
+        d2o_budget_call_done(&sh->bud);
         sh->next_get_ms = now + 1000;
         return;
     }
     sh->call_in_flight = true;
     sh->state = S_GET_WAIT;
-    sh->last_get_ms = now;
+    /* the call's own start, not the turn's: the next one is poll_min_ms after it, so a shard
+     * never sees more than 1000 / poll_min_ms calls in any second */
+    sh->last_get_ms = d2o_mono_ms();
+    D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_KINESIS, sh->lease.shard_id, "get_records_call",
+             "GetRecords, Limit %zu (memory budget: %zu of %zu bytes in use)", limit,
+             w->budget.used, w->budget.total);
 }
 
 /*
@@ -575,6 +613,9 @@ static void confirm_end(struct shard *sh, int64_t now)
 static void shard_step(struct shard *sh, int64_t now)
 {
     if (sh->stop != STOP_NONE || sh->call_in_flight || now < sh->next_get_ms) {
+        if (sh->stop != STOP_NONE) {
+            d2o_budget_unwait(&sh->bud);
+        }
         return;
     }
     switch (sh->state) {
@@ -586,9 +627,7 @@ static void shard_step(struct shard *sh, int64_t now)
         }
         break;
     case S_READY:
-        if (!backpressure(sh)) {
-            start_get(sh, now);
-        }
+        start_get(sh, now);
         break;
     case S_CONFIRM_END:
         confirm_end(sh, now);
@@ -708,6 +747,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         ck->doc_id = out[4];
         ck->raw = rawp;
         ck->raw_len = kr->data_len;
+        ck->cost = d2o_budget_record_cost(kr->data_len, op.ndjson.len);
         r = d2o_ack_push(sh->ack, kr->sequence_number, &ck->ticket);
         item.ndjson = op.ndjson.data;
         item.len = op.ndjson.len;
@@ -720,6 +760,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
             uint64_t ticket = ck->ticket;
 
             cookie_keep(w, ck);
+            d2o_budget_charge(&sh->bud, ck->cost);
             r = d2o_bulk_add_item(w->sink, &item);
             if (r == 0) {
                 sh->in_sink++;
@@ -745,9 +786,20 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
     struct shard *sh = arg;
     struct worker *w = sh->w;
     int64_t now = d2o_mono_ms();
-    size_t i;
+    size_t i, max_len = 0;
 
     sh->call_in_flight = false;
+    d2o_budget_call_done(&sh->bud);
+    if (rc == D2O_KINESIS_E_FAILED && err->curl_code == CURLE_FILESIZE_EXCEEDED) {
+        /* Larger records than planned for: ask again with the largest record assumed. */
+        D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_KINESIS, sh->lease.shard_id, "get_records_capped",
+                 "the answer passed the memory budget's cap; asking again for fewer records");
+        d2o_budget_too_big(&sh->bud);
+        sh->state = S_READY;
+        sh->next_get_ms = sh->last_get_ms + w->conf->poll_min_ms; /* it was a call all the same */
+        d2o_kinesis_records_free(res);
+        return;
+    }
     if (rc != 0) {
         if (w->m) {
             d2o_metrics_add(w->m, D2O_M_GETRECORDS_ERRORS, 1);
@@ -767,6 +819,10 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
         return;
     }
     sh->err_attempt = 0;
+    for (i = 0; i < res->n_records; i++) {
+        max_len = res->records[i].data_len > max_len ? res->records[i].data_len : max_len;
+    }
+    d2o_budget_saw(&sh->bud, max_len);
     D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_KINESIS, sh->lease.shard_id, "get_records",
              "%zu records, %" PRId64 " ms behind the tip%s", res->n_records,
              res->millis_behind_latest, res->next_iterator ? "" : ", shard closed");
@@ -1582,9 +1638,12 @@ int worker_loop(struct worker *w)
                 shard_lost(w->shards[i], "the leases could not be renewed in time");
             }
         }
+        /* A different shard first each turn, so the budget's free room does not always go to
+         * the shards at the front of the list. */
         for (i = 0; i < w->n_shards; i++) {
-            shard_step(w->shards[i], now);
+            shard_step(w->shards[(w->step_from + i) % w->n_shards], now);
         }
+        w->step_from = w->n_shards ? (w->step_from + 1) % w->n_shards : 0;
         d2o_bulk_tick(w->sink, now);
         fds[0].fd = w->sigfd;
         fds[0].events = CURL_WAIT_POLLIN;

@@ -9,6 +9,7 @@
 
 #include <libpq-fe.h>
 
+#include "d2o/budget.h"
 #include "d2o/bulk.h"
 #include "d2o/deletes.h"
 #include "d2o/kinesis.h"
@@ -55,6 +56,8 @@ struct worker {
     size_t n_shards, cap_shards;
     struct rec_cookie *cookies;
     size_t max_sink_bytes;
+    struct d2o_budget budget; /* memory_budget, shared by the shards */
+    size_t step_from;         /* the shard stepped first this turn (rotates) */
     int64_t renew_ms;
     int64_t lease_margin_ms;
     int64_t leases_valid_until; /* monotonic: stop every shard at this time unless renewed */

@@ -463,6 +463,7 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
         d2o_err("startup", "%s", err);
         return D2O_EXIT_CONFIG;
     }
+    d2o_budget_init(&w->budget, (size_t)c->memory_budget);
     w->max_sink_bytes = (size_t)c->bulk_max_bytes * 8;
     if (w->max_sink_bytes < ((size_t)16 << 20)) {
         w->max_sink_bytes = (size_t)16 << 20;

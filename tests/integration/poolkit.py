@@ -316,3 +316,12 @@ def http_get(port, path):
         return e.code, e.read().decode()
     except OSError as e:
         return 0, str(e)
+
+
+def proc_hwm_mib(pid):
+    """Peak resident set (VmHWM) of a live process, in MiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0

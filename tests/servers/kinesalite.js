@@ -4,7 +4,8 @@
 //
 // Started from code rather than kinesalite's CLI because the CLI binds every interface. Stream state
 // changes are immediate (0 ms) so tests never wait for CREATING/UPDATING/DELETING, and the shard limit is
-// raised from 10 to 100 so split/merge tests have room. Exits 1 if the port cannot be bound.
+// raised from 10 to 1000 so split/merge tests have room and one
+// stream can hold the 200 shards a worker is benchmarked with (bench/pool_bench.py shards). Exits 1 if the port cannot be bound.
 
 const path = require('path');
 const kinesalite = require(path.join(__dirname, 'node_modules', 'kinesalite'));
@@ -15,7 +16,7 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
   process.exit(2);
 }
 
-const server = kinesalite({ createStreamMs: 0, updateStreamMs: 0, deleteStreamMs: 0, shardLimit: 100 });
+const server = kinesalite({ createStreamMs: 0, updateStreamMs: 0, deleteStreamMs: 0, shardLimit: 1000 });
 server.on('error', (err) => {
   process.stderr.write(`kinesalite.js: ${err.message}\n`);
   process.exit(1);

@@ -35,6 +35,11 @@ refused "AT_TIMESTAMP without a time" 78 "AT_TIMESTAMP needs initial_timestamp" 
 refused "http_timeout_ms above half of gc_deletes" 78 \
     "http_timeout_ms 40000 must be at most half of opensearch_gc_deletes_ms 60000" \
     --stream-name s --http-timeout-ms 40s --opensearch-gc-deletes-ms 60s
+refused "memory_budget below its floor" 78 \
+    "memory_budget = '8MiB' is not valid: accepted: 16777216 to" --stream-name s --memory-budget 8MiB
+refused "memory_budget without room for two bulk bodies" 78 \
+    "memory_budget 20971520 is too small: it must hold one GetRecords answer of a 1 MiB record" \
+    --stream-name s --memory-budget 20MiB --bulk-max-bytes 10MiB
 refused "directory as the file" 78 "is a directory" -c "$tmp"
 refused "metrics_addr not an address" 78 "metrics_addr = 'localhost' is not valid" \
     --stream-name s --metrics-addr localhost

@@ -1,0 +1,234 @@
+/*
+ * The worker's memory budget (include/d2o/budget.h).
+ */
+#include "d2o/budget.h"
+
+static size_t min_sz(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+static size_t sub0(size_t a, size_t b)
+{
+    return a > b ? a - b : 0;
+}
+
+void d2o_budget_init(struct d2o_budget *b, size_t total)
+{
+    *b = (struct d2o_budget){0};
+    b->total = total;
+}
+
+void d2o_budget_join(struct d2o_budget *b, struct d2o_budget_acct *a)
+{
+    *a = (struct d2o_budget_acct){0};
+    a->b = b;
+    a->est = D2O_BUDGET_RECORD_MAX;
+    a->member = true;
+    b->members++;
+}
+
+void d2o_budget_unwait(struct d2o_budget_acct *a)
+{
+    struct d2o_budget *b = a->b;
+
+    if (!a->waiting) {
+        return;
+    }
+    if (a->wprev) {
+        a->wprev->wnext = a->wnext;
+    } else {
+        b->whead = a->wnext;
+    }
+    if (a->wnext) {
+        a->wnext->wprev = a->wprev;
+    } else {
+        b->wtail = a->wprev;
+    }
+    a->wprev = a->wnext = NULL;
+    b->owed -= a->need;
+    a->need = 0;
+    a->waiting = false;
+}
+
+void d2o_budget_leave(struct d2o_budget_acct *a)
+{
+    struct d2o_budget *b = a->b;
+
+    if (!b || !a->member) {
+        return;
+    }
+    d2o_budget_unwait(a);
+    b->used -= a->reserved + a->charged;
+    a->reserved = a->charged = 0;
+    a->member = false;
+    b->members--;
+}
+
+size_t d2o_budget_share(const struct d2o_budget *b)
+{
+    return b->members ? b->total / b->members : b->total;
+}
+
+size_t d2o_budget_response_bytes(size_t limit, size_t est)
+{
+    size_t data = limit * est;
+
+    if (data > D2O_BUDGET_CALL_DATA_MAX || (est && data / est != limit)) {
+        data = D2O_BUDGET_CALL_DATA_MAX;
+    }
+    /* base64: 4 bytes per 3, rounded up */
+    return (data + 2) / 3 * 4 + limit * D2O_BUDGET_RECORD_WIRE + D2O_BUDGET_RESPONSE_BASE;
+}
+
+size_t d2o_budget_call_cost(size_t limit, size_t est)
+{
+    return d2o_budget_response_bytes(limit, est) * D2O_BUDGET_RESPONSE_FACTOR;
+}
+
+size_t d2o_budget_record_cost(size_t raw_len, size_t doc_len)
+{
+    /* the cookie's copy of the raw record and its strings; the document in the sink's item and
+     * again in the bulk body; allocation headers */
+    return raw_len + 2 * doc_len + 512;
+}
+
+/* Room this member may use now, before its fair-share limit. */
+static size_t room(const struct d2o_budget_acct *a)
+{
+    const struct d2o_budget *b = a->b;
+    size_t free = sub0(b->total, b->used);
+
+    if (a->waiting && b->whead == a) {
+        return free; /* first in the queue: everything free is its */
+    }
+    return sub0(free, b->owed - (a->waiting ? a->need : 0));
+}
+
+size_t d2o_budget_limit(const struct d2o_budget_acct *a, size_t max_limit)
+{
+    const struct d2o_budget *b = a->b;
+    size_t share = d2o_budget_share(b), own = a->reserved + a->charged;
+    size_t min_cost = d2o_budget_call_cost(1, a->est), avail, allow, lo, hi;
+    bool others_wait = b->whead && !(b->whead == a && !a->wnext);
+
+    if (!a->member || a->reserved || max_limit == 0) {
+        return 0;
+    }
+    avail = room(a);
+    allow = sub0(share, own);
+    if (own == 0 && allow < min_cost) {
+        allow = min_cost; /* a member holding nothing may always read one record */
+    }
+    if (!others_wait && allow < avail) {
+        allow = avail; /* borrow what nobody waits for */
+    }
+    allow = min_sz(allow, avail);
+    if (allow < min_cost) {
+        return 0;
+    }
+    /* the largest Limit whose cost fits: cost grows with the Limit */
+    lo = 1;
+    hi = max_limit;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+
+        if (d2o_budget_call_cost(mid, a->est) <= allow) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+void d2o_budget_wait(struct d2o_budget_acct *a, size_t max_limit)
+{
+    struct d2o_budget *b = a->b;
+    size_t share = d2o_budget_share(b), own = a->reserved + a->charged;
+    size_t need;
+
+    if (a->waiting || !a->member) {
+        return;
+    }
+    need = sub0(share, own);
+    if (need < d2o_budget_call_cost(1, a->est)) {
+        need = d2o_budget_call_cost(1, a->est);
+    }
+    need = min_sz(need, d2o_budget_call_cost(max_limit ? max_limit : 1, a->est));
+    a->need = need;
+    a->waiting = true;
+    a->wprev = b->wtail;
+    a->wnext = NULL;
+    if (b->wtail) {
+        b->wtail->wnext = a;
+    } else {
+        b->whead = a;
+    }
+    b->wtail = a;
+    b->owed += need;
+}
+
+size_t d2o_budget_reserve(struct d2o_budget_acct *a, size_t limit)
+{
+    struct d2o_budget *b = a->b;
+    size_t cost = d2o_budget_call_cost(limit, a->est);
+
+    d2o_budget_unwait(a);
+    a->reserved += cost;
+    b->used += cost;
+    if (b->used > b->peak_used) {
+        b->peak_used = b->used;
+    }
+    return a->est >= D2O_BUDGET_RECORD_MAX ? 0 : d2o_budget_response_bytes(limit, a->est);
+}
+
+void d2o_budget_call_done(struct d2o_budget_acct *a)
+{
+    a->b->used -= a->reserved;
+    a->reserved = 0;
+}
+
+void d2o_budget_saw(struct d2o_budget_acct *a, size_t max_len)
+{
+    size_t est = a->est / 16;
+
+    if (est < max_len) {
+        est = max_len;
+    }
+    if (est < D2O_BUDGET_EST_MIN) {
+        est = D2O_BUDGET_EST_MIN;
+    }
+    a->est = min_sz(est, D2O_BUDGET_RECORD_MAX);
+}
+
+void d2o_budget_too_big(struct d2o_budget_acct *a)
+{
+    a->est = D2O_BUDGET_RECORD_MAX;
+}
+
+void d2o_budget_take(struct d2o_budget *b, size_t n)
+{
+    b->used += n;
+    if (b->used > b->peak_used) {
+        b->peak_used = b->used;
+    }
+}
+
+void d2o_budget_give(struct d2o_budget *b, size_t n)
+{
+    b->used -= min_sz(n, b->used);
+}
+
+void d2o_budget_charge(struct d2o_budget_acct *a, size_t n)
+{
+    a->charged += n;
+    d2o_budget_take(a->b, n);
+}
+
+void d2o_budget_release(struct d2o_budget_acct *a, size_t n)
+{
+    n = min_sz(n, a->charged);
+    a->charged -= n;
+    d2o_budget_give(a->b, n);
+}

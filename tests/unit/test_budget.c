@@ -1,0 +1,228 @@
+/* The worker's memory budget: the cost model, the fair share, the queue and the bound. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "d2o/budget.h"
+#include "d2o/rand.h"
+#include "d2o_test.h"
+
+#define MiB ((size_t)1 << 20)
+
+START_TEST(an_answer_is_bounded_by_limit_and_by_ten_mib)
+{
+    /* 100 records of 1000 bytes: 100 000 data bytes in base64, plus the per-record and the
+     * per-answer overhead */
+    ck_assert_uint_eq(d2o_budget_response_bytes(100, 1000),
+                      133336 + 100 * D2O_BUDGET_RECORD_WIRE + D2O_BUDGET_RESPONSE_BASE);
+    /* 10 000 records of 1 MiB: no more than 10 MiB of data */
+    ck_assert_uint_eq(d2o_budget_response_bytes(10000, MiB), (10 * MiB + 2) / 3 * 4 +
+                                                                 10000 * D2O_BUDGET_RECORD_WIRE +
+                                                                 D2O_BUDGET_RESPONSE_BASE);
+    ck_assert_uint_eq(d2o_budget_call_cost(7, 3000),
+                      d2o_budget_response_bytes(7, 3000) * D2O_BUDGET_RESPONSE_FACTOR);
+    ck_assert_uint_eq(d2o_budget_record_cost(1000, 600), 1000 + 1200 + 512);
+}
+END_TEST
+
+START_TEST(a_lone_shard_borrows_the_whole_budget)
+{
+    struct d2o_budget b;
+    struct d2o_budget_acct a[4];
+    size_t lim, i;
+
+    d2o_budget_init(&b, 32 * MiB);
+    for (i = 0; i < 4; i++) {
+        d2o_budget_join(&b, &a[i]);
+    }
+    ck_assert_uint_eq(d2o_budget_share(&b), 8 * MiB);
+    /* from 1 MiB down to a sixteenth per answer to the records' size: 3 answers */
+    for (i = 0; i < 3; i++) {
+        d2o_budget_saw(&a[0], 1000);
+    }
+    ck_assert_uint_eq(a[0].est, 1000);
+    /* nobody waits: the whole budget, not 8 MiB */
+    lim = d2o_budget_limit(&a[0], 10000);
+    ck_assert_uint_le(d2o_budget_call_cost(lim, 1000), 32 * MiB);
+    ck_assert_uint_gt(d2o_budget_call_cost(lim + 1, 1000), 32 * MiB);
+    ck_assert_uint_gt(d2o_budget_call_cost(lim, 1000), 8 * MiB);
+    /* and never more than asked for */
+    ck_assert_uint_eq(d2o_budget_limit(&a[0], 10), 10);
+    /* one call at a time */
+    (void)d2o_budget_reserve(&a[0], lim);
+    ck_assert_uint_eq(d2o_budget_limit(&a[0], 10000), 0);
+    ck_assert_uint_eq(b.used, d2o_budget_call_cost(lim, 1000));
+    d2o_budget_call_done(&a[0]);
+    ck_assert_uint_eq(b.used, 0);
+    for (i = 0; i < 4; i++) {
+        d2o_budget_leave(&a[i]);
+    }
+    ck_assert_uint_eq(b.members, 0);
+}
+END_TEST
+
+START_TEST(a_hot_shard_cannot_starve_a_waiting_one)
+{
+    struct d2o_budget b;
+    struct d2o_budget_acct hot, cold;
+    size_t lim;
+
+    d2o_budget_init(&b, 32 * MiB);
+    d2o_budget_join(&b, &hot);
+    d2o_budget_join(&b, &cold);
+    hot.est = cold.est = 1000;
+    /* the hot shard holds 30 MiB of records in the sink, far above its 16 MiB share */
+    d2o_budget_charge(&hot, 30 * MiB);
+    /* the cold shard finds too little room and waits */
+    lim = d2o_budget_limit(&cold, 10000);
+    ck_assert_uint_gt(lim, 0); /* 2 MiB free: a small call fits */
+    d2o_budget_charge(&hot, 2 * MiB - 1000);
+    ck_assert_uint_eq(d2o_budget_limit(&cold, 10000), 0);
+    d2o_budget_wait(&cold, 10000);
+    ck_assert(cold.waiting);
+    /* the hot shard's writes are acknowledged: the room goes to the waiting shard, not back to
+     * the hot one, which is above its share while someone waits */
+    d2o_budget_release(&hot, 10 * MiB);
+    ck_assert_uint_eq(d2o_budget_limit(&hot, 10000), 0);
+    lim = d2o_budget_limit(&cold, 10000);
+    ck_assert_uint_gt(d2o_budget_call_cost(lim, 1000), 10 * MiB - d2o_budget_call_cost(1, 1000));
+    (void)d2o_budget_reserve(&cold, lim);
+    ck_assert(!cold.waiting);
+    ck_assert_uint_eq(b.owed, 0);
+    ck_assert_uint_le(b.used, b.total);
+    d2o_budget_leave(&hot);
+    d2o_budget_leave(&cold);
+    ck_assert_uint_eq(b.used, 0);
+}
+END_TEST
+
+START_TEST(a_shard_holding_nothing_may_read_one_large_record)
+{
+    struct d2o_budget b;
+    struct d2o_budget_acct a[200];
+    size_t i;
+
+    d2o_budget_init(&b, 32 * MiB);
+    for (i = 0; i < 200; i++) {
+        d2o_budget_join(&b, &a[i]);
+    }
+    /* 164 KiB shares; a new shard plans with 1 MiB records (8 MiB while parsed) */
+    ck_assert_uint_lt(d2o_budget_share(&b), d2o_budget_call_cost(1, D2O_BUDGET_RECORD_MAX));
+    /* three of them fit at once, one record each (no cap: the largest record) */
+    for (i = 0; i < 3; i++) {
+        ck_assert_uint_ge(d2o_budget_limit(&a[i], 10000), 1);
+        ck_assert_uint_eq(d2o_budget_reserve(&a[i], 1), 0);
+    }
+    /* the fourth waits; when room comes back it is the fourth's, not a newcomer's */
+    ck_assert_uint_eq(d2o_budget_limit(&a[3], 10000), 0);
+    d2o_budget_wait(&a[3], 10000);
+    d2o_budget_call_done(&a[0]);
+    ck_assert_uint_eq(d2o_budget_limit(&a[4], 10000), 0);
+    ck_assert_uint_ge(d2o_budget_limit(&a[3], 10000), 1);
+    for (i = 0; i < 200; i++) {
+        d2o_budget_leave(&a[i]);
+    }
+}
+END_TEST
+
+START_TEST(the_estimate_follows_the_records_and_caps_the_answer)
+{
+    struct d2o_budget b;
+    struct d2o_budget_acct a;
+
+    d2o_budget_init(&b, 64 * MiB);
+    d2o_budget_join(&b, &a);
+    ck_assert_uint_eq(a.est, D2O_BUDGET_RECORD_MAX);
+    d2o_budget_saw(&a, 2000);
+    ck_assert_uint_eq(a.est, D2O_BUDGET_RECORD_MAX / 16);
+    d2o_budget_saw(&a, 2000);
+    ck_assert_uint_eq(a.est, 4096);
+    d2o_budget_saw(&a, 2000);
+    ck_assert_uint_eq(a.est, 2000);
+    d2o_budget_saw(&a, 0);
+    ck_assert_uint_eq(a.est, D2O_BUDGET_EST_MIN);
+    d2o_budget_saw(&a, 5000);
+    ck_assert_uint_eq(a.est, 5000);
+    /* below the largest record the answer is capped at what was reserved for */
+    ck_assert_uint_eq(d2o_budget_reserve(&a, 10), d2o_budget_response_bytes(10, 5000));
+    d2o_budget_call_done(&a);
+    d2o_budget_too_big(&a);
+    ck_assert_uint_eq(a.est, D2O_BUDGET_RECORD_MAX);
+    d2o_budget_leave(&a);
+}
+END_TEST
+
+/* Random shards plan, reserve, get answers of random sizes up to what they planned for, and
+ * have their writes acknowledged: the budget is never passed, and no shard that wants to read
+ * waits for ever. */
+START_TEST(random_shards_never_pass_the_budget_and_all_progress)
+{
+    enum { N = 50, ROUNDS = 20000 };
+    struct d2o_budget b;
+    struct d2o_budget_acct a[N];
+    size_t held[N] = {0}, calls[N] = {0}, waited[N] = {0}, limit[N] = {0};
+    size_t longest_wait = 0, i, r;
+
+    d2o_rand_seed_fixed(15);
+    d2o_budget_init(&b, 32 * MiB);
+    for (i = 0; i < N; i++) {
+        d2o_budget_join(&b, &a[i]);
+    }
+    for (r = 0; r < ROUNDS; r++) {
+        i = d2o_rand_below(N);
+        if (a[i].reserved) {
+            /* the answer: some records, each charged what it keeps */
+            size_t est = a[i].est, n = d2o_rand_below(limit[i] + 1), len = 0, k;
+
+            d2o_budget_call_done(&a[i]);
+            for (k = 0; k < n; k++) {
+                size_t rl = 1 + d2o_rand_below(est);
+                size_t c = d2o_budget_record_cost(rl, rl);
+
+                d2o_budget_charge(&a[i], c);
+                held[i] += c;
+                len = rl > len ? rl : len;
+            }
+            d2o_budget_saw(&a[i], len);
+        } else if (held[i] && d2o_rand_below(2)) {
+            d2o_budget_release(&a[i], held[i]);
+            held[i] = 0;
+        } else {
+            limit[i] = d2o_budget_limit(&a[i], 10000);
+            if (limit[i]) {
+                (void)d2o_budget_reserve(&a[i], limit[i]);
+                calls[i]++;
+                waited[i] = 0;
+            } else {
+                d2o_budget_wait(&a[i], 10000);
+                waited[i]++;
+                longest_wait = waited[i] > longest_wait ? waited[i] : longest_wait;
+            }
+        }
+        ck_assert_uint_le(b.used, b.total);
+    }
+    for (i = 0; i < N; i++) {
+        ck_assert_msg(calls[i] > 20, "shard %zu made only %zu calls", i, calls[i]);
+    }
+    ck_assert_msg(longest_wait < 200, "a shard waited %zu of its turns", longest_wait);
+    for (i = 0; i < N; i++) {
+        d2o_budget_leave(&a[i]);
+    }
+    ck_assert_uint_eq(b.used, 0);
+    ck_assert_uint_eq(b.owed, 0);
+}
+END_TEST
+
+Suite *d2o_test_suite(void)
+{
+    Suite *s = suite_create("budget");
+    TCase *tc = tcase_create("budget");
+
+    tcase_add_test(tc, an_answer_is_bounded_by_limit_and_by_ten_mib);
+    tcase_add_test(tc, a_lone_shard_borrows_the_whole_budget);
+    tcase_add_test(tc, a_hot_shard_cannot_starve_a_waiting_one);
+    tcase_add_test(tc, a_shard_holding_nothing_may_read_one_large_record);
+    tcase_add_test(tc, the_estimate_follows_the_records_and_caps_the_answer);
+    tcase_add_test(tc, random_shards_never_pass_the_budget_and_all_progress);
+    suite_add_tcase(s, tc);
+    return s;
+}
