@@ -122,22 +122,46 @@ resource "aws_cloudwatch_metric_alarm" "tasks_missing" {
   }
 }
 
-# Records going to the dead-letter queue: ddb2os's own EMF counter (log_emf), summed over workers.
-resource "aws_cloudwatch_metric_alarm" "dlq_growth" {
-  alarm_name          = "${local.name}-dlq-growth"
-  alarm_description   = "Records went to ddb2os's dead-letter queue: 'ddb2os dlq list' shows why; replay after the fix."
+# ddb2os's own EMF metrics (log_emf), read with CloudWatch Metrics Insights over every worker:
+# records going to the dead-letter queue (summed), and the p99 of each worker's minute from a
+# change's ApproximateCreationDateTime to OpenSearch's answer (the worst worker).
+locals {
+  emf_alarms = {
+    dlq-growth = {
+      description = "Records went to ddb2os's dead-letter queue: 'ddb2os dlq list' shows why; replay after the fix."
+      query       = "SELECT SUM(DeadLettered) FROM SCHEMA(ddb2os, Worker)", label = "records dead-lettered"
+      period      = 300, periods = 1, threshold = 0
+    }
+    replication-latency = {
+      description = "Changes reach OpenSearch more than alarm_replication_latency_ms after they were made (p99 of a worker's minute): look at the lag, bulk latency and retries (docs/operations.md)."
+      query       = "SELECT MAX(ReplicationLatencyP99) FROM SCHEMA(ddb2os, Worker)", label = "change to index, p99 (ms)"
+      period      = 60, periods = 5, threshold = var.alarm_replication_latency_ms
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "emf" {
+  for_each            = local.emf_alarms
+  alarm_name          = "${local.name}-${each.key}"
+  alarm_description   = each.value.description
   comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  evaluation_periods  = 1
+  threshold           = each.value.threshold
+  evaluation_periods  = each.value.periods
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
 
   metric_query {
-    id          = "dlq"
-    expression  = "SELECT SUM(DeadLettered) FROM SCHEMA(ddb2os, Worker)"
-    period      = 300
-    label       = "records dead-lettered"
+    id          = "emf"
+    expression  = each.value.query
+    period      = each.value.period
+    label       = each.value.label
     return_data = true
   }
+}
+
+# The DLQ alarm was a resource of its own before the latency alarm joined it.
+moved {
+  from = aws_cloudwatch_metric_alarm.dlq_growth
+  to   = aws_cloudwatch_metric_alarm.emf["dlq-growth"]
 }

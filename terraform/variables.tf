@@ -165,6 +165,12 @@ variable "alarm_iterator_age_ms" {
   default     = 300000
 }
 
+variable "alarm_replication_latency_ms" {
+  description = "p99 of the time from a change to OpenSearch's answer (ddb2os's ReplicationLatencyP99, per worker and minute) that raises the latency alarm when it holds for 5 minutes."
+  type        = number
+  default     = 30000
+}
+
 variable "alarm_email" {
   description = "E-mail address subscribed to the alarm topic (empty: subscribe something yourself to the alarm_topic_arn output)."
   type        = string

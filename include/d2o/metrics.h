@@ -45,7 +45,8 @@ enum d2o_metric_counter {
     D2O_M_LEASES_RELEASED,
     D2O_M_CHECKPOINTS,
     D2O_M_CHECKPOINT_ERRORS,
-    D2O_M_BULK_BLOCKED, /* item results: the index takes no writes for now */
+    D2O_M_BULK_BLOCKED,   /* item results: the index takes no writes for now */
+    D2O_M_LATENCY_SKEWED, /* changes acknowledged "before" they were made: clock skew, seen as 0 */
     D2O_M_COUNTER_COUNT
 };
 
@@ -53,11 +54,12 @@ enum d2o_metric_counter {
 enum d2o_metric_hist {
     D2O_H_BULK_LATENCY = 0,   /* one _bulk request, sent to answered */
     D2O_H_CHECKPOINT_LATENCY, /* one fenced checkpoint transaction */
+    D2O_H_CHANGE_LATENCY,     /* a change's ApproximateCreationDateTime to its bulk item's answer */
     D2O_H_COUNT
 };
 
-/* Bucket upper bounds in microseconds; the last bucket is +Inf. */
-#define D2O_METRICS_BUCKETS 14
+/* Bucket upper bounds in microseconds, 1 ms to 60 s; the last bucket is +Inf. */
+#define D2O_METRICS_BUCKETS 16
 extern const int64_t d2o_metrics_bucket_us[D2O_METRICS_BUCKETS - 1];
 
 struct d2o_metrics_hist {
@@ -115,6 +117,12 @@ struct d2o_metrics_worker *d2o_metrics_claim(struct d2o_metrics *m, unsigned slo
                                              const char *id);
 void d2o_metrics_add(struct d2o_metrics_worker *w, enum d2o_metric_counter c, uint64_t n);
 void d2o_metrics_observe(struct d2o_metrics_worker *w, enum d2o_metric_hist h, int64_t us);
+/* One change acknowledged by OpenSearch (indexed, deleted, stale or absent) at acked_us (wall
+ * clock, microseconds since the epoch), made at created_us (its ApproximateCreationDateTime in
+ * microseconds: the external version). Observed into D2O_H_CHANGE_LATENCY; a change "made" after
+ * it was acknowledged (DynamoDB's clock ahead of this host's) is observed as 0 and counted in
+ * D2O_M_LATENCY_SKEWED. created_us <= 0 (no timestamp) is not observed. */
+void d2o_metrics_observe_change(struct d2o_metrics_worker *w, int64_t created_us, int64_t acked_us);
 void d2o_metrics_gauge(int64_t *gauge, int64_t value); /* relaxed atomic store */
 /* Sets (adding the row if needed) or removes (millis_behind < -1) a shard row. Adding to a full
  * table is ignored. */
@@ -140,10 +148,16 @@ __attribute__((warn_unused_result)) int d2o_metrics_render(const struct d2o_metr
 bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stale_ms, char *why,
                        size_t why_size);
 
+/* What d2o_metrics_emf() remembers between lines: the counters, then the change latency's
+ * buckets. Zeroed before the first line. */
+#define D2O_METRICS_EMF_PREV (D2O_M_COUNTER_COUNT + D2O_METRICS_BUCKETS)
+
 /* One CloudWatch Embedded Metric Format line (JSON, no newline) for a worker slot: the counters'
- * increase since prev (which is updated), and the leases held. */
+ * increase since prev (which is updated), the leases held, and, when changes were acknowledged
+ * since prev, their count and the p50 and p99 of their latency (milliseconds, the upper bound of
+ * the bucket that holds the quantile; 60000 for 60 s and more). */
 __attribute__((warn_unused_result)) int d2o_metrics_emf(const struct d2o_metrics_worker *w,
-                                                        uint64_t prev[D2O_M_COUNTER_COUNT],
+                                                        uint64_t prev[D2O_METRICS_EMF_PREV],
                                                         const char *namespace_, int64_t epoch_ms,
                                                         struct d2o_buf *out);
 

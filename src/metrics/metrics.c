@@ -15,9 +15,11 @@
 
 #define MAGIC 0x64326f6dU /* "d2om" */
 
+/* 1 ms to 60 s: a bulk request or a checkpoint takes milliseconds, a change reaches the index in
+ * a few hundred milliseconds when all is well, and tens of seconds behind a backlog. */
 const int64_t d2o_metrics_bucket_us[D2O_METRICS_BUCKETS - 1] = {
-    1000,   2500,   5000,    10000,   25000,   50000,    100000,
-    250000, 500000, 1000000, 2500000, 5000000, 30000000,
+    1000,   2500,    5000,    10000,   25000,    50000,    100000,   250000,
+    500000, 1000000, 2500000, 5000000, 10000000, 30000000, 60000000,
 };
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -104,6 +106,21 @@ void d2o_metrics_observe(struct d2o_metrics_worker *w, enum d2o_metric_hist h, i
     __atomic_fetch_add(&hist->buckets[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&hist->sum_us, (uint64_t)us, __ATOMIC_RELAXED);
     __atomic_fetch_add(&hist->count, 1, __ATOMIC_RELAXED);
+}
+
+void d2o_metrics_observe_change(struct d2o_metrics_worker *w, int64_t created_us, int64_t acked_us)
+{
+    if (!w || created_us <= 0) {
+        return;
+    }
+    if (acked_us < created_us) {
+        /* DynamoDB's clock is ahead of this host's: the change can't have been acknowledged
+         * before it was made. Seen as 0 so the histogram stays a histogram of delays, and
+         * counted so that skew is visible. */
+        d2o_metrics_add(w, D2O_M_LATENCY_SKEWED, 1);
+        acked_us = created_us;
+    }
+    d2o_metrics_observe(w, D2O_H_CHANGE_LATENCY, acked_us - created_us);
 }
 
 void d2o_metrics_gauge(int64_t *gauge, int64_t value)
@@ -312,6 +329,12 @@ static const struct counter_family counters[] = {
      NULL,
      {{D2O_M_BULK_BLOCKED, NULL}},
      1},
+    {"ddb2os_replication_latency_skewed_total",
+     "Changes acknowledged by OpenSearch before their ApproximateCreationDateTime by this host's "
+     "clock (DynamoDB's clock ahead): observed as 0 in ddb2os_replication_latency_seconds.",
+     NULL,
+     {{D2O_M_LATENCY_SKEWED, NULL}},
+     1},
 };
 
 static bool used(const struct d2o_metrics_worker *w)
@@ -462,6 +485,10 @@ int d2o_metrics_render(const struct d2o_metrics *m, struct d2o_buf *out)
     r |= render_hist(m, out, D2O_H_CHECKPOINT_LATENCY, "ddb2os_checkpoint_latency_seconds",
                      "Time of one checkpoint statement (every shard ready in a loop turn, with "
                      "their DLQ rows, fenced per shard), from sending to its answer.");
+    r |= render_hist(m, out, D2O_H_CHANGE_LATENCY, "ddb2os_replication_latency_seconds",
+                     "Time from a change's ApproximateCreationDateTime to OpenSearch's answer to "
+                     "its bulk item (indexed, deleted, stale or absent; dead-lettered changes are "
+                     "not observed).");
     r |= render_gauges(m, out);
     return r ? -ENOMEM : 0;
 }
@@ -539,7 +566,27 @@ bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stal
     return ready;
 }
 
-int d2o_metrics_emf(const struct d2o_metrics_worker *w, uint64_t prev[D2O_M_COUNTER_COUNT],
+/* The upper bound, in milliseconds, of the bucket holding quantile q of the n observations in
+ * delta (the last finite bound for the +Inf bucket). */
+static int64_t quantile_ms(const uint64_t delta[D2O_METRICS_BUCKETS], uint64_t n, double q)
+{
+    uint64_t rank = (uint64_t)(q * (double)n), cum = 0;
+    size_t b;
+
+    rank = rank < 1 ? 1 : rank;
+    if ((double)rank < q * (double)n) {
+        rank++;
+    }
+    for (b = 0; b < D2O_METRICS_BUCKETS - 1; b++) {
+        cum += delta[b];
+        if (cum >= rank) {
+            return d2o_metrics_bucket_us[b] / 1000;
+        }
+    }
+    return d2o_metrics_bucket_us[D2O_METRICS_BUCKETS - 2] / 1000;
+}
+
+int d2o_metrics_emf(const struct d2o_metrics_worker *w, uint64_t prev[D2O_METRICS_EMF_PREV],
                     const char *namespace_, int64_t epoch_ms, struct d2o_buf *out)
 {
     static const struct {
@@ -550,19 +597,34 @@ int d2o_metrics_emf(const struct d2o_metrics_worker *w, uint64_t prev[D2O_M_COUN
         {"DocumentsDeleted", D2O_M_DOCS_DELETED}, {"DocumentsStale", D2O_M_DOCS_STALE},
         {"DeadLettered", D2O_M_DOCS_DLQ},         {"LeasesLost", D2O_M_LEASES_LOST},
     };
+    uint64_t delta[D2O_METRICS_BUCKETS], *prev_b = prev + D2O_M_COUNTER_COUNT, n = 0;
     size_t i;
-    int r = d2o_buf_printf(out,
-                           "{\"_aws\":{\"Timestamp\":%" PRId64 ",\"CloudWatchMetrics\":[{"
-                           "\"Namespace\":\"",
-                           epoch_ms);
+    int r;
 
+    for (i = 0; i < D2O_METRICS_BUCKETS; i++) {
+        uint64_t now = LOAD(&w->hist[D2O_H_CHANGE_LATENCY].buckets[i]);
+
+        delta[i] = now - prev_b[i];
+        prev_b[i] = now;
+        n += delta[i];
+    }
+    r = d2o_buf_printf(out,
+                       "{\"_aws\":{\"Timestamp\":%" PRId64 ",\"CloudWatchMetrics\":[{"
+                       "\"Namespace\":\"",
+                       epoch_ms);
     r |= put_label(out, namespace_);
     r |= d2o_buf_puts(out, "\",\"Dimensions\":[[\"Worker\"]],\"Metrics\":[");
     for (i = 0; i < sizeof(emitted) / sizeof(emitted[0]); i++) {
         r |= d2o_buf_printf(out, "%s{\"Name\":\"%s\",\"Unit\":\"Count\"}", i ? "," : "",
                             emitted[i].name);
     }
-    r |= d2o_buf_printf(out, ",{\"Name\":\"LeasesHeld\",\"Unit\":\"Count\"}]}]},\"Worker\":\"");
+    r |= d2o_buf_puts(out, ",{\"Name\":\"LeasesHeld\",\"Unit\":\"Count\"}");
+    if (n > 0) {
+        r |= d2o_buf_puts(out, ",{\"Name\":\"ChangesAcknowledged\",\"Unit\":\"Count\"},"
+                               "{\"Name\":\"ReplicationLatencyP50\",\"Unit\":\"Milliseconds\"},"
+                               "{\"Name\":\"ReplicationLatencyP99\",\"Unit\":\"Milliseconds\"}");
+    }
+    r |= d2o_buf_puts(out, "]}]},\"Worker\":\"");
     r |= put_label(out, w->id);
     r |= d2o_buf_puts(out, "\"");
     for (i = 0; i < sizeof(emitted) / sizeof(emitted[0]); i++) {
@@ -571,6 +633,14 @@ int d2o_metrics_emf(const struct d2o_metrics_worker *w, uint64_t prev[D2O_M_COUN
         r |= d2o_buf_printf(out, ",\"%s\":%" PRIu64, emitted[i].name, now - prev[emitted[i].c]);
         prev[emitted[i].c] = now;
     }
-    r |= d2o_buf_printf(out, ",\"LeasesHeld\":%" PRId64 "}", LOAD(&w->leases_held));
+    r |= d2o_buf_printf(out, ",\"LeasesHeld\":%" PRId64, LOAD(&w->leases_held));
+    if (n > 0) {
+        r |=
+            d2o_buf_printf(out,
+                           ",\"ChangesAcknowledged\":%" PRIu64 ",\"ReplicationLatencyP50\":%" PRId64
+                           ",\"ReplicationLatencyP99\":%" PRId64,
+                           n, quantile_ms(delta, n, 0.5), quantile_ms(delta, n, 0.99));
+    }
+    r |= d2o_buf_puts(out, "}");
     return r ? -ENOMEM : 0;
 }

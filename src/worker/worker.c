@@ -936,6 +936,10 @@ void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *
     }
     if (w->m) {
         d2o_metrics_add(w->m, mc, 1);
+        if (res->outcome != D2O_BULK_DLQ) {
+            /* OpenSearch holds this change or a newer one: its latency ends here. */
+            d2o_metrics_observe_change(w->m, ck->version, d2o_wall_us());
+        }
     }
     if (sh->stop != STOP_LOST && sh->stop != STOP_DONE) {
         if (res->outcome == D2O_BULK_DLQ && !d) {

@@ -75,7 +75,7 @@ struct worker {
     uint64_t retried_seen; /* the sink's retried count already added to the metrics */
     uint64_t blocked_seen; /* the sink's blocked count already added to the metrics */
     int64_t next_emf_ms;
-    uint64_t emf_prev[D2O_M_COUNTER_COUNT];
+    uint64_t emf_prev[D2O_METRICS_EMF_PREV];
     struct d2o_metrics_server *server;
     int server_fd;
     struct d2o_deletes_ctx deletes; /* the sink's pre-send check (delete_mode = delete) */

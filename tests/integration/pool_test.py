@@ -280,6 +280,18 @@ class MetricsAndHealth(PoolTest):
         self.assertEqual(total(fams, "ddb2os_documents", outcome="deleted"), 12)
         self.assertEqual(total(fams, "ddb2os_documents", outcome="dlq"), 1)
         self.assertEqual(total(fams, "ddb2os_dlq_writes"), 1)
+        # Every change OpenSearch acknowledged is in the latency histogram, the dead-lettered
+        # record is not; the changes' timestamps start at the model's creation, so no latency
+        # can be longer than the time since.
+        lat = [s for s in fams["ddb2os_replication_latency_seconds"].samples]
+        count = sum(s.value for s in lat if s.name.endswith("_count"))
+        self.assertEqual(count, 132)
+        self.assertEqual(sum(s.value for s in lat if s.name.endswith("_bucket")
+                             and s.labels["le"] == "+Inf"), 132)
+        lat_sum = sum(s.value for s in lat if s.name.endswith("_sum"))
+        self.assertGreater(lat_sum, 0)
+        self.assertLessEqual(lat_sum, count * (time.time() - self.items.clock_us / 1e6 + 1))
+        self.assertEqual(total(fams, "ddb2os_replication_latency_skewed"), 0)
         moved_in = (total(fams, "ddb2os_leases", event="taken")
                     + total(fams, "ddb2os_leases", event="stolen"))
         moved_out = (total(fams, "ddb2os_leases", event="released")

@@ -15,7 +15,7 @@ START_TEST(defaults_load)
     ck_assert_int_eq(d2o_conf_init(&c), 0);
     ck_assert_str_eq(c.application, "ddb2os");
     ck_assert_int_eq(c.bulk_max_bytes, 5 * 1024 * 1024);
-    ck_assert_int_eq(c.bulk_flush_ms, 1000);
+    ck_assert_int_eq(c.bulk_flush_ms, 100);
     ck_assert_int_eq(c.delete_mode, D2O_DELETE_DELETE);
     ck_assert(c.tls_verify);
     d2o_conf_free(&c);

@@ -185,7 +185,7 @@ START_TEST(emf_reports_increases)
 {
     struct d2o_metrics *m = d2o_metrics_create(1);
     struct d2o_metrics_worker *w = d2o_metrics_claim(m, 0, 1, "t:1");
-    uint64_t prev[D2O_M_COUNTER_COUNT] = {0};
+    uint64_t prev[D2O_METRICS_EMF_PREV] = {0};
     struct d2o_buf out = D2O_BUF_INIT;
 
     d2o_metrics_add(w, D2O_M_RECORDS_READ, 10);
@@ -200,6 +200,165 @@ START_TEST(emf_reports_increases)
     ck_assert_ptr_nonnull(strstr(out.data, "\"RecordsRead\":3"));
     d2o_buf_free(&out);
     d2o_metrics_destroy(m);
+}
+END_TEST
+
+/* ---- the replication latency histogram (a fixture: 2 slots, w claimed in the first) ---- */
+
+#define LAT "ddb2os_replication_latency_seconds"
+
+static struct d2o_metrics *lm;
+static struct d2o_metrics_worker *lw;
+static struct d2o_buf lout;
+
+static void latency_setup(void)
+{
+    lm = d2o_metrics_create(2);
+    ck_assert_ptr_nonnull(lm);
+    lw = d2o_metrics_claim(lm, 0, 1, "w:1");
+    lout = (struct d2o_buf)D2O_BUF_INIT;
+}
+
+static void latency_teardown(void)
+{
+    d2o_buf_free(&lout);
+    d2o_metrics_destroy(lm);
+}
+
+/* Renders lm into lout (emptied first). */
+static const char *render_latency(void)
+{
+    d2o_buf_free(&lout);
+    ck_assert_int_eq(d2o_metrics_render(lm, &lout), 0);
+    return lout.data;
+}
+
+/* Every line of the NULL-terminated list is a whole line of text. */
+static void expect_lines(const char *text, const char *const *lines)
+{
+    for (; *lines; lines++) {
+        ck_assert_msg(has_line(text, *lines), "no line %s", *lines);
+    }
+}
+
+/* A change made at 1764000000 s (its version) and acknowledged us later. */
+static void ack_after(int64_t us)
+{
+    d2o_metrics_observe_change(lw, 1764000000000000, 1764000000000000 + us);
+}
+
+START_TEST(replication_latency_buckets_sum_and_count)
+{
+    ack_after(1000);     /* on the 1 ms bound: le="0.001" */
+    ack_after(1001);     /* just above: le="0.0025" */
+    ack_after(999999);   /* le="1" */
+    ack_after(1000000);  /* le="1" */
+    ack_after(1000001);  /* le="2.5" */
+    ack_after(60000000); /* on the 60 s bound */
+    ack_after(60000001); /* +Inf */
+    expect_lines(
+        render_latency(),
+        (const char *const[]){
+            LAT "_bucket{worker=\"w:1\",le=\"0.001\"} 1",
+            LAT "_bucket{worker=\"w:1\",le=\"0.0025\"} 2",
+            LAT "_bucket{worker=\"w:1\",le=\"0.5\"} 2", LAT "_bucket{worker=\"w:1\",le=\"1\"} 4",
+            LAT "_bucket{worker=\"w:1\",le=\"2.5\"} 5", LAT "_bucket{worker=\"w:1\",le=\"30\"} 5",
+            LAT "_bucket{worker=\"w:1\",le=\"60\"} 6", LAT "_bucket{worker=\"w:1\",le=\"+Inf\"} 7",
+            LAT "_count{worker=\"w:1\"} 7",
+            /* 0.001 + 0.001001 + 0.999999 + 1 + 1.000001 + 60 + 60.000001 */
+            LAT "_sum{worker=\"w:1\"} 123.002002",
+            "ddb2os_replication_latency_skewed_total{worker=\"w:1\"} 0", NULL});
+}
+END_TEST
+
+START_TEST(replication_latency_clamps_skew_and_skips_no_timestamp)
+{
+    ack_after(-250000); /* DynamoDB's clock 250 ms ahead: 0, counted as skewed */
+    ack_after(0);
+    d2o_metrics_observe_change(lw, 0, 1764000000000000);  /* no timestamp: not observed */
+    d2o_metrics_observe_change(lw, -5, 1764000000000000); /* nor a negative one */
+    d2o_metrics_observe_change(NULL, 1, 2);
+    expect_lines(
+        render_latency(),
+        (const char *const[]){LAT "_bucket{worker=\"w:1\",le=\"0.001\"} 2",
+                              LAT "_count{worker=\"w:1\"} 2", LAT "_sum{worker=\"w:1\"} 0.000000",
+                              "ddb2os_replication_latency_skewed_total{worker=\"w:1\"} 1", NULL});
+}
+END_TEST
+
+/* The family as Prometheus expects it: one HELP and TYPE histogram, then per worker 16 _bucket
+ * lines in increasing le ending with +Inf, cumulative, then _sum and _count. */
+START_TEST(replication_latency_exposition)
+{
+    static const char *const le[] = {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+                                     "0.1",   "0.25",   "0.5",   "1",    "2.5",   "5",
+                                     "10",    "30",     "60",    "+Inf"};
+    /* 0, 20 ms, .. 1.98 s: 1 up to 10 ms, 2 to 25 ms, 3 to 50, 6 to 100, 13 to 250, 26 to 500,
+     * 51 to 1 s, all 100 from 2.5 s */
+    static const unsigned cum[] = {1, 1, 1, 1, 2, 3, 6, 13, 26, 51, 100, 100, 100, 100, 100, 100};
+    const char *text, *p;
+    char line[160];
+    size_t i;
+
+    (void)d2o_metrics_claim(lm, 1, 2, "b:2");
+    for (i = 0; i < 100; i++) {
+        ack_after((int64_t)i * 20000);
+    }
+    text = render_latency();
+    ck_assert_uint_eq(count_of(text, "# HELP " LAT " "), 1);
+    ck_assert_uint_eq(count_of(text, "# TYPE " LAT " histogram\n"), 1);
+    ck_assert_uint_eq(count_of(text, LAT "_bucket{worker=\"w:1\""), 16);
+    ck_assert_uint_eq(count_of(text, LAT "_bucket{worker=\"b:2\""), 16);
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE " LAT " histogram\n" LAT "_bucket{"));
+    p = strstr(text, LAT "_bucket{worker=\"w:1\"");
+    for (i = 0; i < 16; i++) {
+        snprintf(line, sizeof(line), LAT "_bucket{worker=\"w:1\",le=\"%s\"} %u\n", le[i], cum[i]);
+        ck_assert_msg(strncmp(p, line, strlen(line)) == 0, "expected %s got %.80s", line, p);
+        p += strlen(line);
+    }
+    snprintf(line, sizeof(line), "%s_sum{worker=\"w:1\"} 99.000000\n%s_count{worker=\"w:1\"} 100\n",
+             LAT, LAT);
+    ck_assert_msg(strncmp(p, line, strlen(line)) == 0, "expected %s got %.120s", line, p);
+    ck_assert(has_line(text, LAT "_bucket{worker=\"b:2\",le=\"+Inf\"} 0"));
+}
+END_TEST
+
+/* One EMF line with what lw did since prev; it must contain every string of the list. */
+static void expect_emf(uint64_t *prev, int64_t epoch_ms, const char *const *parts)
+{
+    d2o_buf_free(&lout);
+    ck_assert_int_eq(d2o_metrics_emf(lw, prev, "ddb2os", epoch_ms, &lout), 0);
+    for (; *parts; parts++) {
+        ck_assert_msg(strstr(lout.data, *parts), "no %s in %s", *parts, lout.data);
+    }
+}
+
+START_TEST(emf_reports_latency_quantiles_of_the_interval)
+{
+    uint64_t prev[D2O_METRICS_EMF_PREV] = {0};
+    int i;
+
+    /* nothing acknowledged: no latency metrics declared or given */
+    expect_emf(prev, 1764000000000, (const char *const[]){"\"LeasesHeld\":0}", NULL});
+    ck_assert_ptr_null(strstr(lout.data, "ReplicationLatency"));
+
+    for (i = 0; i < 98; i++) {
+        ack_after(80000); /* le 0.1 s */
+    }
+    ack_after(700000);  /* le 1 s: the 99th of 100 */
+    ack_after(9000000); /* le 10 s */
+    expect_emf(
+        prev, 1764000060000,
+        (const char *const[]){"{\"Name\":\"ReplicationLatencyP99\",\"Unit\":\"Milliseconds\"}",
+                              "\"ChangesAcknowledged\":100,", "\"ReplicationLatencyP50\":100,",
+                              "\"ReplicationLatencyP99\":1000}", NULL});
+
+    /* the next line covers only what came since: one change past 60 s */
+    ack_after(61000000);
+    expect_emf(prev, 1764000120000,
+               (const char *const[]){"\"ChangesAcknowledged\":1,",
+                                     "\"ReplicationLatencyP50\":60000,",
+                                     "\"ReplicationLatencyP99\":60000}", NULL});
 }
 END_TEST
 
@@ -330,6 +489,13 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, readiness_names_what_is_missing);
     tcase_add_test(tc, emf_reports_increases);
     tcase_add_test(tc, endpoint_serves_metrics_health_and_readiness);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("replication latency");
+    tcase_add_checked_fixture(tc, latency_setup, latency_teardown);
+    tcase_add_test(tc, replication_latency_buckets_sum_and_count);
+    tcase_add_test(tc, replication_latency_clamps_skew_and_skips_no_timestamp);
+    tcase_add_test(tc, replication_latency_exposition);
+    tcase_add_test(tc, emf_reports_latency_quantiles_of_the_interval);
     suite_add_tcase(s, tc);
     return s;
 }
