@@ -2,6 +2,7 @@
 """ddb2os and a KCL consumer side by side on one preloaded stream (numbers in docs/performance.md).
 
 usage: compare.py DDB2OS_BINARY [--records N] [--shards S] [--kcl-heap SIZE] [--skip-build]
+                  [--only ddb2os] [--repeat R] [--os-alone]
 
 A fresh kinesalite stream of S shards (default 8) is loaded with about N change records (default
 100 000; 200-byte items created, updated three times, one in five deleted: the workload of
@@ -17,11 +18,21 @@ the JVM for KCL), peak RSS (VmHWM; for ddb2os the sum over supervisor and worker
 index against the workload's model (document count; bulk items refused). Every endpoint is on
 127.0.0.1 (scripts/services start pg opensearch kinesalite dynamodb; then export
 scripts/services env); the credentials are dummies.
+
+--only ddb2os skips the KCL consumer (and its build). --repeat R runs the whole comparison R
+times, each on a freshly loaded stream, and prints every run (take the best of a shared machine).
+--os-alone adds, right after ddb2os's drain, OpenSearch alone on the same bodies: the records of
+the stream through `ddb2os transform` (the very bulk items the sink sends, versions included),
+posted as _bulk bodies of about 5 MiB over 2 connections into a fresh index; records/s of that
+next to ddb2os's end-to-end records/s.
 """
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -42,8 +53,9 @@ def live_documents(env, index):
     return res["count"] if status == 200 else 0
 
 
-def preload(env, n_target, shards):
-    """A fresh stream of about n_target change records; returns (records, live items)."""
+def preload(env, n_target, shards, keep=None):
+    """A fresh stream of about n_target change records; returns (records, live items). keep, a
+    list, receives the records put (partition key, data)."""
     items = poolkit.Items()
     n_items = max(5, int(n_target / 4.2))  # 4 changes per item and 1 delete per 5 items
     batch = items.workload(n_items, 4, prefix="k")
@@ -51,6 +63,8 @@ def preload(env, n_target, shards):
     env.create_stream(shards)
     t = time.time()
     env.put(batch)
+    if keep is not None:
+        keep.extend(batch)
     print("preloaded %d records (%d items, %d live at the end) on %d shards in %.1f s"
           % (len(batch), n_items, live, shards, time.time() - t), flush=True)
     return len(batch), live
@@ -82,6 +96,59 @@ def run_ddb2os(binary, env, n_records, port, on_first_read=None):
         sup.stop()
     return {"first_read_s": t_first - t0, "drain_s": t_done - t_first, "cpu_s": cpu, "of_which": " of which supervisor %.2f" % sup_cpu,
             "rss_mib": rss, "refused": refused}
+
+
+def bulk_bodies(binary, env, batch, index, limit=5 * 1024 * 1024):
+    """The records through `ddb2os transform` into index: _bulk bodies of about limit bytes."""
+    data = b"".join(d.replace(b"\n", b" ") + b"\n" for _, d in batch)
+    penv = dict(os.environ)
+    penv.update(poolkit.ENV_AWS)
+    out = subprocess.run([binary, "transform", "--index-map", "books=%s" % index],
+                         input=data, env=penv, capture_output=True, check=True).stdout
+    bodies, cur, size = [], [], 0
+    lines = out.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        # an index item is two lines (action, document), a delete item one
+        n = 1 if lines[i].startswith(b'{"delete"') else 2
+        cur += lines[i:i + n]
+        size += sum(len(x) for x in lines[i:i + n])
+        i += n
+        if size >= limit:
+            bodies.append(b"".join(cur))
+            cur, size = [], 0
+    if cur:
+        bodies.append(b"".join(cur))
+    return bodies
+
+
+def os_alone(binary, env, batch, connections=2):
+    """OpenSearch alone on ddb2os's bodies: records/s over `connections` parallel posters."""
+    index = env.index + "-alone"
+    bodies = bulk_bodies(binary, env, batch, index)
+    errors = []
+
+    def poster(mine):
+        for body in mine:
+            req = urllib.request.Request(env.opensearch + "/_bulk", data=body, method="POST",
+                                         headers={"Content-Type": "application/x-ndjson"})
+            with urllib.request.urlopen(req, timeout=300) as r:
+                res = json.loads(r.read())
+            if res["errors"]:
+                errors.extend(i for i in res["items"] if list(i.values())[0]["status"] not in
+                              (200, 201, 404, 409))
+
+    threads = [threading.Thread(target=poster, args=(bodies[k::connections],))
+               for k in range(connections)]
+    t = time.time()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    secs = time.time() - t
+    env.os_call("DELETE", "/%s" % index)
+    assert not errors, errors[:3]
+    return {"records_per_s": len(batch) / secs, "seconds": secs, "bodies": len(bodies)}
 
 
 def run_kcl(env, n_records, heap, index):
@@ -145,12 +212,22 @@ def main():
     n_target = int(opt(args, "--records", "100000"))
     shards = int(opt(args, "--shards", "8"))
     heap = opt(args, "--kcl-heap", "1g")
-    poolkit.need("D2O_TEST_DYNAMODB")
-    if "--skip-build" not in args:
+    only = opt(args, "--only", None)
+    if only not in (None, "ddb2os"):
+        sys.exit("--only takes ddb2os")
+    if only is None:
+        poolkit.need("D2O_TEST_DYNAMODB")
+    if only is None and "--skip-build" not in args:
         subprocess.run(["mvn", "-B", "-q", "package"], cwd=HERE, check=True)
+    for run in range(int(opt(args, "--repeat", "1"))):
+        print("== run %d" % (run + 1), flush=True)
+        compare(binary, n_target, shards, heap, only, "--os-alone" in args)
 
+
+def compare(binary, n_target, shards, heap, only, alone):
     env = poolkit.Env("peer", kinesis="D2O_TEST_KINESALITE")
-    n_records, live = preload(env, n_target, shards)
+    batch = []
+    n_records, live = preload(env, n_target, shards, batch)
     ddb2os_index, kcl_index = env.index, env.index + "-kcl"
     results = {}
     try:
@@ -159,6 +236,14 @@ def main():
         r["problems"] = "%d records to the DLQ" % r.pop("refused")
         results["ddb2os"] = r
         print_row("ddb2os", n_records, r)
+        if alone:
+            a = os_alone(binary, env, batch)
+            print("alone  OpenSearch alone on the same bodies (%d bodies of <= 5 MiB, 2 "
+                  "connections): %.2f s, %.0f records/s; ddb2os end to end at %.0f %%"
+                  % (a["bodies"], a["seconds"], a["records_per_s"],
+                     100.0 * r["records_per_s"] / a["records_per_s"]), flush=True)
+        if only:
+            return
         r = run_kcl(env, n_records, heap, kcl_index)
         r["documents"] = live_documents(env, kcl_index)
         r["problems"] = "%s bulk items refused" % r.pop("bulk_errors")

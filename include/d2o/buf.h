@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct d2o_buf {
     char *data; /* NULL until the first append */
@@ -35,6 +36,8 @@ __attribute__((warn_unused_result, format(printf, 2, 3))) int d2o_buf_printf(str
                                                                              const char *fmt, ...);
 __attribute__((warn_unused_result, format(printf, 2, 0))) int
 d2o_buf_vprintf(struct d2o_buf *b, const char *fmt, va_list ap);
+/* Appends v in decimal, as printf's "%lld" writes it, without going through printf. */
+__attribute__((warn_unused_result)) int d2o_buf_put_i64(struct d2o_buf *b, int64_t v);
 /* Appends s (n bytes) as a quoted JSON string, escaping per RFC 8259. Bytes >= 0x80 pass through.
  */
 __attribute__((warn_unused_result)) int d2o_buf_json_str(struct d2o_buf *b, const char *s,

@@ -48,6 +48,9 @@ static void read_error(struct d2o_bulk_item_status *st, struct json_object *err)
     }
 }
 
+/* One tokener per process, reset for each response: its parse stack is allocated once. */
+static struct json_tokener *shared_tok;
+
 int d2o_bulk_parse_response(const char *body, size_t len, size_t n, const char *const *ids,
                             struct d2o_bulk_item_status *out, char *errstr, size_t errstr_size)
 {
@@ -64,11 +67,15 @@ int d2o_bulk_parse_response(const char *body, size_t len, size_t n, const char *
         snprintf(errstr, errstr_size, "bulk response is empty");
         return -EINVAL;
     }
-    tok = json_tokener_new_ex(64);
-    if (!tok) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return -ENOMEM;
+    if (!shared_tok) {
+        shared_tok = json_tokener_new_ex(64);
+        if (!shared_tok) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return -ENOMEM;
+        }
     }
+    tok = shared_tok;
+    json_tokener_reset(tok);
     root = json_tokener_parse_ex(tok, body, (int)len);
     if (!root || json_tokener_get_error(tok) != json_tokener_success) {
         snprintf(errstr, errstr_size, "bulk response is not JSON (%s, %zu bytes)",
@@ -141,6 +148,5 @@ int d2o_bulk_parse_response(const char *body, size_t len, size_t n, const char *
     r = 0;
 out:
     json_object_put(root);
-    json_tokener_free(tok);
     return r;
 }

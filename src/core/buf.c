@@ -79,6 +79,22 @@ int d2o_buf_putc(struct d2o_buf *b, char c)
     return d2o_buf_append(b, &c, 1);
 }
 
+int d2o_buf_put_i64(struct d2o_buf *b, int64_t v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+    /* In unsigned arithmetic, so that INT64_MIN has a magnitude. */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        *--p = '-';
+    }
+    return d2o_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 int d2o_buf_vprintf(struct d2o_buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;

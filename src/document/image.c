@@ -254,7 +254,8 @@ static int map(struct walk *w, struct json_object *m, int depth)
             first = false;
             r |= d2o_buf_json_str(w->out, key, strlen(key));
             r |= d2o_buf_putc(w->out, ':');
-            r |= d2o_buf_printf(&w->path, ".%s", key);
+            r |= d2o_buf_putc(&w->path, '.');
+            r |= d2o_buf_puts(&w->path, key);
             if (r < 0) {
                 return -ENOMEM;
             }
@@ -379,7 +380,9 @@ static int value(struct walk *w, struct json_object *av, int depth)
             if (i > 0) {
                 r = d2o_buf_putc(w->out, ',');
             }
-            r |= d2o_buf_printf(&w->path, ".L[%zu]", i);
+            r |= d2o_buf_puts(&w->path, ".L[");
+            r |= d2o_buf_put_i64(&w->path, (int64_t)i);
+            r |= d2o_buf_putc(&w->path, ']');
             if (r < 0) {
                 return -ENOMEM;
             }

@@ -188,13 +188,17 @@ static int key_members(struct json_object *keys, struct d2o_buf *out, char *errs
 
 static int action_line(struct d2o_doc_op *op, const char *verb)
 {
-    int r = d2o_buf_printf(&op->ndjson, "{\"%s\":{\"_index\":", verb);
+    /* One item per record: appended piece by piece, without printf's format parsing. */
+    int r = d2o_buf_puts(&op->ndjson, "{\"");
 
+    r |= d2o_buf_puts(&op->ndjson, verb);
+    r |= d2o_buf_puts(&op->ndjson, "\":{\"_index\":");
     r |= d2o_buf_json_str(&op->ndjson, op->index, strlen(op->index));
     r |= d2o_buf_puts(&op->ndjson, ",\"_id\":");
     r |= d2o_buf_json_str(&op->ndjson, op->id, strlen(op->id));
-    r |= d2o_buf_printf(&op->ndjson, ",\"version\":%lld,\"version_type\":\"external\"}}\n",
-                        (long long)op->version);
+    r |= d2o_buf_puts(&op->ndjson, ",\"version\":");
+    r |= d2o_buf_put_i64(&op->ndjson, op->version);
+    r |= d2o_buf_puts(&op->ndjson, ",\"version_type\":\"external\"}}\n");
     return r ? -ENOMEM : 0;
 }
 

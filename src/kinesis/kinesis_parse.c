@@ -116,11 +116,14 @@ static void set_err(struct d2o_kinesis_err *err, const char *fmt, ...)
     va_end(ap);
 }
 
+/* One tokener per process, reset for each response: its parse stack is allocated once. */
+static json_tokener *shared_tok;
+
 /* Parses body as one JSON object. Returns 0 or D2O_KINESIS_E_FAILED / -ENOMEM. */
 static int parse_root(const char *what, const char *body, size_t len, json_object **out,
                       struct d2o_kinesis_err *err)
 {
-    json_tokener *tok = NULL;
+    json_tokener *tok;
     json_object *root = NULL;
     enum json_tokener_error jerr;
     size_t end;
@@ -142,11 +145,15 @@ static int parse_root(const char *what, const char *body, size_t len, json_objec
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }
-    tok = json_tokener_new();
-    if (!tok) {
-        r = -ENOMEM;
-        goto out;
+    if (!shared_tok) {
+        shared_tok = json_tokener_new();
+        if (!shared_tok) {
+            r = -ENOMEM;
+            goto out;
+        }
     }
+    tok = shared_tok;
+    json_tokener_reset(tok);
     root = json_tokener_parse_ex(tok, body, (int)len);
     jerr = json_tokener_get_error(tok);
     if (!root || jerr != json_tokener_success) {
@@ -175,9 +182,6 @@ static int parse_root(const char *what, const char *body, size_t len, json_objec
     r = 0;
 out:
     json_object_put(root);
-    if (tok) {
-        json_tokener_free(tok);
-    }
     return r;
 }
 
@@ -272,22 +276,23 @@ static int get_object(const char *what, json_object *obj, const char *key, bool 
     return get_member(what, obj, key, required, json_type_object, "an object", out, err);
 }
 
-static bool b64_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
-}
+/* Bytes of the base64 alphabet (padding aside): one table look-up per byte of Data. */
+static const unsigned char b64_alphabet[256] = {
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,
+    ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
+};
 
-/* Decodes standard padded base64. Returns 0, D2O_KINESIS_E_FAILED or -ENOMEM. */
-static int b64_decode(const char *what, const char *in, size_t n, unsigned char **out,
-                      size_t *out_len, struct d2o_kinesis_err *err)
+/* Checks standard padded base64 (n bytes). Returns 0 or D2O_KINESIS_E_FAILED. */
+static int b64_check(const char *what, const char *in, size_t n, struct d2o_kinesis_err *err)
 {
-    unsigned char *buf;
     size_t pad = 0, i;
-    int dec;
 
-    *out = NULL;
-    *out_len = 0;
     if (n % 4 != 0 || n > INT32_MAX) {
         set_err(err, "%s: Data is not base64 (length %zu is not a multiple of 4)", what, n);
         return D2O_KINESIS_E_FAILED;
@@ -296,25 +301,29 @@ static int b64_decode(const char *what, const char *in, size_t n, unsigned char 
         pad = (n > 1 && in[n - 2] == '=') ? 2 : 1;
     }
     for (i = 0; i < n - pad; i++) {
-        if (!b64_char(in[i])) {
+        if (!b64_alphabet[(unsigned char)in[i]]) {
             set_err(err, "%s: Data is not base64 (bad character at offset %zu)", what, i);
             return D2O_KINESIS_E_FAILED;
         }
     }
-    buf = malloc(n / 4 * 3 + 1);
-    if (!buf) {
-        return -ENOMEM;
-    }
-    dec = n > 0 ? EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n) : 0;
+    return 0;
+}
+
+/* Decodes Records[i]'s Data, n bytes that passed b64_check, into buf (room for n / 4 * 3 + 1
+ * bytes), NUL-terminated. Returns 0 or D2O_KINESIS_E_FAILED. */
+static int b64_decode_into(size_t i, const char *in, size_t n, unsigned char *buf, size_t *out_len,
+                           struct d2o_kinesis_err *err)
+{
+    size_t pad = n > 0 && in[n - 1] == '=' ? (n > 1 && in[n - 2] == '=' ? 2 : 1) : 0;
+    int dec = n > 0 ? EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n) : 0;
+
     if (dec < 0 || (size_t)dec < pad) {
-        free(buf);
-        set_err(err, "%s: Data is not valid base64", what);
+        set_err(err, "GetRecords response: Records[%zu]: Data is not valid base64", i);
         return D2O_KINESIS_E_FAILED;
     }
     /* EVP_DecodeBlock counts the padding as decoded zero bytes */
     *out_len = (size_t)dec - pad;
     buf[*out_len] = '\0';
-    *out = buf;
     return 0;
 }
 
@@ -325,11 +334,7 @@ void d2o_kinesis_records_free(struct d2o_kinesis_records *r)
     if (!r) {
         return;
     }
-    for (i = 0; i < r->n_records; i++) {
-        free(r->records[i].sequence_number);
-        free(r->records[i].partition_key);
-        free(r->records[i].data);
-    }
+    /* The records' strings and data live in one block with the array (see parse_records). */
     free(r->records);
     for (i = 0; i < r->n_children; i++) {
         for (j = 0; j < r->children[i].n_parents; j++) {
@@ -362,7 +367,15 @@ static int parse_hash_range(const char *what, json_object *obj, char **start, ch
     return r;
 }
 
-static int parse_record(json_object *o, size_t i, struct d2o_kinesis_record *rec,
+/* What the first pass found in one record: its members, checked, and the bytes they need. */
+struct record_src {
+    json_object *seq, *pk, *data;
+    size_t seq_len, pk_len, data_len; /* data_len: the base64 text's */
+    int64_t arrival_ms;
+};
+
+/* First pass over one record: every check, no copy. */
+static int check_record(json_object *o, size_t i, struct record_src *src,
                         struct d2o_kinesis_err *err)
 {
     char what[64];
@@ -375,22 +388,30 @@ static int parse_record(json_object *o, size_t i, struct d2o_kinesis_record *rec
         set_err(err, "%s is not an object", what);
         return D2O_KINESIS_E_FAILED;
     }
-    r = get_seq(what, o, "SequenceNumber", true, &rec->sequence_number, err);
+    r = get_member(what, o, "SequenceNumber", true, json_type_string, "a string", &src->seq, err);
+    if (r == 0 && !d2o_kinesis_seq_valid(json_object_get_string(src->seq))) {
+        set_err(err, "%s: SequenceNumber is not a valid sequence number", what);
+        r = D2O_KINESIS_E_FAILED;
+    }
     if (r == 0) {
-        r = get_str(what, o, "PartitionKey", true, &rec->partition_key, err);
+        r = get_member(what, o, "PartitionKey", true, json_type_string, "a string", &src->pk, err);
     }
     if (r != 0) {
         return r;
     }
-    if (!json_object_object_get_ex(o, "Data", &v) || !json_object_is_type(v, json_type_string)) {
+    if (!json_object_object_get_ex(o, "Data", &src->data) ||
+        !json_object_is_type(src->data, json_type_string)) {
         set_err(err, "%s: Data is missing or not a string", what);
         return D2O_KINESIS_E_FAILED;
     }
-    r = b64_decode(what, json_object_get_string(v), (size_t)json_object_get_string_len(v),
-                   &rec->data, &rec->data_len, err);
+    src->seq_len = strlen(json_object_get_string(src->seq));
+    src->pk_len = strlen(json_object_get_string(src->pk));
+    src->data_len = (size_t)json_object_get_string_len(src->data);
+    r = b64_check(what, json_object_get_string(src->data), src->data_len, err);
     if (r != 0) {
         return r;
     }
+    src->arrival_ms = 0;
     if (json_object_object_get_ex(o, "ApproximateArrivalTimestamp", &v) && v) {
         if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) {
             set_err(err, "%s: ApproximateArrivalTimestamp is not a number", what);
@@ -401,9 +422,65 @@ static int parse_record(json_object *o, size_t i, struct d2o_kinesis_record *rec
             set_err(err, "%s: ApproximateArrivalTimestamp is out of range", what);
             return D2O_KINESIS_E_FAILED;
         }
-        rec->arrival_ms = (int64_t)llround(ts * 1000.0);
+        src->arrival_ms = (int64_t)llround(ts * 1000.0);
     }
     return 0;
+}
+
+/*
+ * The records of a GetRecords response: one pass checks every record, then one allocation holds
+ * the record array and every record's sequence number, partition key and decoded Data, which
+ * base64 decodes straight into. Thousands of records a call cost one malloc instead of four each.
+ */
+static int parse_records(json_object *records, struct d2o_kinesis_records *res,
+                         struct d2o_kinesis_err *err)
+{
+    size_t i, n = json_object_array_length(records), bytes;
+    struct record_src *src;
+    char *p;
+    int r = 0;
+
+    if (n == 0) {
+        return 0;
+    }
+    if (n > SIZE_MAX / sizeof(*src)) {
+        return -ENOMEM;
+    }
+    src = malloc(n * sizeof(*src));
+    if (!src) {
+        return -ENOMEM;
+    }
+    bytes = n * sizeof(*res->records);
+    for (i = 0; i < n && r == 0; i++) {
+        r = check_record(json_object_array_get_idx(records, i), i, &src[i], err);
+        /* Each text is shorter than the body, itself below INT32_MAX (json-c's limit). */
+        if (r == 0) {
+            bytes += src[i].seq_len + 1 + src[i].pk_len + 1 + src[i].data_len / 4 * 3 + 1;
+        }
+    }
+    if (r == 0) {
+        res->records = malloc(bytes);
+        r = res->records ? 0 : -ENOMEM;
+    }
+    p = (char *)(res->records + n);
+    for (i = 0; i < n && r == 0; i++) {
+        struct d2o_kinesis_record *rec = &res->records[i];
+
+        rec->sequence_number = p;
+        memcpy(p, json_object_get_string(src[i].seq), src[i].seq_len + 1);
+        p += src[i].seq_len + 1;
+        rec->partition_key = p;
+        memcpy(p, json_object_get_string(src[i].pk), src[i].pk_len + 1);
+        p += src[i].pk_len + 1;
+        rec->data = (unsigned char *)p;
+        rec->arrival_ms = src[i].arrival_ms;
+        r = b64_decode_into(i, json_object_get_string(src[i].data), src[i].data_len, rec->data,
+                            &rec->data_len, err);
+        p += rec->data_len + 1;
+        res->n_records++;
+    }
+    free(src);
+    return r;
 }
 
 static int parse_child(json_object *o, size_t i, struct d2o_kinesis_child_shard *c,
@@ -483,20 +560,9 @@ int d2o_kinesis_parse_get_records(const char *body, size_t len, struct d2o_kines
     if (r != 0) {
         goto out;
     }
-    n = json_object_array_length(records);
-    if (n > 0) {
-        res.records = calloc(n, sizeof(*res.records));
-        if (!res.records) {
-            r = -ENOMEM;
-            goto out;
-        }
-    }
-    for (i = 0; i < n; i++) {
-        res.n_records++;
-        r = parse_record(json_object_array_get_idx(records, i), i, &res.records[i], err);
-        if (r != 0) {
-            goto out;
-        }
+    r = parse_records(records, &res, err);
+    if (r != 0) {
+        goto out;
     }
     n = children ? json_object_array_length(children) : 0;
     if (n > 0) {

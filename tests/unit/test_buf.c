@@ -77,6 +77,25 @@ START_TEST(reserve_refuses_overflow)
 }
 END_TEST
 
+START_TEST(put_i64_matches_printf)
+{
+    static const int64_t vals[] = {0, 1, -1, 9, 10, -10, 1764633600000000LL, INT64_MAX, INT64_MIN};
+    struct d2o_buf got = D2O_BUF_INIT, want = D2O_BUF_INIT;
+    size_t i;
+
+    for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        ck_assert_int_eq(d2o_buf_puts(&got, ","), 0);
+        ck_assert_int_eq(d2o_buf_put_i64(&got, vals[i]), 0);
+        ck_assert_int_eq(d2o_buf_printf(&want, ",%lld", (long long)vals[i]), 0);
+    }
+    ck_assert_str_eq(got.data, want.data);
+    ck_assert_str_eq(got.data, ",0,1,-1,9,10,-10,1764633600000000,9223372036854775807,"
+                               "-9223372036854775808");
+    d2o_buf_free(&got);
+    d2o_buf_free(&want);
+}
+END_TEST
+
 Suite *d2o_test_suite(void)
 {
     Suite *s = suite_create("buf");
@@ -87,6 +106,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, json_string_escapes);
     tcase_add_test(tc, steal_hands_over);
     tcase_add_test(tc, reserve_refuses_overflow);
+    tcase_add_test(tc, put_i64_matches_printf);
     suite_add_tcase(s, tc);
     return s;
 }
