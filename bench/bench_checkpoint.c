@@ -135,7 +135,7 @@ static int64_t turn_per_shard(PGconn *c, int shards, int64_t pos)
 int main(int argc, char **argv)
 {
     const char *base = argc > 1 ? argv[1] : getenv("D2O_TEST_PG");
-    int rounds = argc > 2 ? atoi(argv[2]) : 2000;
+    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 2000;
     static const int cases[] = {1, 8, 64, 200};
     static const char *const names[] = {"batch", "unprepared", "per-shard"};
     char err[512];
