@@ -35,6 +35,7 @@ def main():
         sys.exit(2)
     binary, args = sys.argv[1], sys.argv[2:]
     out_dir = opt(args, "--out", None) or tempfile.mkdtemp(prefix="ddb2os-profile-")
+    os.makedirs(out_dir, exist_ok=True)  # perf record does not create it
     data = os.path.join(out_dir, "perf.data")
     env = poolkit.Env("prof", kinesis="D2O_TEST_KINESALITE")
     n_records, _ = preload(env, int(opt(args, "--records", "100000")),
