@@ -16,7 +16,7 @@ export DDB2OS_PG_CONNINFO="$D2O_TEST_PG options=-csearch_path=$schema" DDB2OS_AP
 "$ddb2os" migrate >/dev/null || exit 1
 pg "INSERT INTO leases (application, stream, shard_id, owner, lease_counter, expires_at, checkpoint,
       checkpointed_at, millis_behind_latest, throughput) VALUES
-    ('app', 'orders', 'shardId-000000000001', 'w1', 3, now() + interval '10 s', '100',
+    ('app', 'orders', 'shardId-000000000001', 'w1', 3, now() + interval '10 min', '100',
       now() - interval '5 s', 90000, 250),
     ('app', 'orders', 'shardId-000000000002', NULL, 4, NULL, 'TRIM_HORIZON', NULL, NULL, 0),
     ('app', 'orders', 'shardId-000000000003', NULL, 9, NULL, 'SHARD_END', now(), 0, 0)"

@@ -127,6 +127,9 @@ class Run:
                  "50", "--log-format", "text", "--drain-timeout-ms", "10000"]
         if not conf_file:
             args += ["--stream-name", stream or env.stream]
+        if "--metrics-port" not in extra:
+            # No fixed port: another run on the machine may hold the default one.
+            args += ["--metrics-port", "0"]
         args += list(extra)
         proc_env = dict(os.environ)
         proc_env.update(poolkit.ENV_AWS)
