@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "d2o/kinesis.h"
 
@@ -84,6 +85,16 @@ int d2o_ddbstreams_parse_list_streams(const char *body, size_t len, struct d2o_d
 
 void d2o_ddbstreams_info_free(struct d2o_ddbstreams_info *i);
 void d2o_ddbstreams_list_free(struct d2o_ddbstreams_list *l);
+
+/*
+ * The external version of the next record of a shard: the greater of prev + 1 and the record's
+ * ApproximateCreationDateTime in microseconds (acdt_s x 10^6). prev is the version of the record
+ * before it in the shard's lineage (the shard's, or its parent's final checkpoint; 0 for none).
+ * Strictly increasing along a lineage, so a later change of an item always outranks an earlier
+ * one, and a function of (prev, record), so reading again from a checkpoint gives every record
+ * the version it had (docs/architecture.md, "Versions of a DynamoDB stream").
+ */
+int64_t d2o_ddbstreams_version(int64_t prev, int64_t acdt_s);
 
 /* ---- client (ddbstreams.c) ---- */
 

@@ -48,6 +48,10 @@ struct d2o_checkpoint {
     const char *owner;
     int64_t lease_counter;
     const char *position; /* a sequence number or SHARD_END */
+    /* A DynamoDB stream read directly: the version of the record at position, stored with it
+     * (leases.version_last_ms) so that a new owner, or a child shard, goes on from it. 0 leaves
+     * the stored one. */
+    int64_t stream_version;
 };
 
 /*

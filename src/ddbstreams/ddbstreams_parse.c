@@ -43,6 +43,13 @@ int d2o_ddbstreams_arn_table(const char *arn, char *out, size_t out_size)
     return 0;
 }
 
+int64_t d2o_ddbstreams_version(int64_t prev, int64_t acdt_s)
+{
+    int64_t floor_us = acdt_s > 0 && acdt_s <= ACDT_MAX_S ? acdt_s * 1000000 : 0;
+
+    return prev >= floor_us ? prev + 1 : floor_us;
+}
+
 bool d2o_ddbstreams_seq_valid(const char *s)
 {
     size_t i;

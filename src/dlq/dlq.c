@@ -118,11 +118,12 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
         " FOR UPDATE NOWAIT";
     static const char update_sql[] =
         "UPDATE leases SET checkpoint = $6, owner_switches = 0, checkpointed_at = now(), "
-        "updated_at = now()"
+        "updated_at = now(), version_last_ms = CASE WHEN $7::bigint > 0 THEN $7::bigint"
+        " ELSE version_last_ms END"
         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
         " AND lease_counter = $5";
-    char counter[24];
-    const char *values[6];
+    char counter[24], sver[24];
+    const char *values[7];
     PGresult *r = NULL;
     size_t i;
     int ret = -EIO;
@@ -142,6 +143,8 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
     values[3] = cp->owner;
     values[4] = counter;
     values[5] = cp->position;
+    snprintf(sver, sizeof(sver), "%" PRId64, cp->stream_version);
+    values[6] = sver;
     if (exec_simple(c, "BEGIN", errstr, errstr_size) < 0) {
         return -EIO;
     }
@@ -172,7 +175,7 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
             goto fail;
         }
     }
-    r = PQexecParams(c, update_sql, 6, NULL, values, NULL, NULL, 0);
+    r = PQexecParams(c, update_sql, 7, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(r), "1") != 0) {
         d2o_pg_error(c, r, "checkpoint: updating the lease", errstr, errstr_size);
         goto fail;

@@ -276,6 +276,136 @@ START_TEST(stream_errors_are_classified)
 }
 END_TEST
 
+/* ---- versions along a shard lineage ---- */
+
+/* One change as a shard delivers it: its second, the item and the value it leaves. */
+struct change {
+    int64_t second;
+    char item;
+    int value;
+};
+
+#define MAX_CHANGES 16
+
+/* A parent shard read to its end, then its child; checkpoint = how many records of the whole
+ * lineage a first reader got acknowledged before it was killed (a new owner, or a restart, reads
+ * again from there with the version stored at that checkpoint). */
+static const struct {
+    const char *name;
+    struct change recs[MAX_CHANGES];
+    size_t n, n_parent, checkpoint;
+} lineages[] = {
+    {"three changes of one item in one second",
+     {{100, 'x', 1}, {100, 'x', 2}, {100, 'x', 3}},
+     3,
+     3,
+     1},
+    {"rollover between two changes of one item inside one second",
+     {{100, 'x', 1}, {100, 'y', 1}, {100, 'x', 2}, {100, 'x', 3}},
+     4,
+     2,
+     2},
+    {"restart inside a second, the item changed again after it",
+     {{99, 'x', 1}, {100, 'x', 2}, {100, 'y', 5}, {100, 'x', 3}, {101, 'x', 4}},
+     5,
+     5,
+     2},
+    {"a second that runs backwards on the shard (ApproximateCreationDateTime is approximate)",
+     {{101, 'x', 1}, {100, 'x', 2}, {100, 'x', 3}},
+     3,
+     1,
+     1},
+    {"child in a later second, restart at the rollover",
+     {{100, 'x', 1}, {100, 'x', 2}, {105, 'x', 3}, {105, 'y', 1}, {105, 'x', 4}},
+     5,
+     2,
+     2},
+    {"restart before anything was acknowledged", {{7, 'a', 1}, {7, 'a', 2}, {8, 'a', 3}}, 3, 0, 0},
+};
+
+/* What one reader assigns from record `from` on, starting at version prev. */
+static void read_from(const struct change *recs, size_t n, size_t from, int64_t prev, int64_t *out)
+{
+    size_t i;
+
+    for (i = from; i < n; i++) {
+        out[i] = d2o_ddbstreams_version(prev, recs[i].second);
+        prev = out[i];
+    }
+}
+
+/* OpenSearch's external versioning: a write lands only above the document's version. */
+static void apply(int64_t *doc_ver, int *doc_val, int64_t v, int value)
+{
+    if (v > *doc_ver) {
+        *doc_ver = v;
+        *doc_val = value;
+    }
+}
+
+START_TEST(versions_along_a_lineage)
+{
+    const struct change *recs = lineages[_i].recs;
+    size_t n = lineages[_i].n, cp = lineages[_i].checkpoint, i, j;
+    int64_t first[MAX_CHANGES], again[MAX_CHANGES], doc_ver[256] = {0};
+    int doc_val[256] = {0}, last_val[256] = {0};
+
+    /* the first reader: the parent from nothing, its child from the parent's final version */
+    read_from(recs, lineages[_i].n_parent, 0, 0, first);
+    read_from(recs, n, lineages[_i].n_parent,
+              lineages[_i].n_parent ? first[lineages[_i].n_parent - 1] : 0, first);
+    /* the next owner: from the checkpoint and the version stored with it */
+    read_from(recs, n, cp, cp ? first[cp - 1] : 0, again);
+    for (i = cp; i < n; i++) {
+        ck_assert_msg(again[i] == first[i], "%s: record %zu read again got v%lld, first v%lld",
+                      lineages[_i].name, i, (long long)again[i], (long long)first[i]);
+    }
+    for (i = 0; i < n; i++) {
+        /* never below the second the change was made in (a backfill's version stays below) */
+        ck_assert_int_ge(first[i], recs[i].second * 1000000);
+        for (j = i + 1; j < n; j++) {
+            if (recs[i].item == recs[j].item) {
+                ck_assert_msg(first[i] < first[j], "%s: change %zu (v%lld) not below %zu (v%lld)",
+                              lineages[_i].name, i, (long long)first[i], j, (long long)first[j]);
+            }
+        }
+        last_val[(unsigned char)recs[i].item] = recs[i].value;
+    }
+    /* every write lands in any order, the re-read ones twice, later ones before earlier ones */
+    for (i = n; i-- > 0;) {
+        apply(&doc_ver[(unsigned char)recs[i].item], &doc_val[(unsigned char)recs[i].item],
+              first[i], recs[i].value);
+    }
+    for (i = cp; i < n; i++) {
+        apply(&doc_ver[(unsigned char)recs[i].item], &doc_val[(unsigned char)recs[i].item],
+              again[i], recs[i].value);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char it = (unsigned char)recs[i].item;
+
+        ck_assert_msg(doc_val[it] == last_val[it], "%s: item %c ends at %d, not %d",
+                      lineages[_i].name, recs[i].item, doc_val[it], last_val[it]);
+    }
+}
+END_TEST
+
+START_TEST(versions_of_one_second_without_the_counter_tie)
+{
+    /* What the stream's second alone would give: two changes in one second tie, and OpenSearch
+     * keeps whichever it applies first. The counter is what tells them apart. */
+    ck_assert_int_eq(d2o_doc_version(100, D2O_PRECISION_SECOND),
+                     d2o_doc_version(100, D2O_PRECISION_SECOND));
+    ck_assert_int_eq(d2o_ddbstreams_version(0, 100), 100000000);
+    ck_assert_int_eq(d2o_ddbstreams_version(100000000, 100), 100000001);
+    ck_assert_int_eq(d2o_ddbstreams_version(100000001, 101), 101000000);
+    /* a second's counter that reaches the next second goes on counting: never back */
+    ck_assert_int_eq(d2o_ddbstreams_version(100999999, 100), 101000000);
+    ck_assert_int_eq(d2o_ddbstreams_version(101000000, 101), 101000001);
+    /* an ApproximateCreationDateTime out of range only counts on */
+    ck_assert_int_eq(d2o_ddbstreams_version(5, 0), 6);
+}
+END_TEST
+
 Suite *d2o_test_suite(void)
 {
     Suite *s = suite_create("ddbstreams");
@@ -288,6 +418,8 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, describe_stream_pages);
     tcase_add_test(tc, list_streams_pages);
     tcase_add_test(tc, stream_errors_are_classified);
+    tcase_add_loop_test(tc, versions_along_a_lineage, 0, (int)D2O_ARRAY_SIZE(lineages));
+    tcase_add_test(tc, versions_of_one_second_without_the_counter_tie);
     suite_add_tcase(s, tc);
     return s;
 }
