@@ -493,6 +493,9 @@ static void start_iterator(struct shard *sh)
             return;
         }
         sh->ver_loaded = true;
+        /* what the checkpoint stands at: stored again with SHARD_END even if the shard held no
+         * record, so that its children go on from it */
+        sh->commit_ver = sh->stream_ver;
     }
     if (sh->last_seq) {
         spec.type = D2O_ITER_AFTER_SEQUENCE_NUMBER;

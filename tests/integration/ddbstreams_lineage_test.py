@@ -3,7 +3,8 @@ source = dynamodb-streams against a small fake of the Streams API served from th
 PostgreSQL and OpenSearch). The fake lists its shards one a page (ExclusiveStartShardId):
 
   P   closed parent: x changed twice and y once, all in second S
-  C   its child: x changed again in second S (a rollover between two changes of x inside one
+  E   its child, closed without a record (a quiet partition rolls over too)
+  C   E's child: x changed again in second S (rollovers between two changes of x inside one
       second), y in second S+1
   C2  a child whose parent aged out of the stream (not listed): read, not waited for
   X   a shard whose checkpoint is past the retention: GetShardIterator answers
@@ -47,7 +48,8 @@ class FakeStreams:
         self.shards = {
             "shardId-1-p": (None, True, 1, [rec(1, "x", 1, S, "INSERT"), rec(2, "y", 1, S, "INSERT"),
                                             rec(3, "x", 2, S)]),
-            "shardId-2-c": ("shardId-1-p", False, 4, [rec(4, "x", 3, S), rec(5, "y", 2, S + 1)]),
+            "shardId-1-pe": ("shardId-1-p", True, 4, []),
+            "shardId-2-c": ("shardId-1-pe", False, 4, [rec(4, "x", 3, S), rec(5, "y", 2, S + 1)]),
             "shardId-3-c2": ("shardId-0-aged", False, 6, [rec(6, "z", 1, S, "INSERT"),
                                                            rec(7, "z", 2, S)]),
             "shardId-4-x": (None, False, 10, [rec(10, "w", 1, S, "INSERT"), rec(11, "w", 2, S)]),
@@ -80,7 +82,7 @@ class FakeStreams:
         parent, closed, first, recs = self.shards[sid]
         out = {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": "%021d" % first}}
         if closed:
-            out["SequenceNumberRange"]["EndingSequenceNumber"] = "%021d" % (first + len(recs) - 1)
+            out["SequenceNumberRange"]["EndingSequenceNumber"] = "%021d" % max(first, first + len(recs) - 1)
         if parent:
             out["ParentShardId"] = parent
         return out
@@ -172,13 +174,14 @@ class Lineage(unittest.TestCase):
             # the child was started only after its parent was read to its end
             with fake.lock:
                 events = list(fake.events)
-            end_p = events.index(("end", "shardId-1-p", ""))
+            end_p = events.index(("end", "shardId-1-pe", ""))
             first_c = next(i for i, e in enumerate(events)
                            if e[0] == "iterator" and e[1] == "shardId-2-c")
             self.assertLess(end_p, first_c, events)
             rows = dict(env.rows("SELECT shard_id, array_to_string(parent_shard_ids, ',') FROM"
                                  " leases WHERE application = '%s'" % env.app))
-            self.assertEqual(rows["shardId-2-c"], "shardId-1-p")
+            self.assertEqual(rows["shardId-1-pe"], "shardId-1-p")
+            self.assertEqual(rows["shardId-2-c"], "shardId-1-pe")
             self.assertEqual(rows["shardId-3-c2"], "shardId-0-aged")
             self.assertIn("records_trimmed", sup.tail(200))
             self.assertIn(("iterator", "shardId-4-x", "TRIM_HORIZON"), events)
