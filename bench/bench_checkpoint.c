@@ -69,7 +69,7 @@ static int64_t turn_batch(PGconn *c, int shards, int64_t pos, bool prepared)
         char id[32];
 
         shard_name(id, sizeof(id), i);
-        if (d2o_checkpoint_batch_add(b, "s", id, 7, p, NULL, 0, err, sizeof(err)) < 0) {
+        if (d2o_checkpoint_batch_add(b, "s", id, 7, p, 0, NULL, 0, err, sizeof(err)) < 0) {
             fprintf(stderr, "%s\n", err);
             exit(1);
         }

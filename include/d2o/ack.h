@@ -30,6 +30,11 @@ void d2o_ack_free(struct d2o_ack *a, void (*drop)(void *payload));
 __attribute__((warn_unused_result)) int d2o_ack_push(struct d2o_ack *a, const char *seq,
                                                      uint64_t *ticket);
 
+/* The same with a tag that travels with the record: d2o_ack_last_tag() gives the tag of the
+ * record the checkpoint names (a DynamoDB stream's version counter, stored with it). */
+__attribute__((warn_unused_result)) int d2o_ack_push_tagged(struct d2o_ack *a, const char *seq,
+                                                            int64_t tag, uint64_t *ticket);
+
 /*
  * Acknowledges a record. dlq_payload is NULL when the record is done, or the caller's dead-letter
  * row (ownership passes to the tracker until d2o_ack_advance hands it back). Returns 0, -ENOENT
@@ -49,6 +54,9 @@ int d2o_ack_unpush(struct d2o_ack *a, uint64_t ticket);
  * the caller frees, with the payloads). A negative errno on allocation failure (nothing popped).
  */
 int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, void ***payloads, size_t *n_payloads);
+
+/* The tag of the last record d2o_ack_advance() popped (0 before any, or untagged). */
+int64_t d2o_ack_last_tag(const struct d2o_ack *a);
 
 /* Records pushed and not yet popped. */
 size_t d2o_ack_pending(const struct d2o_ack *a);

@@ -30,6 +30,12 @@ enum d2o_delete_mode { D2O_DELETE_DELETE = 0, D2O_DELETE_TOMBSTONE = 1 };
 enum d2o_ttl_deletes { D2O_TTL_DELETE = 0, D2O_TTL_KEEP = 1 };
 enum d2o_os_auth { D2O_OS_AUTH_NONE = 0, D2O_OS_AUTH_BASIC = 1, D2O_OS_AUTH_SIGV4 = 2 };
 enum d2o_os_service { D2O_OS_SERVICE_ES = 0, D2O_OS_SERVICE_AOSS = 1 };
+/* Where change records come from. */
+enum d2o_source {
+    D2O_SOURCE_KINESIS = 0,          /* the table's Kinesis Data Streams destination */
+    D2O_SOURCE_DYNAMODB_STREAMS = 1, /* the table's own DynamoDB stream */
+};
+
 enum d2o_initial_position {
     D2O_POS_TRIM_HORIZON = 0,
     D2O_POS_LATEST = 1,
@@ -50,10 +56,12 @@ struct d2o_kvlist {
 struct d2o_config {
     /* identity */
     char *application;
+    int source; /* enum d2o_source */
     char *stream_name;
     /* AWS */
     char *aws_region;
     char *kinesis_endpoint;
+    char *streams_endpoint;
     char *dynamodb_endpoint;
     /* OpenSearch */
     char *opensearch_url;

@@ -48,6 +48,10 @@ struct d2o_checkpoint {
     const char *owner;
     int64_t lease_counter;
     const char *position; /* a sequence number or SHARD_END */
+    /* A DynamoDB stream read directly: the version of the record at position, stored with it
+     * (leases.version_last_ms) so that a new owner, or a child shard, goes on from it. 0 leaves
+     * the stored one. */
+    int64_t stream_version;
 };
 
 /*
@@ -78,7 +82,7 @@ __attribute__((warn_unused_result)) int d2o_dlq_commit(PGconn *c, const struct d
  * (-EIO, "could not obtain lock"); nothing is written then and the caller tries again.
  *
  *   b = d2o_checkpoint_batch_new(application, owner);
- *   d2o_checkpoint_batch_add(b, stream, shard, counter, position, rows, n, ...);  (per shard)
+ *   d2o_checkpoint_batch_add(b, stream, shard, counter, position, version, rows, n, ...);
  *   d2o_checkpoint_batch_send(conn, b)        PQsendQueryParams: never waits for the answer
  *   d2o_checkpoint_batch_read(b, conn, res, outcome, ...)   outcome[i] per added shard
  *
@@ -88,12 +92,15 @@ struct d2o_checkpoint_batch;
 struct d2o_checkpoint_batch *d2o_checkpoint_batch_new(const char *application, const char *owner);
 void d2o_checkpoint_batch_free(struct d2o_checkpoint_batch *b);
 size_t d2o_checkpoint_batch_size(const struct d2o_checkpoint_batch *b);
-/* Adds one shard with the DLQ rows its checkpoint passes. 0, -EINVAL (position is neither a
- * sequence number nor SHARD_END; nothing added) or -ENOMEM (the batch is unusable). */
+/* Adds one shard with the DLQ rows its checkpoint passes and, for a DynamoDB stream, the version
+ * of the record the checkpoint ends at (stored in version_last_ms; 0 leaves it). 0, -EINVAL
+ * (position is neither a sequence number nor SHARD_END; nothing added) or -ENOMEM (the batch is
+ * unusable). */
 __attribute__((warn_unused_result)) int
 d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream, const char *shard_id,
-                         int64_t counter, const char *position, const struct d2o_dlq_row *rows,
-                         size_t n, char *errstr, size_t errstr_size);
+                         int64_t counter, const char *position, int64_t stream_version,
+                         const struct d2o_dlq_row *rows, size_t n, char *errstr,
+                         size_t errstr_size);
 /* Prepares the statement on the session (once per connection; saves its planning on every
  * batch). 0 or -EIO. @blocking yes. */
 __attribute__((warn_unused_result)) int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr,

@@ -159,7 +159,37 @@ struct d2o_kinesis_list_req {
     int64_t filter_timestamp_ms; /* AT_TIMESTAMP / FROM_TIMESTAMP */
 };
 
+/*
+ * The wire dialect of a client: what differs between the Kinesis Data Streams API and APIs of the
+ * same shape (DynamoDB Streams, src/ddbstreams). The client's HTTP exchange, classifier, retries
+ * and async dispatch are shared; the dialect builds the request bodies and parses the answers into
+ * the structs above. label is the client's stream (the configured stream_name), for parsers that
+ * need it (NULL if none).
+ */
+struct d2o_buf;
+struct d2o_kinesis_dialect {
+    const char *target_prefix; /* X-Amz-Target prefix, e.g. "Kinesis_20131202." */
+    const char *content_type;
+    const char *service;     /* SigV4 service name */
+    const char *host_prefix; /* default endpoint https://<host_prefix>.<region>.amazonaws.com */
+    const char *list_op;     /* the operation that lists shards a page at a time */
+    int (*body_get_records)(struct d2o_buf *b, const char *iterator, int limit);
+    int (*body_iterator)(struct d2o_buf *b, const char *stream, const char *shard_id,
+                         const struct d2o_kinesis_iter_spec *spec);
+    int (*body_list)(struct d2o_buf *b, const struct d2o_kinesis_list_req *req);
+    int (*parse_records)(const char *body, size_t len, const char *label,
+                         struct d2o_kinesis_records *out, struct d2o_kinesis_err *err);
+    int (*parse_list)(const char *body, size_t len, struct d2o_kinesis_shards *out,
+                      struct d2o_kinesis_err *err);
+};
+
+/* The Kinesis Data Streams dialect (JSON 1.1, service "kinesis", ListShards). */
+extern const struct d2o_kinesis_dialect d2o_kinesis_dialect_kinesis;
+
 /* ---- pure helpers and parsers (kinesis_parse.c) ---- */
+
+/* "TRIM_HORIZON", "LATEST", ...: the ShardIteratorType of t (NULL for a value out of range). */
+const char *d2o_kinesis_iter_type_name(enum d2o_kinesis_iter_type t);
 
 /* true if s is a well-formed sequence number: 0|[1-9][0-9]{0,128}. */
 bool d2o_kinesis_seq_valid(const char *s);
@@ -223,6 +253,25 @@ struct d2o_kinesis *d2o_kinesis_new_endpoint(struct d2o_http *http, const char *
                                              const char *endpoint,
                                              const struct d2o_aws_creds *creds, char *errstr,
                                              size_t errstr_size);
+/* Same for another API of the Kinesis shape (label: the stream named in messages, may be NULL).
+ * The dialect is borrowed and must outlive the client. */
+struct d2o_kinesis *d2o_kinesis_new_dialect(struct d2o_http *http, const char *region,
+                                            const char *endpoint,
+                                            const struct d2o_kinesis_dialect *dialect,
+                                            const char *label, const struct d2o_aws_creds *creds,
+                                            char *errstr, size_t errstr_size);
+/* The client's dialect. */
+const struct d2o_kinesis_dialect *d2o_kinesis_get_dialect(const struct d2o_kinesis *k);
+/*
+ * One sync call of op with a prepared JSON body (retries as d2o_kinesis_set_retry() says), for
+ * dialects' calls beyond the three the client knows. On 0, resp holds the 2xx answer (the caller
+ * frees it with d2o_http_response_free()). @blocking yes.
+ */
+__attribute__((warn_unused_result)) int d2o_kinesis_call(struct d2o_kinesis *k, const char *op,
+                                                         const char *stream,
+                                                         const struct d2o_buf *body,
+                                                         struct d2o_http_response *resp,
+                                                         struct d2o_kinesis_err *err);
 /* Frees the client. In-flight async calls must have completed (or d2o_http_free()'d). NULL-safe.
  */
 void d2o_kinesis_free(struct d2o_kinesis *k);

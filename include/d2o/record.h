@@ -18,7 +18,12 @@ struct json_object;
 
 enum d2o_event { D2O_EVENT_INSERT = 0, D2O_EVENT_MODIFY = 1, D2O_EVENT_REMOVE = 2 };
 
-enum d2o_precision { D2O_PRECISION_MILLISECOND = 0, D2O_PRECISION_MICROSECOND = 1 };
+/* SECOND: records of a DynamoDB stream read directly (src/ddbstreams). */
+enum d2o_precision {
+    D2O_PRECISION_MILLISECOND = 0,
+    D2O_PRECISION_MICROSECOND = 1,
+    D2O_PRECISION_SECOND = 2,
+};
 
 /* Error class of records refused by d2o_record_parse(), as stored in the dead-letter queue. */
 #define D2O_RECORD_ERROR_CLASS "bad_record"

@@ -9,6 +9,7 @@
 
 struct slot {
     char *seq;
+    int64_t tag;
     void *payload;
     bool acked;
 };
@@ -19,7 +20,8 @@ struct d2o_ack {
     size_t cap;
     size_t head;
     size_t n;
-    uint64_t first; /* ticket of the slot at head */
+    uint64_t first;   /* ticket of the slot at head */
+    int64_t last_tag; /* tag of the last record popped */
 };
 
 struct d2o_ack *d2o_ack_new(void)
@@ -71,6 +73,11 @@ static int grow(struct d2o_ack *a)
 
 int d2o_ack_push(struct d2o_ack *a, const char *seq, uint64_t *ticket)
 {
+    return d2o_ack_push_tagged(a, seq, 0, ticket);
+}
+
+int d2o_ack_push_tagged(struct d2o_ack *a, const char *seq, int64_t tag, uint64_t *ticket)
+{
     struct slot *s;
     char *copy;
 
@@ -83,6 +90,7 @@ int d2o_ack_push(struct d2o_ack *a, const char *seq, uint64_t *ticket)
     }
     s = at(a, a->n);
     s->seq = copy;
+    s->tag = tag;
     s->payload = NULL;
     s->acked = false;
     *ticket = a->first + a->n;
@@ -157,10 +165,16 @@ int64_t d2o_ack_advance(struct d2o_ack *a, char **seq, void ***payloads, size_t 
     free(*seq);
     *seq = at(a, k - 1)->seq;
     at(a, k - 1)->seq = NULL;
+    a->last_tag = at(a, k - 1)->tag;
     a->head = (a->head + k) % a->cap;
     a->n -= k;
     a->first += k;
     return (int64_t)k;
+}
+
+int64_t d2o_ack_last_tag(const struct d2o_ack *a)
+{
+    return a->last_tag;
 }
 
 size_t d2o_ack_pending(const struct d2o_ack *a)

@@ -567,7 +567,7 @@ static void print_progress(const struct progress *p, bool tty, int64_t since_sta
 /* Requires the stream to be consumed from before V: lease rows exist and none starts later. */
 static int stream_check(PGconn *pg, const struct d2o_config *conf, int64_t version)
 {
-    const char *v[3];
+    const char *v[4];
     char ts[32], errstr[512];
     PGresult *res = NULL;
     int64_t total, late;
@@ -576,6 +576,8 @@ static int stream_check(PGconn *pg, const struct d2o_config *conf, int64_t versi
     v[0] = conf->application;
     v[1] = conf->stream_name;
     v[2] = ts;
+    /* a DynamoDB stream named by its table: the leases name the stream's ARN */
+    v[3] = conf->source == D2O_SOURCE_DYNAMODB_STREAMS ? "true" : "false";
     if (!conf->stream_name[0]) {
         fprintf(stderr, "ddb2os backfill: stream_name is not set: the backfill needs the stream "
                         "that 'ddb2os run' consumes (or --no-stream-check)\n");
@@ -585,8 +587,10 @@ static int stream_check(PGconn *pg, const struct d2o_config *conf, int64_t versi
                     "SELECT count(*), count(*) FILTER (WHERE checkpoint = 'LATEST'"
                     " OR (checkpoint = 'AT_TIMESTAMP' AND checkpoint_timestamp >"
                     "     to_timestamp($3::double precision)))"
-                    " FROM leases WHERE application = $1 AND stream = $2",
-                    3, v, &res, "reading the stream's leases", errstr, sizeof(errstr)) < 0) {
+                    " FROM leases WHERE application = $1 AND (stream = $2 OR ($4"
+                    " AND stream LIKE 'arn:%:table/%/stream/%' AND split_part(stream, '/', 2) ="
+                    " $2))",
+                    4, v, &res, "reading the stream's leases", errstr, sizeof(errstr)) < 0) {
         fprintf(stderr, "ddb2os backfill: %s\n", errstr);
         return D2O_EXIT_FAIL;
     }

@@ -502,7 +502,27 @@ int d2o_conf_validate(const struct d2o_config *c, char *errstr, size_t errstr_si
     int64_t renew = c->renew_ms ? c->renew_ms : c->lease_ms / 3;
 
     if (!*c->stream_name) {
-        snprintf(errstr, errstr_size, "stream_name is empty: set the Kinesis stream to read");
+        snprintf(errstr, errstr_size, "stream_name is empty: set the %s to read",
+                 c->source == D2O_SOURCE_DYNAMODB_STREAMS ? "table (or its stream ARN)"
+                                                          : "Kinesis stream");
+        return -EINVAL;
+    }
+    if (c->source == D2O_SOURCE_DYNAMODB_STREAMS && strncmp(c->stream_name, "arn:", 4) == 0 &&
+        !strstr(c->stream_name, ":table/")) {
+        snprintf(errstr, errstr_size,
+                 "stream_name '%.200s' is not a DynamoDB stream ARN (arn:aws:dynamodb:<region>:"
+                 "<account>:table/<table>/stream/<label>) or a table name, which source = "
+                 "dynamodb-streams needs",
+                 c->stream_name);
+        return -EINVAL;
+    }
+    if (c->source == D2O_SOURCE_DYNAMODB_STREAMS && c->initial_position != D2O_POS_TRIM_HORIZON) {
+        snprintf(errstr, errstr_size,
+                 "initial_position %s cannot be used with source = dynamodb-streams: DynamoDB "
+                 "Streams has no AT_TIMESTAMP iterator, which ddb2os stores LATEST and "
+                 "timestamps as so that every owner of a shard starts at the same place; use "
+                 "TRIM_HORIZON (the stream keeps 24 hours)",
+                 c->initial_position == D2O_POS_LATEST ? "LATEST" : "AT_TIMESTAMP");
         return -EINVAL;
     }
     if (renew >= c->lease_ms - c->lease_ms / 10) {

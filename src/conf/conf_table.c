@@ -16,6 +16,7 @@
 
 static const char *const delete_modes[] = {"delete", "tombstone", NULL};
 static const char *const ttl_modes[] = {"delete", "keep", NULL};
+static const char *const sources[] = {"kinesis", "dynamodb-streams", NULL};
 static const char *const auth_modes[] = {"none", "basic", "sigv4", NULL};
 static const char *const services[] = {"es", "aoss", NULL};
 static const char *const log_formats[] = {"json", "text", NULL};
@@ -130,15 +131,28 @@ const struct d2o_conf_entry d2o_conf_table[] = {
      "Name of this consumer application. Leases, checkpoints and DLQ rows are kept per "
      "application, so several applications can share one database and one stream.",
      false, false, validate_name},
+    {"source", D2O_CONF_ENUM, OFF(source), "kinesis", 0, 0, sources,
+     "Where the table's changes are read: `kinesis`, the table's Kinesis Data Streams "
+     "destination, or `dynamodb-streams`, the table's own DynamoDB stream (StreamViewType "
+     "NEW_AND_OLD_IMAGES or NEW_IMAGE). docs/architecture.md compares the two.",
+     false, false, NULL},
     {"stream_name", D2O_CONF_STR, OFF(stream_name), "", 0, 0, NULL,
-     "Kinesis data stream that the DynamoDB table's streaming destination writes to.", false, false,
-     NULL},
+     "With source = kinesis: the Kinesis data stream that the DynamoDB table's streaming "
+     "destination writes to (a name or an ARN). With source = dynamodb-streams: the table's "
+     "stream ARN, or the table's name, whose newest stream each worker looks up at start "
+     "(ListStreams).",
+     false, false, NULL},
     {"aws_region", D2O_CONF_STR, OFF(aws_region), "us-east-1", 0, 0, NULL,
      "AWS region of the stream (and of the OpenSearch domain when signing with SigV4).", false,
      false, validate_region},
     {"kinesis_endpoint", D2O_CONF_STR, OFF(kinesis_endpoint), "", 0, 0, NULL,
      "Kinesis endpoint URL. Empty means https://kinesis.<aws_region>.amazonaws.com; set it to "
      "reach an emulator or a VPC endpoint.",
+     false, false, validate_url},
+    {"streams_endpoint", D2O_CONF_STR, OFF(streams_endpoint), "", 0, 0, NULL,
+     "DynamoDB Streams endpoint URL (source = dynamodb-streams). Empty means "
+     "https://streams.dynamodb.<aws_region>.amazonaws.com; DynamoDB Local serves its streams "
+     "on its DynamoDB port.",
      false, false, validate_url},
     {"dynamodb_endpoint", D2O_CONF_STR, OFF(dynamodb_endpoint), "", 0, 0, NULL,
      "DynamoDB endpoint URL for backfill and verify. Empty means "

@@ -114,8 +114,9 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
  * out ('lost').
  */
 static const char batch_sql[] =
-    "WITH v AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[])"
-    "   WITH ORDINALITY AS v(stream, shard_id, counter, pos, i)),"
+    "WITH v AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], "
+    "$22::bigint[])"
+    "   WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)),"
     " l AS (SELECT l.ctid AS tid, l.stream, l.shard_id, l.checkpoint FROM leases l JOIN v"
     "   ON l.stream = v.stream AND l.shard_id = v.shard_id AND l.lease_counter = v.counter"
     "   WHERE l.application = $1 AND l.owner = $6 AND l.expires_at > clock_timestamp()"
@@ -156,7 +157,10 @@ static const char batch_sql[] =
                         "   replay_result = CASE WHEN dlq.state = 'discarded' THEN "
                         "dlq.replay_result END),"
                         " u AS (UPDATE leases t SET checkpoint = ok.pos, owner_switches = 0,"
-                        "   checkpointed_at = now(), updated_at = now() FROM ok"
+                        "   checkpointed_at = now(), updated_at = now(),"
+                        /* a DynamoDB stream's version at the checkpoint (0: none) */
+                        "   version_last_ms = CASE WHEN ok.sver > 0 THEN ok.sver ELSE "
+                        "t.version_last_ms END FROM ok"
                         /* the rows locked above, by their address: no join over the owner's leases
                          */
                         "   WHERE t.ctid = ok.tid AND t.owner = $6 AND t.lease_counter = "
@@ -167,7 +171,7 @@ static const char batch_sql[] =
                         " FROM v LEFT JOIN l ON l.stream = v.stream AND l.shard_id = v.shard_id"
                         " LEFT JOIN u ON u.i = v.i";
 
-/* The array parameters, in the order of $2..$5 and $7..$21. */
+/* The array parameters, in the order of $2..$5, $7..$21 and $22. */
 enum {
     B_STREAM,
     B_SHARD,
@@ -188,6 +192,7 @@ enum {
     B_D_ATTEMPTS,
     B_D_FIRST,
     B_D_LAST,
+    B_VER, /* $22 */
     B_COLS
 };
 
@@ -294,8 +299,8 @@ static int check_position(const char *position, char *errstr, size_t errstr_size
 
 int d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream,
                              const char *shard_id, int64_t counter, const char *position,
-                             const struct d2o_dlq_row *rows, size_t n, char *errstr,
-                             size_t errstr_size)
+                             int64_t stream_version, const struct d2o_dlq_row *rows, size_t n,
+                             char *errstr, size_t errstr_size)
 {
     struct d2o_buf *c = b->col;
     size_t i;
@@ -321,7 +326,8 @@ int d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream,
     b->n++;
     r = !b->e[b->n - 1].shard_id || !b->e[b->n - 1].position;
     r |= arr_str(&c[B_STREAM], stream) | arr_str(&c[B_SHARD], shard_id) |
-         arr_i64(&c[B_COUNTER], counter) | arr_str(&c[B_POS], position);
+         arr_i64(&c[B_COUNTER], counter) | arr_str(&c[B_POS], position) |
+         arr_i64(&c[B_VER], stream_version);
     for (i = 0; i < n && r == 0; i++) {
         const struct d2o_dlq_row *row = &rows[i];
         char first[32], last[32];
@@ -349,7 +355,7 @@ int d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream,
 
 int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr, size_t errstr_size)
 {
-    PGresult *r = PQprepare(c, BATCH_STATEMENT, batch_sql, 21, NULL);
+    PGresult *r = PQprepare(c, BATCH_STATEMENT, batch_sql, 22, NULL);
     int ret = 0;
 
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -363,7 +369,7 @@ int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr, size_t errstr_size)
 int d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, bool prepared)
 {
     struct d2o_buf lit[B_COLS];
-    const char *values[21];
+    const char *values[22];
     int i, r = 0, ok = 0;
 
     for (i = 0; i < B_COLS; i++) {
@@ -378,8 +384,8 @@ int d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, b
         values[i < 4 ? i + 1 : i + 2] = lit[i].data;
     }
     if (r == 0) {
-        ok = prepared ? PQsendQueryPrepared(c, BATCH_STATEMENT, 21, values, NULL, NULL, 0)
-                      : PQsendQueryParams(c, batch_sql, 21, NULL, values, NULL, NULL, 0);
+        ok = prepared ? PQsendQueryPrepared(c, BATCH_STATEMENT, 22, values, NULL, NULL, 0)
+                      : PQsendQueryParams(c, batch_sql, 22, NULL, values, NULL, NULL, 0);
     }
     for (i = 0; i < B_COLS; i++) {
         d2o_buf_free(&lit[i]);
@@ -461,8 +467,8 @@ int d2o_dlq_commit(PGconn *c, const struct d2o_checkpoint *cp, const struct d2o_
     if (!b) {
         return -ENOMEM;
     }
-    r = d2o_checkpoint_batch_add(b, cp->stream, cp->shard_id, cp->lease_counter, cp->position, rows,
-                                 n, errstr, errstr_size);
+    r = d2o_checkpoint_batch_add(b, cp->stream, cp->shard_id, cp->lease_counter, cp->position,
+                                 cp->stream_version, rows, n, errstr, errstr_size);
     if (r == 0) {
         r = d2o_checkpoint_batch_exec(c, b, false, &outcome, errstr, errstr_size);
     }

@@ -166,7 +166,17 @@ int64_t d2o_doc_version(int64_t approx_creation, enum d2o_precision precision)
     /* Microseconds either way, so both precisions share one scale. Nothing else goes into the
      * version: no shard, no sequence number, no counter, so every reading of a change, and
      * every copy of it, gets the same one. */
-    return precision == D2O_PRECISION_MICROSECOND ? approx_creation : approx_creation * 1000;
+    switch (precision) {
+    case D2O_PRECISION_MICROSECOND:
+        return approx_creation;
+    case D2O_PRECISION_SECOND:
+        /* the first microsecond of the second; a stream read directly adds its per-shard
+         * counter on top (d2o_ddbstreams_version) */
+        return approx_creation * 1000000;
+    case D2O_PRECISION_MILLISECOND:
+        break;
+    }
+    return approx_creation * 1000;
 }
 
 /* The key attributes as plain JSON members (for tombstones). */

@@ -32,6 +32,8 @@ static const struct code_rule code_rules[] = {
     {"InvalidSignatureException", D2O_ACT_REFRESH_CREDS, "signature rejected: refresh credentials"},
     {"SignatureDoesNotMatch", D2O_ACT_REFRESH_CREDS, "signature rejected: refresh credentials"},
     {"ResourceNotFoundException", D2O_ACT_PERMANENT, "resource (stream/table) not found"},
+    {"TrimmedDataAccessException", D2O_ACT_PERMANENT,
+     "the records asked for are past the stream's retention (trimmed)"},
     {"AccessDeniedException", D2O_ACT_PERMANENT, "access denied: check the IAM policy"},
     {"AccessDenied", D2O_ACT_PERMANENT, "access denied: check the IAM policy"},
     {"KMSAccessDeniedException", D2O_ACT_PERMANENT,

@@ -15,7 +15,6 @@
 #include "d2o/sigv4.h"
 #include "d2o/wait.h"
 
-#define TARGET_PREFIX "Kinesis_20131202."
 #define DEFAULT_RETRIES 5
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
@@ -23,6 +22,7 @@
 
 struct d2o_kinesis {
     struct d2o_http *http;
+    const struct d2o_kinesis_dialect *d;
     struct d2o_sigv4_signer *signer;
     const struct d2o_aws_creds *creds;
     char *endpoint;
@@ -59,6 +59,16 @@ struct d2o_kinesis *d2o_kinesis_new_endpoint(struct d2o_http *http, const char *
                                              const struct d2o_aws_creds *creds, char *errstr,
                                              size_t errstr_size)
 {
+    return d2o_kinesis_new_dialect(http, region, endpoint, &d2o_kinesis_dialect_kinesis, NULL,
+                                   creds, errstr, errstr_size);
+}
+
+struct d2o_kinesis *d2o_kinesis_new_dialect(struct d2o_http *http, const char *region,
+                                            const char *endpoint,
+                                            const struct d2o_kinesis_dialect *dialect,
+                                            const char *label, const struct d2o_aws_creds *creds,
+                                            char *errstr, size_t errstr_size)
+{
     struct d2o_kinesis *k = NULL, *ret = NULL;
     struct d2o_buf url = D2O_BUF_INIT;
 
@@ -79,7 +89,12 @@ struct d2o_kinesis *d2o_kinesis_new_endpoint(struct d2o_http *http, const char *
         goto out;
     }
     k->http = http;
+    k->d = dialect;
     k->creds = creds;
+    if (label && label[0] && !(k->label = strdup(label))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
     k->max_retries = DEFAULT_RETRIES;
     if (endpoint && endpoint[0]) {
         if (d2o_buf_puts(&url, endpoint) < 0) {
@@ -89,7 +104,8 @@ struct d2o_kinesis *d2o_kinesis_new_endpoint(struct d2o_http *http, const char *
         while (url.len > 0 && url.data[url.len - 1] == '/') {
             d2o_buf_truncate(&url, url.len - 1);
         }
-    } else if (d2o_buf_printf(&url, "https://kinesis.%s.amazonaws.com", region) < 0) {
+    } else if (d2o_buf_printf(&url, "https://%s.%s.amazonaws.com", dialect->host_prefix, region) <
+               0) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
@@ -98,7 +114,7 @@ struct d2o_kinesis *d2o_kinesis_new_endpoint(struct d2o_http *http, const char *
         goto out;
     }
     k->endpoint = d2o_buf_steal(&url);
-    k->signer = d2o_sigv4_signer_new(region, "kinesis");
+    k->signer = d2o_sigv4_signer_new(region, dialect->service);
     if (!k->signer) {
         snprintf(errstr, errstr_size, "kinesis client: cannot create the SigV4 signer");
         goto out;
@@ -121,16 +137,9 @@ struct d2o_kinesis *d2o_kinesis_new(struct d2o_http *http, const struct d2o_conf
         snprintf(errstr, errstr_size, "kinesis client: no configuration");
         return NULL;
     }
-    k = d2o_kinesis_new_endpoint(http, c->aws_region, c->kinesis_endpoint, creds, errstr,
-                                 errstr_size);
-    if (k && c->stream_name && c->stream_name[0]) {
-        k->label = strdup(c->stream_name);
-        if (!k->label) {
-            snprintf(errstr, errstr_size, "out of memory");
-            d2o_kinesis_free(k);
-            k = NULL;
-        }
-    }
+    k = d2o_kinesis_new_dialect(http, c->aws_region, c->kinesis_endpoint,
+                                &d2o_kinesis_dialect_kinesis, c->stream_name, creds, errstr,
+                                errstr_size);
     return k;
 }
 
@@ -148,6 +157,11 @@ void d2o_kinesis_free(struct d2o_kinesis *k)
 void d2o_kinesis_set_creds(struct d2o_kinesis *k, const struct d2o_aws_creds *creds)
 {
     k->creds = creds;
+}
+
+const struct d2o_kinesis_dialect *d2o_kinesis_get_dialect(const struct d2o_kinesis *k)
+{
+    return k->d;
 }
 
 const char *d2o_kinesis_endpoint(const struct d2o_kinesis *k)
@@ -201,7 +215,7 @@ static void fmt_epoch_s(int64_t ms, char *out, size_t size)
     snprintf(out, size, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
 }
 
-static const char *iter_type_name(enum d2o_kinesis_iter_type t)
+const char *d2o_kinesis_iter_type_name(enum d2o_kinesis_iter_type t)
 {
     switch (t) {
     case D2O_ITER_TRIM_HORIZON:
@@ -265,7 +279,7 @@ static int body_get_records(struct d2o_buf *b, const char *iterator, int limit)
 static int body_iterator(struct d2o_buf *b, const char *stream, const char *shard_id,
                          const struct d2o_kinesis_iter_spec *spec)
 {
-    const char *type = spec ? iter_type_name(spec->type) : NULL;
+    const char *type = spec ? d2o_kinesis_iter_type_name(spec->type) : NULL;
     bool first = true;
     char num[48];
     int r;
@@ -373,6 +387,26 @@ static int body_stream_only(struct d2o_buf *b, const char *stream)
     return r;
 }
 
+static int parse_records_kinesis(const char *body, size_t len, const char *label,
+                                 struct d2o_kinesis_records *out, struct d2o_kinesis_err *err)
+{
+    (void)label;
+    return d2o_kinesis_parse_get_records(body, len, out, err);
+}
+
+const struct d2o_kinesis_dialect d2o_kinesis_dialect_kinesis = {
+    .target_prefix = "Kinesis_20131202.",
+    .content_type = "application/x-amz-json-1.1",
+    .service = "kinesis",
+    .host_prefix = "kinesis",
+    .list_op = "ListShards",
+    .body_get_records = body_get_records,
+    .body_iterator = body_iterator,
+    .body_list = body_list_shards,
+    .parse_records = parse_records_kinesis,
+    .parse_list = d2o_kinesis_parse_list_shards,
+};
+
 /* ---- outcome of one HTTP exchange ---- */
 
 static const char *name_or(const char *stream, const struct d2o_kinesis *k)
@@ -448,9 +482,9 @@ static void fill_request(struct d2o_kinesis *k, struct d2o_http_request *req,
                          struct d2o_http_header *hdrs, char *target, size_t target_size,
                          const char *op, const struct d2o_buf *body)
 {
-    snprintf(target, target_size, TARGET_PREFIX "%s", op);
+    snprintf(target, target_size, "%s%s", k->d->target_prefix, op);
     hdrs[0].name = "Content-Type";
-    hdrs[0].value = "application/x-amz-json-1.1";
+    hdrs[0].value = k->d->content_type;
     hdrs[1].name = "X-Amz-Target";
     hdrs[1].value = target;
     memset(req, 0, sizeof(*req));
@@ -503,6 +537,13 @@ out:
     return r;
 }
 
+int d2o_kinesis_call(struct d2o_kinesis *k, const char *op, const char *stream,
+                     const struct d2o_buf *body, struct d2o_http_response *resp,
+                     struct d2o_kinesis_err *err)
+{
+    return call_sync(k, op, stream, body, resp, err);
+}
+
 /* ---- async ---- */
 
 static void acall_free(struct acall *c)
@@ -531,13 +572,13 @@ static void acall_done(struct d2o_http_response *resp, void *arg)
     if (r == 0) {
         switch (c->kind) {
         case KIND_RECORDS:
-            r = d2o_kinesis_parse_get_records(resp->body.data, resp->body.len, &recs, &err);
+            r = c->k->d->parse_records(resp->body.data, resp->body.len, c->k->label, &recs, &err);
             break;
         case KIND_ITERATOR:
             r = d2o_kinesis_parse_shard_iterator(resp->body.data, resp->body.len, &iter, &err);
             break;
         case KIND_SHARDS:
-            r = d2o_kinesis_parse_list_shards(resp->body.data, resp->body.len, &shards, &err);
+            r = c->k->d->parse_list(resp->body.data, resp->body.len, &shards, &err);
             break;
         }
         if (r == D2O_KINESIS_E_FAILED) {
@@ -612,7 +653,7 @@ int d2o_kinesis_get_records_capped_async(struct d2o_kinesis *k, const char *iter
     }
     c->cb.records = cb;
     c->max_bytes = max_bytes;
-    r = body_get_records(&c->body, iterator, limit);
+    r = k->d->body_get_records(&c->body, iterator, limit);
     if (r == 0) {
         r = acall_start(k, c);
     }
@@ -642,7 +683,7 @@ int d2o_kinesis_get_shard_iterator_async(struct d2o_kinesis *k, const char *stre
         goto out;
     }
     c->cb.iterator = cb;
-    r = body_iterator(&c->body, stream, shard_id, spec);
+    r = k->d->body_iterator(&c->body, stream, shard_id, spec);
     if (r == 0) {
         r = acall_start(k, c);
     }
@@ -664,13 +705,13 @@ int d2o_kinesis_list_shards_async(struct d2o_kinesis *k, const struct d2o_kinesi
         r = -EINVAL;
         goto out;
     }
-    c = acall_new(k, KIND_SHARDS, "ListShards", req->stream, arg);
+    c = acall_new(k, KIND_SHARDS, k->d->list_op, req->stream, arg);
     if (!c) {
         r = -ENOMEM;
         goto out;
     }
     c->cb.shards = cb;
-    r = body_list_shards(&c->body, req);
+    r = k->d->body_list(&c->body, req);
     if (r == 0) {
         r = acall_start(k, c);
     }
@@ -694,12 +735,12 @@ int d2o_kinesis_get_records(struct d2o_kinesis *k, const char *iterator, int lim
     memset(&resp, 0, sizeof(resp));
     memset(out, 0, sizeof(*out));
     out->millis_behind_latest = -1;
-    r = body_get_records(&body, iterator, limit);
+    r = k->d->body_get_records(&body, iterator, limit);
     if (r == 0) {
         r = call_sync(k, "GetRecords", NULL, &body, &resp, err);
     }
     if (r == 0) {
-        r = d2o_kinesis_parse_get_records(resp.body.data, resp.body.len, out, err);
+        r = k->d->parse_records(resp.body.data, resp.body.len, k->label, out, err);
         if (r == D2O_KINESIS_E_FAILED) {
             prefix_parse_error("GetRecords", NULL, k, err);
         }
@@ -719,7 +760,7 @@ int d2o_kinesis_get_shard_iterator(struct d2o_kinesis *k, const char *stream, co
 
     memset(&resp, 0, sizeof(resp));
     *iterator = NULL;
-    r = body_iterator(&body, stream, shard_id, spec);
+    r = k->d->body_iterator(&body, stream, shard_id, spec);
     if (r == 0) {
         r = call_sync(k, "GetShardIterator", stream, &body, &resp, err);
     }
@@ -743,14 +784,14 @@ int d2o_kinesis_list_shards(struct d2o_kinesis *k, const struct d2o_kinesis_list
 
     memset(&resp, 0, sizeof(resp));
     memset(out, 0, sizeof(*out));
-    r = body_list_shards(&body, req);
+    r = k->d->body_list(&body, req);
     if (r == 0) {
-        r = call_sync(k, "ListShards", req->stream, &body, &resp, err);
+        r = call_sync(k, k->d->list_op, req->stream, &body, &resp, err);
     }
     if (r == 0) {
-        r = d2o_kinesis_parse_list_shards(resp.body.data, resp.body.len, out, err);
+        r = k->d->parse_list(resp.body.data, resp.body.len, out, err);
         if (r == D2O_KINESIS_E_FAILED) {
-            prefix_parse_error("ListShards", req->stream, k, err);
+            prefix_parse_error(k->d->list_op, req->stream, k, err);
         }
     }
     d2o_http_response_free(&resp);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "d2o/kinesis.h"
+#include "kinesis_json.h"
 #include "d2o/util.h"
 
 #define MALFORMED "MalformedResponse"
@@ -99,10 +100,7 @@ int d2o_kinesis_hash_mid(const char *start, const char *end, char *out, size_t o
     return format_u128(a + (b - a) / 2 + 1, out, out_size);
 }
 
-static void set_err(struct d2o_kinesis_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_err(struct d2o_kinesis_err *err, const char *fmt, ...)
+void d2o_kjson_err(struct d2o_kinesis_err *err, const char *fmt, ...)
 {
     va_list ap;
 
@@ -120,8 +118,8 @@ static void set_err(struct d2o_kinesis_err *err, const char *fmt, ...)
 static json_tokener *shared_tok;
 
 /* Parses body as one JSON object. Returns 0 or D2O_KINESIS_E_FAILED / -ENOMEM. */
-static int parse_root(const char *what, const char *body, size_t len, json_object **out,
-                      struct d2o_kinesis_err *err)
+int d2o_kjson_root(const char *what, const char *body, size_t len, json_object **out,
+                   struct d2o_kinesis_err *err)
 {
     json_tokener *tok;
     json_object *root = NULL;
@@ -131,17 +129,17 @@ static int parse_root(const char *what, const char *body, size_t len, json_objec
 
     *out = NULL;
     if (!body || len == 0) {
-        set_err(err, "%s response: empty body", what);
+        d2o_kjson_err(err, "%s response: empty body", what);
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }
     if (len > INT32_MAX) {
-        set_err(err, "%s response: body too large to parse (%zu bytes)", what, len);
+        d2o_kjson_err(err, "%s response: body too large to parse (%zu bytes)", what, len);
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }
     if (memchr(body, '\0', len)) {
-        set_err(err, "%s response: NUL byte in the body", what);
+        d2o_kjson_err(err, "%s response: NUL byte in the body", what);
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }
@@ -157,8 +155,8 @@ static int parse_root(const char *what, const char *body, size_t len, json_objec
     root = json_tokener_parse_ex(tok, body, (int)len);
     jerr = json_tokener_get_error(tok);
     if (!root || jerr != json_tokener_success) {
-        set_err(err, "%s response: invalid JSON (%s)", what,
-                jerr == json_tokener_continue ? "truncated" : json_tokener_error_desc(jerr));
+        d2o_kjson_err(err, "%s response: invalid JSON (%s)", what,
+                      jerr == json_tokener_continue ? "truncated" : json_tokener_error_desc(jerr));
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }
@@ -168,12 +166,13 @@ static int parse_root(const char *what, const char *body, size_t len, json_objec
         end++;
     }
     if (end != len) {
-        set_err(err, "%s response: unexpected data after the JSON object at byte %zu", what, end);
+        d2o_kjson_err(err, "%s response: unexpected data after the JSON object at byte %zu", what,
+                      end);
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }
     if (!json_object_is_type(root, json_type_object)) {
-        set_err(err, "%s response: not a JSON object", what);
+        d2o_kjson_err(err, "%s response: not a JSON object", what);
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }
@@ -189,34 +188,34 @@ out:
  * Copies the string member key of obj into *out. A missing or null member gives NULL when
  * optional, an error when required; any other type is an error.
  */
-static int get_str(const char *what, json_object *obj, const char *key, bool required, char **out,
-                   struct d2o_kinesis_err *err)
+int d2o_kjson_str(const char *what, json_object *obj, const char *key, bool required, char **out,
+                  struct d2o_kinesis_err *err)
 {
     json_object *v = NULL;
 
     *out = NULL;
     if (!json_object_object_get_ex(obj, key, &v) || !v) {
         if (required) {
-            set_err(err, "%s: %s is missing", what, key);
+            d2o_kjson_err(err, "%s: %s is missing", what, key);
             return D2O_KINESIS_E_FAILED;
         }
         return 0;
     }
     if (!json_object_is_type(v, json_type_string)) {
-        set_err(err, "%s: %s is not a string", what, key);
+        d2o_kjson_err(err, "%s: %s is not a string", what, key);
         return D2O_KINESIS_E_FAILED;
     }
     *out = strdup(json_object_get_string(v));
     return *out ? 0 : -ENOMEM;
 }
 
-static int get_seq(const char *what, json_object *obj, const char *key, bool required, char **out,
-                   struct d2o_kinesis_err *err)
+int d2o_kjson_seq(const char *what, json_object *obj, const char *key, bool required, char **out,
+                  struct d2o_kinesis_err *err)
 {
-    int r = get_str(what, obj, key, required, out, err);
+    int r = d2o_kjson_str(what, obj, key, required, out, err);
 
     if (r == 0 && *out && !d2o_kinesis_seq_valid(*out)) {
-        set_err(err, "%s: %s is not a valid sequence number", what, key);
+        d2o_kjson_err(err, "%s: %s is not a valid sequence number", what, key);
         free(*out);
         *out = NULL;
         r = D2O_KINESIS_E_FAILED;
@@ -228,22 +227,22 @@ static int get_seq(const char *what, json_object *obj, const char *key, bool req
  * Looks up key in obj and checks its JSON type. Absent or null: an error when required,
  * otherwise 0 with *out = NULL.
  */
-static int get_member(const char *what, json_object *obj, const char *key, bool required,
-                      json_type type, const char *type_text, json_object **out,
-                      struct d2o_kinesis_err *err)
+int d2o_kjson_member(const char *what, json_object *obj, const char *key, bool required,
+                     json_type type, const char *type_text, json_object **out,
+                     struct d2o_kinesis_err *err)
 {
     json_object *v = NULL;
 
     *out = NULL;
     if (!json_object_object_get_ex(obj, key, &v) || !v) {
         if (required) {
-            set_err(err, "%s: %s is missing", what, key);
+            d2o_kjson_err(err, "%s: %s is missing", what, key);
             return D2O_KINESIS_E_FAILED;
         }
         return 0;
     }
     if (!json_object_is_type(v, type)) {
-        set_err(err, "%s: %s is not %s", what, key, type_text);
+        d2o_kjson_err(err, "%s: %s is not %s", what, key, type_text);
         return D2O_KINESIS_E_FAILED;
     }
     *out = v;
@@ -255,7 +254,7 @@ static int get_int(const char *what, json_object *obj, const char *key, bool req
                    struct d2o_kinesis_err *err)
 {
     json_object *v;
-    int r = get_member(what, obj, key, required, json_type_int, "an integer", &v, err);
+    int r = d2o_kjson_member(what, obj, key, required, json_type_int, "an integer", &v, err);
 
     if (r == 0 && v) {
         *out = json_object_get_int64(v);
@@ -267,13 +266,13 @@ static int get_int(const char *what, json_object *obj, const char *key, bool req
 static int get_array(const char *what, json_object *obj, const char *key, bool required,
                      json_object **out, struct d2o_kinesis_err *err)
 {
-    return get_member(what, obj, key, required, json_type_array, "an array", out, err);
+    return d2o_kjson_member(what, obj, key, required, json_type_array, "an array", out, err);
 }
 
 static int get_object(const char *what, json_object *obj, const char *key, bool required,
                       json_object **out, struct d2o_kinesis_err *err)
 {
-    return get_member(what, obj, key, required, json_type_object, "an object", out, err);
+    return d2o_kjson_member(what, obj, key, required, json_type_object, "an object", out, err);
 }
 
 /* Bytes of the base64 alphabet (padding aside): one table look-up per byte of Data. */
@@ -294,7 +293,7 @@ static int b64_check(const char *what, const char *in, size_t n, struct d2o_kine
     size_t pad = 0, i;
 
     if (n % 4 != 0 || n > INT32_MAX) {
-        set_err(err, "%s: Data is not base64 (length %zu is not a multiple of 4)", what, n);
+        d2o_kjson_err(err, "%s: Data is not base64 (length %zu is not a multiple of 4)", what, n);
         return D2O_KINESIS_E_FAILED;
     }
     if (n > 0 && in[n - 1] == '=') {
@@ -302,7 +301,7 @@ static int b64_check(const char *what, const char *in, size_t n, struct d2o_kine
     }
     for (i = 0; i < n - pad; i++) {
         if (!b64_alphabet[(unsigned char)in[i]]) {
-            set_err(err, "%s: Data is not base64 (bad character at offset %zu)", what, i);
+            d2o_kjson_err(err, "%s: Data is not base64 (bad character at offset %zu)", what, i);
             return D2O_KINESIS_E_FAILED;
         }
     }
@@ -318,7 +317,7 @@ static int b64_decode_into(size_t i, const char *in, size_t n, unsigned char *bu
     int dec = n > 0 ? EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n) : 0;
 
     if (dec < 0 || (size_t)dec < pad) {
-        set_err(err, "GetRecords response: Records[%zu]: Data is not valid base64", i);
+        d2o_kjson_err(err, "GetRecords response: Records[%zu]: Data is not valid base64", i);
         return D2O_KINESIS_E_FAILED;
     }
     /* EVP_DecodeBlock counts the padding as decoded zero bytes */
@@ -359,10 +358,10 @@ static int parse_hash_range(const char *what, json_object *obj, char **start, ch
 
     r = get_object(what, obj, "HashKeyRange", true, &hr, err);
     if (r == 0) {
-        r = get_str(what, hr, "StartingHashKey", true, start, err);
+        r = d2o_kjson_str(what, hr, "StartingHashKey", true, start, err);
     }
     if (r == 0) {
-        r = get_str(what, hr, "EndingHashKey", true, end, err);
+        r = d2o_kjson_str(what, hr, "EndingHashKey", true, end, err);
     }
     return r;
 }
@@ -385,23 +384,25 @@ static int check_record(json_object *o, size_t i, struct record_src *src,
 
     snprintf(what, sizeof(what), "GetRecords response: Records[%zu]", i);
     if (!json_object_is_type(o, json_type_object)) {
-        set_err(err, "%s is not an object", what);
+        d2o_kjson_err(err, "%s is not an object", what);
         return D2O_KINESIS_E_FAILED;
     }
-    r = get_member(what, o, "SequenceNumber", true, json_type_string, "a string", &src->seq, err);
+    r = d2o_kjson_member(what, o, "SequenceNumber", true, json_type_string, "a string", &src->seq,
+                         err);
     if (r == 0 && !d2o_kinesis_seq_valid(json_object_get_string(src->seq))) {
-        set_err(err, "%s: SequenceNumber is not a valid sequence number", what);
+        d2o_kjson_err(err, "%s: SequenceNumber is not a valid sequence number", what);
         r = D2O_KINESIS_E_FAILED;
     }
     if (r == 0) {
-        r = get_member(what, o, "PartitionKey", true, json_type_string, "a string", &src->pk, err);
+        r = d2o_kjson_member(what, o, "PartitionKey", true, json_type_string, "a string", &src->pk,
+                             err);
     }
     if (r != 0) {
         return r;
     }
     if (!json_object_object_get_ex(o, "Data", &src->data) ||
         !json_object_is_type(src->data, json_type_string)) {
-        set_err(err, "%s: Data is missing or not a string", what);
+        d2o_kjson_err(err, "%s: Data is missing or not a string", what);
         return D2O_KINESIS_E_FAILED;
     }
     src->seq_len = strlen(json_object_get_string(src->seq));
@@ -414,12 +415,12 @@ static int check_record(json_object *o, size_t i, struct record_src *src,
     src->arrival_ms = 0;
     if (json_object_object_get_ex(o, "ApproximateArrivalTimestamp", &v) && v) {
         if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) {
-            set_err(err, "%s: ApproximateArrivalTimestamp is not a number", what);
+            d2o_kjson_err(err, "%s: ApproximateArrivalTimestamp is not a number", what);
             return D2O_KINESIS_E_FAILED;
         }
         ts = json_object_get_double(v);
         if (!isfinite(ts) || ts < 0 || ts > 1e13) {
-            set_err(err, "%s: ApproximateArrivalTimestamp is out of range", what);
+            d2o_kjson_err(err, "%s: ApproximateArrivalTimestamp is out of range", what);
             return D2O_KINESIS_E_FAILED;
         }
         src->arrival_ms = (int64_t)llround(ts * 1000.0);
@@ -493,10 +494,10 @@ static int parse_child(json_object *o, size_t i, struct d2o_kinesis_child_shard 
 
     snprintf(what, sizeof(what), "GetRecords response: ChildShards[%zu]", i);
     if (!json_object_is_type(o, json_type_object)) {
-        set_err(err, "%s is not an object", what);
+        d2o_kjson_err(err, "%s is not an object", what);
         return D2O_KINESIS_E_FAILED;
     }
-    r = get_str(what, o, "ShardId", true, &c->shard_id, err);
+    r = d2o_kjson_str(what, o, "ShardId", true, &c->shard_id, err);
     if (r == 0) {
         r = get_array(what, o, "ParentShards", true, &parents, err);
     }
@@ -508,7 +509,7 @@ static int parse_child(json_object *o, size_t i, struct d2o_kinesis_child_shard 
     }
     n = json_object_array_length(parents);
     if (n == 0) {
-        set_err(err, "%s: ParentShards is empty", what);
+        d2o_kjson_err(err, "%s: ParentShards is empty", what);
         return D2O_KINESIS_E_FAILED;
     }
     c->parents = calloc(n, sizeof(*c->parents));
@@ -518,7 +519,7 @@ static int parse_child(json_object *o, size_t i, struct d2o_kinesis_child_shard 
     for (j = 0; j < n; j++) {
         p = json_object_array_get_idx(parents, j);
         if (!json_object_is_type(p, json_type_string)) {
-            set_err(err, "%s: ParentShards[%zu] is not a string", what, j);
+            d2o_kjson_err(err, "%s: ParentShards[%zu] is not a string", what, j);
             return D2O_KINESIS_E_FAILED;
         }
         c->parents[j] = strdup(json_object_get_string(p));
@@ -543,13 +544,13 @@ int d2o_kinesis_parse_get_records(const char *body, size_t len, struct d2o_kines
     res.millis_behind_latest = -1;
     memset(out, 0, sizeof(*out));
     out->millis_behind_latest = -1;
-    r = parse_root("GetRecords", body, len, &root, err);
+    r = d2o_kjson_root("GetRecords", body, len, &root, err);
     if (r != 0) {
         goto out;
     }
     r = get_array(what, root, "Records", true, &records, err);
     if (r == 0) {
-        r = get_str(what, root, "NextShardIterator", false, &res.next_iterator, err);
+        r = d2o_kjson_str(what, root, "NextShardIterator", false, &res.next_iterator, err);
     }
     if (r == 0) {
         r = get_int(what, root, "MillisBehindLatest", false, &res.millis_behind_latest, err);
@@ -619,15 +620,16 @@ static int parse_shard(const char *op, json_object *o, size_t i, struct d2o_kine
 
     snprintf(what, sizeof(what), "%s response: Shards[%zu]", op, i);
     if (!json_object_is_type(o, json_type_object)) {
-        set_err(err, "%s is not an object", what);
+        d2o_kjson_err(err, "%s is not an object", what);
         return D2O_KINESIS_E_FAILED;
     }
-    r = get_str(what, o, "ShardId", true, &s->shard_id, err);
+    r = d2o_kjson_str(what, o, "ShardId", true, &s->shard_id, err);
     if (r == 0) {
-        r = get_str(what, o, "ParentShardId", false, &s->parent_shard_id, err);
+        r = d2o_kjson_str(what, o, "ParentShardId", false, &s->parent_shard_id, err);
     }
     if (r == 0) {
-        r = get_str(what, o, "AdjacentParentShardId", false, &s->adjacent_parent_shard_id, err);
+        r = d2o_kjson_str(what, o, "AdjacentParentShardId", false, &s->adjacent_parent_shard_id,
+                          err);
     }
     if (r == 0) {
         r = parse_hash_range(what, o, &s->hash_start, &s->hash_end, err);
@@ -636,10 +638,10 @@ static int parse_shard(const char *op, json_object *o, size_t i, struct d2o_kine
         r = get_object(what, o, "SequenceNumberRange", true, &sr, err);
     }
     if (r == 0) {
-        r = get_seq(what, sr, "StartingSequenceNumber", true, &s->seq_start, err);
+        r = d2o_kjson_seq(what, sr, "StartingSequenceNumber", true, &s->seq_start, err);
     }
     if (r == 0) {
-        r = get_seq(what, sr, "EndingSequenceNumber", false, &s->seq_end, err);
+        r = d2o_kjson_seq(what, sr, "EndingSequenceNumber", false, &s->seq_end, err);
     }
     return r;
 }
@@ -676,12 +678,12 @@ int d2o_kinesis_parse_list_shards(const char *body, size_t len, struct d2o_kines
 
     memset(&res, 0, sizeof(res));
     memset(out, 0, sizeof(*out));
-    r = parse_root("ListShards", body, len, &root, err);
+    r = d2o_kjson_root("ListShards", body, len, &root, err);
     if (r == 0) {
         r = get_array(what, root, "Shards", true, &shards, err);
     }
     if (r == 0) {
-        r = get_str(what, root, "NextToken", false, &res.next_token, err);
+        r = d2o_kjson_str(what, root, "NextToken", false, &res.next_token, err);
     }
     if (r == 0) {
         r = parse_shard_array("ListShards", shards, &res, err);
@@ -707,12 +709,12 @@ int d2o_kinesis_parse_describe_stream(const char *body, size_t len, struct d2o_k
 
     memset(&res, 0, sizeof(res));
     memset(out, 0, sizeof(*out));
-    r = parse_root("DescribeStream", body, len, &root, err);
+    r = d2o_kjson_root("DescribeStream", body, len, &root, err);
     if (r == 0) {
         r = get_object(what, root, "StreamDescription", true, &desc, err);
     }
     if (r == 0) {
-        r = get_str(what, desc, "StreamStatus", true, &res.stream_status, err);
+        r = d2o_kjson_str(what, desc, "StreamStatus", true, &res.stream_status, err);
     }
     if (r == 0) {
         r = get_array(what, desc, "Shards", true, &shards, err);
@@ -753,21 +755,21 @@ int d2o_kinesis_parse_summary(const char *body, size_t len, struct d2o_kinesis_s
 
     memset(&res, 0, sizeof(res));
     memset(out, 0, sizeof(*out));
-    r = parse_root("DescribeStreamSummary", body, len, &root, err);
+    r = d2o_kjson_root("DescribeStreamSummary", body, len, &root, err);
     if (r == 0) {
         r = get_object(what, root, "StreamDescriptionSummary", true, &d, err);
     }
     if (r == 0) {
-        r = get_str(what, d, "StreamName", true, &res.stream_name, err);
+        r = d2o_kjson_str(what, d, "StreamName", true, &res.stream_name, err);
     }
     if (r == 0) {
-        r = get_str(what, d, "StreamARN", false, &res.stream_arn, err);
+        r = d2o_kjson_str(what, d, "StreamARN", false, &res.stream_arn, err);
     }
     if (r == 0) {
-        r = get_str(what, d, "StreamStatus", true, &res.stream_status, err);
+        r = d2o_kjson_str(what, d, "StreamStatus", true, &res.stream_status, err);
     }
     if (r == 0) {
-        r = get_str(what, d, "EncryptionType", false, &res.encryption_type, err);
+        r = d2o_kjson_str(what, d, "EncryptionType", false, &res.encryption_type, err);
     }
     if (r == 0) {
         r = get_int(what, d, "OpenShardCount", false, &res.open_shard_count, err);
@@ -793,14 +795,14 @@ int d2o_kinesis_parse_shard_iterator(const char *body, size_t len, char **iterat
     int r;
 
     *iterator = NULL;
-    r = parse_root("GetShardIterator", body, len, &root, err);
+    r = d2o_kjson_root("GetShardIterator", body, len, &root, err);
     if (r == 0 && !json_object_object_get_ex(root, "ShardIterator", NULL)) {
-        set_err(err, "GetShardIterator response: ShardIterator is missing");
+        d2o_kjson_err(err, "GetShardIterator response: ShardIterator is missing");
         r = D2O_KINESIS_E_FAILED;
     }
     if (r == 0) {
         /* null or "": no iterator, which the caller takes as the end of the shard */
-        r = get_str("GetShardIterator response", root, "ShardIterator", false, iterator, err);
+        r = d2o_kjson_str("GetShardIterator response", root, "ShardIterator", false, iterator, err);
     }
     if (r == 0 && *iterator && !**iterator) {
         free(*iterator);
@@ -840,7 +842,7 @@ int d2o_kinesis_parse_put_records(const char *body, size_t len, struct d2o_kines
 
     memset(&res, 0, sizeof(res));
     memset(out, 0, sizeof(*out));
-    r = parse_root("PutRecords", body, len, &root, err);
+    r = d2o_kjson_root("PutRecords", body, len, &root, err);
     if (r == 0) {
         r = get_array("PutRecords response", root, "Records", true, &recs, err);
     }
@@ -864,19 +866,20 @@ int d2o_kinesis_parse_put_records(const char *body, size_t len, struct d2o_kines
         o = json_object_array_get_idx(recs, i);
         snprintf(what, sizeof(what), "PutRecords response: Records[%zu]", i);
         if (!json_object_is_type(o, json_type_object)) {
-            set_err(err, "%s is not an object", what);
+            d2o_kjson_err(err, "%s is not an object", what);
             r = D2O_KINESIS_E_FAILED;
             goto out;
         }
-        r = get_str(what, o, "ErrorCode", false, &it->error_code, err);
+        r = d2o_kjson_str(what, o, "ErrorCode", false, &it->error_code, err);
         if (r == 0) {
-            r = get_str(what, o, "ErrorMessage", false, &it->error_message, err);
+            r = d2o_kjson_str(what, o, "ErrorMessage", false, &it->error_message, err);
         }
         if (r == 0) {
-            r = get_seq(what, o, "SequenceNumber", !it->error_code, &it->sequence_number, err);
+            r = d2o_kjson_seq(what, o, "SequenceNumber", !it->error_code, &it->sequence_number,
+                              err);
         }
         if (r == 0) {
-            r = get_str(what, o, "ShardId", false, &it->shard_id, err);
+            r = d2o_kjson_str(what, o, "ShardId", false, &it->shard_id, err);
         }
         if (r != 0) {
             goto out;
@@ -886,8 +889,9 @@ int d2o_kinesis_parse_put_records(const char *body, size_t len, struct d2o_kines
         }
     }
     if (failed != (int64_t)res.failed_count) {
-        set_err(err, "PutRecords response: FailedRecordCount %lld but %zu records carry an error",
-                (long long)failed, res.failed_count);
+        d2o_kjson_err(err,
+                      "PutRecords response: FailedRecordCount %lld but %zu records carry an error",
+                      (long long)failed, res.failed_count);
         r = D2O_KINESIS_E_FAILED;
         goto out;
     }

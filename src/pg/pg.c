@@ -172,6 +172,13 @@ static const char *const migrations[] = {
     "  finished_at timestamptz,"
     "  PRIMARY KEY (application, table_name, segment),"
     "  FOREIGN KEY (application, table_name) REFERENCES backfills ON DELETE CASCADE);",
+    /* 7: DynamoDB streams read directly: DynamoDB Local pads sequence numbers with zeros, so a
+     * checkpoint is any 1 to 129 digits (one stream's numbers all have one form). Such a stream's
+     * version counter is stored in version_last_ms (microseconds; see docs/architecture.md). */
+    "ALTER TABLE leases DROP CONSTRAINT leases_checkpoint_check;"
+    "ALTER TABLE leases ADD CONSTRAINT leases_checkpoint_check CHECK (checkpoint ~ "
+    "'^[0-9]{1,129}$' OR checkpoint IN ('TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP', "
+    "'SHARD_END'));",
 };
 
 const int d2o_pg_schema_latest = (int)D2O_ARRAY_SIZE(migrations);

@@ -208,16 +208,23 @@ int d2o_record_parse(const char *data, size_t len, struct d2o_record *out, char 
             out->precision = D2O_PRECISION_MILLISECOND;
         } else if (strcmp(p, "MICROSECOND") == 0) {
             out->precision = D2O_PRECISION_MICROSECOND;
+        } else if (strcmp(p, "SECOND") == 0) {
+            out->precision = D2O_PRECISION_SECOND;
         } else {
             return refuse(out, errstr, errstr_size,
                           "dynamodb.ApproximateCreationDateTimePrecision '%.20s' is not "
-                          "MILLISECOND or MICROSECOND",
+                          "MILLISECOND, MICROSECOND or SECOND",
                           p);
         }
     } else {
         /* Older records carry no precision: a value of 1e15 or more can only be microseconds. */
         out->precision = out->approx_creation >= 1000000000000000LL ? D2O_PRECISION_MICROSECOND
                                                                     : D2O_PRECISION_MILLISECOND;
+    }
+    if (out->precision == D2O_PRECISION_SECOND && out->approx_creation > INT64_MAX / 1000000 - 1) {
+        return refuse(out, errstr, errstr_size,
+                      "dynamodb.ApproximateCreationDateTime %lld is too large for seconds",
+                      (long long)out->approx_creation);
     }
     if (out->precision == D2O_PRECISION_MILLISECOND &&
         out->approx_creation > INT64_MAX / 1000 - 1000) {

@@ -87,7 +87,11 @@ struct shard {
     char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
     struct d2o_ack *ack;
     struct d2o_budget_acct bud;
-    bool warned_ms;       /* the MILLISECOND precision warning was logged for this shard */
+    bool warned_ms; /* the MILLISECOND precision warning was logged for this shard */
+    /* a DynamoDB stream: versions (d2o_ddbstreams_version) of the last record read, of the
+     * record being taken, and of the record the acknowledged prefix ends at */
+    bool ver_loaded;
+    int64_t stream_ver, cur_ver, commit_ver;
     const char *gone_why; /* why the shard may have left the stream: check the listing */
     bool aged_out;        /* it has: finish it as ended, with a lease_events 'aged_out' */
     int64_t next_get_ms;
@@ -373,6 +377,33 @@ static bool report_bad_checkpoint(const struct shard *sh, const char *why)
     return true;
 }
 
+/*
+ * DynamoDB Streams: the records after the checkpoint are past the stream's 24 hours. They are
+ * lost to this reader; what is left of the shard starts at TRIM_HORIZON. Returns false when the
+ * shard was already there (then it is an error like any other).
+ */
+static bool restart_trimmed(struct shard *sh, const char *why)
+{
+    char *th;
+
+    if (!sh->last_seq && strcmp(sh->lease.checkpoint, "TRIM_HORIZON") == 0) {
+        return false;
+    }
+    th = strdup("TRIM_HORIZON");
+    if (!th) {
+        return false;
+    }
+    D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "records_trimmed",
+             "records after %s are past the stream's retention and cannot be read; going on "
+             "from the oldest record left (%s)",
+             sh->last_seq ? sh->last_seq : sh->lease.checkpoint, why);
+    free(sh->last_seq);
+    sh->last_seq = NULL;
+    free(sh->lease.checkpoint);
+    sh->lease.checkpoint = th;
+    return true;
+}
+
 static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *err, void *arg)
 {
     struct shard *sh = arg;
@@ -399,6 +430,11 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
     }
     free(iterator);
     sh->state = S_NEED_ITER;
+    if (rc == D2O_KINESIS_E_FAILED && strcmp(err->code, "TrimmedDataAccessException") == 0 &&
+        restart_trimmed(sh, err->message)) {
+        sh->next_get_ms = now;
+        return;
+    }
     if (rc == D2O_KINESIS_E_FAILED && strcmp(err->code, "InvalidArgumentException") == 0) {
         report_bad_checkpoint(sh, err->message);
     }
@@ -461,6 +497,24 @@ static void start_iterator(struct shard *sh)
     const char *cp = sh->lease.checkpoint;
     int r;
 
+    if (!sh->ver_loaded) {
+        char err[512];
+
+        r = worker_pg_ok(w)
+                ? worker_source_start_version(w, &sh->lease, &sh->stream_ver, err, sizeof(err))
+                : -EIO;
+        if (r < 0) {
+            if (w->pg) {
+                worker_pg_failed(w, err);
+            }
+            sh->next_get_ms = d2o_mono_ms() + 1000;
+            return;
+        }
+        sh->ver_loaded = true;
+        /* what the checkpoint stands at: stored again with SHARD_END even if the shard held no
+         * record, so that its children go on from it */
+        sh->commit_ver = sh->stream_ver;
+    }
     if (sh->last_seq) {
         spec.type = D2O_ITER_AFTER_SEQUENCE_NUMBER;
         spec.sequence_number = sh->last_seq;
@@ -642,7 +696,7 @@ static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
 {
     uint64_t ticket;
 
-    if (d2o_ack_push(sh->ack, seq, &ticket) < 0) {
+    if (d2o_ack_push_tagged(sh->ack, seq, sh->cur_ver, &ticket) < 0) {
         dlq_item_free(d);
         return -ENOMEM;
     }
@@ -661,8 +715,8 @@ static int refuse_record(struct shard *sh, const struct d2o_kinesis_record *kr, 
 {
     int64_t now_us = d2o_wall_us();
     struct dlq_item *d =
-        dlq_item_new(sh, kr->sequence_number, kr->partition_key, table, "", "", 0, kr->data,
-                     kr->data_len, error_class, 0, why, 0, now_us, now_us);
+        dlq_item_new(sh, kr->sequence_number, kr->partition_key, table, "", "", sh->cur_ver,
+                     kr->data, kr->data_len, error_class, 0, why, 0, now_us, now_us);
     int r;
 
     if (!d) {
@@ -704,7 +758,8 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
                  "table's Kinesis streaming destination",
                  rec.table);
     }
-    r = d2o_doc_build(&rec, w->conf, &op, err, sizeof(err));
+    r = sh->cur_ver ? d2o_doc_build_at(&rec, w->conf, sh->cur_ver, &op, err, sizeof(err))
+                    : d2o_doc_build(&rec, w->conf, &op, err, sizeof(err));
     if (r == -ENOMEM) {
         d2o_record_free(&rec);
         return r;
@@ -748,7 +803,7 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
         ck->raw = rawp;
         ck->raw_len = kr->data_len;
         ck->cost = d2o_budget_record_cost(kr->data_len, op.ndjson.len);
-        r = d2o_ack_push(sh->ack, kr->sequence_number, &ck->ticket);
+        r = d2o_ack_push_tagged(sh->ack, kr->sequence_number, sh->cur_ver, &ck->ticket);
         item.ndjson = op.ndjson.data;
         item.len = op.ndjson.len;
         item.index = op.index;
@@ -836,6 +891,7 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
         const struct d2o_kinesis_record *kr = &res->records[i];
         char *seq = d2o_strdup(kr->sequence_number);
 
+        sh->cur_ver = worker_source_version(w, sh->stream_ver, kr);
         if (!seq || take_record(sh, kr) < 0) {
             /* Out of memory: read again after the last record taken. */
             D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_GENERAL, sh->lease.shard_id, "out_of_memory",
@@ -845,6 +901,7 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
         }
         free(sh->last_seq);
         sh->last_seq = seq;
+        sh->stream_ver = sh->cur_ver;
         sh->window_records++;
     }
     if (i < res->n_records) {
@@ -980,6 +1037,7 @@ static void shard_collect(struct shard *sh)
     if (popped <= 0) {
         return;
     }
+    sh->commit_ver = d2o_ack_last_tag(sh->ack);
     if (n) {
         void **grown = d2o_realloc(sh->commit_dlq, (sh->n_commit_dlq + n) * sizeof(*grown));
 
@@ -1119,7 +1177,8 @@ static void checkpoints_send(struct worker *w)
         }
         if (sh->commit_sent_pos && (rows || !sh->n_commit_dlq)) {
             r = d2o_checkpoint_batch_add(b, sh->lease.stream, sh->lease.shard_id, sh->lease.counter,
-                                         sh->commit_pos, rows, sh->n_commit_dlq, err, sizeof(err));
+                                         sh->commit_pos, sh->commit_ver, rows, sh->n_commit_dlq,
+                                         err, sizeof(err));
         }
         free(rows);
         if (r == -EINVAL) {
@@ -1539,7 +1598,7 @@ static void read_signals(struct worker *w, int64_t now)
             }
             break;
         case SIGHUP:
-            worker_reload(w->conf, w->sink);
+            worker_reload(w->conf_file, w->sink);
             break;
         default:
             break;

@@ -11,8 +11,10 @@
 
 #include "d2o/budget.h"
 #include "d2o/bulk.h"
+#include "d2o/conf.h"
 #include "d2o/deletes.h"
 #include "d2o/kinesis.h"
+#include "d2o/lease.h"
 #include "d2o/metrics.h"
 
 struct d2o_config;
@@ -39,7 +41,10 @@ struct worker_apg {
 };
 
 struct worker {
-    const struct d2o_config *conf;
+    const struct d2o_config *conf;      /* what the worker reads: conf_own or conf_file */
+    const struct d2o_config *conf_file; /* the configuration as given (SIGHUP compares it) */
+    struct d2o_config conf_own;         /* a DynamoDB stream named by its table: with the ARN */
+    char *stream_arn;                   /* conf_own.stream_name, owned */
     char id[160];
     char host[128];
     char task_id[128];
@@ -143,6 +148,21 @@ void worker_apg_call(struct worker *w, worker_apg_send_fn send, worker_apg_done_
 void worker_renew_async(struct worker *w);
 /* Sends the batch (owned from now on); worker_on_checkpoints gets its answer. */
 void worker_checkpoints_async(struct worker *w, struct d2o_checkpoint_batch *b, void *owner);
+
+/* worker_source.c */
+/* Opens w->kin for the configured source (for a DynamoDB stream named by its table: the newest
+ * stream's ARN, which w->conf then names). Returns 0, 1 (try again later) or D2O_EXIT_CONFIG.
+ * @blocking yes. */
+int worker_source_open(struct worker *w, const struct d2o_config *c,
+                       const struct d2o_aws_creds *ac);
+
+/* A DynamoDB stream: the version a shard's next record goes on from (its checkpoint's, or at
+ * its start its parent's final one; 0 for Kinesis). 0 or -EIO with err. @blocking yes. */
+int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int64_t *ver,
+                                char *err, size_t err_size);
+/* The version of record kr read after one at prev (0 for Kinesis: the record's own). */
+int64_t worker_source_version(const struct worker *w, int64_t prev,
+                              const struct d2o_kinesis_record *kr);
 
 /* worker_deletes.c */
 /* The sink's pre-send filter: records the request's deletes and drops writes they outrank. */

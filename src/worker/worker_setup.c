@@ -417,6 +417,7 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
     struct d2o_creds_opts co = {0};
     const struct d2o_aws_creds *ac = NULL;
     char err[1024];
+    int rc;
 
     d2o_http_opts_from_config(&ho, c);
     w->http = d2o_http_new(&ho, err, sizeof(err));
@@ -433,10 +434,9 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
         d2o_err("credentials", "no AWS credentials: %s", err);
         return 1;
     }
-    w->kin = d2o_kinesis_new(w->http, c, ac, err, sizeof(err));
-    if (!w->kin) {
-        d2o_err("startup", "%s", err);
-        return D2O_EXIT_CONFIG;
+    rc = worker_source_open(w, c, ac);
+    if (rc != 0) {
+        return rc;
     }
     d2o_kinesis_set_retry(w->kin, 1, NULL);
     d2o_bulk_opts_from_config(&bo, c);
@@ -537,6 +537,7 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     d2o_metrics_server_stop(w->server);
     d2o_bulk_free(w->sink);
     d2o_kinesis_free(w->kin);
+    free(w->stream_arn);
     d2o_sigv4_signer_free(w->os_signer);
     d2o_creds_free(w->creds);
     d2o_http_free(w->http);

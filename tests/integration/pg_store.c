@@ -282,17 +282,18 @@ START_TEST(a_batch_fences_each_shard_on_its_own)
                 " ('app', 's', 'shard-2', 'w1', 7, now() + interval '10 minutes', '900'),"
                 " ('app', 's', 'shard-3', 'w1', 3, now() + interval '10 minutes', 'TRIM_HORIZON')");
     ck_assert_ptr_nonnull(b);
-    ck_assert_int_eq(
-        d2o_checkpoint_batch_add(b, "s", "shardId-000000000000", 7, "170", r0, 1, err, sizeof(err)),
-        0);
-    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shard-1", 7, "270", r1, 1, err, sizeof(err)),
-                     0);
-    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shard-2", 7, "370", r2, 1, err, sizeof(err)),
+    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shardId-000000000000", 7, "170", 0, r0, 1,
+                                              err, sizeof(err)),
                      0);
     ck_assert_int_eq(
-        d2o_checkpoint_batch_add(b, "s", "shard-3", 3, "SHARD_END", r3, 2, err, sizeof(err)), 0);
+        d2o_checkpoint_batch_add(b, "s", "shard-1", 7, "270", 0, r1, 1, err, sizeof(err)), 0);
     ck_assert_int_eq(
-        d2o_checkpoint_batch_add(b, "s", "shard-4", 3, "12ab", NULL, 0, err, sizeof(err)), -EINVAL);
+        d2o_checkpoint_batch_add(b, "s", "shard-2", 7, "370", 0, r2, 1, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shard-3", 3, "SHARD_END", 0, r3, 2, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shard-4", 3, "12ab", 0, NULL, 0, err, sizeof(err)),
+        -EINVAL);
     ck_assert_int_eq(d2o_checkpoint_batch_size(b), 4);
     ck_assert_msg(d2o_checkpoint_batch_prepare(c, err, sizeof(err)) == 0, "%s", err);
     ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);

@@ -40,6 +40,22 @@ refused "memory_budget below its floor" 78 \
 refused "memory_budget without room for two bulk bodies" 78 \
     "memory_budget 20971520 is too small: it must hold one GetRecords answer of a 1 MiB record" \
     --stream-name s --memory-budget 20MiB --bulk-max-bytes 10MiB
+refused "source not known" 78 "source" --stream-name s --source dynamodb
+refused "source dynamodb-streams with a Kinesis ARN" 78 \
+    "stream_name 'arn:aws:kinesis:us-east-1:1:stream/s' is not a DynamoDB stream ARN" \
+    --source dynamodb-streams --stream-name arn:aws:kinesis:us-east-1:1:stream/s
+refused "source dynamodb-streams from LATEST" 78 \
+    "initial_position LATEST cannot be used with source = dynamodb-streams" \
+    --source dynamodb-streams --stream-name books --initial-position LATEST
+refused "source dynamodb-streams without a table" 78 "stream_name is empty: set the table" \
+    --source dynamodb-streams
+refused "streams_endpoint not a URL" 78 "streams_endpoint" \
+    --source dynamodb-streams --stream-name books --streams-endpoint localhost:8000
+"$ddb2os" check-config --source dynamodb-streams --stream-name books \
+    --streams-endpoint http://127.0.0.1:8000 > "$tmp/out" 2> "$tmp/err"
+check "source dynamodb-streams with a table: exit 0" $? "$(cat "$tmp/err")"
+grep -qx 'source = dynamodb-streams' "$tmp/out"
+check "source dynamodb-streams: shown" $? "$(grep source "$tmp/out")"
 refused "directory as the file" 78 "is a directory" -c "$tmp"
 refused "metrics_addr not an address" 78 "metrics_addr = 'localhost' is not valid" \
     --stream-name s --metrics-addr localhost

@@ -42,6 +42,32 @@ START_TEST(an_unacknowledged_record_holds_the_watermark)
 }
 END_TEST
 
+START_TEST(the_checkpoint_s_tag_is_its_record_s)
+{
+    struct d2o_ack *a = d2o_ack_new();
+    uint64_t t[3];
+    char *seq = NULL;
+    void **payloads = NULL;
+    size_t n = 0;
+
+    ck_assert_int_eq(d2o_ack_last_tag(a), 0);
+    ck_assert_int_eq(d2o_ack_push_tagged(a, "10", 100000000, &t[0]), 0);
+    ck_assert_int_eq(d2o_ack_push_tagged(a, "11", 100000001, &t[1]), 0);
+    ck_assert_int_eq(d2o_ack_push_tagged(a, "12", 101000000, &t[2]), 0);
+    ck_assert_int_eq(d2o_ack_complete(a, t[2], NULL), 0);
+    ck_assert_int_eq(d2o_ack_complete(a, t[1], NULL), 0);
+    ck_assert_int_eq(d2o_ack_advance(a, &seq, &payloads, &n), 0); /* 10 holds it */
+    ck_assert_int_eq(d2o_ack_last_tag(a), 0);
+    ck_assert_int_eq(d2o_ack_complete(a, t[0], NULL), 0);
+    ck_assert_int_eq(d2o_ack_advance(a, &seq, &payloads, &n), 3);
+    ck_assert_str_eq(seq, "12");
+    ck_assert_int_eq(d2o_ack_last_tag(a), 101000000);
+    free(seq);
+    free(payloads);
+    d2o_ack_free(a, NULL);
+}
+END_TEST
+
 START_TEST(a_record_taken_back_holds_nothing)
 {
     struct d2o_ack *a = d2o_ack_new();
@@ -154,6 +180,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, an_unacknowledged_record_holds_the_watermark);
     tcase_add_test(tc, random_completion_orders_match_the_model);
     tcase_add_test(tc, a_record_taken_back_holds_nothing);
+    tcase_add_test(tc, the_checkpoint_s_tag_is_its_record_s);
     tcase_add_test(tc, free_hands_back_payloads);
     suite_add_tcase(s, tc);
     return s;

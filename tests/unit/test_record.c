@@ -87,8 +87,8 @@ static const struct {
      "\"ApproximateCreationDateTime\":\"soon\"}}",
      "ApproximateCreationDateTime is not an integer"},
     {"{\"eventName\":\"REMOVE\",\"tableName\":\"t\",\"dynamodb\":{\"Keys\":{\"k\":{\"S\":\"x\"}},"
-     "\"ApproximateCreationDateTime\":5,\"ApproximateCreationDateTimePrecision\":\"SECOND\"}}",
-     "Precision 'SECOND'"},
+     "\"ApproximateCreationDateTime\":5,\"ApproximateCreationDateTimePrecision\":\"NANOSECOND\"}}",
+     "Precision 'NANOSECOND'"},
     {"{\"eventName\":\"REMOVE\",\"tableName\":\"t\",\"dynamodb\":{\"Keys\":{\"a\":{\"S\":\"x\"},"
      "\"b\":{\"S\":\"x\"},\"c\":{\"S\":\"x\"}},\"ApproximateCreationDateTime\":5}}",
      "one or two"},

@@ -1,0 +1,147 @@
+/*
+ * The worker's source of change records. Both sources are read through one client interface
+ * (struct d2o_kinesis and its dialect): the Kinesis Data Streams destination, or the table's own
+ * DynamoDB stream (src/ddbstreams). For a DynamoDB stream named by its table, the newest stream
+ * ARN is looked up here, once per worker, and from then on the ARN is the stream every lease,
+ * checkpoint and call of this worker names.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "d2o/conf.h"
+#include "d2o/ddbstreams.h"
+#include "d2o/log.h"
+#include "d2o/pg.h"
+#include "worker_int.h"
+
+/* The exit code for a failed look-up: a stream or table that is not there, or that ddb2os
+ * cannot read, is the configuration's problem; anything else may pass. */
+static int failed(const char *what, const char *name, const struct d2o_kinesis_err *err, int r)
+{
+    d2o_err("stream_lookup", "%s of %s failed: %s", what, name,
+            r == D2O_KINESIS_E_FAILED ? err->message : "out of memory");
+    return r == D2O_KINESIS_E_FAILED && err->action == D2O_ACT_PERMANENT ? D2O_EXIT_CONFIG : 1;
+}
+
+/* Looks the stream up and checks that its records carry what a document needs. */
+static int resolve_stream(struct d2o_kinesis *probe, const char *name, char **arn)
+{
+    struct d2o_ddbstreams_info info;
+    struct d2o_kinesis_err err;
+    int r;
+
+    if (strncmp(name, "arn:", 4) == 0) {
+        *arn = strdup(name);
+        if (!*arn) {
+            return 1;
+        }
+    } else if ((r = d2o_ddbstreams_latest_arn(probe, name, arn, &err)) != 0) {
+        return failed("ListStreams", name, &err, r);
+    }
+    r = d2o_ddbstreams_describe(probe, *arn, &info, &err);
+    if (r != 0) {
+        return failed("DescribeStream", *arn, &err, r);
+    }
+    if (!info.view_type || (strcmp(info.view_type, "NEW_AND_OLD_IMAGES") != 0 &&
+                            strcmp(info.view_type, "NEW_IMAGE") != 0)) {
+        d2o_err("stream_view_type",
+                "stream %s has StreamViewType %s: its records carry no new image, which every "
+                "document is made from; enable the table's stream with NEW_AND_OLD_IMAGES",
+                *arn, info.view_type ? info.view_type : "(none)");
+        d2o_ddbstreams_info_free(&info);
+        return D2O_EXIT_CONFIG;
+    }
+    if (strcmp(info.stream_status, "ENABLED") != 0) {
+        d2o_warn("stream_disabled",
+                 "stream %s is %s: its shards are read to their end, and no new changes come "
+                 "from it (the table's current stream has a new ARN)",
+                 *arn, info.stream_status);
+    }
+    d2o_info("stream_resolved", "reading DynamoDB stream %s (table %s, %s)", *arn,
+             info.table_name ? info.table_name : "?", info.view_type);
+    d2o_ddbstreams_info_free(&info);
+    return 0;
+}
+
+int worker_source_open(struct worker *w, const struct d2o_config *c, const struct d2o_aws_creds *ac)
+{
+    struct d2o_kinesis *probe;
+    char err[1024];
+    char *arn = NULL;
+    int rc;
+
+    w->conf_file = c;
+    if (c->source != D2O_SOURCE_DYNAMODB_STREAMS) {
+        w->kin = d2o_kinesis_new(w->http, c, ac, err, sizeof(err));
+        if (!w->kin) {
+            d2o_err("startup", "%s", err);
+            return D2O_EXIT_CONFIG;
+        }
+        return 0;
+    }
+    probe =
+        d2o_ddbstreams_new(w->http, c->aws_region, c->streams_endpoint, NULL, ac, err, sizeof(err));
+    if (!probe) {
+        d2o_err("startup", "%s", err);
+        return D2O_EXIT_CONFIG;
+    }
+    d2o_kinesis_set_retry(probe, 3, NULL);
+    rc = resolve_stream(probe, c->stream_name, &arn);
+    d2o_kinesis_free(probe);
+    if (rc != 0) {
+        free(arn);
+        return rc;
+    }
+    w->kin =
+        d2o_ddbstreams_new(w->http, c->aws_region, c->streams_endpoint, arn, ac, err, sizeof(err));
+    if (!w->kin) {
+        d2o_err("startup", "%s", err);
+        free(arn);
+        return D2O_EXIT_CONFIG;
+    }
+    /* the worker's own view of the configuration: the same, with the stream's ARN */
+    w->conf_own = *c;
+    w->conf_own.stream_name = arn;
+    w->stream_arn = arn;
+    w->conf = &w->conf_own;
+    return 0;
+}
+
+int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int64_t *ver,
+                                char *err, size_t err_size)
+{
+    /* The shard's own checkpoint when it has one (it went on from its parent's), else the
+     * greatest final version of its parents. */
+    static const char sql[] =
+        "SELECT GREATEST(l.version_last_ms, COALESCE((SELECT max(p.version_last_ms) FROM leases p"
+        " WHERE p.application = l.application AND p.stream = l.stream"
+        " AND p.shard_id = ANY (l.parent_shard_ids)), 0))"
+        " FROM leases l WHERE l.application = $1 AND l.stream = $2 AND l.shard_id = $3";
+    const char *values[3] = {w->conf->application, l->stream, l->shard_id};
+    PGresult *r;
+    int ret = 0;
+
+    *ver = 0;
+    if (w->conf->source != D2O_SOURCE_DYNAMODB_STREAMS) {
+        return 0;
+    }
+    r = PQexecParams(w->pg, sql, 3, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(w->pg, r, "reading the shard's stream version", err, err_size);
+        ret = -EIO;
+    } else if (PQntuples(r) == 1) {
+        *ver = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    }
+    PQclear(r);
+    return ret;
+}
+
+int64_t worker_source_version(const struct worker *w, int64_t prev,
+                              const struct d2o_kinesis_record *kr)
+{
+    if (w->conf->source != D2O_SOURCE_DYNAMODB_STREAMS) {
+        return 0;
+    }
+    return d2o_ddbstreams_version(prev, kr->arrival_ms / 1000);
+}

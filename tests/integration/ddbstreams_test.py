@@ -1,0 +1,194 @@
+"""`ddb2os run` with source = dynamodb-streams on DynamoDB Local's stream (no Kinesis, no
+forwarder): a CRUD workload whose items change several times within one second ends exact in
+OpenSearch, item for item and version for version; a worker killed with SIGKILL and a supervisor
+drained with SIGTERM hand the shard over without a lost or misordered change; a poison item goes
+to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it.
+
+usage: ddbstreams_test.py DDB2OS_BINARY [TEST_NAME...]
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+import botocore.session
+
+import poolkit
+from poolkit import Env, Supervisor, wait_for
+
+BINARY = None
+
+
+class Table:
+    """A table with a NEW_AND_OLD_IMAGES stream on DynamoDB Local, and the model of its items."""
+
+    def __init__(self, name):
+        self.name = name
+        self.ddb = botocore.session.get_session().create_client(
+            "dynamodb", region_name=poolkit.REGION,
+            endpoint_url=poolkit.need("D2O_TEST_DYNAMODB"),
+            aws_access_key_id="AKIDPOOLTEST", aws_secret_access_key="pool-test-secret")
+        self.ddb.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "book_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "book_id", "AttributeType": "S"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        self.state = {}
+
+    def put(self, book_id, title, pages):
+        self.ddb.put_item(TableName=self.name, Item={
+            "book_id": {"S": book_id}, "title": {"S": title}, "pages": {"N": str(pages)}})
+        self.state[book_id] = {"book_id": book_id, "title": title, "pages": pages}
+
+    def delete(self, book_id):
+        self.ddb.delete_item(TableName=self.name, Key={"book_id": {"S": book_id}})
+        self.state[book_id] = None
+
+    def workload(self, n_items, rounds, prefix):
+        """Every item created, updated rounds-1 times in a row (the same second, mostly), every
+        fourth deleted, every eighth created again."""
+        for i in range(n_items):
+            bid = "%s-%03d" % (prefix, i)
+            for r in range(rounds):
+                self.put(bid, "t%d-%d" % (i, r), 100 + r)
+            if i % 4 == 0:
+                self.delete(bid)
+            if i % 8 == 0:
+                self.put(bid, "again-%d" % i, 7)
+
+    def mismatches(self, docs):
+        bad = []
+        for bid, doc in sorted(self.state.items()):
+            got = docs.get(bid)
+            if doc is None and got is not None:
+                bad.append("%s: deleted but present %s" % (bid, got[1]))
+            elif doc is not None and (got is None or got[1] != doc):
+                bad.append("%s: want %s, got %s" % (bid, doc, got and got[1]))
+        bad += ["%s: not in the table" % e for e in sorted(set(docs) - set(self.state))]
+        return bad[:10]
+
+    def drop(self):
+        try:
+            self.ddb.delete_table(TableName=self.name)
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
+
+
+class StreamsCase(unittest.TestCase):
+    def setUp(self):
+        self.env = Env("dst")
+        self.table = Table(self.env.stream)
+        self.sups = []
+
+    def tearDown(self):
+        for s in self.sups:
+            s.stop(timeout=15)
+        self.table.drop()
+        self.env.delete_index()
+
+    def start(self, task, workers=1, extra=()):
+        ddb = poolkit.need("D2O_TEST_DYNAMODB")
+        s = Supervisor(BINARY, self.env, task, workers=workers, lease_ms=3000, extra=[
+            "--source", "dynamodb-streams", "--streams-endpoint", ddb,
+            "--index-map", "%s=%s" % (self.table.name, self.env.index),
+            "--key-schema", "%s=book_id" % self.table.name] + list(extra))
+        self.sups.append(s)
+        return s
+
+    def wait_exact(self, timeout=60):
+        def exact():
+            docs = self.env.documents()
+            return not self.table.mismatches(docs) and docs
+        try:
+            wait_for("OpenSearch to equal the table", exact, timeout, step=0.5)
+        except AssertionError:
+            tails = "\n".join(s.tail(20) for s in self.sups)
+            self.fail("%s\n%s" % (self.table.mismatches(self.env.documents()), tails))
+
+    def versions(self):
+        return {k: v[0] for k, v in self.env.documents().items()}
+
+
+class Crud(StreamsCase):
+    def test_workload_exact_with_changes_in_one_second(self):
+        self.table.workload(40, 4, "a")
+        sup = self.start("t1")
+        self.wait_exact()
+        rows = self.env.rows("SELECT stream, shard_id, checkpoint, version_last_ms FROM leases"
+                             " WHERE application = '%s'" % self.env.app)
+        self.assertTrue(rows, "no lease rows")
+        for stream, _, checkpoint, ver in rows:
+            self.assertIn(":table/%s/stream/" % self.table.name, stream)
+            self.assertRegex(checkpoint, r"^[0-9]+$")
+        # the stored version is the greatest one any document got from the stream
+        self.assertEqual(max(int(r[3]) for r in rows), max(self.versions().values()))
+        self.assertEqual(sup.stop(), 0)
+
+
+class Handoff(StreamsCase):
+    def test_sigkill_then_sigterm_hand_the_shard_over(self):
+        self.table.workload(30, 3, "b")
+        first = self.start("k1")
+        self.wait_exact()
+        before = self.versions()
+        # killed without a word: the lease expires, the respawned worker reads on from the
+        # checkpoint with the version stored there
+        for pid in first.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        self.table.workload(30, 3, "c")
+        self.table.put("b-001", "after-kill", 1)
+        self.wait_exact(timeout=90)
+        # drained: the second task takes the shard and goes on
+        second = self.start("k2")
+        self.assertEqual(first.stop(), 0)
+        wait_for("the second task to own the shard",
+                 lambda: set(self.env.owners().values()) and all(
+                     o.startswith("k2:") for o in self.env.owners().values()), 30, step=0.3)
+        self.table.put("b-001", "after-term", 2)
+        self.table.put("b-001", "after-term-2", 3)
+        self.wait_exact()
+        after = self.versions()
+        for bid, ver in before.items():
+            if bid in after:
+                self.assertGreaterEqual(after[bid], ver, bid)
+        self.assertFalse(self.env.epochs_with_two_owners())
+        self.assertEqual(second.stop(), 0)
+
+
+class Poison(StreamsCase):
+    def test_poison_to_the_dlq_then_replay(self):
+        # an index whose mapping refuses a text title: the item cannot be indexed
+        status, res = self.env.os_call("PUT", "/%s" % self.env.index, {
+            "mappings": {"properties": {"title": {"type": "integer"}}}})
+        self.assertEqual(status, 200, res)
+        self.table.ddb.put_item(TableName=self.table.name, Item={
+            "book_id": {"S": "poison"}, "title": {"S": "not a number"}, "pages": {"N": "1"}})
+        self.table.put("fine", "12", 5)
+        self.table.state["fine"]["title"] = "12"
+        sup = self.start("p1", extra=["--item-max-attempts", "2"])
+        wait_for("the poison item in the DLQ", lambda: self.env.rows(
+            "SELECT doc_id, version FROM dlq WHERE application = '%s' AND state = 'pending'"
+            % self.env.app), 60, step=0.5)
+        (doc_id, version), = self.env.rows(
+            "SELECT doc_id, version FROM dlq WHERE application = '%s'" % self.env.app)
+        self.assertEqual(doc_id, "poison")
+        self.assertGreater(int(version), 10 ** 15)  # a stream version in microseconds
+        self.assertEqual(sup.stop(), 0)
+        # the index is fixed (a new one that takes text), and the row replayed at its version
+        self.env.delete_index()
+        out = subprocess.run(
+            [BINARY, "dlq", "replay", "--application", self.env.app, "--pg-conninfo",
+             self.env.pg, "--opensearch-url", self.env.opensearch, "--index-map",
+             "%s=%s" % (self.table.name, self.env.index), "--key-schema",
+             "%s=book_id" % self.table.name, "--stream-name", self.table.name],
+            capture_output=True, text=True, timeout=60, env=dict(os.environ, **poolkit.ENV_AWS))
+        self.assertEqual(out.returncode, 0, out.stderr + out.stdout)
+        docs = wait_for("the replayed document", lambda: self.env.documents().get("poison"), 30)
+        self.assertEqual(docs[0], int(version))
+        self.assertEqual(docs[1]["title"], "not a number")
+
+
+if __name__ == "__main__":
+    poolkit.main(__import__(__name__))
