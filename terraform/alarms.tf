@@ -16,7 +16,7 @@ resource "aws_sns_topic_subscription" "alarms_email" {
 locals {
   opensearch_domain_name = var.create_opensearch_domain ? aws_opensearch_domain.search[0].domain_name : var.opensearch_domain_name
   os_dimensions          = tomap({ DomainName = local.opensearch_domain_name, ClientId = data.aws_caller_identity.current.account_id })
-  stream_dimensions      = tomap({ StreamName = aws_kinesis_stream.changes.name })
+  stream_dimensions      = tomap({ StreamName = local.kinesis ? aws_kinesis_stream.changes[0].name : "" })
   table_dimensions       = tomap({ TableName = aws_dynamodb_table.books.name })
   api_dimensions         = tomap({ ApiName = aws_api_gateway_rest_api.books.name, Stage = aws_api_gateway_stage.books.stage_name })
 
@@ -63,7 +63,10 @@ locals {
       statistic   = "Minimum", period = 300, periods = 1, threshold = var.opensearch_free_storage_mb, operator = "LessThanThreshold"
     }
   }
-  simple_alarms = { for k, v in local.alarm_definitions : k => v if var.create_opensearch_domain || var.opensearch_domain_name != "" || !startswith(k, "opensearch-") }
+  # The Kinesis and Kinesis-destination alarms only with change_source = "kinesis" (a DynamoDB
+  # stream has no iterator age metric: the replication-latency alarm below covers falling behind).
+  kinesis_alarms = ["iterator-age", "read-throttled", "ddb-put-throttled", "ddb-unreplicated-age"]
+  simple_alarms  = { for k, v in local.alarm_definitions : k => v if(var.create_opensearch_domain || var.opensearch_domain_name != "" || !startswith(k, "opensearch-")) && (local.kinesis || !contains(local.kinesis_alarms, k)) }
 }
 
 resource "aws_cloudwatch_metric_alarm" "simple" {

@@ -2,6 +2,8 @@
 # than scale_out_iterator_age_ms for 3 minutes, one fewer after 15 minutes below a tenth of it;
 # never more than max_tasks (set near the shard count: workers beyond the shards only wait for
 # leases). A scale-in is safe: the task drains on SIGTERM and its leases move within a second.
+# With change_source = "dynamodb-streams" there is no iterator age metric: the service keeps
+# min_tasks (a DynamoDB stream allows two readers per shard at once; leases keep it to one).
 
 resource "aws_appautoscaling_target" "ddb2os" {
   service_namespace  = "ecs"
@@ -21,7 +23,7 @@ locals {
 }
 
 resource "aws_appautoscaling_policy" "iterator_age" {
-  for_each           = local.scaling
+  for_each           = local.kinesis ? local.scaling : {}
   name               = "${local.name}-iterator-age-${each.key}"
   policy_type        = "StepScaling"
   service_namespace  = aws_appautoscaling_target.ddb2os.service_namespace
@@ -42,12 +44,12 @@ resource "aws_appautoscaling_policy" "iterator_age" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "iterator_age_scaling" {
-  for_each            = local.scaling
+  for_each            = local.kinesis ? local.scaling : {}
   alarm_name          = "${local.name}-scale-${each.key}-iterator-age"
   alarm_description   = each.value.description
   namespace           = "AWS/Kinesis"
   metric_name         = "GetRecords.IteratorAgeMilliseconds"
-  dimensions          = { StreamName = aws_kinesis_stream.changes.name }
+  dimensions          = local.stream_dimensions
   statistic           = "Maximum"
   period              = each.value.period
   evaluation_periods  = 3

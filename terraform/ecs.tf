@@ -75,14 +75,20 @@ resource "aws_iam_role_policy" "task" {
     Statement = [
       {
         Effect = "Allow"
-        Action = [
+        # The task gets the stream's ARN (DDB2OS_STREAM_NAME), so a DynamoDB stream needs no
+        # ListStreams: it reads only this stream.
+        Action = local.kinesis ? [
           "kinesis:DescribeStreamSummary",
           "kinesis:DescribeStream",
           "kinesis:ListShards",
           "kinesis:GetShardIterator",
           "kinesis:GetRecords",
+          ] : [
+          "dynamodb:DescribeStream",
+          "dynamodb:GetShardIterator",
+          "dynamodb:GetRecords",
         ]
-        Resource = aws_kinesis_stream.changes.arn
+        Resource = local.change_stream_arn
       },
       {
         Effect   = "Allow"
@@ -145,7 +151,8 @@ resource "aws_ecs_task_definition" "ddb2os" {
     linuxParameters = { initProcessEnabled = true }
     environment = concat([
       { name = "DDB2OS_APPLICATION", value = local.name },
-      { name = "DDB2OS_STREAM_NAME", value = aws_kinesis_stream.changes.name },
+      { name = "DDB2OS_SOURCE", value = var.change_source },
+      { name = "DDB2OS_STREAM_NAME", value = local.change_stream_name },
       { name = "DDB2OS_AWS_REGION", value = var.region },
       { name = "DDB2OS_OPENSEARCH_URL", value = local.opensearch_endpoint },
       { name = "DDB2OS_OPENSEARCH_AUTH", value = "sigv4" },

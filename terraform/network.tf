@@ -81,10 +81,11 @@ resource "aws_vpc_security_group_ingress_rule" "existing_pg_from_tasks" {
   referenced_security_group_id = local.task_security_groups[0]
 }
 
-# Interface endpoints: Kinesis (GetRecords), Secrets Manager (the database secret at task start),
+# Interface endpoints: Kinesis (GetRecords; a DynamoDB stream is read through the NAT route),
+# Secrets Manager (the database secret at task start),
 # ECR (image manifests), CloudWatch Logs (awslogs and EMF).
 locals {
-  interface_endpoints = var.create_vpc_endpoints ? toset(["kinesis-streams", "secretsmanager", "ecr.api", "ecr.dkr", "logs"]) : toset([])
+  interface_endpoints = var.create_vpc_endpoints ? setunion(local.kinesis ? ["kinesis-streams"] : [], ["secretsmanager", "ecr.api", "ecr.dkr", "logs"]) : toset([])
 }
 
 resource "aws_security_group" "endpoints" {

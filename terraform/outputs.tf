@@ -4,8 +4,8 @@ output "books_table" {
 }
 
 output "stream_name" {
-  description = "Kinesis stream that carries the table's changes (DDB2OS_STREAM_NAME)."
-  value       = aws_kinesis_stream.changes.name
+  description = "The stream that carries the table's changes (DDB2OS_STREAM_NAME): the Kinesis stream's name, or the DynamoDB stream's ARN."
+  value       = local.change_stream_name
 }
 
 output "api_url" {

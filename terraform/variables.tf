@@ -16,8 +16,19 @@ variable "environment" {
   }
 }
 
+variable "change_source" {
+  # ("source" is a name terraform keeps for itself; this is ddb2os's `source` key.)
+  description = "Where ddb2os reads the table's changes: \"kinesis\" (a Kinesis Data Streams destination, microsecond timestamps, up to 365 days of retention, fan-out to other consumers) or \"dynamodb-streams\" (the table's own stream, NEW_AND_OLD_IMAGES, 24 hours, no Kinesis stream to pay for). docs/architecture.md compares them."
+  type        = string
+  default     = "kinesis"
+  validation {
+    condition     = contains(["kinesis", "dynamodb-streams"], var.change_source)
+    error_message = "change_source must be \"kinesis\" or \"dynamodb-streams\"."
+  }
+}
+
 variable "stream_retention_hours" {
-  description = "Kinesis retention. Seven days leave room to replay after a long outage or a DLQ investigation."
+  description = "Kinesis retention (change_source = kinesis; a DynamoDB stream keeps 24 hours). Seven days leave room to replay after a long outage or a DLQ investigation."
   type        = number
   default     = 168
   validation {
