@@ -108,30 +108,31 @@ static int normalise_record(const char *what, json_object *o, const char *table,
     if (r != 0) {
         return r;
     }
+    /*
+     * A record without a usable timestamp is one bad record, not a bad answer: it is passed on
+     * as the stream sent it (arrival 0), the change-record parser refuses it with the reason,
+     * and it goes to the dead-letter queue while the shard reads on. A bad SequenceNumber above
+     * does fail the answer: nothing could be checkpointed past it.
+     */
     v = child(ddb, "ApproximateCreationDateTime");
-    if (!v ||
-        (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))) {
-        d2o_kjson_err(err, "%s: dynamodb.ApproximateCreationDateTime is %s", what,
-                      v ? "not a number" : "missing");
-        return D2O_KINESIS_E_FAILED;
-    }
-    secs = json_object_get_double(v);
-    if (!isfinite(secs) || secs < 1 || secs > (double)ACDT_MAX_S) {
-        d2o_kjson_err(err, "%s: dynamodb.ApproximateCreationDateTime is out of range", what);
-        return D2O_KINESIS_E_FAILED;
-    }
-    whole = (int64_t)floor(secs);
-    rec->arrival_ms = whole * 1000;
-    /* the record keeps every other member as the stream sent it */
-    s = json_object_new_int64(whole);
-    if (!s || json_object_object_add(ddb, "ApproximateCreationDateTime", s) != 0) {
-        json_object_put(s);
-        return -ENOMEM;
-    }
-    s = json_object_new_string("SECOND");
-    if (!s || json_object_object_add(ddb, "ApproximateCreationDateTimePrecision", s) != 0) {
-        json_object_put(s);
-        return -ENOMEM;
+    secs = v && (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double))
+               ? json_object_get_double(v)
+               : 0;
+    rec->arrival_ms = 0;
+    if (isfinite(secs) && secs >= 1 && secs <= (double)ACDT_MAX_S) {
+        whole = (int64_t)floor(secs);
+        rec->arrival_ms = whole * 1000;
+        /* the record keeps every other member as the stream sent it */
+        s = json_object_new_int64(whole);
+        if (!s || json_object_object_add(ddb, "ApproximateCreationDateTime", s) != 0) {
+            json_object_put(s);
+            return -ENOMEM;
+        }
+        s = json_object_new_string("SECOND");
+        if (!s || json_object_object_add(ddb, "ApproximateCreationDateTimePrecision", s) != 0) {
+            json_object_put(s);
+            return -ENOMEM;
+        }
     }
     s = json_object_new_string(table);
     if (!s || json_object_object_add(o, "tableName", s) != 0) {

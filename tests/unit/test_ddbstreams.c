@@ -100,19 +100,60 @@ static const struct {
     {"{\"Records\":[{\"dynamodb\":{\"SequenceNumber\":\"12a\",\"ApproximateCreationDateTime\":1}}]"
      "}",
      "SequenceNumber is not a valid sequence number"},
-    {"{\"Records\":[{\"dynamodb\":{\"SequenceNumber\":\"1\"}}]}",
-     "ApproximateCreationDateTime is missing"},
-    {"{\"Records\":[{\"dynamodb\":{\"SequenceNumber\":\"1\",\"ApproximateCreationDateTime\":"
-     "\"1\"}}]}",
-     "ApproximateCreationDateTime is not a number"},
-    {"{\"Records\":[{\"dynamodb\":{\"SequenceNumber\":\"1\",\"ApproximateCreationDateTime\":"
-     "-5}}]}",
-     "out of range"},
-    {"{\"Records\":[{\"dynamodb\":{\"SequenceNumber\":\"1\",\"ApproximateCreationDateTime\":"
-     "1e300}}]}",
-     "out of range"},
     {"{\"Records\":[],\"NextShardIterator\":7}", "NextShardIterator is not a string"},
 };
+
+/* Records whose timestamp is missing, not a number or out of range, between two good ones. */
+static const struct {
+    const char *acdt; /* the member as it stands in the record, or "" */
+    const char *says; /* what the change-record parser says of it */
+} bad_times[] = {
+    {"", "ApproximateCreationDateTime is missing"},
+    {",\"ApproximateCreationDateTime\":\"1\"", "ApproximateCreationDateTime is not an integer"},
+    {",\"ApproximateCreationDateTime\":-5", "out of range"},
+    {",\"ApproximateCreationDateTime\":1e300", "ApproximateCreationDateTime"},
+};
+
+START_TEST(a_record_without_a_usable_time_is_one_bad_record)
+{
+    char body[1024], why[256];
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    struct d2o_record rec;
+    int n;
+
+    n = snprintf(body, sizeof(body),
+                 "{\"Records\":["
+                 "{\"eventName\":\"INSERT\",\"dynamodb\":{\"SequenceNumber\":\"1\","
+                 "\"ApproximateCreationDateTime\":1796179140,\"Keys\":{\"id\":{\"S\":\"a\"}},"
+                 "\"NewImage\":{\"id\":{\"S\":\"a\"}}}},"
+                 "{\"eventName\":\"INSERT\",\"dynamodb\":{\"SequenceNumber\":\"2\"%s,"
+                 "\"Keys\":{\"id\":{\"S\":\"b\"}},\"NewImage\":{\"id\":{\"S\":\"b\"}}}},"
+                 "{\"eventName\":\"REMOVE\",\"dynamodb\":{\"SequenceNumber\":\"3\","
+                 "\"ApproximateCreationDateTime\":1796179141,\"Keys\":{\"id\":{\"S\":\"a\"}}}}"
+                 "],\"NextShardIterator\":\"i\"}",
+                 bad_times[_i].acdt);
+    ck_assert_int_lt(n, (int)sizeof(body));
+    ck_assert_int_eq(d2o_ddbstreams_parse_get_records(body, (size_t)n, ARN, &r, &err), 0);
+    ck_assert_uint_eq(r.n_records, 3);
+    ck_assert_str_eq(r.records[1].sequence_number, "2");
+    ck_assert_int_eq(r.records[1].arrival_ms, 0);
+    ck_assert_int_eq(r.records[2].arrival_ms, 1796179141000);
+    /* the bad one: refused by the change-record parser, naming the member (so: the DLQ) */
+    ck_assert_int_ne(d2o_record_parse((const char *)r.records[1].data, r.records[1].data_len, &rec,
+                                      why, sizeof(why)),
+                     0);
+    ck_assert_msg(strstr(why, bad_times[_i].says), "'%s' lacks '%s'", why, bad_times[_i].says);
+    /* its neighbours are whole change records */
+    ck_assert_int_eq(d2o_record_parse((const char *)r.records[2].data, r.records[2].data_len, &rec,
+                                      why, sizeof(why)),
+                     0);
+    ck_assert_int_eq(rec.event, D2O_EVENT_REMOVE);
+    ck_assert_str_eq(rec.table, "books");
+    d2o_record_free(&rec);
+    d2o_kinesis_records_free(&r);
+}
+END_TEST
 
 START_TEST(get_records_malformed)
 {
@@ -414,6 +455,8 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, get_records_become_change_records);
     tcase_add_test(tc, get_records_shard_end);
     tcase_add_loop_test(tc, get_records_malformed, 0, (int)D2O_ARRAY_SIZE(bad_records));
+    tcase_add_loop_test(tc, a_record_without_a_usable_time_is_one_bad_record, 0,
+                        (int)D2O_ARRAY_SIZE(bad_times));
     tcase_add_test(tc, stream_arns);
     tcase_add_test(tc, describe_stream_pages);
     tcase_add_test(tc, list_streams_pages);
