@@ -91,9 +91,10 @@ class StreamsCase(unittest.TestCase):
         self.table.drop()
         self.env.delete_index()
 
-    def start(self, task, workers=1, extra=()):
+    def start(self, task, workers=1, extra=(), metrics_port=0):
         ddb = poolkit.need("D2O_TEST_DYNAMODB")
-        s = Supervisor(BINARY, self.env, task, workers=workers, lease_ms=3000, extra=[
+        s = Supervisor(BINARY, self.env, task, workers=workers, lease_ms=3000,
+                       metrics_port=metrics_port, extra=[
             "--source", "dynamodb-streams", "--streams-endpoint", ddb,
             "--index-map", "%s=%s" % (self.table.name, self.env.index),
             "--key-schema", "%s=book_id" % self.table.name] + list(extra))
@@ -117,8 +118,22 @@ class StreamsCase(unittest.TestCase):
 class Crud(StreamsCase):
     def test_workload_exact_with_changes_in_one_second(self):
         self.table.workload(40, 4, "a")
-        sup = self.start("t1")
+        port = poolkit.free_port()
+        sup = self.start("t1", metrics_port=port)
         self.wait_exact()
+        # operators see the source: in /metrics, and in status and leases
+        status, body = poolkit.http_get(port, "/metrics")
+        self.assertEqual(status, 200, body)
+        self.assertIn('ddb2os_source_info{source="dynamodb-streams",stream="%s"} 1'
+                      % self.table.name, body.splitlines())
+        for cmd in ("status", "leases"):
+            out = subprocess.run(
+                [BINARY, cmd, "--json", "--application", self.env.app, "--pg-conninfo",
+                 self.env.pg], capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            got = json.loads(out.stdout)
+            self.assertTrue(got, cmd)
+            self.assertEqual({r["source"] for r in got}, {"dynamodb-streams"}, got)
         rows = self.env.rows("SELECT stream, shard_id, checkpoint, version_last_ms FROM leases"
                              " WHERE application = '%s'" % self.env.app)
         self.assertTrue(rows, "no lease rows")
