@@ -103,12 +103,19 @@ struct d2o_metrics {
     /* Set by the supervisor while it cannot start the workers yet (PostgreSQL, migrations):
      * /readyz answers it. Empty once the workers run. */
     char waiting[240];
+    /* Where the task's change records come from (conf source, e.g. "kinesis" or
+     * "dynamodb-streams") and the stream as configured (stream_name); set by the supervisor
+     * before the workers start. Both name the source in /metrics and in /readyz reasons. */
+    char source[32];
+    char stream[256];
     struct d2o_metrics_worker workers[D2O_METRICS_MAX_WORKERS];
 };
 
 /* Maps a zeroed shared block for n_workers (<= D2O_METRICS_MAX_WORKERS) slots. NULL + errno. */
 struct d2o_metrics *d2o_metrics_create(unsigned n_workers);
 void d2o_metrics_destroy(struct d2o_metrics *m);
+/* Records the task's source (conf name: "kinesis", "dynamodb-streams") and stream name. */
+void d2o_metrics_set_source(struct d2o_metrics *m, const char *source, const char *stream);
 
 /* The worker side. slot < n_workers. Claims the slot for this process (pid, id, alive = 1;
  * shard rows, gauges, counters and histograms cleared: the series are labelled with id, so a
@@ -130,7 +137,8 @@ void d2o_metrics_shard_set(struct d2o_metrics_worker *w, const char *shard_id,
                            int64_t millis_behind, uint64_t records_delta);
 void d2o_metrics_shard_remove(struct d2o_metrics_worker *w, const char *shard_id);
 
-/* A Kinesis call answered (why == NULL) or failed with the reason why. */
+/* A call to the source (Kinesis or DynamoDB Streams) answered (why == NULL) or failed with the
+ * reason why. */
 void d2o_metrics_kinesis(struct d2o_metrics_worker *w, int64_t now_ms, const char *why);
 
 /* The supervisor's reaper: the process in slot is gone. */
@@ -143,7 +151,8 @@ __attribute__((warn_unused_result)) int d2o_metrics_render(const struct d2o_metr
 
 /* Readiness at now_ms (CLOCK_MONOTONIC ms): the supervisor is not waiting (m->waiting), at least
  * one live worker's loop turned, and it reached PostgreSQL and OpenSearch, within stale_ms; the
- * newest Kinesis answer of any live worker was not a failure; and no live worker told within
+ * newest source answer of any live worker was not a failure (the reason then names the source:
+ * "Kinesis: ..." or "DynamoDB Streams: ..."); and no live worker told within
  * stale_ms that an index takes no writes. false with the reason in why. */
 bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stale_ms, char *why,
                        size_t why_size);

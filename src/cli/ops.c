@@ -135,17 +135,25 @@ static int begin(int argc, char **argv, const char *usage, struct ops_opts *o,
     return -1;
 }
 
+/* Which source a lease row's stream is read from, derived from its name: a DynamoDB stream ARN
+ * (arn:<partition>:dynamodb:<region>:<account>:table/<name>/stream/<label>) is the table's own
+ * DynamoDB stream; any other name or ARN is a Kinesis data stream. */
+#define SOURCE_COLUMN                                                                              \
+    "CASE WHEN stream ~ '^arn:[^:]+:dynamodb:[^:]*:[^:]*:table/[^/]+/stream/.'"                    \
+    " THEN 'dynamodb-streams' ELSE 'kinesis' END AS source"
+
 int d2o_cmd_status(int argc, char **argv)
 {
     static const char usage[] =
         "usage: ddb2os status [--json] [-c FILE]\n\n"
         "One row per shard of this application: state, owner, checkpoint age, MillisBehindLatest,\n"
-        "records/s and pending DLQ rows, the most behind first; totals at the bottom.\n";
+        "records/s, pending DLQ rows and the source (kinesis or dynamodb-streams), the most\n"
+        "behind first; totals at the bottom.\n";
     static const char sql[] =
         "SELECT stream, shard_id AS shard, state, owner,"
         " floor(extract(epoch FROM checkpoint_age))::bigint AS checkpoint_age_s,"
         " millis_behind_latest AS behind_ms,"
-        " round(throughput, 1) AS records_per_s, dlq_pending"
+        " round(throughput, 1) AS records_per_s, dlq_pending, " SOURCE_COLUMN
         " FROM lease_status WHERE application = $1"
         " ORDER BY millis_behind_latest DESC NULLS LAST, checkpoint_age DESC NULLS FIRST, shard_id";
     static const char totals[] =
@@ -193,7 +201,8 @@ int d2o_cmd_leases(int argc, char **argv)
                   "SELECT stream, shard_id AS shard, state, owner, lease_counter,"
                   " date_trunc('second', expires_in) AS expires_in, checkpoint,"
                   " date_trunc('second', checkpoint_age) AS checkpoint_age, owner_switches,"
-                  " pending_owner, parent_shard_ids, dlq_pending FROM lease_status"
+                  " pending_owner, parent_shard_ids, dlq_pending, " SOURCE_COLUMN
+                  " FROM lease_status"
                   " WHERE application = $1 ORDER BY stream, shard_id",
                   1, values, o.json, "leases");
     PQfinish(c);

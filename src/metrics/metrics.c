@@ -42,6 +42,18 @@ struct d2o_metrics *d2o_metrics_create(unsigned n_workers)
     return m;
 }
 
+void d2o_metrics_set_source(struct d2o_metrics *m, const char *source, const char *stream)
+{
+    snprintf(m->source, sizeof(m->source), "%s", source ? source : "");
+    snprintf(m->stream, sizeof(m->stream), "%s", stream ? stream : "");
+}
+
+/* How a /readyz reason names the source of the task's change records. */
+static const char *source_title(const struct d2o_metrics *m)
+{
+    return strcmp(m->source, "dynamodb-streams") == 0 ? "DynamoDB Streams" : "Kinesis";
+}
+
 void d2o_metrics_destroy(struct d2o_metrics *m)
 {
     if (m) {
@@ -490,6 +502,16 @@ int d2o_metrics_render(const struct d2o_metrics *m, struct d2o_buf *out)
                      "its bulk item (indexed, deleted, stale or absent; dead-lettered changes are "
                      "not observed).");
     r |= render_gauges(m, out);
+    if (m->source[0]) {
+        r |= head(out, "ddb2os_source_info", "gauge",
+                  "1, labelled with where the task reads change records (source: kinesis or "
+                  "dynamodb-streams) and the stream as configured.");
+        r |= d2o_buf_printf(out, "ddb2os_source_info{source=\"");
+        r |= put_label(out, m->source);
+        r |= d2o_buf_printf(out, "\",stream=\"");
+        r |= put_label(out, m->stream);
+        r |= d2o_buf_printf(out, "\"} 1\n");
+    }
     return r ? -ENOMEM : 0;
 }
 
@@ -559,7 +581,7 @@ bool d2o_metrics_ready(const struct d2o_metrics *m, int64_t now_ms, int64_t stal
     }
     if (ready && newest_err &&
         (!newest_ok || LOAD(&newest_err->kinesis_err_ms) >= LOAD(&newest_ok->kinesis_ok_ms))) {
-        snprintf(why, why_size, "Kinesis: %s", newest_err->kinesis_err);
+        snprintf(why, why_size, "%s: %s", source_title(m), newest_err->kinesis_err);
         return false;
     }
     snprintf(why, why_size, "%s", ready ? "ready" : reason);

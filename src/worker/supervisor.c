@@ -286,6 +286,9 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
         close(sigfd);
         return 1;
     }
+    d2o_metrics_set_source(
+        m, c->source == D2O_SOURCE_DYNAMODB_STREAMS ? "dynamodb-streams" : "kinesis",
+        c->stream_name);
     /* Before PostgreSQL: /healthz answers while the task waits for its database. A port that
      * cannot be had is a configuration error, not a task without health checks. */
     if (c->metrics_port > 0 && !single_process) {

@@ -2,7 +2,9 @@
 forwarder): a CRUD workload whose items change several times within one second ends exact in
 OpenSearch, item for item and version for version; a worker killed with SIGKILL and a supervisor
 drained with SIGTERM hand the shard over without a lost or misordered change; a poison item goes
-to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it.
+to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it; a
+PostgreSQL restart in the middle of a workload loses no lease for good, and the checkpoint moves
+on once PostgreSQL is back.
 
 usage: ddbstreams_test.py DDB2OS_BINARY [TEST_NAME...]
 """
@@ -19,6 +21,7 @@ import poolkit
 from poolkit import Env, Supervisor, wait_for
 
 BINARY = None
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
 class Table:
@@ -88,9 +91,10 @@ class StreamsCase(unittest.TestCase):
         self.table.drop()
         self.env.delete_index()
 
-    def start(self, task, workers=1, extra=()):
+    def start(self, task, workers=1, extra=(), metrics_port=0):
         ddb = poolkit.need("D2O_TEST_DYNAMODB")
-        s = Supervisor(BINARY, self.env, task, workers=workers, lease_ms=3000, extra=[
+        s = Supervisor(BINARY, self.env, task, workers=workers, lease_ms=3000,
+                       metrics_port=metrics_port, extra=[
             "--source", "dynamodb-streams", "--streams-endpoint", ddb,
             "--index-map", "%s=%s" % (self.table.name, self.env.index),
             "--key-schema", "%s=book_id" % self.table.name] + list(extra))
@@ -114,8 +118,22 @@ class StreamsCase(unittest.TestCase):
 class Crud(StreamsCase):
     def test_workload_exact_with_changes_in_one_second(self):
         self.table.workload(40, 4, "a")
-        sup = self.start("t1")
+        port = poolkit.free_port()
+        sup = self.start("t1", metrics_port=port)
         self.wait_exact()
+        # operators see the source: in /metrics, and in status and leases
+        status, body = poolkit.http_get(port, "/metrics")
+        self.assertEqual(status, 200, body)
+        self.assertIn('ddb2os_source_info{source="dynamodb-streams",stream="%s"} 1'
+                      % self.table.name, body.splitlines())
+        for cmd in ("status", "leases"):
+            out = subprocess.run(
+                [BINARY, cmd, "--json", "--application", self.env.app, "--pg-conninfo",
+                 self.env.pg], capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            got = json.loads(out.stdout)
+            self.assertTrue(got, cmd)
+            self.assertEqual({r["source"] for r in got}, {"dynamodb-streams"}, got)
         rows = self.env.rows("SELECT stream, shard_id, checkpoint, version_last_ms FROM leases"
                              " WHERE application = '%s'" % self.env.app)
         self.assertTrue(rows, "no lease rows")
@@ -155,6 +173,53 @@ class Handoff(StreamsCase):
                 self.assertGreaterEqual(after[bid], ver, bid)
         self.assertFalse(self.env.epochs_with_two_owners())
         self.assertEqual(second.stop(), 0)
+
+
+class PostgresRestart(StreamsCase):
+    def checkpoints(self):
+        return {shard: int(cp) for shard, cp in self.env.rows(
+            "SELECT shard_id, checkpoint FROM leases WHERE application = '%s'"
+            " AND checkpoint ~ '^[0-9]+$'" % self.env.app)}
+
+    def test_workload_exact_across_a_postgres_restart(self):
+        self.table.workload(30, 3, "r")
+        sup = self.start("r1", workers=2)
+        self.wait_exact()
+        before = self.versions()
+        shards = set(self.env.owners())
+        self.assertTrue(shards, "no lease owned before the restart")
+        checkpoints = self.checkpoints()
+        self.assertTrue(checkpoints, "no numeric checkpoint before the restart")
+        # PostgreSQL goes away and comes back with its data while the table keeps changing
+        # (the changes wait in the stream, ddb2os must pick them up once it reconnects)
+        restart = dict(os.environ, D2O_KEEP_DATA="1")
+        writer = subprocess.Popen([os.path.join(ROOT, "scripts", "services"), "restart",
+                                   "pg"], env=restart, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        self.table.workload(30, 3, "s")
+        self.table.put("r-001", "during-restart", 9)
+        out, _ = writer.communicate(timeout=120)
+        self.assertEqual(writer.returncode, 0, out)
+        self.table.put("r-001", "after-restart", 10)
+        self.table.workload(10, 2, "t")
+        self.wait_exact()
+        # every lease that was owned is owned again (none lost for good), by this task
+        wait_for("the leases owned again", lambda: set(self.env.owners()) >= shards, 30,
+                 step=0.5)
+        self.assertTrue(all(o.startswith("r1:") for o in self.env.owners().values()))
+        # the checkpoint moved past where it was before PostgreSQL went away
+        wait_for("the checkpoint to move on", lambda: any(
+            cp > checkpoints.get(shard, -1) for shard, cp in self.checkpoints().items()), 30,
+                 step=0.5)
+        after = self.versions()
+        for bid, ver in before.items():
+            if bid in after:
+                self.assertGreaterEqual(after[bid], ver, bid)
+        self.assertGreater(after["r-001"], before["r-001"])
+        self.assertFalse(self.env.epochs_with_two_owners())
+        log = "".join(s.tail(400) for s in self.sups)
+        self.assertRegex(log, r" pg_(error|unavailable): ", "the lost connection was not logged")
+        self.assertEqual(sup.stop(), 0)
 
 
 class Poison(StreamsCase):

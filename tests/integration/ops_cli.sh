@@ -115,5 +115,32 @@ r=$(pg "SELECT string_agg(event, ',' ORDER BY id) FROM lease_events")
 [ "$r" = "checkpoint_reset,checkpoint_reset,assign,assign,release" ]
 check "every change is in lease_events" $? "$r"
 
+# The source of each stream, from its name: a DynamoDB stream ARN is the table's own stream.
+ddbarn='arn:aws:dynamodb:eu-west-1:123456789012:table/books/stream/2026-11-25T03:00:00.000'
+pg "INSERT INTO leases (application, stream, shard_id, lease_counter, checkpoint) VALUES
+    ('app', '$ddbarn', 'shardId-00000001764000000000-abcdef01', 1, 'TRIM_HORIZON')"
+for cmd in status leases; do
+    out=$("$ddb2os" "$cmd")
+    head -1 <<<"$out" | grep -qE " source$" &&
+      grep -qE "^orders +shardId-000000000001 .* kinesis$" <<<"$out" &&
+      grep -qE "^arn:aws:dynamodb:eu-west-1:123456789012: +shardId-00000001764000000000-abcdef01 .* dynamodb-streams$" <<<"$out"
+    check "$cmd: a source column, kinesis or dynamodb-streams" $? "$out"
+    out=$("$ddb2os" "$cmd" --json)
+    python3 -c '
+import json, sys
+src = {r["stream"]: r["source"] for r in json.load(sys.stdin)}
+assert src == {"orders": "kinesis", sys.argv[1]: "dynamodb-streams"}, src
+' "$ddbarn" <<<"$out"
+    check "$cmd --json: the source of each stream" $? "$out"
+done
+out=$("$ddb2os" leases)
+python3 -c '
+import sys
+lines = sys.stdin.read().splitlines()
+col = lines[0].index(" source") + 1
+assert [l[col:] for l in lines[1:]] == ["dynamodb-streams"] + ["kinesis"] * 3, lines
+' <<<"$out"
+check "leases: the source column is aligned" $? "$out"
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -181,6 +181,46 @@ START_TEST(readiness_names_what_is_missing)
 }
 END_TEST
 
+START_TEST(readiness_and_metrics_name_the_source)
+{
+    struct d2o_metrics *m = d2o_metrics_create(1);
+    struct d2o_metrics_worker *w = d2o_metrics_claim(m, 0, 1, "w:1");
+    struct d2o_buf out = D2O_BUF_INIT;
+    char why[256];
+    int64_t now = 1000000;
+
+    d2o_metrics_gauge(&w->loop_ms, now);
+    d2o_metrics_gauge(&w->pg_ok_ms, now);
+    d2o_metrics_gauge(&w->opensearch_ok_ms, now);
+    d2o_metrics_kinesis(w, now, "cannot describe the stream of books: connection refused");
+    /* no source recorded (a bare block): Kinesis, as before */
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    ck_assert_str_eq(why, "Kinesis: cannot describe the stream of books: connection refused");
+    ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
+    ck_assert_ptr_null(strstr(out.data, "ddb2os_source_info"));
+    d2o_buf_free(&out);
+
+    d2o_metrics_set_source(m, "dynamodb-streams", "books");
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    ck_assert_str_eq(why,
+                     "DynamoDB Streams: cannot describe the stream of books: connection refused");
+    ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
+    ck_assert(has_line(out.data, "# TYPE ddb2os_source_info gauge"));
+    ck_assert(
+        has_line(out.data, "ddb2os_source_info{source=\"dynamodb-streams\",stream=\"books\"} 1"));
+    ck_assert_uint_eq(count_of(out.data, "ddb2os_source_info{"), 1);
+    d2o_buf_free(&out);
+
+    d2o_metrics_set_source(m, "kinesis", "a\"b");
+    ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
+    ck_assert_ptr_nonnull(strstr(why, "Kinesis: "));
+    ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
+    ck_assert(has_line(out.data, "ddb2os_source_info{source=\"kinesis\",stream=\"a\\\"b\"} 1"));
+    d2o_buf_free(&out);
+    d2o_metrics_destroy(m);
+}
+END_TEST
+
 START_TEST(emf_reports_increases)
 {
     struct d2o_metrics *m = d2o_metrics_create(1);
@@ -487,6 +527,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, shard_rows_and_claims);
     tcase_add_test(tc, a_forked_worker_writes_the_shared_block);
     tcase_add_test(tc, readiness_names_what_is_missing);
+    tcase_add_test(tc, readiness_and_metrics_name_the_source);
     tcase_add_test(tc, emf_reports_increases);
     tcase_add_test(tc, endpoint_serves_metrics_health_and_readiness);
     suite_add_tcase(s, tc);
