@@ -157,6 +157,36 @@ class Handoff(StreamsCase):
         self.assertEqual(second.stop(), 0)
 
 
+class Reenabled(StreamsCase):
+    def set_stream(self, enabled):
+        spec = {"StreamEnabled": enabled}
+        if enabled:
+            spec["StreamViewType"] = "NEW_AND_OLD_IMAGES"
+        self.table.ddb.update_table(TableName=self.table.name, StreamSpecification=spec)
+        return self.table.ddb.describe_table(TableName=self.table.name)["Table"].get(
+            "LatestStreamArn")
+
+    def test_a_stream_enabled_again_is_followed_without_a_restart(self):
+        self.table.workload(20, 2, "d")
+        sup = self.start("r1")
+        self.wait_exact()
+        old = self.table.ddb.describe_table(TableName=self.table.name)["Table"]["LatestStreamArn"]
+        self.table.put("d-001", "last-on-the-old-stream", 1)
+        self.set_stream(False)
+        new = self.set_stream(True)
+        self.assertNotEqual(old, new)
+        # the same item again within the second, then a workload: only the new stream has them
+        self.table.put("d-001", "first-on-the-new-stream", 2)
+        self.table.workload(20, 2, "e")
+        self.wait_exact(timeout=60)
+        wait_for("lease rows of the new stream", lambda: self.env.rows(
+            "SELECT shard_id FROM leases WHERE application = '%s' AND stream = '%s'"
+            % (self.env.app, new)), 10, step=0.3)
+        self.assertIn("stream_followed", sup.tail(200))
+        self.assertIn(new, sup.tail(200))
+        self.assertEqual(sup.stop(), 0)
+
+
 class Poison(StreamsCase):
     def test_poison_to_the_dlq_then_replay(self):
         # an index whose mapping refuses a text title: the item cannot be indexed
