@@ -187,6 +187,41 @@ class Reenabled(StreamsCase):
         self.assertEqual(sup.stop(), 0)
 
 
+class Operator(StreamsCase):
+    def cli(self, *args):
+        env = dict(os.environ, DDB2OS_PG_CONNINFO=self.env.pg, DDB2OS_APPLICATION=self.env.app,
+                   DDB2OS_SOURCE="dynamodb-streams", DDB2OS_STREAM_NAME=self.table.name,
+                   DDB2OS_STREAMS_ENDPOINT=poolkit.need("D2O_TEST_DYNAMODB"),
+                   DDB2OS_AWS_REGION=poolkit.REGION, **poolkit.ENV_AWS)
+        return subprocess.run([BINARY] + list(args), env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    def test_checkpoint_set_and_lease_release_on_a_table_stream(self):
+        self.table.workload(10, 2, "f")
+        sup = self.start("o1")
+        self.wait_exact()
+        self.assertEqual(sup.stop(), 0)
+        (shard, seq), = self.env.rows("SELECT shard_id, checkpoint FROM leases"
+                                      " WHERE application = '%s'" % self.env.app)
+        self.assertRegex(seq, r"^[0-9]+$")
+        # stream_name is the table: the rows name its stream's ARN, DescribeStream checks the range
+        bad = self.cli("checkpoint", "set", shard, "--at", "1")
+        self.assertEqual(bad.returncode, 1, bad.stderr)
+        self.assertIn("sequence number 1 is not in shard %s" % shard, bad.stderr)
+        self.assertIn("holds sequence numbers from", bad.stderr)
+        good = self.cli("checkpoint", "set", shard, "--at", "TRIM_HORIZON")
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertEqual(self.env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                      % self.env.app), "TRIM_HORIZON")
+        good = self.cli("checkpoint", "set", shard, "--at", seq)
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertNotIn("could not check", good.stderr)
+        self.assertEqual(self.env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                      % self.env.app), seq)
+        rel = self.cli("lease", "release", shard)
+        self.assertEqual(rel.returncode, 0, rel.stderr)
+
+
 class Poison(StreamsCase):
     def test_poison_to_the_dlq_then_replay(self):
         # an index whose mapping refuses a text title: the item cannot be indexed
