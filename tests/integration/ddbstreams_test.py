@@ -2,7 +2,9 @@
 forwarder): a CRUD workload whose items change several times within one second ends exact in
 OpenSearch, item for item and version for version; a worker killed with SIGKILL and a supervisor
 drained with SIGTERM hand the shard over without a lost or misordered change; a poison item goes
-to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it.
+to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it; a stream
+disabled and enabled again is followed without a restart; `checkpoint set` and `lease release`
+work on a stream named by its table.
 
 usage: ddbstreams_test.py DDB2OS_BINARY [TEST_NAME...]
 """
