@@ -12,6 +12,7 @@
 #include "d2o/buf.h"
 #include "d2o/cli.h"
 #include "d2o/creds.h"
+#include "d2o/ddbstreams.h"
 #include "d2o/http.h"
 #include "d2o/kinesis.h"
 #include "d2o/pg.h"
@@ -290,6 +291,14 @@ static int worker_live(PGconn *c, const char *application, const char *id, int64
     return live;
 }
 
+/*
+ * A lease row's stream against stream_name ($3): any stream when it is empty, the same name, or,
+ * for a DynamoDB stream named by its table, any stream of that table (the rows name the stream's
+ * ARN, and a table whose stream was enabled again has rows of each of its streams).
+ */
+#define STREAM_MATCH                                                                               \
+    "($3::text = '' OR stream = $3 OR position(':table/' || $3 || '/stream/' in stream) > 0)"
+
 int d2o_cmd_lease(int argc, char **argv)
 {
     static const char usage[] =
@@ -304,7 +313,7 @@ int d2o_cmd_lease(int argc, char **argv)
         "         that check. The balancer leaves an assigned shard where it is for an hour.\n";
     static const char release_sql[] =
         "WITH prev AS (SELECT stream, shard_id, owner FROM leases WHERE application = $1"
-        "   AND shard_id = $2 AND ($3::text = '' OR stream = $3) FOR UPDATE),"
+        "   AND shard_id = $2 AND " STREAM_MATCH " FOR UPDATE),"
         " r AS (UPDATE leases l SET owner = NULL, expires_at = NULL,"
         "   lease_counter = l.lease_counter + 1, pending_owner = NULL, handoff_deadline = NULL,"
         "   updated_at = now() FROM prev WHERE l.application = $1 AND l.stream = prev.stream"
@@ -324,7 +333,7 @@ int d2o_cmd_lease(int argc, char **argv)
         " handoff_deadline = CASE WHEN owner IS NULL OR expires_at <= now() THEN NULL"
         "   ELSE now() + make_interval(secs => $5::double precision / 1000) END,"
         " updated_at = now()"
-        " WHERE application = $1 AND shard_id = $2 AND ($3::text = '' OR stream = $3)"
+        " WHERE application = $1 AND shard_id = $2 AND " STREAM_MATCH
         "   AND checkpoint <> 'SHARD_END'"
         " RETURNING stream, shard_id, owner, lease_counter, pending_owner)"
         " INSERT INTO lease_events (application, stream, shard_id, event, owner, lease_counter)"
@@ -386,12 +395,30 @@ static int seq_cmp(const char *a, const char *b)
     return la != lb ? (la < lb ? -1 : 1) : strcmp(a, b);
 }
 
+/* The stream of the shard's lease row (its ARN for a DynamoDB stream named by its table), or
+ * stream_name when there is no such row. */
+static void lease_stream(PGconn *c, const struct d2o_config *conf, const char *shard, char *out,
+                         size_t n)
+{
+    const char *values[3] = {conf->application, shard, conf->stream_name};
+    PGresult *r = PQexecParams(c,
+                               "SELECT stream FROM leases WHERE application = $1"
+                               " AND shard_id = $2 AND " STREAM_MATCH " ORDER BY stream LIMIT 1",
+                               3, NULL, values, NULL, NULL, 0);
+
+    snprintf(out, n, "%s",
+             PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0)
+                                                                       : conf->stream_name);
+    PQclear(r);
+}
+
 /*
- * Whether seq lies in the shard's sequence number range, asked of Kinesis (ListShards). 1 yes,
- * 0 no (why says the range), -1 when Kinesis could not tell (why says why).
+ * Whether seq lies in the shard's sequence number range, asked of the stream (ListShards, or
+ * DescribeStream for a DynamoDB stream). 1 yes, 0 no (why says the range), -1 when the stream
+ * could not tell (why says why).
  */
-static int seq_in_shard(const struct d2o_config *conf, const char *shard, const char *seq,
-                        char *why, size_t n)
+static int seq_in_shard(const struct d2o_config *conf, const char *stream, const char *shard,
+                        const char *seq, char *why, size_t n)
 {
     struct d2o_http_opts ho;
     struct d2o_creds_opts co = {0};
@@ -411,17 +438,22 @@ static int seq_in_shard(const struct d2o_config *conf, const char *shard, const 
     }
     co.region = conf->aws_region;
     creds = d2o_creds_new(http, &co);
-    if (!creds || d2o_creds_get(creds, time(NULL), &ac, why, n) < 0 ||
-        !(kin = d2o_kinesis_new(http, conf, ac, why, n))) {
+    if (!creds || d2o_creds_get(creds, time(NULL), &ac, why, n) < 0) {
+        goto out;
+    }
+    kin =
+        conf->source == D2O_SOURCE_DYNAMODB_STREAMS
+            ? d2o_ddbstreams_new(http, conf->aws_region, conf->streams_endpoint, stream, ac, why, n)
+            : d2o_kinesis_new(http, conf, ac, why, n);
+    if (!kin) {
         goto out;
     }
     d2o_kinesis_set_retry(kin, 1, NULL);
-    if (d2o_kinesis_list_all_shards(kin, conf->stream_name, D2O_SHARD_FILTER_NONE, 0, &shards,
-                                    &kerr) != 0) {
+    if (d2o_kinesis_list_all_shards(kin, stream, D2O_SHARD_FILTER_NONE, 0, &shards, &kerr) != 0) {
         snprintf(why, n, "%s", kerr.message);
         goto out;
     }
-    snprintf(why, n, "stream %s has no shard %s", conf->stream_name, shard);
+    snprintf(why, n, "stream %.200s has no shard %.200s", stream, shard);
     for (i = 0; i < shards.n_shards; i++) {
         const struct d2o_kinesis_shard *sh = &shards.shards[i];
 
@@ -451,8 +483,8 @@ int d2o_cmd_checkpoint(int argc, char **argv)
         "usage: ddb2os checkpoint set SHARD --at TRIM_HORIZON|LATEST|SEQUENCE|TIMESTAMP [--force]\n"
         "\n"
         "Moves where the shard's next reader starts: TRIM_HORIZON, LATEST, a sequence number\n"
-        "(refused when Kinesis says it is outside the shard's range; set stream_name and the\n"
-        "AWS settings so it can be asked), or\n"
+        "(refused when the stream -- Kinesis or DynamoDB Streams, as source says -- puts it\n"
+        "outside the shard's range; set stream_name and the AWS settings so it can be asked), or\n"
         "a time (e.g. 2026-11-25T03:00:00Z, read AT_TIMESTAMP). Refused while a worker owns the\n"
         "shard; --force also takes the lease away (new epoch), so the owner's next checkpoint is\n"
         "refused and it stops.\n";
@@ -461,7 +493,7 @@ int d2o_cmd_checkpoint(int argc, char **argv)
         " checkpoint_timestamp = $5::timestamptz,"
         " owner = NULL, expires_at = NULL, pending_owner = NULL, handoff_deadline = NULL,"
         " lease_counter = lease_counter + 1, updated_at = now()"
-        " WHERE application = $1 AND shard_id = $2 AND ($3::text = '' OR stream = $3)"
+        " WHERE application = $1 AND shard_id = $2 AND " STREAM_MATCH
         "   AND ($6 = 'force' OR owner IS NULL OR expires_at <= now())"
         " RETURNING stream, shard_id, lease_counter)"
         " INSERT INTO lease_events (application, stream, shard_id, event, lease_counter)"
@@ -496,8 +528,11 @@ int d2o_cmd_checkpoint(int argc, char **argv)
     }
     if (position == o.at && strcmp(o.at, "TRIM_HORIZON") != 0 && strcmp(o.at, "LATEST") != 0 &&
         *conf.stream_name) {
-        char why[512];
-        int in = seq_in_shard(&conf, argv[optind + 1], o.at, why, sizeof(why));
+        char why[1024], stream[512];
+        int in;
+
+        lease_stream(c, &conf, argv[optind + 1], stream, sizeof(stream));
+        in = seq_in_shard(&conf, stream, argv[optind + 1], o.at, why, sizeof(why));
 
         if (in == 0) {
             fprintf(stderr,
@@ -508,10 +543,11 @@ int d2o_cmd_checkpoint(int argc, char **argv)
             goto out;
         }
         if (in < 0) {
-            fprintf(stderr,
-                    "ddb2os checkpoint set: could not check %s against the shard in Kinesis (%s); "
-                    "setting it anyway\n",
-                    o.at, why);
+            fprintf(
+                stderr,
+                "ddb2os checkpoint set: could not check %s against the shard in the stream (%s); "
+                "setting it anyway\n",
+                o.at, why);
         }
     }
     values[0] = conf.application;

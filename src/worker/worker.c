@@ -1691,6 +1691,7 @@ int worker_loop(struct worker *w)
         }
         if (!w->draining && now >= w->next_sync_ms) {
             w->next_sync_ms = now + w->conf->shard_sync_ms;
+            worker_source_follow(w);
             worker_sync_shards(w);
         }
         /* A renewal's answer that came while the loop was busy counts before the fence. */

@@ -45,6 +45,7 @@ struct worker {
     const struct d2o_config *conf_file; /* the configuration as given (SIGHUP compares it) */
     struct d2o_config conf_own;         /* a DynamoDB stream named by its table: with the ARN */
     char *stream_arn;                   /* conf_own.stream_name, owned */
+    bool stream_followed;               /* stream_arn replaced the one the worker started with */
     char id[160];
     char host[128];
     char task_id[128];
@@ -112,6 +113,9 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
 void worker_ensure_children(struct worker *w, const char *stream,
                             const struct d2o_kinesis_child_shard *children, size_t n);
 void worker_sync_shards(struct worker *w);
+/* Whether the application has lease rows of stream (with open_only: rows not at SHARD_END).
+ * 0, or -EIO (the connection is marked failed). @blocking yes. */
+int worker_stream_has_leases(struct worker *w, const char *stream, bool open_only, bool *has);
 /* Whether the stream lists shard_id now (ListShards, every page), and whether it is closed.
  * Returns 0, D2O_KINESIS_E_FAILED (err filled; code ResourceNotFoundException when the stream
  * does not exist) or a negative errno. @blocking yes. */
@@ -155,6 +159,10 @@ void worker_checkpoints_async(struct worker *w, struct d2o_checkpoint_batch *b, 
  * @blocking yes. */
 int worker_source_open(struct worker *w, const struct d2o_config *c,
                        const struct d2o_aws_creds *ac);
+/* A DynamoDB stream named by its table, on the shard-sync tick: once the table's latest stream
+ * is another one and every shard of the stream read so far is finished, w->conf names the new
+ * stream (logged as stream_followed). @blocking yes. */
+void worker_source_follow(struct worker *w);
 
 /* A DynamoDB stream: the version a shard's next record goes on from (its checkpoint's, or at
  * its start its parent's final one; 0 for Kinesis). 0 or -EIO with err. @blocking yes. */

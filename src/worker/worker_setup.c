@@ -244,12 +244,15 @@ static const char *seed_position(const struct worker *w, const struct d2o_kinesi
     }
 }
 
-static int stream_has_leases(struct worker *w, bool *has)
+int worker_stream_has_leases(struct worker *w, const char *stream, bool open_only, bool *has)
 {
-    const char *values[2] = {w->conf->application, w->conf->stream_name};
+    const char *values[2] = {w->conf->application, stream};
     PGresult *r = PQexecParams(w->pg,
-                               "SELECT EXISTS (SELECT 1 FROM leases WHERE application = $1"
-                               " AND stream = $2)",
+                               open_only ? "SELECT EXISTS (SELECT 1 FROM leases WHERE"
+                                           " application = $1 AND stream = $2"
+                                           " AND checkpoint <> 'SHARD_END')"
+                                         : "SELECT EXISTS (SELECT 1 FROM leases WHERE"
+                                           " application = $1 AND stream = $2)",
                                2, NULL, values, NULL, NULL, 0);
     char err[512];
     int ret = 0;
@@ -314,9 +317,10 @@ void worker_sync_shards(struct worker *w)
         goto out;
     }
     d2o_metrics_kinesis(w->m, d2o_mono_ms(), NULL);
-    if (stream_has_leases(w, &has) < 0) {
+    if (worker_stream_has_leases(w, w->conf->stream_name, false, &has) < 0) {
         goto out;
     }
+    has = has || w->stream_followed; /* the table's new stream: read it all */
     for (i = 0; i < shards.n_shards; i++) {
         const struct d2o_kinesis_shard *s = &shards.shards[i];
         const char *parents[3] = {NULL, NULL, NULL};

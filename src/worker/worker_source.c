@@ -2,8 +2,10 @@
  * The worker's source of change records. Both sources are read through one client interface
  * (struct d2o_kinesis and its dialect): the Kinesis Data Streams destination, or the table's own
  * DynamoDB stream (src/ddbstreams). For a DynamoDB stream named by its table, the newest stream
- * ARN is looked up here, once per worker, and from then on the ARN is the stream every lease,
- * checkpoint and call of this worker names.
+ * ARN is looked up here when the worker starts, and from then on the ARN is the stream every
+ * lease, checkpoint and call of this worker names, until the table's stream is disabled and
+ * enabled again: the table then has a new latest stream, which the worker goes on with once the
+ * old one is finished (worker_source_follow). A stream named by its ARN is only ever that stream.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -55,8 +57,12 @@ static int resolve_stream(struct d2o_kinesis *probe, const char *name, char **ar
     if (strcmp(info.stream_status, "ENABLED") != 0) {
         d2o_warn("stream_disabled",
                  "stream %s is %s: its shards are read to their end, and no new changes come "
-                 "from it (the table's current stream has a new ARN)",
-                 *arn, info.stream_status);
+                 "from it (the table's current stream has a new ARN); %s",
+                 *arn, info.stream_status,
+                 strncmp(name, "arn:", 4) == 0
+                     ? "stream_name names this ARN, so ddb2os stays on it: set stream_name to "
+                       "the table's name to follow its latest stream"
+                     : "then ddb2os goes on with the table's latest stream");
     }
     d2o_info("stream_resolved", "reading DynamoDB stream %s (table %s, %s)", *arn,
              info.table_name ? info.table_name : "?", info.view_type);
@@ -108,15 +114,59 @@ int worker_source_open(struct worker *w, const struct d2o_config *c, const struc
     return 0;
 }
 
+void worker_source_follow(struct worker *w)
+{
+    const struct d2o_config *c = w->conf_file;
+    struct d2o_kinesis_err err;
+    char *latest = NULL;
+    bool open = true;
+    int r;
+
+    /* Only a stream named by its table, and only once this worker holds no shard of the old
+     * one: every shard, lease and checkpoint it has names the stream it was taken from. */
+    if (c->source != D2O_SOURCE_DYNAMODB_STREAMS || strncmp(c->stream_name, "arn:", 4) == 0 ||
+        w->n_shards > 0 || w->draining || !w->stream_arn || !worker_pg_ok(w)) {
+        return;
+    }
+    r = d2o_ddbstreams_latest_arn(w->kin, c->stream_name, &latest, &err);
+    if (r != 0) {
+        d2o_warn("stream_lookup", "ListStreams of table %s failed: %s (reading on from %s)",
+                 c->stream_name, r == D2O_KINESIS_E_FAILED ? err.message : "out of memory",
+                 w->stream_arn);
+        free(latest);
+        return;
+    }
+    /* Changes of one item on the old stream come before those on the new one: the new stream
+     * is read only once every shard of the old one is finished, by whichever worker. */
+    if (strcmp(latest, w->stream_arn) == 0 ||
+        worker_stream_has_leases(w, w->stream_arn, true, &open) < 0 || open) {
+        free(latest);
+        return;
+    }
+    d2o_warn("stream_followed",
+             "table %s has a new stream: the old stream %s is read to its end, reading the new "
+             "stream %s now from its first record, with new lease rows",
+             c->stream_name, w->stream_arn, latest);
+    free(w->stream_arn);
+    w->stream_arn = latest;
+    w->conf_own.stream_name = latest;
+    w->stream_followed = true;
+    w->lease_tick_now = true;
+}
+
 int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int64_t *ver,
                                 char *err, size_t err_size)
 {
     /* The shard's own checkpoint when it has one (it went on from its parent's), else the
-     * greatest final version of its parents. */
+     * greatest final version of its parents, and never below a version of the table's earlier
+     * streams (a stream disabled and enabled again is a new stream whose root shards have no
+     * parents; the same item may have changed in the same second on the old one). */
     static const char sql[] =
         "SELECT GREATEST(l.version_last_ms, COALESCE((SELECT max(p.version_last_ms) FROM leases p"
         " WHERE p.application = l.application AND p.stream = l.stream"
-        " AND p.shard_id = ANY (l.parent_shard_ids)), 0))"
+        " AND p.shard_id = ANY (l.parent_shard_ids)), 0),"
+        " COALESCE((SELECT max(o.version_last_ms) FROM leases o"
+        " WHERE o.application = l.application AND o.stream <> l.stream), 0))"
         " FROM leases l WHERE l.application = $1 AND l.stream = $2 AND l.shard_id = $3";
     const char *values[3] = {w->conf->application, l->stream, l->shard_id};
     PGresult *r;

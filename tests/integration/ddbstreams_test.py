@@ -4,7 +4,8 @@ OpenSearch, item for item and version for version; a worker killed with SIGKILL 
 drained with SIGTERM hand the shard over without a lost or misordered change; a poison item goes
 to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it; a
 PostgreSQL restart in the middle of a workload loses no lease for good, and the checkpoint moves
-on once PostgreSQL is back.
+on once PostgreSQL is back; a stream disabled and enabled again is followed without a restart;
+`checkpoint set` and `lease release` work on a stream named by its table.
 
 usage: ddbstreams_test.py DDB2OS_BINARY [TEST_NAME...]
 """
@@ -220,6 +221,71 @@ class PostgresRestart(StreamsCase):
         log = "".join(s.tail(400) for s in self.sups)
         self.assertRegex(log, r" pg_(error|unavailable): ", "the lost connection was not logged")
         self.assertEqual(sup.stop(), 0)
+
+
+class Reenabled(StreamsCase):
+    def set_stream(self, enabled):
+        spec = {"StreamEnabled": enabled}
+        if enabled:
+            spec["StreamViewType"] = "NEW_AND_OLD_IMAGES"
+        self.table.ddb.update_table(TableName=self.table.name, StreamSpecification=spec)
+        return self.table.ddb.describe_table(TableName=self.table.name)["Table"].get(
+            "LatestStreamArn")
+
+    def test_a_stream_enabled_again_is_followed_without_a_restart(self):
+        self.table.workload(20, 2, "d")
+        sup = self.start("r1")
+        self.wait_exact()
+        old = self.table.ddb.describe_table(TableName=self.table.name)["Table"]["LatestStreamArn"]
+        self.table.put("d-001", "last-on-the-old-stream", 1)
+        self.set_stream(False)
+        new = self.set_stream(True)
+        self.assertNotEqual(old, new)
+        # the same item again within the second, then a workload: only the new stream has them
+        self.table.put("d-001", "first-on-the-new-stream", 2)
+        self.table.workload(20, 2, "e")
+        self.wait_exact(timeout=60)
+        wait_for("lease rows of the new stream", lambda: self.env.rows(
+            "SELECT shard_id FROM leases WHERE application = '%s' AND stream = '%s'"
+            % (self.env.app, new)), 10, step=0.3)
+        self.assertIn("stream_followed", sup.tail(200))
+        self.assertIn(new, sup.tail(200))
+        self.assertEqual(sup.stop(), 0)
+
+
+class Operator(StreamsCase):
+    def cli(self, *args):
+        env = dict(os.environ, DDB2OS_PG_CONNINFO=self.env.pg, DDB2OS_APPLICATION=self.env.app,
+                   DDB2OS_SOURCE="dynamodb-streams", DDB2OS_STREAM_NAME=self.table.name,
+                   DDB2OS_STREAMS_ENDPOINT=poolkit.need("D2O_TEST_DYNAMODB"),
+                   DDB2OS_AWS_REGION=poolkit.REGION, **poolkit.ENV_AWS)
+        return subprocess.run([BINARY] + list(args), env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    def test_checkpoint_set_and_lease_release_on_a_table_stream(self):
+        self.table.workload(10, 2, "f")
+        sup = self.start("o1")
+        self.wait_exact()
+        self.assertEqual(sup.stop(), 0)
+        (shard, seq), = self.env.rows("SELECT shard_id, checkpoint FROM leases"
+                                      " WHERE application = '%s'" % self.env.app)
+        self.assertRegex(seq, r"^[0-9]+$")
+        # stream_name is the table: the rows name its stream's ARN, DescribeStream checks the range
+        bad = self.cli("checkpoint", "set", shard, "--at", "1")
+        self.assertEqual(bad.returncode, 1, bad.stderr)
+        self.assertIn("sequence number 1 is not in shard %s" % shard, bad.stderr)
+        self.assertIn("holds sequence numbers from", bad.stderr)
+        good = self.cli("checkpoint", "set", shard, "--at", "TRIM_HORIZON")
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertEqual(self.env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                      % self.env.app), "TRIM_HORIZON")
+        good = self.cli("checkpoint", "set", shard, "--at", seq)
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertNotIn("could not check", good.stderr)
+        self.assertEqual(self.env.sql("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                      % self.env.app), seq)
+        rel = self.cli("lease", "release", shard)
+        self.assertEqual(rel.returncode, 0, rel.stderr)
 
 
 class Poison(StreamsCase):
