@@ -1077,7 +1077,9 @@ static void shard_committed(struct shard *sh)
     for (i = 0; i < sent; i++) {
         dlq_item_free(sh->commit_dlq[i]);
     }
-    memmove(sh->commit_dlq, sh->commit_dlq + sent, (sh->n_commit_dlq - sent) * sizeof(void *));
+    if (sh->n_commit_dlq > sent) { /* rows added while the statement was on its way */
+        memmove(sh->commit_dlq, sh->commit_dlq + sent, (sh->n_commit_dlq - sent) * sizeof(void *));
+    }
     sh->n_commit_dlq -= sent;
     free(sh->lease.checkpoint);
     sh->lease.checkpoint = sh->commit_sent_pos;
