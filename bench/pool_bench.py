@@ -181,6 +181,7 @@ def scaling_run(binary, shards, workers, n_records):
         sup.stop()
         env.delete_stream()
         env.delete_index()
+        env.forget_rows()
     return {"shards": shards, "workers": workers, "records": len(batch),
             "startup_s": t_first - t0, "records_per_s": len(batch) / (t_done - t_first),
             "cpu_ms_per_1000": cpu * 1e6 / len(batch), "peak_rss_mib": rss,

@@ -75,6 +75,11 @@ class Env:
             " WHERE application = '%s' AND owner IS NOT NULL GROUP BY 1, 2"
             " HAVING count(DISTINCT owner) > 1" % self.app)
 
+    def forget_rows(self):
+        """Removes the run's rows from PostgreSQL: leases, their history, workers, deletes, DLQ."""
+        for table in ("leases", "lease_events", "workers", "deletes", "dlq"):
+            self.sql("DELETE FROM %s WHERE application = '%s'" % (table, self.app))
+
     def db_now(self):
         return float(self.sql("SELECT extract(epoch FROM clock_timestamp())"))
 
