@@ -154,6 +154,68 @@ static int normalise_record(const char *what, json_object *o, const char *table,
     return 0;
 }
 
+/* Frees the records' own strings while they are still allocated one by one. */
+static void unpacked_free(struct d2o_kinesis_records *res)
+{
+    size_t i;
+
+    for (i = 0; res->records && i < res->n_records; i++) {
+        free(res->records[i].sequence_number);
+        free(res->records[i].partition_key);
+        free(res->records[i].data);
+    }
+}
+
+static char *pack_bytes(char **at, const void *src, size_t n)
+{
+    char *start = *at;
+
+    memcpy(start, src, n);
+    start[n] = '\0';
+    *at += n + 1;
+    return start;
+}
+
+/*
+ * Moves the records and their strings into one block, as the Kinesis parser leaves them:
+ * d2o_kinesis_records_free() frees the array and nothing per record. 0 or -ENOMEM (the
+ * records are left as they were).
+ */
+static int pack_records(struct d2o_kinesis_records *res)
+{
+    struct d2o_kinesis_record *recs;
+    size_t i, total = res->n_records * sizeof(*recs);
+    char *at;
+
+    if (res->n_records == 0) {
+        return 0;
+    }
+    for (i = 0; i < res->n_records; i++) {
+        const struct d2o_kinesis_record *k = &res->records[i];
+
+        total += strlen(k->sequence_number) + 1 + res->records[i].data_len + 1 +
+                 (k->partition_key ? strlen(k->partition_key) + 1 : 0);
+    }
+    recs = malloc(total);
+    if (!recs) {
+        return -ENOMEM;
+    }
+    at = (char *)(recs + res->n_records);
+    for (i = 0; i < res->n_records; i++) {
+        const struct d2o_kinesis_record *k = &res->records[i];
+
+        recs[i] = *k;
+        recs[i].sequence_number = pack_bytes(&at, k->sequence_number, strlen(k->sequence_number));
+        recs[i].partition_key =
+            k->partition_key ? pack_bytes(&at, k->partition_key, strlen(k->partition_key)) : NULL;
+        recs[i].data = (unsigned char *)pack_bytes(&at, k->data, k->data_len);
+    }
+    unpacked_free(res);
+    free(res->records);
+    res->records = recs;
+    return 0;
+}
+
 int d2o_ddbstreams_parse_get_records(const char *body, size_t len, const char *stream_arn,
                                      struct d2o_kinesis_records *out, struct d2o_kinesis_err *err)
 {
@@ -214,9 +276,14 @@ int d2o_ddbstreams_parse_get_records(const char *body, size_t len, const char *s
         free(res.next_iterator);
         res.next_iterator = NULL;
     }
+    r = pack_records(&res);
+    if (r != 0) {
+        goto out;
+    }
     *out = res;
     memset(&res, 0, sizeof(res));
 out:
+    unpacked_free(&res); /* an error before packing: the records' strings are their own */
     d2o_kinesis_records_free(&res);
     json_object_put(root);
     return r;
