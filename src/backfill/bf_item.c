@@ -208,7 +208,7 @@ static int cmp_member(const void *a, const void *b)
 {
     const struct member *x = a, *y = b;
     size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = memcmp(x->key, y->key, n);
+    int c = n ? memcmp(x->key, y->key, n) : 0; /* an empty key may have no bytes at all */
 
     if (c != 0) {
         return c;
@@ -277,7 +277,9 @@ static int canon_container(struct scan *s, struct d2o_buf *out, char open, char 
         }
     }
     if (r == 0) {
-        qsort(m, n, sizeof(*m), cmp_member);
+        if (n > 1) {
+            qsort(m, n, sizeof(*m), cmp_member);
+        }
         r = d2o_buf_putc(out, open);
         for (i = 0; r == 0 && i < n; i++) {
             if (i > 0) {
