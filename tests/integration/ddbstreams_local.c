@@ -90,6 +90,30 @@ static void set_stream(bool on)
 }
 
 /* Reads from spec to the tip (until an empty answer); appends to recs. */
+/* dst: a page of its own holding a copy of src, in one block as the parser leaves a page
+ * (d2o_kinesis_records_free() frees it). */
+static void copy_record(const struct d2o_kinesis_record *src, struct d2o_kinesis_records *dst)
+{
+    size_t seq = strlen(src->sequence_number) + 1;
+    size_t pk = src->partition_key ? strlen(src->partition_key) + 1 : 0;
+    struct d2o_kinesis_record *r = malloc(sizeof(*r) + seq + pk + src->data_len + 1);
+    char *at;
+
+    CHECK(r, "out of memory");
+    at = (char *)(r + 1);
+    *r = *src;
+    r->sequence_number = memcpy(at, src->sequence_number, seq);
+    at += seq;
+    r->partition_key = pk ? memcpy(at, src->partition_key, pk) : NULL;
+    at += pk;
+    r->data = memcpy(at, src->data, src->data_len);
+    r->data[src->data_len] = '\0';
+    memset(dst, 0, sizeof(*dst));
+    dst->records = r;
+    dst->n_records = 1;
+    dst->millis_behind_latest = -1;
+}
+
 static size_t read_all(struct d2o_kinesis *k, const char *arn, const char *shard,
                        const struct d2o_kinesis_iter_spec *spec, struct d2o_kinesis_records *recs,
                        size_t max)
@@ -105,12 +129,7 @@ static size_t read_all(struct d2o_kinesis *k, const char *arn, const char *shard
         CALL(d2o_kinesis_get_records(k, it, 7, &page, &err));
         CHECK(page.n_records <= 7, "GetRecords gave %zu records for a limit of 7", page.n_records);
         for (i = 0; i < page.n_records && n < max; i++) {
-            memset(&recs[n], 0, sizeof(recs[n]));
-            recs[n].records = calloc(1, sizeof(*recs[n].records));
-            CHECK(recs[n].records, "out of memory");
-            recs[n].records[0] = page.records[i];
-            recs[n].n_records = 1;
-            memset(&page.records[i], 0, sizeof(page.records[i]));
+            copy_record(&page.records[i], &recs[n]);
             n++;
         }
         free(it);
