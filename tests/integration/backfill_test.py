@@ -232,9 +232,18 @@ def main():
             "SELECT count(*) FILTER (WHERE state = 'done') >= 2 AND count(*) FILTER (WHERE"
             " state = 'running' AND items > 0) >= 1 FROM backfill_segments"
             " WHERE application = '%s'" % e.app) == "t", 180, step=0.05)
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-            metrics = dict(line.split(" ", 1) for line in r.read().decode().splitlines()
-                           if line and not line.startswith("#"))
+        def scrape():
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+                return dict(line.split(" ", 1) for line in r.read().decode().splitlines()
+                            if line and not line.startswith("#"))
+        # the coordinator reads its progress from the segments table once per turn of its
+        # loop, so /metrics may lag the table by a turn: look again for a few seconds
+        deadline = time.time() + 5
+        metrics = scrape()
+        while int(metrics.get("ddb2os_backfill_segments_done", "0")) < 1 and \
+                time.time() < deadline:
+            time.sleep(0.05)
+            metrics = scrape()
         check(metrics.get("ddb2os_backfill_segments_total") == "8"
               and int(metrics.get("ddb2os_backfill_segments_done", "0")) >= 1
               and int(metrics.get("ddb2os_backfill_items_total", "0")) > 0
