@@ -69,15 +69,7 @@ bool d2o_ddbstreams_seq_valid(const char *s)
 static int get_seq(const char *what, json_object *obj, const char *key, bool required, char **out,
                    struct d2o_kinesis_err *err)
 {
-    int r = d2o_kjson_str(what, obj, key, required, out, err);
-
-    if (r == 0 && *out && !d2o_ddbstreams_seq_valid(*out)) {
-        d2o_kjson_err(err, "%s: %s is not a valid sequence number", what, key);
-        free(*out);
-        *out = NULL;
-        r = D2O_KINESIS_E_FAILED;
-    }
-    return r;
+    return d2o_kjson_seq_checked(what, obj, key, required, d2o_ddbstreams_seq_valid, out, err);
 }
 
 static json_object *child(json_object *o, const char *key)

@@ -25,6 +25,10 @@ int d2o_kjson_str(const char *what, json_object *obj, const char *key, bool requ
 /* The same for a sequence number (d2o_kinesis_seq_valid). */
 int d2o_kjson_seq(const char *what, json_object *obj, const char *key, bool required, char **out,
                   struct d2o_kinesis_err *err);
+/* The same with the sequence-number check of another service (valid: e.g.
+ * d2o_ddbstreams_seq_valid, which takes zero-padded numbers). */
+int d2o_kjson_seq_checked(const char *what, json_object *obj, const char *key, bool required,
+                          bool (*valid)(const char *), char **out, struct d2o_kinesis_err *err);
 /* A member of the given type (absent or null: NULL, an error when required). */
 int d2o_kjson_member(const char *what, json_object *obj, const char *key, bool required,
                      json_type type, const char *type_text, json_object **out,

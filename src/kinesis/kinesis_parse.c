@@ -212,9 +212,15 @@ int d2o_kjson_str(const char *what, json_object *obj, const char *key, bool requ
 int d2o_kjson_seq(const char *what, json_object *obj, const char *key, bool required, char **out,
                   struct d2o_kinesis_err *err)
 {
+    return d2o_kjson_seq_checked(what, obj, key, required, d2o_kinesis_seq_valid, out, err);
+}
+
+int d2o_kjson_seq_checked(const char *what, json_object *obj, const char *key, bool required,
+                          bool (*valid)(const char *), char **out, struct d2o_kinesis_err *err)
+{
     int r = d2o_kjson_str(what, obj, key, required, out, err);
 
-    if (r == 0 && *out && !d2o_kinesis_seq_valid(*out)) {
+    if (r == 0 && *out && !valid(*out)) {
         d2o_kjson_err(err, "%s: %s is not a valid sequence number", what, key);
         free(*out);
         *out = NULL;
