@@ -14,6 +14,7 @@
 #include "d2o/kinesis.h"
 #include "kinesis_json.h"
 #include "d2o/util.h"
+#include "d2o/yjson.h"
 
 #define MALFORMED "MalformedResponse"
 
@@ -114,6 +115,24 @@ void d2o_kjson_err(struct d2o_kinesis_err *err, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The checks every answer passes before it is parsed. Returns 0 or D2O_KINESIS_E_FAILED. */
+static int body_usable(const char *what, const char *body, size_t len, struct d2o_kinesis_err *err)
+{
+    if (!body || len == 0) {
+        d2o_kjson_err(err, "%s response: empty body", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    if (len > INT32_MAX) {
+        d2o_kjson_err(err, "%s response: body too large to parse (%zu bytes)", what, len);
+        return D2O_KINESIS_E_FAILED;
+    }
+    if (memchr(body, '\0', len)) {
+        d2o_kjson_err(err, "%s response: NUL byte in the body", what);
+        return D2O_KINESIS_E_FAILED;
+    }
+    return 0;
+}
+
 /* One tokener per process, reset for each response: its parse stack is allocated once. */
 static json_tokener *shared_tok;
 
@@ -128,19 +147,8 @@ int d2o_kjson_root(const char *what, const char *body, size_t len, json_object *
     int r;
 
     *out = NULL;
-    if (!body || len == 0) {
-        d2o_kjson_err(err, "%s response: empty body", what);
-        r = D2O_KINESIS_E_FAILED;
-        goto out;
-    }
-    if (len > INT32_MAX) {
-        d2o_kjson_err(err, "%s response: body too large to parse (%zu bytes)", what, len);
-        r = D2O_KINESIS_E_FAILED;
-        goto out;
-    }
-    if (memchr(body, '\0', len)) {
-        d2o_kjson_err(err, "%s response: NUL byte in the body", what);
-        r = D2O_KINESIS_E_FAILED;
+    r = body_usable(what, body, len, err);
+    if (r != 0) {
         goto out;
     }
     if (!shared_tok) {
@@ -293,38 +301,36 @@ static const unsigned char b64_alphabet[256] = {
     ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
 };
 
-/* Checks standard padded base64 (n bytes). Returns 0 or D2O_KINESIS_E_FAILED. */
-static int b64_check(const char *what, const char *in, size_t n, struct d2o_kinesis_err *err)
+/* Scans standard padded base64 (n bytes): 0; 1 when n is not a multiple of 4; 2 with *bad the
+ * offset of a byte outside the alphabet. */
+static int b64_scan(const unsigned char *in, size_t n, size_t *bad)
 {
     size_t pad = 0, i;
 
     if (n % 4 != 0 || n > INT32_MAX) {
-        d2o_kjson_err(err, "%s: Data is not base64 (length %zu is not a multiple of 4)", what, n);
-        return D2O_KINESIS_E_FAILED;
+        return 1;
     }
     if (n > 0 && in[n - 1] == '=') {
         pad = (n > 1 && in[n - 2] == '=') ? 2 : 1;
     }
     for (i = 0; i < n - pad; i++) {
-        if (!b64_alphabet[(unsigned char)in[i]]) {
-            d2o_kjson_err(err, "%s: Data is not base64 (bad character at offset %zu)", what, i);
-            return D2O_KINESIS_E_FAILED;
+        if (!b64_alphabet[in[i]]) {
+            *bad = i;
+            return 2;
         }
     }
     return 0;
 }
 
-/* Decodes Records[i]'s Data, n bytes that passed b64_check, into buf (room for n / 4 * 3 + 1
- * bytes), NUL-terminated. Returns 0 or D2O_KINESIS_E_FAILED. */
-static int b64_decode_into(size_t i, const char *in, size_t n, unsigned char *buf, size_t *out_len,
-                           struct d2o_kinesis_err *err)
+/* Decodes n bytes that passed b64_scan into buf (room for n / 4 * 3 + 1 bytes), NUL-terminated.
+ * Returns 0 or -1. */
+static int b64_decode_into(const unsigned char *in, size_t n, unsigned char *buf, size_t *out_len)
 {
     size_t pad = n > 0 && in[n - 1] == '=' ? (n > 1 && in[n - 2] == '=' ? 2 : 1) : 0;
-    int dec = n > 0 ? EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n) : 0;
+    int dec = n > 0 ? EVP_DecodeBlock(buf, in, (int)n) : 0;
 
     if (dec < 0 || (size_t)dec < pad) {
-        d2o_kjson_err(err, "GetRecords response: Records[%zu]: Data is not valid base64", i);
-        return D2O_KINESIS_E_FAILED;
+        return -1;
     }
     /* EVP_DecodeBlock counts the padding as decoded zero bytes */
     *out_len = (size_t)dec - pad;
@@ -369,124 +375,6 @@ static int parse_hash_range(const char *what, json_object *obj, char **start, ch
     if (r == 0) {
         r = d2o_kjson_str(what, hr, "EndingHashKey", true, end, err);
     }
-    return r;
-}
-
-/* What the first pass found in one record: its members, checked, and the bytes they need. */
-struct record_src {
-    json_object *seq, *pk, *data;
-    size_t seq_len, pk_len, data_len; /* data_len: the base64 text's */
-    int64_t arrival_ms;
-};
-
-/* First pass over one record: every check, no copy. */
-static int check_record(json_object *o, size_t i, struct record_src *src,
-                        struct d2o_kinesis_err *err)
-{
-    char what[64];
-    json_object *v = NULL;
-    double ts;
-    int r;
-
-    snprintf(what, sizeof(what), "GetRecords response: Records[%zu]", i);
-    if (!json_object_is_type(o, json_type_object)) {
-        d2o_kjson_err(err, "%s is not an object", what);
-        return D2O_KINESIS_E_FAILED;
-    }
-    r = d2o_kjson_member(what, o, "SequenceNumber", true, json_type_string, "a string", &src->seq,
-                         err);
-    if (r == 0 && !d2o_kinesis_seq_valid(json_object_get_string(src->seq))) {
-        d2o_kjson_err(err, "%s: SequenceNumber is not a valid sequence number", what);
-        r = D2O_KINESIS_E_FAILED;
-    }
-    if (r == 0) {
-        r = d2o_kjson_member(what, o, "PartitionKey", true, json_type_string, "a string", &src->pk,
-                             err);
-    }
-    if (r != 0) {
-        return r;
-    }
-    if (!json_object_object_get_ex(o, "Data", &src->data) ||
-        !json_object_is_type(src->data, json_type_string)) {
-        d2o_kjson_err(err, "%s: Data is missing or not a string", what);
-        return D2O_KINESIS_E_FAILED;
-    }
-    src->seq_len = strlen(json_object_get_string(src->seq));
-    src->pk_len = strlen(json_object_get_string(src->pk));
-    src->data_len = (size_t)json_object_get_string_len(src->data);
-    r = b64_check(what, json_object_get_string(src->data), src->data_len, err);
-    if (r != 0) {
-        return r;
-    }
-    src->arrival_ms = 0;
-    if (json_object_object_get_ex(o, "ApproximateArrivalTimestamp", &v) && v) {
-        if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) {
-            d2o_kjson_err(err, "%s: ApproximateArrivalTimestamp is not a number", what);
-            return D2O_KINESIS_E_FAILED;
-        }
-        ts = json_object_get_double(v);
-        if (!isfinite(ts) || ts < 0 || ts > 1e13) {
-            d2o_kjson_err(err, "%s: ApproximateArrivalTimestamp is out of range", what);
-            return D2O_KINESIS_E_FAILED;
-        }
-        src->arrival_ms = (int64_t)llround(ts * 1000.0);
-    }
-    return 0;
-}
-
-/*
- * The records of a GetRecords response: one pass checks every record, then one allocation holds
- * the record array and every record's sequence number, partition key and decoded Data, which
- * base64 decodes straight into. Thousands of records a call cost one malloc instead of four each.
- */
-static int parse_records(json_object *records, struct d2o_kinesis_records *res,
-                         struct d2o_kinesis_err *err)
-{
-    size_t i, n = json_object_array_length(records), bytes;
-    struct record_src *src;
-    char *p;
-    int r = 0;
-
-    if (n == 0) {
-        return 0;
-    }
-    if (n > SIZE_MAX / sizeof(*src)) {
-        return -ENOMEM;
-    }
-    src = malloc(n * sizeof(*src));
-    if (!src) {
-        return -ENOMEM;
-    }
-    bytes = n * sizeof(*res->records);
-    for (i = 0; i < n && r == 0; i++) {
-        r = check_record(json_object_array_get_idx(records, i), i, &src[i], err);
-        /* Each text is shorter than the body, itself below INT32_MAX (json-c's limit). */
-        if (r == 0) {
-            bytes += src[i].seq_len + 1 + src[i].pk_len + 1 + src[i].data_len / 4 * 3 + 1;
-        }
-    }
-    if (r == 0) {
-        res->records = malloc(bytes);
-        r = res->records ? 0 : -ENOMEM;
-    }
-    p = (char *)(res->records + n);
-    for (i = 0; i < n && r == 0; i++) {
-        struct d2o_kinesis_record *rec = &res->records[i];
-
-        rec->sequence_number = p;
-        memcpy(p, json_object_get_string(src[i].seq), src[i].seq_len + 1);
-        p += src[i].seq_len + 1;
-        rec->partition_key = p;
-        memcpy(p, json_object_get_string(src[i].pk), src[i].pk_len + 1);
-        p += src[i].pk_len + 1;
-        rec->data = (unsigned char *)p;
-        rec->arrival_ms = src[i].arrival_ms;
-        r = b64_decode_into(i, json_object_get_string(src[i].data), src[i].data_len, rec->data,
-                            &rec->data_len, err);
-        p += rec->data_len + 1;
-        res->n_records++;
-    }
-    free(src);
     return r;
 }
 
@@ -537,61 +425,595 @@ static int parse_child(json_object *o, size_t i, struct d2o_kinesis_child_shard 
     return 0;
 }
 
+/* ---- GetRecords: yajl's callbacks fill the records as the answer goes by, no tree ---- */
+
+/* What the parser expects next. */
+enum gr_want {
+    W_ROOT,    /* the answer itself */
+    W_SKIP,    /* a member nobody reads */
+    W_RECORDS, /* the answer's members */
+    W_NSI,
+    W_MBL,
+    W_CHILDREN,
+    W_ELEM, /* an element of Records */
+    W_SEQ,  /* a record's members */
+    W_PK,
+    W_DATA,
+    W_TS,
+};
+
+/* Errors rank as the checks ran when the answer was a tree: members of the answer in this order,
+ * then the records (every check before any decoding), then the child shards. The first set wins. */
+enum gr_slot { E_ROOT, E_RECORDS, E_NSI, E_MBL, E_CHILDREN, E_RECORD, E_DECODE, E_N };
+
+/* How a member of the current record turned out. */
+enum gr_member { M_ABSENT, M_TYPE, M_BAD, M_OK };
+
+enum gr_kind { K_NULL, K_BOOL, K_NUM, K_STR, K_MAP, K_ARR };
+
+/* One good record: its texts as offsets into the arena (which may move while it grows). */
+struct gr_rec {
+    size_t seq, pk, data, data_len;
+    int64_t arrival_ms;
+};
+
+struct gr {
+    struct d2o_yjson y;
+    enum gr_want want;
+    int level;   /* containers entered: 1 the answer, 2 Records, 3 a record */
+    size_t skip; /* depth inside a value that is skipped */
+    bool records_seen, capture_children, nomem;
+    size_t children_at, children_end; /* the ChildShards array's text; end 0: none */
+    size_t idx;                       /* the current element of Records */
+    struct {
+        enum gr_member seq, pk, data, ts;
+        int data_why; /* M_BAD Data: 1 length, 2 bad character at bad_at, 3 decoding */
+        size_t data_n, bad_at;
+        struct gr_rec at;
+    } cur;
+    struct gr_rec *recs;
+    size_t n, cap;
+    unsigned char *arena; /* every record's texts, NUL-terminated */
+    size_t used, arena_cap;
+    char *next_iterator;
+    int64_t millis_behind_latest;
+    bool set[E_N];
+    struct d2o_kinesis_err slot[E_N];
+};
+
+static void gr_fail(struct gr *p, enum gr_slot s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void gr_fail(struct gr *p, enum gr_slot s, const char *fmt, ...)
+{
+    struct d2o_kinesis_err *e = &p->slot[s];
+    va_list ap;
+
+    if (p->set[s]) {
+        return;
+    }
+    p->set[s] = true;
+    d2o_kjson_err(e, "%s", "");
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+}
+
+/* Room for n more bytes in the arena. */
+static bool gr_room(struct gr *p, size_t n)
+{
+    unsigned char *a;
+    size_t cap;
+
+    if (p->arena_cap - p->used >= n) {
+        return true;
+    }
+    cap = p->arena_cap * 2 > p->used + n ? p->arena_cap * 2 : p->used + n;
+    a = realloc(p->arena, cap);
+    if (!a) {
+        p->nomem = true;
+        return false;
+    }
+    p->arena = a;
+    p->arena_cap = cap;
+    return true;
+}
+
+/* Copies s (n bytes) and a NUL into the arena; returns its offset, or SIZE_MAX without memory. */
+static size_t gr_text(struct gr *p, const unsigned char *s, size_t n)
+{
+    size_t at = p->used;
+
+    if (!gr_room(p, n + 1)) {
+        return SIZE_MAX;
+    }
+    memcpy(p->arena + at, s, n);
+    p->arena[at + n] = '\0';
+    p->used += n + 1;
+    return at;
+}
+
+/* A JSON number as json-c reads one: an integer unless it has a fraction or an exponent; an
+ * integer past int64 saturates. Returns true for an integer (*i), false for a double (*d). */
+static bool gr_number(const unsigned char *s, size_t n, int64_t *i, double *d)
+{
+    char small[64], *copy = small;
+    uint64_t v = 0, lim;
+    bool neg = n > 0 && s[0] == '-';
+    size_t k;
+
+    if (!memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n)) {
+        lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        for (k = neg; k < n; k++) {
+            unsigned dig = (unsigned)(s[k] - '0');
+
+            v = v > (lim - dig) / 10 ? lim : v * 10 + dig;
+        }
+        *i = neg ? (v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+        return true;
+    }
+    if (n >= sizeof(small)) {
+        copy = malloc(n + 1);
+    }
+    if (!copy) {
+        *d = NAN;
+        return false;
+    }
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    *d = strtod(copy, NULL);
+    if (copy != small) {
+        free(copy);
+    }
+    return false;
+}
+
+static void gr_seq(struct gr *p, const unsigned char *s, size_t n)
+{
+    size_t at = gr_text(p, s, n);
+
+    if (at == SIZE_MAX) {
+        return;
+    }
+    p->cur.at.seq = at;
+    p->cur.seq =
+        !memchr(s, '\0', n) && d2o_kinesis_seq_valid((const char *)p->arena + at) ? M_OK : M_BAD;
+}
+
+static void gr_data(struct gr *p, const unsigned char *s, size_t n)
+{
+    int why = b64_scan(s, n, &p->cur.bad_at);
+
+    p->cur.data = M_BAD;
+    p->cur.data_why = why;
+    p->cur.data_n = n;
+    if (why != 0 || !gr_room(p, n / 4 * 3 + 1)) {
+        return;
+    }
+    if (b64_decode_into(s, n, p->arena + p->used, &p->cur.at.data_len) != 0) {
+        p->cur.data_why = 3;
+        return;
+    }
+    p->cur.at.data = p->used;
+    p->used += p->cur.at.data_len + 1;
+    p->cur.data = M_OK;
+}
+
+static void gr_timestamp(struct gr *p, const unsigned char *s, size_t n)
+{
+    int64_t i;
+    double ts;
+
+    if (gr_number(s, n, &i, &ts)) {
+        ts = (double)i;
+    }
+    if (!isfinite(ts) || ts < 0 || ts > 1e13) {
+        p->cur.ts = M_BAD;
+        return;
+    }
+    p->cur.ts = M_OK;
+    p->cur.at.arrival_ms = (int64_t)llround(ts * 1000.0);
+}
+
+/* Keeps the current record (while no earlier one failed: then none is returned anyway). */
+static void gr_keep(struct gr *p)
+{
+    if (p->set[E_RECORD] || p->set[E_DECODE]) {
+        return;
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        struct gr_rec *recs = realloc(p->recs, cap * sizeof(*recs));
+
+        if (!recs) {
+            p->nomem = true;
+            return;
+        }
+        p->recs = recs;
+        p->cap = cap;
+    }
+    p->recs[p->n++] = p->cur.at;
+}
+
+/* The end of Records[idx]: the checks in the order they always ran, then the record is kept. */
+static void gr_record_end(struct gr *p)
+{
+    char what[64];
+    size_t i = p->idx++;
+
+    if (p->cur.seq == M_OK && p->cur.pk == M_OK && p->cur.data == M_OK &&
+        (p->cur.ts == M_ABSENT || p->cur.ts == M_OK)) {
+        gr_keep(p);
+        return;
+    }
+    snprintf(what, sizeof(what), "GetRecords response: Records[%zu]", i);
+    if (p->cur.seq != M_OK) {
+        gr_fail(p, E_RECORD, "%s: SequenceNumber %s", what,
+                p->cur.seq == M_ABSENT ? "is missing"
+                : p->cur.seq == M_TYPE ? "is not a string"
+                                       : "is not a valid sequence number");
+    } else if (p->cur.pk != M_OK) {
+        gr_fail(p, E_RECORD, "%s: PartitionKey %s", what,
+                p->cur.pk == M_ABSENT ? "is missing" : "is not a string");
+    } else if (p->cur.data == M_ABSENT || p->cur.data == M_TYPE) {
+        gr_fail(p, E_RECORD, "%s: Data is missing or not a string", what);
+    } else if (p->cur.data == M_BAD && p->cur.data_why == 1) {
+        gr_fail(p, E_RECORD, "%s: Data is not base64 (length %zu is not a multiple of 4)", what,
+                p->cur.data_n);
+    } else if (p->cur.data == M_BAD && p->cur.data_why == 2) {
+        gr_fail(p, E_RECORD, "%s: Data is not base64 (bad character at offset %zu)", what,
+                p->cur.bad_at);
+    } else if (p->cur.ts == M_TYPE) {
+        gr_fail(p, E_RECORD, "%s: ApproximateArrivalTimestamp is not a number", what);
+    } else if (p->cur.ts == M_BAD) {
+        gr_fail(p, E_RECORD, "%s: ApproximateArrivalTimestamp is out of range", what);
+    } else {
+        gr_fail(p, E_DECODE, "%s: Data is not valid base64", what);
+    }
+}
+
+/* A value starts (a scalar, or the opening of an object or an array). */
+static int gr_value(struct gr *p, enum gr_kind k, const unsigned char *s, size_t n)
+{
+    static const char what[] = "GetRecords response";
+
+    if (p->skip > 0) {
+        p->skip += k >= K_MAP;
+        return 1;
+    }
+    switch (p->want) {
+    case W_ROOT:
+        if (k == K_MAP) {
+            p->level = 1;
+            return 1;
+        }
+        gr_fail(p, E_ROOT, "%s: not a JSON object", what);
+        break;
+    case W_RECORDS:
+        if (k == K_ARR) {
+            p->level = 2;
+            p->want = W_ELEM;
+            return 1;
+        }
+        gr_fail(p, E_RECORDS, "%s: Records %s", what,
+                k == K_NULL ? "is missing" : "is not an array");
+        break;
+    case W_NSI:
+        free(p->next_iterator);
+        p->next_iterator = NULL;
+        if (k == K_STR) {
+            p->next_iterator = strndup((const char *)s, n);
+            p->nomem = !p->next_iterator;
+        } else if (k != K_NULL) {
+            gr_fail(p, E_NSI, "%s: NextShardIterator is not a string", what);
+        }
+        break;
+    case W_MBL:
+        if (k == K_NUM) {
+            double d;
+
+            if (!gr_number(s, n, &p->millis_behind_latest, &d)) {
+                gr_fail(p, E_MBL, "%s: MillisBehindLatest is not an integer", what);
+            }
+        } else if (k != K_NULL) {
+            gr_fail(p, E_MBL, "%s: MillisBehindLatest is not an integer", what);
+        }
+        break;
+    case W_CHILDREN:
+        if (k == K_ARR) {
+            p->children_at = d2o_yjson_offset(&p->y) - 1;
+            p->capture_children = true;
+        } else if (k != K_NULL) {
+            gr_fail(p, E_CHILDREN, "%s: ChildShards is not an array", what);
+        }
+        break;
+    case W_ELEM:
+        if (k == K_MAP) {
+            p->level = 3;
+            memset(&p->cur, 0, sizeof(p->cur));
+            return 1;
+        }
+        gr_fail(p, E_RECORD, "%s: Records[%zu] is not an object", what, p->idx++);
+        p->skip = k >= K_MAP;
+        return 1; /* the next element comes */
+    case W_SEQ:
+        p->cur.seq = k == K_STR ? M_BAD : k == K_NULL ? M_ABSENT : M_TYPE;
+        if (k == K_STR) {
+            gr_seq(p, s, n);
+        }
+        break;
+    case W_PK:
+        p->cur.pk = k == K_STR ? M_OK : k == K_NULL ? M_ABSENT : M_TYPE;
+        if (k == K_STR) {
+            p->cur.at.pk = gr_text(p, s, n);
+        }
+        break;
+    case W_DATA:
+        p->cur.data = M_TYPE;
+        if (k == K_STR) {
+            gr_data(p, s, n);
+        }
+        break;
+    case W_TS:
+        p->cur.ts = k == K_NUM ? M_BAD : k == K_NULL ? M_ABSENT : M_TYPE;
+        if (k == K_NUM) {
+            gr_timestamp(p, s, n);
+        }
+        break;
+    case W_SKIP:
+        break;
+    }
+    p->skip = k >= K_MAP; /* a container nobody reads here */
+    return !p->nomem;
+}
+
+static bool key_is(const unsigned char *k, size_t n, const char *name, size_t name_len)
+{
+    return n == name_len && memcmp(k, name, n) == 0;
+}
+#define KEY_IS(k, n, lit) key_is((k), (n), (lit), sizeof(lit) - 1)
+
+static int gr_key(void *ctx, const unsigned char *k, size_t n)
+{
+    struct gr *p = ctx;
+
+    if (p->skip > 0) {
+        return 1;
+    }
+    p->want = W_SKIP;
+    if (p->level == 3) {
+        if (KEY_IS(k, n, "Data")) {
+            p->want = W_DATA;
+        } else if (KEY_IS(k, n, "SequenceNumber")) {
+            p->want = W_SEQ;
+        } else if (KEY_IS(k, n, "PartitionKey")) {
+            p->want = W_PK;
+        } else if (KEY_IS(k, n, "ApproximateArrivalTimestamp")) {
+            p->want = W_TS;
+        }
+    } else if (KEY_IS(k, n, "Records")) {
+        /* a member given twice counts once, the last time, as in a tree */
+        p->want = W_RECORDS;
+        p->records_seen = true;
+        p->n = 0;
+        p->used = 0;
+        p->idx = 0;
+        p->set[E_RECORDS] = p->set[E_RECORD] = p->set[E_DECODE] = false;
+    } else if (KEY_IS(k, n, "NextShardIterator")) {
+        p->want = W_NSI;
+        p->set[E_NSI] = false;
+    } else if (KEY_IS(k, n, "MillisBehindLatest")) {
+        p->want = W_MBL;
+        p->set[E_MBL] = false;
+    } else if (KEY_IS(k, n, "ChildShards")) {
+        p->want = W_CHILDREN;
+        p->set[E_CHILDREN] = false;
+        p->children_end = 0;
+    }
+    return 1;
+}
+
+static int gr_end(void *ctx)
+{
+    struct gr *p = ctx;
+
+    if (p->skip > 0) {
+        if (--p->skip == 0 && p->capture_children) {
+            p->capture_children = false;
+            p->children_end = d2o_yjson_offset(&p->y);
+        }
+        return 1;
+    }
+    if (p->level == 3) {
+        gr_record_end(p);
+        p->want = W_ELEM;
+    }
+    p->level--;
+    return !p->nomem;
+}
+
+static int gr_null(void *ctx)
+{
+    return gr_value(ctx, K_NULL, NULL, 0);
+}
+
+static int gr_bool(void *ctx, int v)
+{
+    (void)v;
+    return gr_value(ctx, K_BOOL, NULL, 0);
+}
+
+static int gr_num(void *ctx, const char *s, size_t n)
+{
+    return gr_value(ctx, K_NUM, (const unsigned char *)s, n);
+}
+
+static int gr_str(void *ctx, const unsigned char *s, size_t n)
+{
+    return gr_value(ctx, K_STR, s, n);
+}
+
+static int gr_map(void *ctx)
+{
+    return gr_value(ctx, K_MAP, NULL, 0);
+}
+
+static int gr_arr(void *ctx)
+{
+    return gr_value(ctx, K_ARR, NULL, 0);
+}
+
+static const yajl_callbacks gr_callbacks = {
+    .yajl_null = gr_null,
+    .yajl_boolean = gr_bool,
+    .yajl_number = gr_num,
+    .yajl_string = gr_str,
+    .yajl_start_map = gr_map,
+    .yajl_map_key = gr_key,
+    .yajl_end_map = gr_end,
+    .yajl_start_array = gr_arr,
+    .yajl_end_array = gr_end,
+};
+
+/* ChildShards come once, in the last answer of a closed shard: json-c reads their text. */
+static int gr_children(const char *text, size_t len, struct d2o_kinesis_records *res,
+                       struct d2o_kinesis_err *err)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *arr;
+    size_t i, n;
+    int r = 0;
+
+    if (!tok) {
+        return -ENOMEM;
+    }
+    arr = json_tokener_parse_ex(tok, text, (int)len);
+    if (!arr || json_tokener_get_error(tok) != json_tokener_success) {
+        d2o_kjson_err(err, "GetRecords response: ChildShards: invalid JSON (%s)",
+                      json_tokener_error_desc(json_tokener_get_error(tok)));
+        r = D2O_KINESIS_E_FAILED;
+    }
+    json_tokener_free(tok);
+    n = r == 0 ? json_object_array_length(arr) : 0;
+    if (n > 0) {
+        res->children = calloc(n, sizeof(*res->children));
+        r = res->children ? 0 : -ENOMEM;
+    }
+    for (i = 0; i < n && r == 0; i++) {
+        res->n_children++;
+        r = parse_child(json_object_array_get_idx(arr, i), i, &res->children[i], err);
+    }
+    json_object_put(arr);
+    return r;
+}
+
+/* One block holds the record array and every record's texts (copied from the arena). */
+static int gr_pack(struct gr *p, struct d2o_kinesis_records *res)
+{
+    char *base;
+    size_t i, head;
+
+    if (p->n == 0) {
+        return 0;
+    }
+    head = p->n * sizeof(*res->records);
+    res->records = malloc(head + p->used);
+    if (!res->records) {
+        return -ENOMEM;
+    }
+    base = (char *)res->records + head;
+    memcpy(base, p->arena, p->used);
+    for (i = 0; i < p->n; i++) {
+        struct d2o_kinesis_record *rec = &res->records[i];
+
+        rec->sequence_number = base + p->recs[i].seq;
+        rec->partition_key = base + p->recs[i].pk;
+        rec->data = (unsigned char *)base + p->recs[i].data;
+        rec->data_len = p->recs[i].data_len;
+        rec->arrival_ms = p->recs[i].arrival_ms;
+    }
+    res->n_records = p->n;
+    return 0;
+}
+
+/*
+ * yajl reads the answer once; each record's sequence number and partition key are copied, and
+ * its Data decoded, into one arena as they go by, so the whole answer costs a few allocations
+ * however many records it holds.
+ */
 int d2o_kinesis_parse_get_records(const char *body, size_t len, struct d2o_kinesis_records *out,
                                   struct d2o_kinesis_err *err)
 {
     static const char what[] = "GetRecords response";
     struct d2o_kinesis_records res;
-    json_object *root = NULL, *records = NULL, *children = NULL;
-    size_t i, n;
-    int r;
+    struct gr *p;
+    int r, s, i;
 
     memset(&res, 0, sizeof(res));
     res.millis_behind_latest = -1;
     memset(out, 0, sizeof(*out));
     out->millis_behind_latest = -1;
-    r = d2o_kjson_root("GetRecords", body, len, &root, err);
+    r = body_usable("GetRecords", body, len, err);
     if (r != 0) {
+        return r;
+    }
+    p = calloc(1, sizeof(*p));
+    if (!p) {
+        return -ENOMEM;
+    }
+    p->millis_behind_latest = -1;
+    /* every text in the arena is shorter than its JSON string, quotes included */
+    p->arena_cap = len + 1;
+    p->arena = malloc(p->arena_cap);
+    if (!p->arena) {
+        r = -ENOMEM;
         goto out;
     }
-    r = get_array(what, root, "Records", true, &records, err);
-    if (r == 0) {
-        r = d2o_kjson_str(what, root, "NextShardIterator", false, &res.next_iterator, err);
-    }
-    if (r == 0) {
-        r = get_int(what, root, "MillisBehindLatest", false, &res.millis_behind_latest, err);
-    }
-    if (r == 0) {
-        r = get_array(what, root, "ChildShards", false, &children, err);
-    }
-    if (r != 0) {
+    s = d2o_yjson_parse(&p->y, &gr_callbacks, p, body, len);
+    if (s == D2O_YJSON_NOMEM || s == D2O_YJSON_CANCELED || p->nomem) {
+        r = -ENOMEM;
         goto out;
     }
-    r = parse_records(records, &res, err);
-    if (r != 0) {
+    r = D2O_KINESIS_E_FAILED;
+    if (s == D2O_YJSON_TRUNCATED) {
+        d2o_kjson_err(err, "%s: invalid JSON (truncated)", what);
         goto out;
     }
-    n = children ? json_object_array_length(children) : 0;
-    if (n > 0) {
-        res.children = calloc(n, sizeof(*res.children));
-        if (!res.children) {
-            r = -ENOMEM;
+    if (s == D2O_YJSON_INVALID) {
+        d2o_kjson_err(err, "%s: invalid JSON (%s at byte %zu)", what, p->y.why, p->y.at);
+        goto out;
+    }
+    if (s == D2O_YJSON_TRAILING) {
+        d2o_kjson_err(err, "%s: unexpected data after the JSON object at byte %zu", what, p->y.at);
+        goto out;
+    }
+    if (!p->records_seen) {
+        gr_fail(p, E_RECORDS, "%s: Records is missing", what);
+    }
+    for (i = 0; i < E_N; i++) {
+        if (p->set[i]) {
+            *err = p->slot[i];
             goto out;
         }
     }
-    for (i = 0; i < n; i++) {
-        res.n_children++;
-        r = parse_child(json_object_array_get_idx(children, i), i, &res.children[i], err);
-        if (r != 0) {
-            goto out;
-        }
+    r = gr_pack(p, &res);
+    if (r == 0 && p->children_end > 0) {
+        r = gr_children(body + p->children_at, p->children_end - p->children_at, &res, err);
     }
+    if (r != 0) {
+        goto out;
+    }
+    res.next_iterator = p->next_iterator;
+    p->next_iterator = NULL;
+    res.millis_behind_latest = p->millis_behind_latest;
     *out = res;
     memset(&res, 0, sizeof(res));
-    r = 0;
 out:
     d2o_kinesis_records_free(&res);
-    json_object_put(root);
+    free(p->next_iterator);
+    free(p->recs);
+    free(p->arena);
+    free(p);
     return r;
 }
 

@@ -145,6 +145,218 @@ START_TEST(get_records_not_nul_terminated)
 }
 END_TEST
 
+START_TEST(get_records_members_in_any_order)
+{
+    /* the answer's members backwards, each record's members shuffled, unknown members of every
+     * type around and between them */
+    static const char body[] =
+        "{\"ChildShards\":[{\"HashKeyRange\":{\"EndingHashKey\":\"9\",\"x\":[1,{}],"
+        "\"StartingHashKey\":\"5\"},\"ParentShards\":[\"shardId-1\"],\"ShardId\":\"shardId-2\"}],"
+        "\"MillisBehindLatest\":7,\"Extra\":{\"Records\":[1],\"Data\":\"!\"},"
+        "\"NextShardIterator\":\"it\",\"Flag\":true,\"None\":null,"
+        "\"Records\":[{\"Data\":\"aGk=\",\"EncryptionType\":\"KMS\",\"PartitionKey\":\"b\","
+        "\"Nested\":{\"SequenceNumber\":\"bad\"},\"ApproximateArrivalTimestamp\":2.5,"
+        "\"SequenceNumber\":\"20\"},"
+        "{\"PartitionKey\":\"a\",\"SequenceNumber\":\"10\",\"List\":[[[]],\"s\",1.5e3,false],"
+        "\"Data\":\"YWJj\"}],"
+        "\"Tail\":-1.25e-3}";
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+
+    ck_assert_msg(d2o_kinesis_parse_get_records(S(body), &r, &err) == 0, "%s", err.message);
+    ck_assert_uint_eq(r.n_records, 2);
+    ck_assert_str_eq(r.records[0].sequence_number, "20");
+    ck_assert_str_eq(r.records[0].partition_key, "b");
+    ck_assert_uint_eq(r.records[0].data_len, 2);
+    ck_assert_mem_eq(r.records[0].data, "hi", 3); /* NUL-terminated */
+    ck_assert_int_eq(r.records[0].arrival_ms, 2500);
+    ck_assert_str_eq(r.records[1].sequence_number, "10");
+    ck_assert_str_eq(r.records[1].partition_key, "a");
+    ck_assert_mem_eq(r.records[1].data, "abc", 4);
+    ck_assert_int_eq(r.records[1].arrival_ms, 0);
+    ck_assert_str_eq(r.next_iterator, "it");
+    ck_assert_int_eq(r.millis_behind_latest, 7);
+    ck_assert_uint_eq(r.n_children, 1);
+    ck_assert_str_eq(r.children[0].shard_id, "shardId-2");
+    ck_assert_str_eq(r.children[0].parents[0], "shardId-1");
+    ck_assert_str_eq(r.children[0].hash_start, "5");
+    ck_assert_str_eq(r.children[0].hash_end, "9");
+    d2o_kinesis_records_free(&r);
+}
+END_TEST
+
+/* {"<key>":[[[...{"a":[...]}...]]]} nested depth levels deep: depth / 2 arrays, then objects. */
+static char *deep_member(const char *key, int depth)
+{
+    size_t cap = strlen(key) + (size_t)depth * 8 + 16, n = 0;
+    char *s = malloc(cap);
+    int i;
+
+    ck_assert_ptr_nonnull(s);
+    n += (size_t)snprintf(s + n, cap - n, "\"%s\":", key);
+    for (i = 0; i < depth; i++) {
+        n += (size_t)snprintf(s + n, cap - n, i < depth / 2 ? "[" : "{\"a\":");
+    }
+    n += (size_t)snprintf(s + n, cap - n, "0");
+    for (i = depth - 1; i >= 0; i--) {
+        n += (size_t)snprintf(s + n, cap - n, i < depth / 2 ? "]" : "}");
+    }
+    return s;
+}
+
+START_TEST(get_records_deep_unknown_members)
+{
+    /* members nobody reads are skipped at any depth (a tree parser stopped at 32 levels) */
+    char *outer = deep_member("Future", 500), *inner = deep_member("Annotations", 300), *body;
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    int n;
+
+    n = asprintf(&body,
+                 "{%s,\"Records\":[{\"SequenceNumber\":\"1\",%s,\"Data\":\"YQ==\","
+                 "\"PartitionKey\":\"p\"}],\"NextShardIterator\":\"next\"}",
+                 outer, inner);
+    ck_assert_int_gt(n, 0);
+    ck_assert_msg(d2o_kinesis_parse_get_records(body, (size_t)n, &r, &err) == 0, "%s", err.message);
+    ck_assert_uint_eq(r.n_records, 1);
+    ck_assert_mem_eq(r.records[0].data, "a", 2);
+    ck_assert_str_eq(r.next_iterator, "next");
+    d2o_kinesis_records_free(&r);
+    free(body);
+    free(outer);
+    free(inner);
+}
+END_TEST
+
+START_TEST(get_records_escapes)
+{
+    /* escapes are decoded before Data's base64 and the sequence number's digits are read */
+    static const char body[] =
+        "{\"Records\":[{\"SequenceNumber\":\"\\u00312\",\"Data\":"
+        "\"\\/\\/\\/\\/aGk\\u003d\",\"PartitionKey\":\"p\\\"k\\\\\\u00e9\\n\"}],"
+        "\"NextShardIterator\":\"A\\/B\\u0041\"}";
+    static const char nul_in_seq[] =
+        "{\"Records\":[{\"SequenceNumber\":\"1\\u00002\",\"Data\":\"\",\"PartitionKey\":\"p\"}]}";
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+
+    ck_assert_msg(d2o_kinesis_parse_get_records(S(body), &r, &err) == 0, "%s", err.message);
+    ck_assert_uint_eq(r.n_records, 1);
+    ck_assert_str_eq(r.records[0].sequence_number, "12");
+    ck_assert_uint_eq(r.records[0].data_len, 5);
+    ck_assert_mem_eq(r.records[0].data, "\xff\xff\xffhi", 6);
+    ck_assert_str_eq(r.records[0].partition_key, "p\"k\\\xc3\xa9\n");
+    ck_assert_str_eq(r.next_iterator, "A/BA");
+    d2o_kinesis_records_free(&r);
+    /* an escaped NUL does not cut a sequence number short: "1\0002" is not "1" */
+    ck_assert_int_eq(d2o_kinesis_parse_get_records(S(nul_in_seq), &r, &err), D2O_KINESIS_E_FAILED);
+    ck_assert_ptr_nonnull(strstr(err.message, "Records[0]: SequenceNumber is not a valid"));
+}
+END_TEST
+
+START_TEST(get_records_huge_numbers)
+{
+    static const char body[] =
+        "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"\",\"PartitionKey\":\"p\","
+        "\"ApproximateArrivalTimestamp\":1700000000.12300000000000000000000000000000000000000000000"
+        "000000000000000000001}],\"MillisBehindLatest\":99999999999999999999999999,"
+        "\"Big\":1e999999,\"Small\":-99999999999999999999999999}";
+    static const char negative[] = "{\"Records\":[],\"MillisBehindLatest\":-99999999999999999999}";
+    static const struct bad bad[] = {
+        {"{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"\",\"PartitionKey\":\"p\","
+         "\"ApproximateArrivalTimestamp\":1e400}]}",
+         "Records[0]: ApproximateArrivalTimestamp is out of range"},
+        {"{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"\",\"PartitionKey\":\"p\","
+         "\"ApproximateArrivalTimestamp\":123456789012345678901234567890}]}",
+         "Records[0]: ApproximateArrivalTimestamp is out of range"},
+        {"{\"Records\":[],\"MillisBehindLatest\":1.0}", "MillisBehindLatest is not an integer"},
+        {"{\"Records\":[],\"MillisBehindLatest\":1e3}", "MillisBehindLatest is not an integer"},
+    };
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    size_t i;
+
+    ck_assert_msg(d2o_kinesis_parse_get_records(S(body), &r, &err) == 0, "%s", err.message);
+    ck_assert_int_eq(r.records[0].arrival_ms, 1700000000123LL);
+    /* an integer past int64 saturates, as json-c read it */
+    ck_assert_int_eq(r.millis_behind_latest, INT64_MAX);
+    d2o_kinesis_records_free(&r);
+    ck_assert_int_eq(d2o_kinesis_parse_get_records(S(negative), &r, &err), 0);
+    ck_assert_int_eq(r.millis_behind_latest, INT64_MIN);
+    d2o_kinesis_records_free(&r);
+    for (i = 0; i < D2O_ARRAY_SIZE(bad); i++) {
+        ck_assert_int_eq(d2o_kinesis_parse_get_records(bad[i].body, strlen(bad[i].body), &r, &err),
+                         D2O_KINESIS_E_FAILED);
+        ck_assert_msg(strstr(err.message, bad[i].needle), "case %zu: %s", i, err.message);
+    }
+}
+END_TEST
+
+START_TEST(get_records_every_truncation_refused)
+{
+    static const char body[] =
+        "{\"Records\":[{\"SequenceNumber\":\"1\",\"ApproximateArrivalTimestamp\":1.5,"
+        "\"Data\":\"aGVsbG8=\",\"PartitionKey\":\"p\\u00e9\"},{\"SequenceNumber\":\"2\","
+        "\"Data\":\"YQ==\",\"PartitionKey\":\"q\",\"X\":[{\"y\":null}]}],"
+        "\"NextShardIterator\":\"it\",\"MillisBehindLatest\":12,\"ChildShards\":[{\"ShardId\":"
+        "\"c\","
+        "\"ParentShards\":[\"p\"],\"HashKeyRange\":{\"StartingHashKey\":\"0\",\"EndingHashKey\":"
+        "\"1\""
+        "}}]}\n ";
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    size_t cut, len = sizeof(body) - 1;
+
+    /* the whole answer, white space after it included, is fine */
+    ck_assert_int_eq(d2o_kinesis_parse_get_records(body, len, &r, &err), 0);
+    ck_assert_uint_eq(r.n_records, 2);
+    ck_assert_uint_eq(r.n_children, 1);
+    d2o_kinesis_records_free(&r);
+    /* every shorter prefix that ends inside the object is refused, with a reason */
+    for (cut = 1; cut < len - 2; cut++) {
+        err.message[0] = '\0';
+        ck_assert_msg(d2o_kinesis_parse_get_records(body, cut, &r, &err) == D2O_KINESIS_E_FAILED,
+                      "cut %zu accepted", cut);
+        ck_assert_msg(strstr(err.message, "GetRecords response: invalid JSON"), "cut %zu: %s", cut,
+                      err.message);
+        ck_assert_ptr_null(r.records);
+        ck_assert_ptr_null(r.next_iterator);
+    }
+}
+END_TEST
+
+START_TEST(get_records_errors_rank_as_before)
+{
+    /* a broken text wins over a bad record found before the break */
+    static const char broken[] = "{\"Records\":[{\"Data\":1}], x";
+    /* the answer's members are checked before the records, whatever their order */
+    static const char nsi[] = "{\"Records\":[{\"Data\":1}],\"NextShardIterator\":5}";
+    /* the first bad record wins; checks of a record in their fixed order */
+    static const char two[] = "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"YQ==\","
+                              "\"PartitionKey\":\"p\"},7,{\"Data\":\"Y\",\"SequenceNumber\":\"x\"},"
+                              "{\"SequenceNumber\":\"3\"}]}";
+    /* the last of a member given twice counts */
+    static const char twice[] =
+        "{\"Records\":[{\"Data\":1}],\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"YQ==\","
+        "\"Data\":\"Yg==\",\"PartitionKey\":\"p\"}],\"MillisBehindLatest\":\"x\","
+        "\"MillisBehindLatest\":3}";
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+
+    ck_assert_int_eq(d2o_kinesis_parse_get_records(S(broken), &r, &err), D2O_KINESIS_E_FAILED);
+    ck_assert_ptr_nonnull(strstr(err.message, "invalid JSON"));
+    ck_assert_int_eq(d2o_kinesis_parse_get_records(S(nsi), &r, &err), D2O_KINESIS_E_FAILED);
+    ck_assert_str_eq(err.message, "GetRecords response: NextShardIterator is not a string");
+    ck_assert_int_eq(d2o_kinesis_parse_get_records(S(two), &r, &err), D2O_KINESIS_E_FAILED);
+    ck_assert_str_eq(err.message, "GetRecords response: Records[1] is not an object");
+    ck_assert_int_eq(d2o_kinesis_parse_get_records(S(twice), &r, &err), 0);
+    ck_assert_uint_eq(r.n_records, 1);
+    ck_assert_mem_eq(r.records[0].data, "b", 2);
+    ck_assert_int_eq(r.millis_behind_latest, 3);
+    d2o_kinesis_records_free(&r);
+}
+END_TEST
+
 START_TEST(sequence_numbers)
 {
     char big[131];
@@ -346,6 +558,12 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, get_records_shard_end_with_children);
     tcase_add_loop_test(tc, get_records_malformed, 0, (int)D2O_ARRAY_SIZE(bad_records));
     tcase_add_test(tc, get_records_not_nul_terminated);
+    tcase_add_test(tc, get_records_members_in_any_order);
+    tcase_add_test(tc, get_records_deep_unknown_members);
+    tcase_add_test(tc, get_records_escapes);
+    tcase_add_test(tc, get_records_huge_numbers);
+    tcase_add_test(tc, get_records_every_truncation_refused);
+    tcase_add_test(tc, get_records_errors_rank_as_before);
     tcase_add_test(tc, sequence_numbers);
     tcase_add_test(tc, hash_midpoint);
     tcase_add_test(tc, list_shards_page);
