@@ -449,8 +449,6 @@ enum gr_slot { E_ROOT, E_RECORDS, E_NSI, E_MBL, E_CHILDREN, E_RECORD, E_DECODE, 
 /* How a member of the current record turned out. */
 enum gr_member { M_ABSENT, M_TYPE, M_BAD, M_OK };
 
-enum gr_kind { K_NULL, K_BOOL, K_NUM, K_STR, K_MAP, K_ARR };
-
 /* One good record: its texts as offsets into the arena (which may move while it grows). */
 struct gr_rec {
     size_t seq, pk, data, data_len;
@@ -460,8 +458,7 @@ struct gr_rec {
 struct gr {
     struct d2o_yjson y;
     enum gr_want want;
-    int level;   /* containers entered: 1 the answer, 2 Records, 3 a record */
-    size_t skip; /* depth inside a value that is skipped */
+    int level; /* containers entered: 1 the answer, 2 Records, 3 a record */
     bool records_seen, capture_children, nomem;
     size_t children_at, children_end; /* the ChildShards array's text; end 0: none */
     size_t idx;                       /* the current element of Records */
@@ -533,23 +530,12 @@ static size_t gr_text(struct gr *p, const unsigned char *s, size_t n)
     return at;
 }
 
-/* A JSON number as json-c reads one: an integer unless it has a fraction or an exponent; an
- * integer past int64 saturates. Returns true for an integer (*i), false for a double (*d). */
+/* A JSON number as json-c reads one: an integer (*i, true) or a double (*d, false). */
 static bool gr_number(const unsigned char *s, size_t n, int64_t *i, double *d)
 {
     char small[64], *copy = small;
-    uint64_t v = 0, lim;
-    bool neg = n > 0 && s[0] == '-';
-    size_t k;
 
-    if (!memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n)) {
-        lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-        for (k = neg; k < n; k++) {
-            unsigned dig = (unsigned)(s[k] - '0');
-
-            v = v > (lim - dig) / 10 ? lim : v * 10 + dig;
-        }
-        *i = neg ? (v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    if (d2o_yjson_int((const char *)s, n, i)) {
         return true;
     }
     if (n >= sizeof(small)) {
@@ -673,98 +659,95 @@ static void gr_record_end(struct gr *p)
 }
 
 /* A value starts (a scalar, or the opening of an object or an array). */
-static int gr_value(struct gr *p, enum gr_kind k, const unsigned char *s, size_t n)
+static int gr_value(void *ctx, enum d2o_yjson_kind k, const unsigned char *s, size_t n)
 {
+    struct gr *p = ctx;
     static const char what[] = "GetRecords response";
 
-    if (p->skip > 0) {
-        p->skip += k >= K_MAP;
-        return 1;
-    }
     switch (p->want) {
     case W_ROOT:
-        if (k == K_MAP) {
+        if (k == D2O_YJ_MAP) {
             p->level = 1;
             return 1;
         }
         gr_fail(p, E_ROOT, "%s: not a JSON object", what);
         break;
     case W_RECORDS:
-        if (k == K_ARR) {
+        if (k == D2O_YJ_ARR) {
             p->level = 2;
             p->want = W_ELEM;
             return 1;
         }
         gr_fail(p, E_RECORDS, "%s: Records %s", what,
-                k == K_NULL ? "is missing" : "is not an array");
+                k == D2O_YJ_NULL ? "is missing" : "is not an array");
         break;
     case W_NSI:
         free(p->next_iterator);
         p->next_iterator = NULL;
-        if (k == K_STR) {
+        if (k == D2O_YJ_STR) {
             p->next_iterator = strndup((const char *)s, n);
             p->nomem = !p->next_iterator;
-        } else if (k != K_NULL) {
+        } else if (k != D2O_YJ_NULL) {
             gr_fail(p, E_NSI, "%s: NextShardIterator is not a string", what);
         }
         break;
     case W_MBL:
-        if (k == K_NUM) {
+        if (k == D2O_YJ_NUM) {
             double d;
 
             if (!gr_number(s, n, &p->millis_behind_latest, &d)) {
                 gr_fail(p, E_MBL, "%s: MillisBehindLatest is not an integer", what);
             }
-        } else if (k != K_NULL) {
+        } else if (k != D2O_YJ_NULL) {
             gr_fail(p, E_MBL, "%s: MillisBehindLatest is not an integer", what);
         }
         break;
     case W_CHILDREN:
-        if (k == K_ARR) {
-            p->children_at = d2o_yjson_offset(&p->y) - 1;
+        if (k == D2O_YJ_ARR) {
             p->capture_children = true;
-        } else if (k != K_NULL) {
+        } else if (k != D2O_YJ_NULL) {
             gr_fail(p, E_CHILDREN, "%s: ChildShards is not an array", what);
         }
         break;
     case W_ELEM:
-        if (k == K_MAP) {
+        if (k == D2O_YJ_MAP) {
             p->level = 3;
             memset(&p->cur, 0, sizeof(p->cur));
             return 1;
         }
         gr_fail(p, E_RECORD, "%s: Records[%zu] is not an object", what, p->idx++);
-        p->skip = k >= K_MAP;
-        return 1; /* the next element comes */
+        return k >= D2O_YJ_MAP ? D2O_YJSON_SKIP : 1; /* the next element comes */
     case W_SEQ:
-        p->cur.seq = k == K_STR ? M_BAD : k == K_NULL ? M_ABSENT : M_TYPE;
-        if (k == K_STR) {
+        p->cur.seq = k == D2O_YJ_STR ? M_BAD : k == D2O_YJ_NULL ? M_ABSENT : M_TYPE;
+        if (k == D2O_YJ_STR) {
             gr_seq(p, s, n);
         }
         break;
     case W_PK:
-        p->cur.pk = k == K_STR ? M_OK : k == K_NULL ? M_ABSENT : M_TYPE;
-        if (k == K_STR) {
+        p->cur.pk = k == D2O_YJ_STR ? M_OK : k == D2O_YJ_NULL ? M_ABSENT : M_TYPE;
+        if (k == D2O_YJ_STR) {
             p->cur.at.pk = gr_text(p, s, n);
         }
         break;
     case W_DATA:
         p->cur.data = M_TYPE;
-        if (k == K_STR) {
+        if (k == D2O_YJ_STR) {
             gr_data(p, s, n);
         }
         break;
     case W_TS:
-        p->cur.ts = k == K_NUM ? M_BAD : k == K_NULL ? M_ABSENT : M_TYPE;
-        if (k == K_NUM) {
+        p->cur.ts = k == D2O_YJ_NUM ? M_BAD : k == D2O_YJ_NULL ? M_ABSENT : M_TYPE;
+        if (k == D2O_YJ_NUM) {
             gr_timestamp(p, s, n);
         }
         break;
     case W_SKIP:
         break;
     }
-    p->skip = k >= K_MAP; /* a container nobody reads here */
-    return !p->nomem;
+    if (p->nomem) {
+        return 0;
+    }
+    return k >= D2O_YJ_MAP ? D2O_YJSON_SKIP : 1; /* a container nobody reads here */
 }
 
 static bool key_is(const unsigned char *k, size_t n, const char *name, size_t name_len)
@@ -777,9 +760,6 @@ static int gr_key(void *ctx, const unsigned char *k, size_t n)
 {
     struct gr *p = ctx;
 
-    if (p->skip > 0) {
-        return 1;
-    }
     p->want = W_SKIP;
     if (p->level == 3) {
         if (KEY_IS(k, n, "Data")) {
@@ -817,13 +797,6 @@ static int gr_end(void *ctx)
 {
     struct gr *p = ctx;
 
-    if (p->skip > 0) {
-        if (--p->skip == 0 && p->capture_children) {
-            p->capture_children = false;
-            p->children_end = d2o_yjson_offset(&p->y);
-        }
-        return 1;
-    }
     if (p->level == 3) {
         gr_record_end(p);
         p->want = W_ELEM;
@@ -832,48 +805,19 @@ static int gr_end(void *ctx)
     return !p->nomem;
 }
 
-static int gr_null(void *ctx)
+/* The ChildShards array closed: its text is kept for gr_children. */
+static void gr_skipped(void *ctx, size_t at, size_t end)
 {
-    return gr_value(ctx, K_NULL, NULL, 0);
+    struct gr *p = ctx;
+
+    if (p->capture_children) {
+        p->capture_children = false;
+        p->children_at = at;
+        p->children_end = end;
+    }
 }
 
-static int gr_bool(void *ctx, int v)
-{
-    (void)v;
-    return gr_value(ctx, K_BOOL, NULL, 0);
-}
-
-static int gr_num(void *ctx, const char *s, size_t n)
-{
-    return gr_value(ctx, K_NUM, (const unsigned char *)s, n);
-}
-
-static int gr_str(void *ctx, const unsigned char *s, size_t n)
-{
-    return gr_value(ctx, K_STR, s, n);
-}
-
-static int gr_map(void *ctx)
-{
-    return gr_value(ctx, K_MAP, NULL, 0);
-}
-
-static int gr_arr(void *ctx)
-{
-    return gr_value(ctx, K_ARR, NULL, 0);
-}
-
-static const yajl_callbacks gr_callbacks = {
-    .yajl_null = gr_null,
-    .yajl_boolean = gr_bool,
-    .yajl_number = gr_num,
-    .yajl_string = gr_str,
-    .yajl_start_map = gr_map,
-    .yajl_map_key = gr_key,
-    .yajl_end_map = gr_end,
-    .yajl_start_array = gr_arr,
-    .yajl_end_array = gr_end,
-};
+static const struct d2o_yjson_handler gr_handler = {gr_value, gr_key, gr_end, gr_skipped};
 
 /* ChildShards come once, in the last answer of a closed shard: json-c reads their text. */
 static int gr_children(const char *text, size_t len, struct d2o_kinesis_records *res,
@@ -969,7 +913,7 @@ int d2o_kinesis_parse_get_records(const char *body, size_t len, struct d2o_kines
         r = -ENOMEM;
         goto out;
     }
-    s = d2o_yjson_parse(&p->y, &gr_callbacks, p, body, len);
+    s = d2o_yjson_parse(&p->y, &gr_handler, p, body, len);
     if (s == D2O_YJSON_NOMEM || s == D2O_YJSON_CANCELED || p->nomem) {
         r = -ENOMEM;
         goto out;
