@@ -273,6 +273,96 @@ START_TEST(refuses_what_is_not_a_bulk_answer)
 }
 END_TEST
 
+START_TEST(reads_mixed_statuses_in_any_order)
+{
+    /* errors:true with every outcome the sink tells apart; members in any order, unknown ones
+     * (deep too) skipped, escapes decoded */
+    static const char resp[] =
+        "{\"took\":3,\"errors\":true,\"items\":["
+        "{\"index\":{\"status\":201,\"_id\":\"a\\u0030\",\"_shards\":{\"x\":[[{\"y\":[]}]]}}},"
+        "{\"index\":{\"error\":{\"caused_by\":{\"reason\":\"cause \\\"q\\\"\","
+        "\"type\":\"inner\"},\"reason\":\"[a1]: version conflict\","
+        "\"type\":\"version_conflict_engine_exception\",\"index\":\"i\"},"
+        "\"_id\":\"a1\",\"status\":409}},"
+        "{\"delete\":{\"_id\":\"gone\",\"result\":\"not_found\",\"status\":404}},"
+        "{\"index\":{\"status\":429,\"_id\":\"busy\",\"error\":{\"type\":"
+        "\"es_rejected_execution_exception\",\"reason\":\"rejected execution\"}}},"
+        "{\"update\":{\"status\":503,\"error\":\"unavailable_shards_exception\"}},"
+        "{\"index\":{\"status\":400,\"error\":{\"type\":\"mapper_parsing_exception\","
+        "\"reason\":null,\"caused_by\":{\"reason\":7}}}},"
+        "{\"index\":{\"status\":500,\"error\":{\"type\":3,\"reason\":[\"r\",{\"k\":true}]}}}"
+        "],\"Unknown\":{\"items\":7}}";
+    static const struct expect want[] = {
+        {201, "", D2O_ITEM_DONE},   {409, "version_conflict_engine_exception", D2O_ITEM_STALE},
+        {404, "", D2O_ITEM_ABSENT}, {429, "es_rejected_execution_exception", D2O_ITEM_THROTTLE},
+        {503, "", D2O_ITEM_THROTTLE},  {400, "mapper_parsing_exception", D2O_ITEM_PERMANENT},
+        {500, "3", D2O_ITEM_RETRY},
+    };
+    const char *ids[7] = {"a0", "a1", "gone", "busy", NULL, NULL, NULL};
+    bool deletes[7] = {false, false, true, false, false, false, false};
+    struct d2o_bulk_item_status st[7];
+    char err[256];
+    size_t i;
+
+    ck_assert_msg(d2o_bulk_parse_response(resp, sizeof(resp) - 1, 7, ids, st, err, sizeof(err)) ==
+                      0,
+                  "%s", err);
+    for (i = 0; i < 7; i++) {
+        ck_assert_msg(st[i].status == want[i].status, "item %zu: status %d", i, st[i].status);
+        ck_assert_str_eq(st[i].error_type, want[i].type);
+        ck_assert_msg(d2o_classify_bulk_item(st[i].status,
+                                             st[i].error_type[0] ? st[i].error_type : NULL,
+                                             deletes[i]) == want[i].cls,
+                      "item %zu: class", i);
+    }
+    /* the cause comes after the reason, whichever came first */
+    ck_assert_str_eq(st[1].error_reason, "[a1]: version conflict; caused by inner: cause \"q\"");
+    ck_assert_str_eq(st[2].error_reason, "");
+    ck_assert_str_eq(st[3].error_reason, "rejected execution");
+    /* an error that is a string is the reason */
+    ck_assert_str_eq(st[4].error_reason, "unavailable_shards_exception");
+    /* null is nothing, a cause without a type says so, other values are their JSON text */
+    ck_assert_str_eq(st[5].error_reason, "; caused by ?: 7");
+    ck_assert_str_eq(st[6].error_reason, "[\"r\",{\"k\":true}]");
+}
+END_TEST
+
+START_TEST(refuses_items_out_of_place_or_out_of_range)
+{
+    struct d2o_bulk_item_status st[2];
+    char err[256];
+    const char *ids[2] = {"x", "y"};
+    static const char huge[] = "{\"items\":[{\"index\":{\"status\":99999999999999999999999}}]}";
+    static const char double_status[] = "{\"items\":[{\"index\":{\"status\":200.0}}]}";
+    static const char num_id[] = "{\"items\":[{\"index\":{\"status\":200,\"_id\":\"x\"}},"
+                                 "{\"index\":{\"_id\":12,\"status\":200}}]}";
+    /* a bad item past the count: the count is what is wrong, and nothing is written past n */
+    static const char extra[] =
+        "{\"items\":[{\"index\":{\"status\":200}},{\"index\":{\"status\":200}},"
+        "{\"index\":{\"status\":1,\"error\":{\"type\":\"t\",\"reason\":\"r\"}}},[]]}";
+    /* the first bad item is named, not a later one */
+    static const char two_bad[] =
+        "{\"items\":[{\"index\":{\"status\":200,\"_id\":\"nope\"}},{\"index\":{}}]}";
+
+    ck_assert_int_eq(d2o_bulk_parse_response(huge, strlen(huge), 1, NULL, st, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "bulk response item 0 has status 9223372036854775807");
+    ck_assert_int_eq(d2o_bulk_parse_response(double_status, strlen(double_status), 1, NULL, st, err,
+                                             sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "bulk response item 0 has no status");
+    ck_assert_int_eq(d2o_bulk_parse_response(num_id, strlen(num_id), 2, ids, st, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "bulk response item 1 is for _id \"12\", sent \"y\"");
+    ck_assert_int_eq(d2o_bulk_parse_response(extra, strlen(extra), 2, NULL, st, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "bulk response has 4 items for 2 sent");
+    ck_assert_int_eq(
+        d2o_bulk_parse_response(two_bad, strlen(two_bad), 2, ids, st, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "bulk response item 0 is for _id \"nope\", sent \"x\"");
+}
+END_TEST
+
 /* ---- the sender, over a scripted transport ---- */
 
 #define MAX_REQ 64
@@ -1150,6 +1240,8 @@ Suite *d2o_test_suite(void)
     tcase_add_test(pure, parses_captured_responses);
     tcase_add_test(pure, error_reason_keeps_the_cause);
     tcase_add_test(pure, refuses_what_is_not_a_bulk_answer);
+    tcase_add_test(pure, reads_mixed_statuses_in_any_order);
+    tcase_add_test(pure, refuses_items_out_of_place_or_out_of_range);
     tcase_add_test(pure, outcome_names);
     tcase_add_test(sender, flushes_on_count_size_and_timer);
     tcase_add_test(sender, flushes_on_size_and_a_giant_goes_alone);
