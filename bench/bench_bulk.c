@@ -2,7 +2,8 @@
  * Records/s into the real OpenSearch through the bulk sink, against a trivial loader that posts
  * the very same bulk bodies (same batch size, same two requests in flight, keep-alive, no
  * response parsing) in the same run. Each run writes N ~1 KB documents into a fresh index with
- * 0 replicas and refresh disabled; runs alternate, and the best of each is reported.
+ * 0 replicas and refresh disabled; runs alternate, and the best of each is reported, with this
+ * process's CPU per document in the sink (building requests, reading answers).
  *
  * With a PostgreSQL conninfo, each round also runs the sink with the delete store's pre-send check
  * (delete_mode = delete), in a schema of its own that first holds 1 000 000 recorded deletes of
@@ -10,13 +11,21 @@
  *
  * usage: bench_bulk [OPENSEARCH_URL [DOCS [ROUNDS [PG_CONNINFO]]]]
  *        (default $D2O_TEST_OPENSEARCH, 100000, 2, no check)
+ *
+ * With --parse, no OpenSearch: the response parser alone, CALLS times over one answer of ITEMS
+ * items as OpenSearch writes it under the sink's filter_path (one in ten a version conflict), in
+ * CPU time per item.
+ *
+ * usage: bench_bulk --parse [CALLS [ITEMS]]   (default 200 1000)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench_pg.h"
+#include "d2o/buf.h"
 #include "d2o/bulk.h"
 #include "d2o/clock.h"
 #include "d2o/conf.h"
@@ -32,7 +41,17 @@
 static struct d2o_http *http;
 static const char *base;
 static size_t done_count;
-static int64_t *versions; /* each item's external version */
+static int64_t *versions;  /* each item's external version */
+static double sink_cpu_us; /* this process's CPU per document in the last run_sink */
+
+/* CPU time of this process (the sink's side only), microseconds. */
+static int64_t cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static long call(const char *method, const char *path, const char *body)
 {
@@ -134,7 +153,7 @@ static double run_sink(char **items, size_t *lens, size_t n, struct d2o_deletes_
     struct d2o_bulk_opts o = {0};
     struct d2o_bulk *b;
     char err[256];
-    int64_t t0;
+    int64_t t0, c0;
     size_t i;
 
     o.url = base;
@@ -153,6 +172,7 @@ static double run_sink(char **items, size_t *lens, size_t n, struct d2o_deletes_
     }
     done_count = 0;
     t0 = d2o_mono_us();
+    c0 = cpu_us();
     for (i = 0; i < n; i++) {
         struct d2o_bulk_item it = {0};
 
@@ -175,6 +195,7 @@ static double run_sink(char **items, size_t *lens, size_t n, struct d2o_deletes_
         exit(1);
     }
     d2o_bulk_free(b);
+    sink_cpu_us = (double)(cpu_us() - c0) / (double)n;
     return (double)n / ((double)(d2o_mono_us() - t0) / 1e6);
 }
 
@@ -244,15 +265,80 @@ static double run_loader(char **items, size_t *lens, size_t n, const char *url)
     return (double)n / ((double)(d2o_mono_us() - t0) / 1e6);
 }
 
+static int parse_only(int argc, char **argv)
+{
+    long calls = argc > 2 ? strtol(argv[2], NULL, 10) : 200;
+    long n = argc > 3 ? strtol(argv[3], NULL, 10) : 1000, i;
+    struct d2o_buf body = D2O_BUF_INIT;
+    struct d2o_bulk_item_status *st;
+    char **ids, err[256];
+    int64_t c0, best = INT64_MAX, total = 0;
+    int r;
+
+    if (calls <= 0 || n <= 0 || n > 100000) {
+        fprintf(stderr, "usage: %s --parse [CALLS [ITEMS]]\n", argv[0]);
+        return 2;
+    }
+    st = calloc((size_t)n, sizeof(*st));
+    ids = calloc((size_t)n, sizeof(*ids));
+    r = st && ids ? d2o_buf_puts(&body, "{\"errors\":true,\"items\":[") : -1;
+    for (i = 0; i < n && r == 0; i++) {
+        r = asprintf(&ids[i], "doc-%ld", i) < 0 ? -1 : 0;
+        if (r == 0 && i % 10 == 9) {
+            r = d2o_buf_printf(&body,
+                               "%s{\"index\":{\"_id\":\"%s\",\"status\":409,\"error\":{\"type\":"
+                               "\"version_conflict_engine_exception\",\"reason\":\"[%s]: version "
+                               "conflict, current version [12] is higher or equal to the one "
+                               "provided [7]\",\"index\":\"bench\",\"shard\":\"0\","
+                               "\"index_uuid\":\"ytAXsI_LTjSW6gSEXdwfFQ\"}}}",
+                               i ? "," : "", ids[i], ids[i]);
+        } else if (r == 0) {
+            r = d2o_buf_printf(&body, "%s{\"index\":{\"_id\":\"%s\",\"status\":201}}", i ? "," : "",
+                               ids[i]);
+        }
+    }
+    if (r == 0) {
+        r = d2o_buf_puts(&body, "]}");
+    }
+    if (r < 0) {
+        fprintf(stderr, "bench_bulk: out of memory\n");
+        return 1;
+    }
+    for (i = 0; i < calls; i++) {
+        c0 = cpu_us();
+        if (d2o_bulk_parse_response(body.data, body.len, (size_t)n, (const char *const *)ids, st,
+                                    err, sizeof(err)) != 0) {
+            fprintf(stderr, "bench_bulk: %s\n", err);
+            return 1;
+        }
+        c0 = cpu_us() - c0;
+        total += c0;
+        best = c0 < best ? c0 : best;
+    }
+    printf("parse: %ld answers of %ld items (%zu bytes each)\n", calls, n, body.len);
+    printf("parse: %.3f us per item (best answer), %.3f us per item (mean)\n",
+           (double)best / (double)n, (double)total / (double)calls / (double)n);
+    for (i = 0; i < n; i++) {
+        free(ids[i]);
+    }
+    free(ids);
+    free(st);
+    d2o_buf_free(&body);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     size_t n = 100000, i, *lens;
     int64_t v;
     int rounds = 2, r;
     char **items, err[256], url[512], index[64];
-    double best_sink = 0, best_loader = 0, best_checked = 0;
+    double best_sink = 0, best_loader = 0, best_checked = 0, best_cpu = 0;
     struct d2o_deletes_ctx dc = {0};
 
+    if (argc > 1 && strcmp(argv[1], "--parse") == 0) {
+        return parse_only(argc, argv);
+    }
     base = argc > 1 ? argv[1] : getenv("D2O_TEST_OPENSEARCH");
     if (!base || (argc > 2 && d2o_parse_i64(argv[2], 1, 10000000, &v) < 0)) {
         fprintf(stderr, "usage: bench_bulk [OPENSEARCH_URL [DOCS [ROUNDS]]]\n");
@@ -282,10 +368,12 @@ int main(int argc, char **argv)
     items = build_items(index, n, lens);
     snprintf(url, sizeof(url), "%s/_bulk", base);
     for (r = 0; r < rounds; r++) {
-        double s, l, c = 0;
+        double s, l, c = 0, sink_cpu;
 
         fresh_index(index);
         s = run_sink(items, lens, n, NULL);
+        sink_cpu = sink_cpu_us;
+        best_cpu = r == 0 || sink_cpu < best_cpu ? sink_cpu : best_cpu;
         if (dc.pg) {
             uint64_t checks = dc.checks;
 
@@ -297,7 +385,9 @@ int main(int argc, char **argv)
         }
         fresh_index(index);
         l = run_loader(items, lens, n, url);
-        printf("round %d: sink %.0f docs/s, trivial loader %.0f docs/s\n", r + 1, s, l);
+        printf("round %d: sink %.0f docs/s (client CPU %.2f us per doc), trivial loader %.0f "
+               "docs/s\n",
+               r + 1, s, sink_cpu, l);
         best_sink = s > best_sink ? s : best_sink;
         best_loader = l > best_loader ? l : best_loader;
     }
@@ -307,8 +397,9 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "/%s", index);
         (void)call("DELETE", path, NULL);
     }
-    printf("best: sink %.0f docs/s, loader %.0f docs/s, sink/loader %.0f%%\n", best_sink,
-           best_loader, 100.0 * best_sink / best_loader);
+    printf("best: sink %.0f docs/s, loader %.0f docs/s, sink/loader %.0f%%; sink client CPU %.2f "
+           "us per doc\n",
+           best_sink, best_loader, 100.0 * best_sink / best_loader, best_cpu);
     if (dc.pg) {
         printf("best: sink with the delete check %.0f docs/s, %.0f%% of the sink, %.0f%% of the "
                "loader\n",

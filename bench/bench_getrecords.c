@@ -4,6 +4,11 @@
  * parse + base64 decode of every record).
  *
  * usage: bench_getrecords [ENDPOINT [N [RECORD_BYTES]]]   (ENDPOINT default: $D2O_TEST_KINESALITE)
+ *
+ * With --parse, no emulator: the parser alone, CALLS times over one GetRecords answer of RECORDS
+ * records of RECORD_BYTES bytes shaped as Kinesis writes it, in CPU time per record.
+ *
+ * usage: bench_getrecords --parse [CALLS [RECORDS [RECORD_BYTES]]]   (default 20 10000 1000)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
+#include "d2o/buf.h"
 #include "d2o/clock.h"
 #include "d2o/http.h"
 #include "d2o/kinesis.h"
@@ -29,6 +37,71 @@ static int fail(const char *what, const struct d2o_kinesis_err *err)
 {
     fprintf(stderr, "bench_getrecords: %s: %s\n", what, err ? err->message : "");
     return 1;
+}
+
+/* One answer of n records of size bytes, members in the order Kinesis writes them. */
+static int build_answer(struct d2o_buf *b, long n, long size)
+{
+    unsigned char *raw = malloc((size_t)size), *b64 = malloc((size_t)size / 3 * 4 + 8);
+    long i, j;
+    int r = raw && b64 ? d2o_buf_puts(b, "{\"Records\":[") : -1;
+
+    for (i = 0; i < n && r == 0; i++) {
+        for (j = 0; j < size; j++) {
+            raw[j] = (unsigned char)('a' + (i + j) % 26);
+        }
+        EVP_EncodeBlock(b64, raw, (int)size);
+        r = d2o_buf_printf(b,
+                           "%s{\"SequenceNumber\":\"4959033827149025660855969253836157109592157"
+                           "5989%08ld\",\"ApproximateArrivalTimestamp\":1700000000.%03ld,"
+                           "\"Data\":\"%s\",\"PartitionKey\":\"pk%ld\"}",
+                           i ? "," : "", i, i % 1000, (const char *)b64, i % 1000);
+    }
+    if (r == 0) {
+        r = d2o_buf_puts(b, "],\"NextShardIterator\":\"AAAAAAAAAAH9HCHKiA1EW1F2k0Q6LBhUDfzqMj"
+                            "z9p1eu2AKaW4Qh8CbVEV5tH7kPBBJ0gPyNMGfCDkASdy8Vpnmcd3V1BfzMWWDZ0"
+                            "mVbR1NKhnpb3h1FcPIzpuCErpXrjZ2H9QCsOEEDhElBfzD9Jbx\","
+                            "\"MillisBehindLatest\":0}");
+    }
+    free(raw);
+    free(b64);
+    return r;
+}
+
+static int parse_only(int argc, char **argv)
+{
+    long calls = argc > 2 ? strtol(argv[2], NULL, 10) : 20;
+    long n = argc > 3 ? strtol(argv[3], NULL, 10) : 10000;
+    long size = argc > 4 ? strtol(argv[4], NULL, 10) : 1000;
+    struct d2o_buf body = D2O_BUF_INIT;
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    int64_t c0, best = INT64_MAX, total = 0;
+    long i;
+
+    if (calls <= 0 || n <= 0 || size <= 0 || size > 1000000 || build_answer(&body, n, size) < 0) {
+        fprintf(stderr, "usage: %s --parse [CALLS [RECORDS [RECORD_BYTES]]]\n", argv[0]);
+        return 2;
+    }
+    for (i = 0; i < calls; i++) {
+        c0 = cpu_us();
+        if (d2o_kinesis_parse_get_records(body.data, body.len, &r, &err) != 0 ||
+            r.n_records != (size_t)n) {
+            fprintf(stderr, "bench_getrecords: %s\n", err.message);
+            return 1;
+        }
+        d2o_kinesis_records_free(&r);
+        c0 = cpu_us() - c0;
+        total += c0;
+        best = c0 < best ? c0 : best;
+    }
+    printf("parse: %ld answers of %ld records of %ld bytes (%zu bytes each)\n", calls, n, size,
+           body.len);
+    printf("parse: %.3f us per record (best answer), %.3f us per record (mean), %.0f MB/s\n",
+           (double)best / (double)n, (double)total / (double)calls / (double)n,
+           (double)body.len / (double)best);
+    d2o_buf_free(&body);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -50,6 +123,9 @@ int main(int argc, char **argv)
     int64_t t0, t_put, t_get, c0, c_get, bytes = 0;
     int rc = 1;
 
+    if (argc > 1 && strcmp(argv[1], "--parse") == 0) {
+        return parse_only(argc, argv);
+    }
     if (!endpoint || n <= 0 || size <= 0 || size > 1000000) {
         fprintf(stderr, "usage: %s [ENDPOINT [N [RECORD_BYTES]]] (or set D2O_TEST_KINESALITE)\n",
                 argv[0]);
