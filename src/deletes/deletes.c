@@ -36,17 +36,21 @@ static const char check_sql[] =
     "   ON d.application = $1 AND d.index_name = i.index_name AND d.doc_id = i.doc_id"
     " WHERE NOT i.is_delete AND d.version >= i.version";
 
-/* Appends s as a double-quoted element of a PostgreSQL array literal. */
+/* Appends s as a double-quoted element of a PostgreSQL array literal: runs of plain bytes in
+ * one append each, a quote or a backslash escaped. */
 static int array_elem(struct d2o_buf *b, const char *s, bool first)
 {
     int r = d2o_buf_append(b, first ? "\"" : ",\"", first ? 1 : 2);
+    size_t run;
 
-    for (; r == 0 && *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            r = d2o_buf_append(b, "\\", 1);
-        }
-        if (r == 0) {
-            r = d2o_buf_append(b, s, 1);
+    while (r == 0 && *s) {
+        run = strcspn(s, "\"\\");
+        r = d2o_buf_append(b, s, run);
+        s += run;
+        if (r == 0 && *s) {
+            char esc[2] = {'\\', *s++};
+
+            r = d2o_buf_append(b, esc, 2);
         }
     }
     return r == 0 ? d2o_buf_append(b, "\"", 1) : r;
@@ -71,13 +75,14 @@ int d2o_deletes_check(PGconn *c, const char *application, const struct d2o_bulk_
     }
     for (i = 0; i < n; i++) {
         const struct d2o_bulk_filter_item *it = &items[i];
+        const char *sep = m ? "," : "";
 
         if (!it->index || !it->id || it->version <= 0) {
             continue;
         }
         if (array_elem(&idx, it->index, m == 0) < 0 || array_elem(&ids, it->id, m == 0) < 0 ||
-            d2o_buf_printf(&vers, "%s%" PRId64, m ? "," : "", it->version) < 0 ||
-            d2o_buf_printf(&dels, "%s%c", m ? "," : "", it->is_delete ? 't' : 'f') < 0) {
+            d2o_buf_puts(&vers, sep) < 0 || d2o_buf_put_i64(&vers, it->version) < 0 ||
+            d2o_buf_puts(&dels, sep) < 0 || d2o_buf_putc(&dels, it->is_delete ? 't' : 'f') < 0) {
             goto out;
         }
         map[m++] = i;
