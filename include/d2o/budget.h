@@ -3,7 +3,7 @@
  * fairly by its shards.
  *
  * What is counted: a GetRecords call reserves, before it starts, what its answer can cost while
- * it is received and parsed (the response body, json-c's tree, the decoded records and the
+ * it is received and parsed (the response body, the parser's arena, the decoded records and the
  * copies the worker keeps); when the answer arrives the reservation is returned and each record
  * taken is charged what it really holds (its raw bytes for the dead-letter queue, its document
  * in the sink and in the bulk body) until its write is acknowledged; a dead-letter row is
@@ -46,7 +46,8 @@
 #define D2O_BUDGET_RECORD_WIRE ((size_t)320)
 #define D2O_BUDGET_RESPONSE_BASE ((size_t)8192)
 /* Heap per byte of answer while it is parsed: the body buffer (up to twice the body while it
- * grows), json-c's copy of every string, the decoded records, and the worker's own copies. */
+ * grows), the parser's arena (as large as the body), the decoded records, and the worker's own
+ * copies. */
 #define D2O_BUDGET_RESPONSE_FACTOR ((size_t)6)
 
 struct d2o_budget;

@@ -12,7 +12,7 @@
  * so a retried older write can never land after a newer delete once OpenSearch has forgotten the
  * delete's tombstone (index.gc_deletes): nothing is resurrected and nothing overtakes.
  *
- * Every item of every response is parsed (json-c), matched to its request item by position (the
+ * Every item of every response is parsed (yajl), matched to its request item by position (the
  * count and, when present, the _id must match) and classified (d2o_classify_bulk_item): done,
  * stale (409) and absent (404 on delete) are final; throttled items (429, rejected execution,
  * 503) and items of an index that takes no writes for now (cluster_block_exception, an index
