@@ -293,9 +293,9 @@ START_TEST(reads_mixed_statuses_in_any_order)
         "{\"index\":{\"status\":500,\"error\":{\"type\":3,\"reason\":[\"r\",{\"k\":true}]}}}"
         "],\"Unknown\":{\"items\":7}}";
     static const struct expect want[] = {
-        {201, "", D2O_ITEM_DONE},   {409, "version_conflict_engine_exception", D2O_ITEM_STALE},
-        {404, "", D2O_ITEM_ABSENT}, {429, "es_rejected_execution_exception", D2O_ITEM_THROTTLE},
-        {503, "", D2O_ITEM_THROTTLE},  {400, "mapper_parsing_exception", D2O_ITEM_PERMANENT},
+        {201, "", D2O_ITEM_DONE},     {409, "version_conflict_engine_exception", D2O_ITEM_STALE},
+        {404, "", D2O_ITEM_ABSENT},   {429, "es_rejected_execution_exception", D2O_ITEM_THROTTLE},
+        {503, "", D2O_ITEM_THROTTLE}, {400, "mapper_parsing_exception", D2O_ITEM_PERMANENT},
         {500, "3", D2O_ITEM_RETRY},
     };
     const char *ids[7] = {"a0", "a1", "gone", "busy", NULL, NULL, NULL};
