@@ -305,22 +305,15 @@ static int string_set(struct walk *w, const struct d2o_jnode *arr, const char *t
 /* The AttributeValue type keys, by their bytes. */
 enum av_type { AV_S, AV_N, AV_B, AV_BOOL, AV_NULL, AV_M, AV_L, AV_SS, AV_NS, AV_BS, AV_UNKNOWN };
 
+static const char *const av_names[] = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"};
+
 static enum av_type av_type(const char *k, size_t n)
 {
-    static const struct {
-        const char *name;
-        size_t len;
-        enum av_type type;
-    } types[] = {
-        {"S", 1, AV_S},       {"N", 1, AV_N},       {"B", 1, AV_B},   {"M", 1, AV_M},
-        {"L", 1, AV_L},       {"SS", 2, AV_SS},     {"NS", 2, AV_NS}, {"BS", 2, AV_BS},
-        {"BOOL", 4, AV_BOOL}, {"NULL", 4, AV_NULL},
-    };
     size_t i;
 
-    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-        if (types[i].len == n && memcmp(types[i].name, k, n) == 0) {
-            return types[i].type;
+    for (i = 0; i < AV_UNKNOWN; i++) {
+        if (strlen(av_names[i]) == n && memcmp(av_names[i], k, n) == 0) {
+            return (enum av_type)i;
         }
     }
     return AV_UNKNOWN;
@@ -329,7 +322,8 @@ static enum av_type av_type(const char *k, size_t n)
 static int value(struct walk *w, const struct d2o_jnode *av, int depth)
 {
     const struct d2o_jnode *v;
-    char type[8];
+    enum av_type t;
+    const char *type;
     char why[200];
     int r;
 
@@ -340,8 +334,9 @@ static int value(struct walk *w, const struct d2o_jnode *av, int depth)
         return fail(w, "an AttributeValue has exactly one type key, this one has %zu", av->len);
     }
     v = av->first;
-    snprintf(type, sizeof(type), "%.*s", (int)(v->key_len < 4 ? v->key_len : 4), v->key);
-    switch (av_type(v->key, v->key_len)) {
+    t = av_type(v->key, v->key_len);
+    type = t == AV_UNKNOWN ? "" : av_names[t];
+    switch (t) {
     case AV_S:
     case AV_B:
         if (!is(v, D2O_JSTRING)) {
