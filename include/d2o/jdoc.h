@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct d2o_buf;
 struct json_object;
 
 enum d2o_jtype {
@@ -68,6 +69,12 @@ struct d2o_jdoc;
 struct d2o_jdoc *d2o_jdoc_new(unsigned max_depth);
 /* NULL-safe. */
 void d2o_jdoc_free(struct d2o_jdoc *d);
+/*
+ * With keep, an object may hold a key twice: both members stay, in input order, and lookups
+ * find the first. For an envelope of many records, where a record with a key twice must fail
+ * alone (its own parse refuses it) rather than the whole answer.
+ */
+void d2o_jdoc_keep_duplicates(struct d2o_jdoc *d, bool keep);
 
 /*
  * Parses len bytes (need not be NUL-terminated; they must stay unchanged while the nodes are
@@ -116,5 +123,14 @@ double d2o_jnode_double(const struct d2o_jnode *n);
  * nodes or if out of memory.
  */
 const char *d2o_jdoc_cstr(struct d2o_jdoc *d, const struct d2o_jnode *n);
+
+/*
+ * Appends n as JSON the way json-c writes a tree it parsed (JSON_C_TO_STRING_PLAIN |
+ * JSON_C_TO_STRING_NOSLASHESCAPE), so text that json-c used to write stays byte for byte the
+ * same: no white space, strings escaped as d2o_buf_json_str() does, integers from their value
+ * ("-0" is written "0"), other numbers with their text. 0 or -ENOMEM.
+ */
+__attribute__((warn_unused_result)) int d2o_jdoc_write(struct d2o_buf *out,
+                                                       const struct d2o_jnode *n);
 
 #endif

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 #include <yajl/yajl_parse.h>
 
+#include "d2o/buf.h"
 #include "d2o/jdoc.h"
 
 /* ---- arena: bump allocation, reset keeps one block as large as everything used before ---- */
@@ -152,6 +153,7 @@ struct d2o_jdoc {
     size_t error_offset;
     char why[160]; /* a refusal found by a callback */
     bool oom;
+    bool keep_duplicates;
 };
 
 struct d2o_jdoc *d2o_jdoc_new(unsigned max_depth)
@@ -168,6 +170,11 @@ struct d2o_jdoc *d2o_jdoc_new(unsigned max_depth)
         return NULL;
     }
     return d;
+}
+
+void d2o_jdoc_keep_duplicates(struct d2o_jdoc *d, bool keep)
+{
+    d->keep_duplicates = keep;
 }
 
 void d2o_jdoc_free(struct d2o_jdoc *d)
@@ -476,7 +483,8 @@ static const struct d2o_jnode *duplicate_key(struct d2o_jdoc *d, const struct d2
 static int on_end_map(void *ctx)
 {
     struct d2o_jdoc *d = ctx;
-    const struct d2o_jnode *dup = duplicate_key(d, d->stack[d->depth - 1].node);
+    const struct d2o_jnode *dup =
+        d->keep_duplicates ? NULL : duplicate_key(d, d->stack[d->depth - 1].node);
 
     if (d->oom) {
         return 0;
@@ -680,6 +688,66 @@ const char *d2o_jdoc_cstr(struct d2o_jdoc *d, const struct d2o_jnode *n)
     memcpy(s, n->text, n->len);
     s[n->len] = '\0';
     return s;
+}
+
+/* ---- writing ---- */
+
+/* A number as json-c writes a parsed one: an integer from its int64 value (uint64 above
+ * INT64_MAX, clamped at either end), anything else with its text as received. */
+static int write_number(struct d2o_buf *out, const struct d2o_jnode *n)
+{
+    int64_t v;
+    int r = d2o_jnode_int64(n, &v);
+    char tmp[32];
+
+    if (r == -EINVAL) {
+        return d2o_buf_append(out, n->text, n->len);
+    }
+    if (r == -ERANGE && v == INT64_MAX) {
+        unsigned long long u;
+
+        /* beyond 20 digits it is beyond uint64 as well */
+        snprintf(tmp, sizeof(tmp), "%.*s", (int)(n->len < 21 ? n->len : 21), n->text);
+        errno = 0;
+        u = strtoull(tmp, NULL, 10);
+        if (errno == ERANGE || n->len > 20) {
+            u = UINT64_MAX;
+        }
+        return d2o_buf_printf(out, "%llu", u);
+    }
+    return d2o_buf_put_i64(out, v);
+}
+
+int d2o_jdoc_write(struct d2o_buf *out, const struct d2o_jnode *n)
+{
+    const struct d2o_jnode *c;
+    int r = 0;
+
+    switch (n->type) {
+    case D2O_JNULL:
+        return d2o_buf_puts(out, "null");
+    case D2O_JBOOL:
+        return d2o_buf_puts(out, n->boolean ? "true" : "false");
+    case D2O_JNUMBER:
+        return write_number(out, n);
+    case D2O_JSTRING:
+        return d2o_buf_json_str(out, n->text, n->len);
+    case D2O_JARRAY:
+    case D2O_JOBJECT:
+        break;
+    }
+    r = d2o_buf_putc(out, n->type == D2O_JARRAY ? '[' : '{');
+    for (c = n->first; c && r == 0; c = c->next) {
+        if (c != n->first) {
+            r = d2o_buf_putc(out, ',');
+        }
+        if (r == 0 && n->type == D2O_JOBJECT) {
+            r = d2o_buf_json_str(out, c->key, c->key_len);
+            r = r < 0 ? r : d2o_buf_putc(out, ':');
+        }
+        r = r < 0 ? r : d2o_jdoc_write(out, c);
+    }
+    return r < 0 ? r : d2o_buf_putc(out, n->type == D2O_JARRAY ? ']' : '}');
 }
 
 /* ---- from json-c ---- */
