@@ -12,7 +12,9 @@
  * d2o_jdoc_cstr() for a C string). Object members stay in input order and are found by a
  * linear scan.
  *
- * Acceptance is JSON (RFC 8259) with UTF-8 validated, no comments and one value, plus two
+ * Acceptance is JSON (RFC 8259) with UTF-8 validated, no comments and one value (yajl's
+ * defaults, with the two places where yajl takes more closed: white space is only space, tab,
+ * CR and LF, and nothing but white space may follow the value), plus two
  * limits: nesting deeper than the document's max_depth, and an object with the same key
  * twice, are refused (D2O_JDOC_E_DEPTH, D2O_JDOC_E_DUPLICATE) with the key or depth named,
  * and so is a string with a \u escape of a lone UTF-16 surrogate (D2O_JDOC_E_UNICODE): it is not

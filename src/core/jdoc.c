@@ -154,6 +154,8 @@ struct d2o_jdoc {
     char why[160]; /* a refusal found by a callback */
     bool oom;
     bool keep_duplicates;
+    bool finishing;  /* inside yajl_complete_parse: offsets are no longer the input's */
+    size_t root_end; /* offset just past the root value */
 };
 
 struct d2o_jdoc *d2o_jdoc_new(unsigned max_depth)
@@ -331,6 +333,7 @@ static struct d2o_jnode *add(struct d2o_jdoc *d, enum d2o_jtype type)
     n->type = type;
     if (d->depth == 0) {
         d->root = n;
+        d->root_end = d->finishing ? d->input_len : where(d);
         return n;
     }
     f = &d->stack[d->depth - 1];
@@ -422,11 +425,18 @@ static int on_start_array(void *ctx)
     return open_container(ctx, D2O_JARRAY);
 }
 
+/* Closes the innermost array or object. */
+static void close_container(struct d2o_jdoc *d)
+{
+    d->depth--;
+    if (d->depth == 0) {
+        d->root_end = where(d);
+    }
+}
+
 static int on_end_array(void *ctx)
 {
-    struct d2o_jdoc *d = ctx;
-
-    d->depth--;
+    close_container(ctx);
     return 1;
 }
 
@@ -494,7 +504,7 @@ static int on_end_map(void *ctx)
                       "the key \"%.*s\" appears twice in the object that ends at byte %zu",
                       (int)(dup->key_len > 60 ? 60 : dup->key_len), dup->key, where(d) - 1);
     }
-    d->depth--;
+    close_container(d);
     return 1;
 }
 
@@ -523,6 +533,34 @@ static void clear(struct d2o_jdoc *d)
     d->why[0] = '\0';
     d->oom = false;
     d->yh = NULL;
+    d->finishing = false;
+    d->root_end = 0;
+}
+
+/*
+ * Where yajl's acceptance is wider than JSON's, after a parse it took: an unterminated string
+ * after the value (yajl keeps it as a token to be continued, and never sees its end), and
+ * vertical tab or form feed, which yajl takes for white space (it refuses them unescaped in
+ * strings, so any left are white space). Returns the offset of the first such byte, or len.
+ */
+static size_t not_json_at(const char *data, size_t len, size_t root_end)
+{
+    const char *vt = memchr(data, '\v', len), *ff = memchr(data, '\f', len);
+    size_t i, at = len;
+
+    for (i = root_end; i < len; i++) {
+        if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n' && data[i] != '\r') {
+            at = i;
+            break;
+        }
+    }
+    if (vt && (size_t)(vt - data) < at) {
+        at = (size_t)(vt - data);
+    }
+    if (ff && (size_t)(ff - data) < at) {
+        at = (size_t)(ff - data);
+    }
+    return at;
 }
 
 /* yajl's words for a syntax error, without its trailing newline. */
@@ -563,12 +601,25 @@ int d2o_jdoc_parse(struct d2o_jdoc *d, const char *data, size_t len, char *errst
     at = yajl_get_bytes_consumed(d->yh);
     if (st == yajl_status_ok) {
         /* yajl's consumed count starts again here: an error now is at the end of the input */
+        d->finishing = true;
         st = yajl_complete_parse(d->yh);
         at = len;
     }
     if (st == yajl_status_ok && d->depth == 0 && d->root) {
-        d->yh = NULL; /* freed with the scratch arena */
-        return 0;
+        at = not_json_at(data, len, d->root_end);
+        if (at == len) {
+            d->yh = NULL; /* freed with the scratch arena */
+            return 0;
+        }
+        d->root = NULL;
+        d->error = D2O_JDOC_E_SYNTAX;
+        d->error_offset = at;
+        snprintf(errstr, errstr_size, "%s at byte %zu",
+                 at >= d->root_end ? "parse error: trailing garbage"
+                                   : "lexical error: vertical tab or form feed outside a string",
+                 at);
+        d->yh = NULL;
+        return -EINVAL;
     }
     d->root = NULL;
     if (d->oom) {

@@ -144,14 +144,7 @@ static int parse_doc(const char *data, size_t len, struct d2o_jdoc **out, char *
         }
     }
     r = d2o_jdoc_parse(doc, data, len, why, sizeof(why));
-    /* yajl takes vertical tab and form feed for white space; JSON does not (and yajl refuses
-     * them unescaped inside strings, so any left are white space) */
-    if (r == 0 && (memchr(data, '\v', len) || memchr(data, '\f', len))) {
-        snprintf(why, sizeof(why), "a vertical tab or form feed outside a string");
-        r = -EINVAL;
-    }
-    if (r == -EINVAL && (d2o_jdoc_error_kind(doc) == D2O_JDOC_E_SYNTAX ||
-                         d2o_jdoc_error_kind(doc) == D2O_JDOC_OK)) {
+    if (r == -EINVAL && d2o_jdoc_error_kind(doc) == D2O_JDOC_E_SYNTAX) {
         if (!describe_syntax_error(data, len, errstr, errstr_size)) {
             snprintf(errstr, errstr_size, "record is not valid JSON: %s", why);
         }

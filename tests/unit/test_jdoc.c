@@ -218,6 +218,16 @@ START_TEST(syntax_errors_say_where)
               "lexical error: invalid char in json text at byte 6", 6);
     parse_bad(d, "{\"a\":1.}", 8, D2O_JDOC_E_SYNTAX, "malformed number", 7);
     parse_bad(d, "{/*c*/\"a\":1}", 12, D2O_JDOC_E_SYNTAX, "comments are not enabled", 1);
+    /* where yajl alone would take more than JSON: an unterminated string after the value, and
+     * vertical tab or form feed as white space */
+    parse_bad(d, "{\"a\":1} \"", 9, D2O_JDOC_E_SYNTAX, "parse error: trailing garbage at byte 8",
+              8);
+    parse_bad(d, "{\"a\":1}\v", 8, D2O_JDOC_E_SYNTAX, "trailing garbage at byte 7", 7);
+    parse_bad(d, "{\"a\":\f1}", 8, D2O_JDOC_E_SYNTAX,
+              "lexical error: vertical tab or form feed outside a string at byte 5", 5);
+    parse_ok(d, " \t\r\n[1] \t\r\n");
+    parse_ok(d, "123");
+    parse_ok(d, "\"s\" ");
     /* length, not NUL termination, ends the input */
     parse_ok(d, "{\"a\":1}");
     ck_assert_int_eq(d2o_jdoc_parse(d, "{\"a\":1}}}", 7, NULL, 0), 0);
