@@ -88,6 +88,11 @@ d2o_jdoc_parse(struct d2o_jdoc *d, const char *data, size_t len, char *errstr, s
 /* The last parse's root; NULL after a failed parse. */
 const struct d2o_jnode *d2o_jdoc_root(const struct d2o_jdoc *d);
 enum d2o_jdoc_error d2o_jdoc_error_kind(const struct d2o_jdoc *d);
+/*
+ * Bytes the document's arenas hold. They keep what the largest recent input needed; a block over
+ * 1 MiB is let go when the next input uses less than a quarter of it.
+ */
+size_t d2o_jdoc_footprint(const struct d2o_jdoc *d);
 /* How many times the document has called malloc since d2o_jdoc_new() (for tests and benches). */
 size_t d2o_jdoc_mallocs(const struct d2o_jdoc *d);
 /* Byte offset in the input at which the last failed parse stopped. */

@@ -42,12 +42,20 @@ static void arena_free(struct arena *a)
     a->total = 0;
 }
 
+/* A block above this size is not kept for inputs that use less than a quarter of it: one huge
+ * record does not leave its memory behind in every worker for good. */
+#define ARENA_KEEP_MAX (1u << 20)
+
 /* Forgets every allocation. If they needed more than one block, the next parse gets one block
  * that holds them all, so a steady stream of similar inputs settles on a single block. */
 static void arena_reset(struct arena *a)
 {
     struct block *b = a->head;
 
+    if (b && !b->next && b->size > ARENA_KEEP_MAX && a->total < b->size / 4) {
+        arena_free(a);
+        b = NULL;
+    }
     if (b && b->next) {
         size_t want = a->total + ARENA_MIN_BLOCK;
 
@@ -193,6 +201,22 @@ void d2o_jdoc_free(struct d2o_jdoc *d)
 const struct d2o_jnode *d2o_jdoc_root(const struct d2o_jdoc *d)
 {
     return d->root;
+}
+
+static size_t arena_size(const struct arena *a)
+{
+    const struct block *b;
+    size_t n = 0;
+
+    for (b = a->head; b; b = b->next) {
+        n += sizeof(*b) + b->size;
+    }
+    return n;
+}
+
+size_t d2o_jdoc_footprint(const struct d2o_jdoc *d)
+{
+    return arena_size(&d->nodes) + arena_size(&d->scratch);
 }
 
 size_t d2o_jdoc_mallocs(const struct d2o_jdoc *d)

@@ -265,6 +265,36 @@ START_TEST(steady_state_parses_allocate_nothing)
 }
 END_TEST
 
+/* One huge input does not leave its memory in the document for good. */
+START_TEST(a_huge_input_is_not_kept)
+{
+    struct d2o_jdoc *d = d2o_jdoc_new(8);
+    struct d2o_buf big = D2O_BUF_INIT;
+    char err[128];
+    size_t small;
+    int i;
+
+    parse_ok(d, "{\"a\":[1,2,3]}");
+    small = d2o_jdoc_footprint(d);
+    ck_assert_uint_gt(small, 0);
+    ck_assert_int_eq(d2o_buf_putc(&big, '['), 0);
+    for (i = 0; i < 100000; i++) {
+        ck_assert_int_eq(d2o_buf_puts(&big, "{\"S\":\"x\"},"), 0);
+    }
+    big.data[big.len - 1] = ']';
+    ck_assert_int_eq(d2o_jdoc_parse(d, big.data, big.len, err, sizeof(err)), 0);
+    ck_assert_uint_gt(d2o_jdoc_footprint(d), 100000 * sizeof(struct d2o_jnode));
+    /* the next input settles the arena on one block of what the huge one needed ... */
+    parse_ok(d, "{\"a\":[1,2,3]}");
+    ck_assert_uint_gt(d2o_jdoc_footprint(d), 100000 * sizeof(struct d2o_jnode));
+    /* ... and the one after lets it go */
+    parse_ok(d, "{\"a\":[1,2,3]}");
+    ck_assert_uint_le(d2o_jdoc_footprint(d), small);
+    d2o_buf_free(&big);
+    d2o_jdoc_free(d);
+}
+END_TEST
+
 START_TEST(from_json_c)
 {
     struct json_object *o = json_tokener_parse("{\"b\":[1,2.50,null,\"s\\u0000t\"],\"a\":true}");
@@ -302,6 +332,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, lone_surrogates);
     tcase_add_test(tc, syntax_errors_say_where);
     tcase_add_test(tc, steady_state_parses_allocate_nothing);
+    tcase_add_test(tc, a_huge_input_is_not_kept);
     tcase_add_test(tc, from_json_c);
     suite_add_tcase(s, tc);
     return s;
