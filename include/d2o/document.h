@@ -28,6 +28,7 @@
 
 struct d2o_config;
 struct json_object;
+struct d2o_jnode;
 
 /* DynamoDB's limit on nested attribute levels. */
 #define D2O_MAX_NESTING 32
@@ -74,6 +75,11 @@ void d2o_doc_op_free(struct d2o_doc_op *op);
  * Appends an AttributeValue map (an image) as a plain JSON object. path names the image in
  * errors ("NewImage"). Returns 0, -EINVAL (errstr: "NewImage.tags.L[3].M.x: ...") or -ENOMEM.
  */
+__attribute__((warn_unused_result)) int d2o_image_node_to_json(const struct d2o_jnode *image,
+                                                               const char *path,
+                                                               struct d2o_buf *out, char *errstr,
+                                                               size_t errstr_size);
+/* The same for an image held as a json-c tree (copied into a document first). */
 __attribute__((warn_unused_result)) int d2o_image_to_json(struct json_object *image,
                                                           const char *path, struct d2o_buf *out,
                                                           char *errstr, size_t errstr_size);
@@ -95,6 +101,11 @@ __attribute__((warn_unused_result)) int d2o_number_canonical(const char *n, size
  * Appends the document id for keys (dynamodb.Keys). hash_key/range_key name the key attributes
  * (NULL: order the attributes by name). Returns 0 or -EINVAL with errstr.
  */
+__attribute__((warn_unused_result)) int d2o_doc_id_node(const struct d2o_jnode *keys,
+                                                        const char *hash_key, const char *range_key,
+                                                        struct d2o_buf *out, char *errstr,
+                                                        size_t errstr_size);
+/* The same for keys held as a json-c tree. */
 __attribute__((warn_unused_result)) int d2o_doc_id(struct json_object *keys, const char *hash_key,
                                                    const char *range_key, struct d2o_buf *out,
                                                    char *errstr, size_t errstr_size);

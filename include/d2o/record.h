@@ -14,7 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct json_object;
+struct d2o_jdoc;
+struct d2o_jnode;
 
 enum d2o_event { D2O_EVENT_INSERT = 0, D2O_EVENT_MODIFY = 1, D2O_EVENT_REMOVE = 2 };
 
@@ -29,28 +30,31 @@ enum d2o_precision {
 #define D2O_RECORD_ERROR_CLASS "bad_record"
 
 /*
- * One parsed change record. The json_object pointers and strings are borrowed from root, which
- * the record owns; d2o_record_free() releases everything.
+ * One parsed change record. The nodes and strings are borrowed from root (src/core/jdoc.c), which
+ * the record owns; they also point into the parsed bytes, which must outlive the record.
+ * d2o_record_free() releases everything (the document is kept for the next record's parse).
  */
 struct d2o_record {
-    struct json_object *root;
+    struct d2o_jdoc *root;
     enum d2o_event event;
     const char *table;
-    const char *event_id;          /* NULL if absent */
-    struct json_object *keys;      /* dynamodb.Keys: always present */
-    struct json_object *new_image; /* INSERT and MODIFY; NULL for REMOVE */
-    struct json_object *old_image; /* NULL if absent */
-    int64_t approx_creation;       /* ApproximateCreationDateTime as received */
-    enum d2o_precision precision;  /* from the field, or inferred from the magnitude */
-    int64_t size_bytes;            /* -1 if absent */
-    bool ttl_delete;               /* REMOVE made by DynamoDB's TTL expiry */
+    const char *event_id;              /* NULL if absent */
+    const struct d2o_jnode *keys;      /* dynamodb.Keys: always present */
+    const struct d2o_jnode *new_image; /* INSERT and MODIFY; NULL for REMOVE */
+    const struct d2o_jnode *old_image; /* NULL if absent */
+    int64_t approx_creation;           /* ApproximateCreationDateTime as received */
+    enum d2o_precision precision;      /* from the field, or inferred from the magnitude */
+    int64_t size_bytes;                /* -1 if absent */
+    bool ttl_delete;                   /* REMOVE made by DynamoDB's TTL expiry */
 };
 
 /* Event names as they appear in records. */
 const char *d2o_event_name(enum d2o_event e);
 
 /*
- * Parses len bytes (need not be NUL-terminated). Returns 0 and fills out, or -EINVAL with
+ * Parses len bytes (need not be NUL-terminated, must stay unchanged until d2o_record_free()):
+ * JSON as src/core/jdoc.c accepts it, so an object with a key twice or nested deeper than 80
+ * levels is refused too. Returns 0 and fills out, or -EINVAL with
  * errstr naming the missing or malformed field (e.g. "dynamodb.NewImage is missing (eventName
  * MODIFY)"), or -ENOMEM. On error out holds nothing to free.
  */

@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "../kinesis/kinesis_json.h"
+#include "d2o/buf.h"
 #include "d2o/ddbstreams.h"
+#include "d2o/jdoc.h"
 
 /* 9999-12-31T23:59:59Z: any later ApproximateCreationDateTime is not a time. */
 #define ACDT_MAX_S 253402300799LL
@@ -72,30 +74,194 @@ static int get_seq(const char *what, json_object *obj, const char *key, bool req
     return d2o_kjson_seq_checked(what, obj, key, required, d2o_ddbstreams_seq_valid, out, err);
 }
 
-static json_object *child(json_object *o, const char *key)
-{
-    json_object *v = NULL;
+/* ---- GetRecords: parsed into a reused document (src/core/jdoc.c), one per process ---- */
 
-    return json_object_object_get_ex(o, key, &v) ? v : NULL;
+/* The change-record parser's nesting bound (src/record) plus the answer's two outer levels
+ * ({"Records":[...]}), so every record it would take reaches it. */
+#define RESPONSE_MAX_DEPTH 82
+
+static struct d2o_jdoc *response_doc;
+
+/* A member that is present and not null. */
+static const struct d2o_jnode *child(const struct d2o_jnode *o, const char *key)
+{
+    const struct d2o_jnode *v = d2o_jnode_get(o, key);
+
+    return v && v->type != D2O_JNULL ? v : NULL;
 }
 
-/* Rewrites one stream record in place as a change record and serialises it into rec. */
-static int normalise_record(const char *what, json_object *o, const char *table,
-                            struct d2o_kinesis_record *rec, struct d2o_kinesis_err *err)
+/* A member of the given type: absent or null gives NULL, an error when required. */
+static int jmember(const char *what, const struct d2o_jnode *obj, const char *key, bool required,
+                   enum d2o_jtype type, const char *type_text, const struct d2o_jnode **out,
+                   struct d2o_kinesis_err *err)
 {
-    json_object *ddb = NULL, *v, *s;
-    const char *text;
-    size_t n;
-    double secs;
-    int64_t whole;
+    const struct d2o_jnode *v = child(obj, key);
+
+    *out = NULL;
+    if (!v) {
+        if (required) {
+            d2o_kjson_err(err, "%s: %s is missing", what, key);
+            return D2O_KINESIS_E_FAILED;
+        }
+        return 0;
+    }
+    if (v->type != type) {
+        d2o_kjson_err(err, "%s: %s is %s", what, key, type_text);
+        return D2O_KINESIS_E_FAILED;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A copy of a string member (up to a NUL byte it may hold); absent or null gives NULL. */
+static int jstr(const char *what, const struct d2o_jnode *obj, const char *key, bool required,
+                char **out, struct d2o_kinesis_err *err)
+{
+    const struct d2o_jnode *v;
+    int r = jmember(what, obj, key, required, D2O_JSTRING, "not a string", &v, err);
+
+    *out = NULL;
+    if (r == 0 && v && !(*out = strndup(v->text, v->len))) {
+        r = -ENOMEM;
+    }
+    return r;
+}
+
+/* Parses the answer into the process's document. 0, D2O_KINESIS_E_FAILED or -ENOMEM. */
+static int parse_response(const char *body, size_t len, const struct d2o_jnode **root,
+                          struct d2o_kinesis_err *err)
+{
+    char why[200];
     int r;
 
-    r = d2o_kjson_member(what, o, "dynamodb", true, json_type_object, "an object", &ddb, err);
+    *root = NULL;
+    if (!body || len == 0) {
+        d2o_kjson_err(err, "GetRecords response: empty body");
+        return D2O_KINESIS_E_FAILED;
+    }
+    if (memchr(body, '\0', len)) {
+        d2o_kjson_err(err, "GetRecords response: NUL byte in the body");
+        return D2O_KINESIS_E_FAILED;
+    }
+    if (!response_doc) {
+        response_doc = d2o_jdoc_new(RESPONSE_MAX_DEPTH);
+        if (!response_doc) {
+            return -ENOMEM;
+        }
+        /* a record with a key twice fails alone, in the change-record parser */
+        d2o_jdoc_keep_duplicates(response_doc, true);
+    }
+    r = d2o_jdoc_parse(response_doc, body, len, why, sizeof(why));
+    if (r == -EINVAL) {
+        d2o_kjson_err(err, "GetRecords response: invalid JSON (%s)", why);
+        return D2O_KINESIS_E_FAILED;
+    }
+    if (r < 0) {
+        return r;
+    }
+    *root = d2o_jdoc_root(response_doc);
+    if ((*root)->type != D2O_JOBJECT) {
+        d2o_kjson_err(err, "GetRecords response: not a JSON object");
+        return D2O_KINESIS_E_FAILED;
+    }
+    return 0;
+}
+
+static bool key_is(const struct d2o_jnode *m, const char *key)
+{
+    return m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0;
+}
+
+/* Appends ,"key": (or "key": as an object's first member). */
+static int member_key(struct d2o_buf *out, const struct d2o_jnode *m, const struct d2o_jnode *obj)
+{
+    int r = m == obj->first ? 0 : d2o_buf_putc(out, ',');
+
+    r = r < 0 ? r : d2o_buf_json_str(out, m->key, m->key_len);
+    return r < 0 ? r : d2o_buf_putc(out, ':');
+}
+
+/* The dynamodb object with ApproximateCreationDateTime as whole seconds and precision SECOND. */
+static int write_ddb(struct d2o_buf *out, const struct d2o_jnode *ddb, int64_t whole)
+{
+    const struct d2o_jnode *m;
+    bool had_precision = false;
+    int r = d2o_buf_putc(out, '{');
+
+    for (m = ddb->first; m && r == 0; m = m->next) {
+        r = member_key(out, m, ddb);
+        if (r < 0) {
+            break;
+        }
+        if (key_is(m, "ApproximateCreationDateTime")) {
+            r = d2o_buf_put_i64(out, whole);
+        } else if (key_is(m, "ApproximateCreationDateTimePrecision")) {
+            had_precision = true;
+            r = d2o_buf_puts(out, "\"SECOND\"");
+        } else {
+            r = d2o_jdoc_write(out, m);
+        }
+    }
+    if (r == 0 && !had_precision) {
+        r = d2o_buf_puts(out, ddb->first ? ",\"ApproximateCreationDateTimePrecision\":\"SECOND\""
+                                         : "\"ApproximateCreationDateTimePrecision\":\"SECOND\"");
+    }
+    return r < 0 ? r : d2o_buf_putc(out, '}');
+}
+
+/*
+ * Writes one stream record as a change record: the record as the stream sent it, with
+ * "tableName" (in its place, or last) and, when whole >= 0, the dynamodb object's time in whole
+ * seconds. The text is what json-c wrote for the same tree before (d2o_jdoc_write).
+ */
+static int write_record(struct d2o_buf *out, const struct d2o_jnode *o, const struct d2o_jnode *ddb,
+                        int64_t whole, const char *table)
+{
+    const struct d2o_jnode *m;
+    bool had_table = false;
+    int r = d2o_buf_putc(out, '{');
+
+    for (m = o->first; m && r == 0; m = m->next) {
+        r = member_key(out, m, o);
+        if (r < 0) {
+            break;
+        }
+        if (key_is(m, "tableName")) {
+            had_table = true;
+            r = d2o_buf_json_str(out, table, strlen(table));
+        } else if (m == ddb && whole >= 0) {
+            r = write_ddb(out, m, whole);
+        } else {
+            r = d2o_jdoc_write(out, m);
+        }
+    }
+    if (r == 0 && !had_table) {
+        r = d2o_buf_puts(out, o->first ? ",\"tableName\":" : "\"tableName\":");
+        r = r < 0 ? r : d2o_buf_json_str(out, table, strlen(table));
+    }
+    return r < 0 ? r : d2o_buf_putc(out, '}');
+}
+
+/* Turns one stream record into a change record's text in rec. */
+static int normalise_record(const char *what, const struct d2o_jnode *o, const char *table,
+                            struct d2o_kinesis_record *rec, struct d2o_kinesis_err *err)
+{
+    const struct d2o_jnode *ddb = NULL, *v;
+    struct d2o_buf text = D2O_BUF_INIT;
+    int64_t whole = -1;
+    double secs;
+    int r;
+
+    r = jmember(what, o, "dynamodb", true, D2O_JOBJECT, "not an object", &ddb, err);
     if (r == 0) {
-        r = get_seq(what, ddb, "SequenceNumber", true, &rec->sequence_number, err);
+        r = jstr(what, ddb, "SequenceNumber", true, &rec->sequence_number, err);
+    }
+    if (r == 0 && !d2o_ddbstreams_seq_valid(rec->sequence_number)) {
+        d2o_kjson_err(err, "%s: SequenceNumber is not a valid sequence number", what);
+        r = D2O_KINESIS_E_FAILED;
     }
     if (r == 0) {
-        r = d2o_kjson_str(what, o, "eventID", false, &rec->partition_key, err);
+        r = jstr(what, o, "eventID", false, &rec->partition_key, err);
     }
     if (r != 0) {
         return r;
@@ -107,43 +273,20 @@ static int normalise_record(const char *what, json_object *o, const char *table,
      * does fail the answer: nothing could be checkpointed past it.
      */
     v = child(ddb, "ApproximateCreationDateTime");
-    secs = v && (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double))
-               ? json_object_get_double(v)
-               : 0;
+    secs = v && v->type == D2O_JNUMBER ? d2o_jnode_double(v) : 0;
     rec->arrival_ms = 0;
     if (isfinite(secs) && secs >= 1 && secs <= (double)ACDT_MAX_S) {
         whole = (int64_t)floor(secs);
         rec->arrival_ms = whole * 1000;
-        /* the record keeps every other member as the stream sent it */
-        s = json_object_new_int64(whole);
-        if (!s || json_object_object_add(ddb, "ApproximateCreationDateTime", s) != 0) {
-            json_object_put(s);
-            return -ENOMEM;
-        }
-        s = json_object_new_string("SECOND");
-        if (!s || json_object_object_add(ddb, "ApproximateCreationDateTimePrecision", s) != 0) {
-            json_object_put(s);
-            return -ENOMEM;
-        }
     }
-    s = json_object_new_string(table);
-    if (!s || json_object_object_add(o, "tableName", s) != 0) {
-        json_object_put(s);
-        return -ENOMEM;
+    r = write_record(&text, o, ddb, whole, table);
+    if (r < 0) {
+        d2o_buf_free(&text);
+        return r;
     }
-    text = json_object_to_json_string_length(
-        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    if (!text) {
-        return -ENOMEM;
-    }
-    rec->data = malloc(n + 1);
-    if (!rec->data) {
-        return -ENOMEM;
-    }
-    memcpy(rec->data, text, n);
-    rec->data[n] = '\0';
-    rec->data_len = n;
-    return 0;
+    rec->data_len = text.len;
+    rec->data = (unsigned char *)d2o_buf_steal(&text);
+    return rec->data ? 0 : -ENOMEM;
 }
 
 /* Frees the records' own strings while they are still allocated one by one. */
@@ -213,7 +356,7 @@ int d2o_ddbstreams_parse_get_records(const char *body, size_t len, const char *s
 {
     static const char what[] = "GetRecords response";
     struct d2o_kinesis_records res;
-    json_object *root = NULL, *records = NULL;
+    const struct d2o_jnode *root = NULL, *records = NULL, *o;
     char table[256], rwhat[64];
     size_t i, n;
     int r;
@@ -229,19 +372,18 @@ int d2o_ddbstreams_parse_get_records(const char *body, size_t len, const char *s
         snprintf(err->code, sizeof(err->code), "InvalidStreamArn");
         return D2O_KINESIS_E_FAILED;
     }
-    r = d2o_kjson_root("GetRecords", body, len, &root, err);
+    r = parse_response(body, len, &root, err);
     if (r == 0) {
-        r = d2o_kjson_member(what, root, "Records", true, json_type_array, "an array", &records,
-                             err);
+        r = jmember(what, root, "Records", true, D2O_JARRAY, "not an array", &records, err);
     }
     if (r == 0) {
         /* absent or null: the shard is closed and every record of it was read */
-        r = d2o_kjson_str(what, root, "NextShardIterator", false, &res.next_iterator, err);
+        r = jstr(what, root, "NextShardIterator", false, &res.next_iterator, err);
     }
     if (r != 0) {
         goto out;
     }
-    n = json_object_array_length(records);
+    n = records->len;
     if (n > 0) {
         res.records = calloc(n, sizeof(*res.records));
         if (!res.records) {
@@ -249,12 +391,10 @@ int d2o_ddbstreams_parse_get_records(const char *body, size_t len, const char *s
             goto out;
         }
     }
-    for (i = 0; i < n; i++) {
-        json_object *o = json_object_array_get_idx(records, i);
-
+    for (i = 0, o = records->first; o; i++, o = o->next) {
         snprintf(rwhat, sizeof(rwhat), "%s: Records[%zu]", what, i);
         res.n_records++;
-        if (!json_object_is_type(o, json_type_object)) {
+        if (o->type != D2O_JOBJECT) {
             d2o_kjson_err(err, "%s is not an object", rwhat);
             r = D2O_KINESIS_E_FAILED;
             goto out;
@@ -277,7 +417,6 @@ int d2o_ddbstreams_parse_get_records(const char *body, size_t len, const char *s
 out:
     unpacked_free(&res); /* an error before packing: the records' strings are their own */
     d2o_kinesis_records_free(&res);
-    json_object_put(root);
     return r;
 }
 

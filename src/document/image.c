@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "d2o/document.h"
+#include "d2o/jdoc.h"
 
 struct number {
     bool negative;
@@ -231,37 +232,35 @@ static int fail(struct walk *w, const char *fmt, ...)
     return -EINVAL;
 }
 
-static int value(struct walk *w, struct json_object *av, int depth);
+static int value(struct walk *w, const struct d2o_jnode *av, int depth);
 
-static int map(struct walk *w, struct json_object *m, int depth)
+static bool is(const struct d2o_jnode *v, enum d2o_jtype t)
+{
+    return v && v->type == t;
+}
+
+static int map(struct walk *w, const struct d2o_jnode *m, int depth)
 {
     size_t mark = w->path.len;
-    bool first = true;
+    const struct d2o_jnode *child;
     int r = d2o_buf_putc(w->out, '{');
 
     if (depth > D2O_MAX_NESTING) {
         return fail(w, "nested deeper than DynamoDB's %d levels", D2O_MAX_NESTING);
     }
-    {
-        json_object_object_foreach(m, key, child)
-        {
-            if (r < 0) {
-                break;
-            }
-            if (!first) {
-                r = d2o_buf_putc(w->out, ',');
-            }
-            first = false;
-            r |= d2o_buf_json_str(w->out, key, strlen(key));
-            r |= d2o_buf_putc(w->out, ':');
-            r |= d2o_buf_putc(&w->path, '.');
-            r |= d2o_buf_puts(&w->path, key);
-            if (r < 0) {
-                return -ENOMEM;
-            }
-            r = value(w, child, depth);
-            d2o_buf_truncate(&w->path, mark);
+    for (child = m->first; child && r == 0; child = child->next) {
+        if (child != m->first) {
+            r = d2o_buf_putc(w->out, ',');
         }
+        r |= d2o_buf_json_str(w->out, child->key, child->key_len);
+        r |= d2o_buf_putc(w->out, ':');
+        r |= d2o_buf_putc(&w->path, '.');
+        r |= d2o_buf_append(&w->path, child->key, child->key_len);
+        if (r < 0) {
+            return -ENOMEM;
+        }
+        r = value(w, child, depth);
+        d2o_buf_truncate(&w->path, mark);
     }
     if (r < 0) {
         return r;
@@ -269,95 +268,101 @@ static int map(struct walk *w, struct json_object *m, int depth)
     return d2o_buf_putc(w->out, '}');
 }
 
-static int string_set(struct walk *w, struct json_object *arr, const char *type, bool numbers)
+static int string_set(struct walk *w, const struct d2o_jnode *arr, const char *type, bool numbers)
 {
-    size_t i, n;
+    const struct d2o_jnode *m;
+    size_t i;
     int r = 0;
 
-    if (!json_object_is_type(arr, json_type_array)) {
+    if (!is(arr, D2O_JARRAY)) {
         return fail(w, "%s is not an array", type);
     }
-    n = json_object_array_length(arr);
-    if (n == 0) {
+    if (arr->len == 0) {
         return fail(w, "%s is empty; DynamoDB sets always have members", type);
     }
     r = d2o_buf_putc(w->out, '[');
-    for (i = 0; i < n && r == 0; i++) {
-        struct json_object *m = json_object_array_get_idx(arr, i);
+    for (i = 0, m = arr->first; m && r == 0; i++, m = m->next) {
         char why[200];
 
-        if (!json_object_is_type(m, json_type_string)) {
+        if (!is(m, D2O_JSTRING)) {
             return fail(w, "%s[%zu] is not a string", type, i);
         }
         if (i > 0) {
             r = d2o_buf_putc(w->out, ',');
         }
         if (numbers) {
-            r = d2o_number_to_json(json_object_get_string(m), (size_t)json_object_get_string_len(m),
-                                   w->out, why, sizeof(why));
+            r = d2o_number_to_json(m->text, m->len, w->out, why, sizeof(why));
             if (r == -EINVAL) {
                 return fail(w, "%s[%zu]: %s", type, i, why);
             }
         } else {
-            r = d2o_buf_json_str(w->out, json_object_get_string(m),
-                                 (size_t)json_object_get_string_len(m));
+            r = d2o_buf_json_str(w->out, m->text, m->len);
         }
     }
     return r < 0 ? r : d2o_buf_putc(w->out, ']');
 }
 
-static int value(struct walk *w, struct json_object *av, int depth)
+/* The AttributeValue type keys, by their bytes. */
+enum av_type { AV_S, AV_N, AV_B, AV_BOOL, AV_NULL, AV_M, AV_L, AV_SS, AV_NS, AV_BS, AV_UNKNOWN };
+
+static const char *const av_names[] = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"};
+
+static enum av_type av_type(const char *k, size_t n)
 {
-    struct json_object *v = NULL;
-    const char *type = NULL;
+    size_t i;
+
+    for (i = 0; i < AV_UNKNOWN; i++) {
+        if (strlen(av_names[i]) == n && memcmp(av_names[i], k, n) == 0) {
+            return (enum av_type)i;
+        }
+    }
+    return AV_UNKNOWN;
+}
+
+static int value(struct walk *w, const struct d2o_jnode *av, int depth)
+{
+    const struct d2o_jnode *v;
+    enum av_type t;
+    const char *type;
     char why[200];
     int r;
 
-    if (!json_object_is_type(av, json_type_object)) {
+    if (!is(av, D2O_JOBJECT)) {
         return fail(w, "is not an AttributeValue object");
     }
-    if (json_object_object_length(av) != 1) {
-        return fail(w, "an AttributeValue has exactly one type key, this one has %d",
-                    json_object_object_length(av));
+    if (av->len != 1) {
+        return fail(w, "an AttributeValue has exactly one type key, this one has %zu", av->len);
     }
-    {
-        json_object_object_foreach(av, k, val)
-        {
-            type = k;
-            v = val;
-        }
-    }
-    if (strcmp(type, "S") == 0 || strcmp(type, "B") == 0) {
-        if (!json_object_is_type(v, json_type_string)) {
+    v = av->first;
+    t = av_type(v->key, v->key_len);
+    type = t == AV_UNKNOWN ? "" : av_names[t];
+    switch (t) {
+    case AV_S:
+    case AV_B:
+        if (!is(v, D2O_JSTRING)) {
             return fail(w, "%s value is not a string", type);
         }
-        return d2o_buf_json_str(w->out, json_object_get_string(v),
-                                (size_t)json_object_get_string_len(v));
-    }
-    if (strcmp(type, "N") == 0) {
-        if (!json_object_is_type(v, json_type_string)) {
+        return d2o_buf_json_str(w->out, v->text, v->len);
+    case AV_N:
+        if (!is(v, D2O_JSTRING)) {
             return fail(w, "N value is not a string");
         }
-        r = d2o_number_to_json(json_object_get_string(v), (size_t)json_object_get_string_len(v),
-                               w->out, why, sizeof(why));
+        r = d2o_number_to_json(v->text, v->len, w->out, why, sizeof(why));
         return r == -EINVAL ? fail(w, "N %s", why) : r;
-    }
-    if (strcmp(type, "BOOL") == 0) {
-        if (!json_object_is_type(v, json_type_boolean)) {
+    case AV_BOOL:
+        if (!is(v, D2O_JBOOL)) {
             return fail(w, "BOOL value is not true or false");
         }
-        return d2o_buf_puts(w->out, json_object_get_boolean(v) ? "true" : "false");
-    }
-    if (strcmp(type, "NULL") == 0) {
-        if (!json_object_is_type(v, json_type_boolean) || !json_object_get_boolean(v)) {
+        return d2o_buf_puts(w->out, v->boolean ? "true" : "false");
+    case AV_NULL:
+        if (!is(v, D2O_JBOOL) || !v->boolean) {
             return fail(w, "NULL value is not true");
         }
         return d2o_buf_puts(w->out, "null");
-    }
-    if (strcmp(type, "M") == 0) {
+    case AV_M: {
         size_t mark = w->path.len;
 
-        if (!json_object_is_type(v, json_type_object)) {
+        if (!is(v, D2O_JOBJECT)) {
             return fail(w, "M value is not an object");
         }
         r = d2o_buf_puts(&w->path, ".M");
@@ -365,18 +370,18 @@ static int value(struct walk *w, struct json_object *av, int depth)
         d2o_buf_truncate(&w->path, mark);
         return r;
     }
-    if (strcmp(type, "L") == 0) {
-        size_t i, n, mark = w->path.len;
+    case AV_L: {
+        const struct d2o_jnode *e;
+        size_t i, mark = w->path.len;
 
-        if (!json_object_is_type(v, json_type_array)) {
+        if (!is(v, D2O_JARRAY)) {
             return fail(w, "L value is not an array");
         }
         if (depth + 1 > D2O_MAX_NESTING) {
             return fail(w, "nested deeper than DynamoDB's %d levels", D2O_MAX_NESTING);
         }
-        n = json_object_array_length(v);
         r = d2o_buf_putc(w->out, '[');
-        for (i = 0; i < n && r == 0; i++) {
+        for (i = 0, e = v->first; e && r == 0; i++, e = e->next) {
             if (i > 0) {
                 r = d2o_buf_putc(w->out, ',');
             }
@@ -386,27 +391,30 @@ static int value(struct walk *w, struct json_object *av, int depth)
             if (r < 0) {
                 return -ENOMEM;
             }
-            r = value(w, json_object_array_get_idx(v, i), depth + 1);
+            r = value(w, e, depth + 1);
             d2o_buf_truncate(&w->path, mark);
         }
         return r < 0 ? r : d2o_buf_putc(w->out, ']');
     }
-    if (strcmp(type, "SS") == 0 || strcmp(type, "BS") == 0) {
+    case AV_SS:
+    case AV_BS:
         return string_set(w, v, type, false);
-    }
-    if (strcmp(type, "NS") == 0) {
+    case AV_NS:
         return string_set(w, v, type, true);
+    case AV_UNKNOWN:
+        break;
     }
-    return fail(w, "unknown AttributeValue type \"%.20s\"", type);
+    return fail(w, "unknown AttributeValue type \"%.*s\"", (int)(v->key_len < 20 ? v->key_len : 20),
+                v->key);
 }
 
-int d2o_image_to_json(struct json_object *image, const char *path, struct d2o_buf *out,
-                      char *errstr, size_t errstr_size)
+int d2o_image_node_to_json(const struct d2o_jnode *image, const char *path, struct d2o_buf *out,
+                           char *errstr, size_t errstr_size)
 {
     struct walk w = {out, D2O_BUF_INIT, errstr, errstr_size};
     int r;
 
-    if (!json_object_is_type(image, json_type_object)) {
+    if (!is(image, D2O_JOBJECT)) {
         snprintf(errstr, errstr_size, "%s is not an object", path);
         return -EINVAL;
     }
@@ -415,5 +423,20 @@ int d2o_image_to_json(struct json_object *image, const char *path, struct d2o_bu
         r = map(&w, image, 0);
     }
     d2o_buf_free(&w.path);
+    return r;
+}
+
+int d2o_image_to_json(struct json_object *image, const char *path, struct d2o_buf *out,
+                      char *errstr, size_t errstr_size)
+{
+    /* the json-c tree's copy as a document */
+    struct d2o_jdoc *doc = d2o_jdoc_copy_json_c(image);
+    int r =
+        doc ? d2o_image_node_to_json(d2o_jdoc_root(doc), path, out, errstr, errstr_size) : -ENOMEM;
+
+    if (!doc) {
+        snprintf(errstr, errstr_size, "out of memory");
+    }
+    d2o_jdoc_free(doc);
     return r;
 }

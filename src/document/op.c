@@ -10,6 +10,7 @@
 
 #include "d2o/conf.h"
 #include "d2o/document.h"
+#include "d2o/jdoc.h"
 
 void d2o_doc_op_free(struct d2o_doc_op *op)
 {
@@ -52,45 +53,40 @@ bool d2o_index_name_valid(const char *name, char *why, size_t why_size)
 
 /* Appends one key attribute's text for the id; with escape, '|' and '\' get a backslash (the
  * parts of a composite id), otherwise the text is kept exactly (a hash key alone). */
-static int key_text(const char *name, struct json_object *av, bool escape, struct d2o_buf *out,
-                    char *errstr, size_t errstr_size)
+static int key_text(const char *name, size_t name_len, const struct d2o_jnode *av, bool escape,
+                    struct d2o_buf *out, char *errstr, size_t errstr_size)
 {
-    struct json_object *v = NULL;
+    const struct d2o_jnode *v;
     struct d2o_buf tmp = D2O_BUF_INIT;
-    const char *type = NULL;
     size_t i;
-    int r = 0;
+    int r = 0, nl = (int)(name_len > 200 ? 200 : name_len);
+    bool is_n;
 
-    if (!json_object_is_type(av, json_type_object) || json_object_object_length(av) != 1) {
-        snprintf(errstr, errstr_size, "dynamodb.Keys.%s is not an AttributeValue", name);
+    if (!av || av->type != D2O_JOBJECT || av->len != 1) {
+        snprintf(errstr, errstr_size, "dynamodb.Keys.%.*s is not an AttributeValue", nl, name);
         return -EINVAL;
     }
-    {
-        json_object_object_foreach(av, k, val)
-        {
-            type = k;
-            v = val;
-        }
-    }
-    if (!json_object_is_type(v, json_type_string) ||
-        (strcmp(type, "S") != 0 && strcmp(type, "N") != 0 && strcmp(type, "B") != 0)) {
-        snprintf(errstr, errstr_size, "dynamodb.Keys.%s has type %s; key attributes are S, N or B",
-                 name, type);
+    v = av->first;
+    is_n = v->key_len == 1 && v->key[0] == 'N';
+    if (v->type != D2O_JSTRING || v->key_len != 1 ||
+        (v->key[0] != 'S' && v->key[0] != 'N' && v->key[0] != 'B')) {
+        snprintf(errstr, errstr_size,
+                 "dynamodb.Keys.%.*s has type %.*s; key attributes are S, N or B", nl, name,
+                 (int)(v->key_len > 20 ? 20 : v->key_len), v->key);
         return -EINVAL;
     }
-    if (json_object_get_string_len(v) == 0) {
-        snprintf(errstr, errstr_size, "dynamodb.Keys.%s is empty", name);
+    if (v->len == 0) {
+        snprintf(errstr, errstr_size, "dynamodb.Keys.%.*s is empty", nl, name);
         return -EINVAL;
     }
-    if (strcmp(type, "N") == 0) {
-        r = d2o_number_canonical(json_object_get_string(v), (size_t)json_object_get_string_len(v),
-                                 &tmp);
+    if (is_n) {
+        r = d2o_number_canonical(v->text, v->len, &tmp);
         if (r == -EINVAL) {
-            snprintf(errstr, errstr_size, "dynamodb.Keys.%s: '%.60s' is not a number", name,
-                     json_object_get_string(v));
+            snprintf(errstr, errstr_size, "dynamodb.Keys.%.*s: '%.*s' is not a number", nl, name,
+                     (int)(v->len > 60 ? 60 : v->len), v->text);
         }
     } else {
-        r = d2o_buf_append(&tmp, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+        r = d2o_buf_append(&tmp, v->text, v->len);
     }
     for (i = 0; r == 0 && i < tmp.len; i++) {
         if (escape && (tmp.data[i] == '|' || tmp.data[i] == '\\')) {
@@ -104,60 +100,74 @@ static int key_text(const char *name, struct json_object *av, bool escape, struc
     return r;
 }
 
-int d2o_doc_id(struct json_object *keys, const char *hash_key, const char *range_key,
-               struct d2o_buf *out, char *errstr, size_t errstr_size)
+/* Orders two member names as strcmp orders C strings without NUL bytes. */
+static int name_cmp(const struct d2o_jnode *a, const struct d2o_jnode *b)
 {
-    const char *names[2] = {NULL, NULL};
-    struct json_object *vals[2] = {NULL, NULL};
-    int n = json_object_object_length(keys), i, r;
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = memcmp(a->key, b->key, n);
+
+    return c ? c : (a->key_len > b->key_len) - (a->key_len < b->key_len);
+}
+
+int d2o_doc_id_node(const struct d2o_jnode *keys, const char *hash_key, const char *range_key,
+                    struct d2o_buf *out, char *errstr, size_t errstr_size)
+{
+    const struct d2o_jnode *vals[2] = {NULL, NULL};
+    size_t n = keys && keys->type == D2O_JOBJECT ? keys->len : 0;
+    int i, r;
 
     if (n < 1 || n > 2) {
-        snprintf(errstr, errstr_size, "dynamodb.Keys has %d attributes; a key has one or two", n);
+        snprintf(errstr, errstr_size, "dynamodb.Keys has %zu attributes; a key has one or two", n);
         return -EINVAL;
     }
     if (hash_key) {
-        names[0] = hash_key;
-        names[1] = range_key;
+        const char *names[2] = {hash_key, range_key};
+
         for (i = 0; i < 2 && names[i]; i++) {
-            if (!json_object_object_get_ex(keys, names[i], &vals[i])) {
+            vals[i] = d2o_jnode_get(keys, names[i]);
+            if (!vals[i]) {
                 snprintf(errstr, errstr_size,
                          "dynamodb.Keys lacks %s, the %s key attribute set in key_schema", names[i],
                          i ? "range" : "hash");
                 return -EINVAL;
             }
         }
-        if (n != (range_key ? 2 : 1)) {
-            snprintf(errstr, errstr_size, "dynamodb.Keys has %d attributes but key_schema names %d",
-                     n, range_key ? 2 : 1);
+        if (n != (range_key ? 2u : 1u)) {
+            snprintf(errstr, errstr_size,
+                     "dynamodb.Keys has %zu attributes but key_schema names %d", n,
+                     range_key ? 2 : 1);
             return -EINVAL;
         }
     } else {
-        i = 0;
-        {
-            json_object_object_foreach(keys, k, v)
-            {
-                names[i] = k;
-                vals[i] = v;
-                i++;
-            }
-        }
-        if (n == 2 && strcmp(names[0], names[1]) > 0) {
-            const char *tn = names[0];
-            struct json_object *tv = vals[0];
-
-            names[0] = names[1];
-            vals[0] = vals[1];
-            names[1] = tn;
-            vals[1] = tv;
+        vals[0] = keys->first;
+        vals[1] = keys->first->next;
+        if (n == 2 && name_cmp(vals[0], vals[1]) > 0) {
+            vals[0] = keys->first->next;
+            vals[1] = keys->first;
         }
     }
-    r = key_text(names[0], vals[0], n == 2, out, errstr, errstr_size);
+    r = key_text(vals[0]->key, vals[0]->key_len, vals[0], n == 2, out, errstr, errstr_size);
     if (r == 0 && n == 2) {
         r = d2o_buf_putc(out, '|');
         if (r == 0) {
-            r = key_text(names[1], vals[1], true, out, errstr, errstr_size);
+            r = key_text(vals[1]->key, vals[1]->key_len, vals[1], true, out, errstr, errstr_size);
         }
     }
+    return r;
+}
+
+int d2o_doc_id(struct json_object *keys, const char *hash_key, const char *range_key,
+               struct d2o_buf *out, char *errstr, size_t errstr_size)
+{
+    /* the json-c tree's copy as a document */
+    struct d2o_jdoc *doc = d2o_jdoc_copy_json_c(keys);
+    int r = doc ? d2o_doc_id_node(d2o_jdoc_root(doc), hash_key, range_key, out, errstr, errstr_size)
+                : -ENOMEM;
+
+    if (!doc) {
+        snprintf(errstr, errstr_size, "out of memory");
+    }
+    d2o_jdoc_free(doc);
     return r;
 }
 
@@ -180,10 +190,10 @@ int64_t d2o_doc_version(int64_t approx_creation, enum d2o_precision precision)
 }
 
 /* The key attributes as plain JSON members (for tombstones). */
-static int key_members(struct json_object *keys, struct d2o_buf *out, char *errstr, size_t n)
+static int key_members(const struct d2o_jnode *keys, struct d2o_buf *out, char *errstr, size_t n)
 {
     struct d2o_buf obj = D2O_BUF_INIT;
-    int r = d2o_image_to_json(keys, "dynamodb.Keys", &obj, errstr, n);
+    int r = d2o_image_node_to_json(keys, "dynamodb.Keys", &obj, errstr, n);
 
     /* obj is "{...}": append its members without the braces. */
     if (r == 0 && obj.len > 2) {
@@ -230,7 +240,7 @@ static int build(const struct d2o_record *rec, const struct d2o_config *conf, in
                  (int)(colon ? (size_t)(colon - schema) : strlen(schema)), schema);
         range = colon && colon[1] ? colon + 1 : NULL;
     }
-    r = d2o_doc_id(rec->keys, schema ? hash : NULL, range, &id, errstr, errstr_size);
+    r = d2o_doc_id_node(rec->keys, schema ? hash : NULL, range, &id, errstr, errstr_size);
     if (r < 0) {
         goto out;
     }
@@ -273,8 +283,8 @@ static int build(const struct d2o_record *rec, const struct d2o_config *conf, in
         out->action = D2O_DOC_INDEX;
         r = action_line(out, "index");
         r = r < 0 ? r
-                  : d2o_image_to_json(rec->new_image, "dynamodb.NewImage", &out->ndjson, errstr,
-                                      errstr_size);
+                  : d2o_image_node_to_json(rec->new_image, "dynamodb.NewImage", &out->ndjson,
+                                           errstr, errstr_size);
         r = r < 0 ? r : d2o_buf_putc(&out->ndjson, '\n');
     }
 out:

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "d2o/buf.h"
 #include "d2o/classify.h"
+#include "d2o/conf.h"
 #include "d2o/ddbstreams.h"
 #include "d2o/document.h"
 #include "d2o/record.h"
@@ -447,6 +449,87 @@ START_TEST(versions_of_one_second_without_the_counter_tie)
 }
 END_TEST
 
+/* An item nested as deep as DynamoDB allows (32 levels) is one record like any other. */
+START_TEST(a_deeply_nested_item_is_read)
+{
+    struct d2o_buf body = D2O_BUF_INIT, doc = D2O_BUF_INIT;
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    struct d2o_record rec;
+    struct d2o_config conf;
+    struct d2o_doc_op op;
+    char why[256];
+    int i;
+
+    ck_assert_int_eq(d2o_buf_puts(&body, "{\"Records\":[{\"eventName\":\"INSERT\",\"dynamodb\":{"
+                                         "\"SequenceNumber\":\"1\",\"ApproximateCreationDateTime\":"
+                                         "1796179140,\"Keys\":{\"id\":{\"S\":\"a\"}},\"NewImage\":{"
+                                         "\"id\":{\"S\":\"a\"},\"deep\":"),
+                     0);
+    for (i = 0; i < 31; i++) {
+        ck_assert_int_eq(d2o_buf_puts(&body, "{\"M\":{\"m\":"), 0);
+    }
+    ck_assert_int_eq(d2o_buf_puts(&body, "{\"N\":\"1\"}"), 0);
+    for (i = 0; i < 31; i++) {
+        ck_assert_int_eq(d2o_buf_puts(&body, "}}"), 0);
+    }
+    ck_assert_int_eq(d2o_buf_puts(&body, "}}}],\"NextShardIterator\":\"i\"}"), 0);
+    ck_assert_int_eq(d2o_ddbstreams_parse_get_records(body.data, body.len, ARN, &r, &err), 0);
+    ck_assert_uint_eq(r.n_records, 1);
+    ck_assert_int_eq(d2o_record_parse((const char *)r.records[0].data, r.records[0].data_len, &rec,
+                                      why, sizeof(why)),
+                     0);
+    ck_assert_int_eq(d2o_conf_init(&conf), 0);
+    ck_assert_msg(d2o_doc_build(&rec, &conf, &op, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_int_eq(d2o_buf_puts(&doc, "{\"id\":\"a\",\"deep\":"), 0);
+    for (i = 0; i < 31; i++) {
+        ck_assert_int_eq(d2o_buf_puts(&doc, "{\"m\":"), 0);
+    }
+    ck_assert_int_eq(d2o_buf_putc(&doc, '1'), 0);
+    for (i = 0; i < 32; i++) {
+        ck_assert_int_eq(d2o_buf_putc(&doc, '}'), 0);
+    }
+    ck_assert_ptr_nonnull(strstr(op.ndjson.data, doc.data));
+    d2o_doc_op_free(&op);
+    d2o_record_free(&rec);
+    d2o_conf_free(&conf);
+    d2o_kinesis_records_free(&r);
+    d2o_buf_free(&doc);
+    d2o_buf_free(&body);
+}
+END_TEST
+
+/* A record with a key twice does not fail the answer: its text keeps both members and the
+ * change-record parser refuses it, naming the key (so it goes to the DLQ alone). */
+START_TEST(a_record_with_a_key_twice_fails_alone)
+{
+    static const char body[] =
+        "{\"Records\":[{\"eventName\":\"INSERT\",\"dynamodb\":{\"SequenceNumber\":\"1\","
+        "\"ApproximateCreationDateTime\":1796179140,\"Keys\":{\"id\":{\"S\":\"a\"}},"
+        "\"NewImage\":{\"id\":{\"S\":\"a\"},\"x\":{\"S\":\"1\"},\"x\":{\"S\":\"2\"}}}},"
+        "{\"eventName\":\"REMOVE\",\"dynamodb\":{\"SequenceNumber\":\"2\","
+        "\"ApproximateCreationDateTime\":1796179141,\"Keys\":{\"id\":{\"S\":\"a\"}}}}]}";
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    struct d2o_record rec;
+    char why[256];
+
+    ck_assert_int_eq(d2o_ddbstreams_parse_get_records(S(body), ARN, &r, &err), 0);
+    ck_assert_uint_eq(r.n_records, 2);
+    ck_assert_ptr_nonnull(
+        strstr((const char *)r.records[0].data, "\"x\":{\"S\":\"1\"},\"x\":{\"S\":\"2\"}"));
+    ck_assert_int_eq(d2o_record_parse((const char *)r.records[0].data, r.records[0].data_len, &rec,
+                                      why, sizeof(why)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "the key \"x\" appears twice"));
+    ck_assert_int_eq(d2o_record_parse((const char *)r.records[1].data, r.records[1].data_len, &rec,
+                                      why, sizeof(why)),
+                     0);
+    d2o_record_free(&rec);
+    d2o_kinesis_records_free(&r);
+}
+END_TEST
+
 Suite *d2o_test_suite(void)
 {
     Suite *s = suite_create("ddbstreams");
@@ -458,6 +541,8 @@ Suite *d2o_test_suite(void)
     tcase_add_loop_test(tc, a_record_without_a_usable_time_is_one_bad_record, 0,
                         (int)D2O_ARRAY_SIZE(bad_times));
     tcase_add_test(tc, stream_arns);
+    tcase_add_test(tc, a_deeply_nested_item_is_read);
+    tcase_add_test(tc, a_record_with_a_key_twice_fails_alone);
     tcase_add_test(tc, describe_stream_pages);
     tcase_add_test(tc, list_streams_pages);
     tcase_add_test(tc, stream_errors_are_classified);
