@@ -1686,7 +1686,7 @@ int worker_loop(struct worker *w)
             }
             return 0;
         }
-        if (w->lease_tick_now || now >= w->next_lease_ms) {
+        if ((w->lease_tick_now || now >= w->next_lease_ms) && worker_source_settled(w)) {
             w->next_lease_ms = now + w->renew_ms;
             worker_refresh_creds(w);
             lease_tick(w, now);

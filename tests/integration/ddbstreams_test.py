@@ -4,7 +4,8 @@ OpenSearch, item for item and version for version; a worker killed with SIGKILL 
 drained with SIGTERM hand the shard over without a lost or misordered change; a poison item goes
 to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it; a
 PostgreSQL restart in the middle of a workload loses no lease for good, and the checkpoint moves
-on once PostgreSQL is back; a stream disabled and enabled again is followed without a restart;
+on once PostgreSQL is back; a stream disabled and enabled again is followed without a restart,
+and a worker started after that reads the old stream to its end before the new one;
 `checkpoint set` and `lease release` work on a stream named by its table.
 
 usage: ddbstreams_test.py DDB2OS_BINARY [TEST_NAME...]
@@ -250,6 +251,34 @@ class Reenabled(StreamsCase):
             % (self.env.app, new)), 10, step=0.3)
         self.assertIn("stream_followed", sup.tail(200))
         self.assertIn(new, sup.tail(200))
+        self.assertEqual(sup.stop(), 0)
+
+    def test_a_worker_started_after_the_stream_was_enabled_again_finishes_the_old_one(self):
+        self.table.workload(10, 2, "g")
+        sup = self.start("s1")
+        self.wait_exact()
+        self.assertEqual(sup.stop(), 0)
+        old = self.table.ddb.describe_table(TableName=self.table.name)["Table"]["LatestStreamArn"]
+        # changes on the old stream that no worker has read yet, the last one of g-002 in the
+        # same second as its first change on the new stream
+        self.table.put("g-001", "only-on-the-old-stream", 1)
+        self.table.put("g-002", "last-on-the-old-stream", 2)
+        self.set_stream(False)
+        new = self.set_stream(True)
+        self.assertNotEqual(old, new)
+        self.table.put("g-002", "first-on-the-new-stream", 3)
+        self.table.put("g-003", "on-the-new-stream", 4)
+        sup = self.start("s2")
+        self.wait_exact(timeout=60)
+        wait_for("the old stream finished and the new one read", lambda: self.env.rows(
+            "SELECT 1 FROM leases WHERE application = '%s' AND stream = '%s'"
+            % (self.env.app, new)), 20, step=0.3)
+        self.assertEqual(self.env.rows(
+            "SELECT shard_id, checkpoint FROM leases WHERE application = '%s' AND stream = '%s'"
+            " AND checkpoint <> 'SHARD_END'" % (self.env.app, old)), [])
+        log = sup.tail(300)
+        self.assertIn("stream_unfinished", log)
+        self.assertIn("stream_followed", log)
         self.assertEqual(sup.stop(), 0)
 
 
