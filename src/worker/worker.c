@@ -456,6 +456,19 @@ static void check_gone(struct shard *sh)
     bool listed = false, closed = false;
     int r = worker_shard_listed(w, sh->lease.stream, sh->lease.shard_id, &listed, &closed, &err);
 
+    if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0 &&
+        worker_source_superseded(w, sh->lease.stream)) {
+        /* A DynamoDB stream disabled more than 24 hours ago: what was not read is gone. */
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "stream_gone",
+                 "stream %s no longer exists (%s) and the table has a newer stream: its changes "
+                 "after checkpoint %s are past the stream's retention; finishing the shard as "
+                 "aged out",
+                 sh->lease.stream, err.message, sh->lease.checkpoint);
+        sh->aged_out = true;
+        sh->gone_why = NULL;
+        sh->state = S_ENDED;
+        return;
+    }
     if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0) {
         int64_t wait = d2o_backoff_ms(1000, 30000, sh->err_attempt++);
 

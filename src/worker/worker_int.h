@@ -169,6 +169,10 @@ void worker_source_follow(struct worker *w);
  * the oldest one whose lease rows are not all finished (logged as stream_unfinished), as a
  * running worker would have (worker_source_follow). @blocking yes. */
 bool worker_source_settled(struct worker *w);
+/* Whether stream is a DynamoDB stream of the worker's table that the table has replaced (its
+ * latest stream is another one): such a stream, once it does not exist, never comes back.
+ * @blocking yes. */
+bool worker_source_superseded(struct worker *w, const char *stream);
 
 /* A DynamoDB stream: the version a shard's next record goes on from (its checkpoint's, or at
  * its start its parent's final one; 0 for Kinesis). 0 or -EIO with err. @blocking yes. */

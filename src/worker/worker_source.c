@@ -231,6 +231,22 @@ void worker_source_follow(struct worker *w)
     w->lease_tick_now = true;
 }
 
+bool worker_source_superseded(struct worker *w, const char *stream)
+{
+    struct d2o_kinesis_err err;
+    char *latest = NULL;
+    bool superseded;
+
+    if (!follows_table(w) ||
+        d2o_ddbstreams_latest_arn(w->kin, w->conf_file->stream_name, &latest, &err) != 0) {
+        free(latest);
+        return false;
+    }
+    superseded = latest && strcmp(latest, stream) != 0;
+    free(latest);
+    return superseded;
+}
+
 int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int64_t *ver,
                                 char *err, size_t err_size)
 {

@@ -13,7 +13,9 @@ PostgreSQL and OpenSearch). The fake lists its shards one a page (ExclusiveStart
 Checked: C is asked for an iterator only after P was read to its end, and its lease row names P
 as parent; every document ends at its item's last change with exactly the version the lineage
 rule gives (docs/architecture.md, "Versions of a DynamoDB stream"); the trimmed checkpoint is
-logged as records_trimmed.
+logged as records_trimmed. A stream of the table's that was replaced and no longer exists
+(ResourceNotFoundException), with lease rows still open, is finished as aged out before the
+table's latest stream is read.
 
 usage: ddbstreams_lineage_test.py DDB2OS_BINARY [TEST_NAME...]
 """
@@ -185,6 +187,47 @@ class Lineage(unittest.TestCase):
             self.assertEqual(rows["shardId-3-c2"], "shardId-0-aged")
             self.assertIn("records_trimmed", sup.tail(200))
             self.assertIn(("iterator", "shardId-4-x", "TRIM_HORIZON"), events)
+            self.assertEqual(sup.stop(), 0)
+        finally:
+            sup.stop()
+            fake.server.shutdown()
+            env.delete_index()
+
+
+class GoneStream(unittest.TestCase):
+    def test_an_old_stream_that_no_longer_exists_is_finished_as_aged_out(self):
+        env = Env("dsg")
+        fake = FakeStreams(env.stream)
+        fake.shards = {"shardId-9-r": (None, False, 20, [rec(20, "x", 1, S, "INSERT"),
+                                                          rec(21, "x", 2, S)])}
+        # rows of the table's earlier stream, disabled long ago: the stream answers
+        # ResourceNotFoundException to every call, and its changes after the checkpoint are lost
+        old = fake.arn.replace("2026-12-01T00:00:00.000", "2026-11-20T00:00:00.000")
+        old_ver = (S + 100) * 10 ** 6
+        env.sql("INSERT INTO leases (application, stream, shard_id, checkpoint, version_last_ms)"
+                " VALUES ('%s', '%s', 'shardId-0-old', '%021d', %d)"
+                % (env.app, old, 3, old_ver))
+        sup = Supervisor(BINARY, env, "g1", workers=1, lease_ms=3000, extra=[
+            "--source", "dynamodb-streams", "--streams-endpoint", fake.url,
+            "--index-map", "%s=%s" % (env.stream, env.index),
+            "--key-schema", "%s=book_id" % env.stream])
+        try:
+            try:
+                docs = wait_for("the new stream's documents", lambda: env.documents().get("x"),
+                                60, step=0.5)
+            except AssertionError:
+                self.fail("%s\n%s" % (env.documents(), sup.tail(30)))
+            # the new stream goes on above every version the old one stored
+            self.assertEqual(docs[0], old_ver + 2)
+            self.assertEqual(int(docs[1]["v"]), 2)
+            self.assertEqual(env.rows("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                      " AND stream = '%s'" % (env.app, old)), [["SHARD_END"]])
+            self.assertTrue(env.rows(
+                "SELECT 1 FROM lease_events WHERE application = '%s' AND shard_id ="
+                " 'shardId-0-old' AND event = 'aged_out'" % env.app))
+            log = sup.tail(200)
+            self.assertIn("stream_unfinished", log)
+            self.assertIn("stream_gone", log)
             self.assertEqual(sup.stop(), 0)
         finally:
             sup.stop()
