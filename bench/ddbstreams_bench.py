@@ -237,7 +237,8 @@ def streams_run(binary, n_changes, delay_ms=0, reset_every_s=0):
         rss = max(pool_bench.proc_hwm_mib(p) for p in pids)
         calls = pool_bench.metric_total(port, "ddb2os_getrecords_calls_total")
         read = pool_bench.metric_total(port, "ddb2os_records_read_total")
-        stale = pool_bench.metric_total(port, 'ddb2os_documents_total{outcome="stale"}')
+        stale = sum(float(x.rsplit(" ", 1)[1]) for x in pool_bench.metric_values(
+            port, "ddb2os_documents_total") if 'outcome="stale"' in x)
         docs = index_versions(env)
         wrong = sorted((k, docs.get(k), v) for k, v in want_ver.items()
                        if docs.get(k) != (ROUNDS - 1, v))

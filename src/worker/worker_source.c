@@ -14,6 +14,7 @@
 #include "d2o/conf.h"
 #include "d2o/ddbstreams.h"
 #include "d2o/log.h"
+#include "d2o/metrics.h"
 #include "d2o/pg.h"
 #include "worker_int.h"
 
@@ -156,6 +157,18 @@ static int oldest_unfinished(struct worker *w, char **arn)
     return ret;
 }
 
+/* /metrics names the stream the worker reads (ddb2os_source_info). */
+static void publish(struct worker *w)
+{
+    char table[256];
+
+    if (w->stream_arn) {
+        d2o_metrics_set_stream(
+            w->m, w->stream_arn,
+            d2o_ddbstreams_arn_table(w->stream_arn, table, sizeof(table)) == 0 ? table : NULL);
+    }
+}
+
 bool worker_source_settled(struct worker *w)
 {
     char *older = NULL;
@@ -164,6 +177,7 @@ bool worker_source_settled(struct worker *w)
         return true;
     }
     if (!follows_table(w)) {
+        publish(w);
         w->source_settled = true;
         return true;
     }
@@ -181,6 +195,7 @@ bool worker_source_settled(struct worker *w)
         w->stream_arn = older;
         w->conf_own.stream_name = older;
     }
+    publish(w);
     w->source_settled = true;
     return true;
 }
@@ -229,6 +244,7 @@ void worker_source_follow(struct worker *w)
     w->conf_own.stream_name = latest;
     w->stream_followed = true;
     w->lease_tick_now = true;
+    publish(w);
 }
 
 bool worker_source_superseded(struct worker *w, const char *stream)

@@ -126,8 +126,9 @@ class Crud(StreamsCase):
         # operators see the source: in /metrics, and in status and leases
         status, body = poolkit.http_get(port, "/metrics")
         self.assertEqual(status, 200, body)
-        self.assertIn('ddb2os_source_info{source="dynamodb-streams",stream="%s"} 1'
-                      % self.table.name, body.splitlines())
+        arn = self.table.ddb.describe_table(TableName=self.table.name)["Table"]["LatestStreamArn"]
+        self.assertIn('ddb2os_source_info{source="dynamodb-streams",stream="%s",table="%s"} 1'
+                      % (arn, self.table.name), body.splitlines())
         for cmd in ("status", "leases"):
             out = subprocess.run(
                 [BINARY, cmd, "--json", "--application", self.env.app, "--pg-conninfo",
