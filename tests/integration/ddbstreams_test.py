@@ -137,6 +137,12 @@ class Crud(StreamsCase):
             got = json.loads(out.stdout)
             self.assertTrue(got, cmd)
             self.assertEqual({r["source"] for r in got}, {"dynamodb-streams"}, got)
+            # the table form shows the stream's ARN whole, for an operator to paste
+            out = subprocess.run(
+                [BINARY, cmd, "--application", self.env.app, "--pg-conninfo", self.env.pg],
+                capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn(arn + "  ", out.stdout)
         rows = self.env.rows("SELECT stream, shard_id, checkpoint, version_last_ms FROM leases"
                              " WHERE application = '%s'" % self.env.app)
         self.assertTrue(rows, "no lease rows")
