@@ -4,6 +4,7 @@ number of changes read from Kinesis (numbers in docs/performance.md).
 
 usage: ddbstreams_bench.py DDB2OS_BINARY [--records N] [--repeat K] [--only streams|kinesis]
                            [--delay-ms MS] [--reset-every-s S] [--keep-going]
+                           [--perf DIR]
 
   streams   a fresh DynamoDB Local table with a NEW_AND_OLD_IMAGES stream gets N changes
             (BatchWriteItem puts of 25 items: N/4 items, each put 4 times, 4 attributes) before
@@ -21,6 +22,9 @@ usage: ddbstreams_bench.py DDB2OS_BINARY [--records N] [--repeat K] [--only stre
             --delay-ms and --reset-every-s put tests/proxy/faultproxy.py between ddb2os and
             DynamoDB Local (each call delayed; a connection reset every S seconds), for a slow
             or flaky stream; --keep-going reports a wrong run and goes on with the next one.
+            --perf DIR samples the worker with `perf record` (999 Hz, DWARF call graphs) over
+            the timed interval and prints where its CPU went, as profile_worker.py does for
+            the Kinesis source.
   kinesis   the same measure on kinesalite with N records (pool_bench.py's scaling run, 1 shard
             and 1 worker, 4 changes per item and one in five deleted), so the rows sit together
 
@@ -29,6 +33,7 @@ lease rows) afterwards. The servers share the machine with the benchmark: record
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -185,6 +190,14 @@ class SlowStream:
         self.proc.stdout.close()
 
 
+def last_round_count(env):
+    """Documents of the run's index that hold their item's last put."""
+    env.os_call("POST", "/%s/_refresh" % env.index)
+    status, res = env.os_call("POST", "/%s/_count" % env.index,
+                              {"query": {"term": {"round": ROUNDS - 1}}})
+    return res["count"] if status == 200 else -1
+
+
 def index_versions(env):
     """item -> (round, version) of every document of the run's index."""
     env.os_call("POST", "/%s/_refresh" % env.index)
@@ -194,7 +207,7 @@ def index_versions(env):
     return {h["_id"]: (h["_source"].get("round"), h["_version"]) for h in res["hits"]["hits"]}
 
 
-def streams_run(binary, n_changes, delay_ms=0, reset_every_s=0):
+def streams_run(binary, n_changes, delay_ms=0, reset_every_s=0, perf_dir=None):
     env = poolkit.Env("bds")
     table = StreamTable(env.stream)
     port = 19100 + os.getpid() % 400
@@ -221,24 +234,40 @@ def streams_run(binary, n_changes, delay_ms=0, reset_every_s=0):
         poolkit.wait_for("the first record read", lambda: (pool_bench.metric_total(
             port, "ddb2os_records_read_total") or 0) > 0, 120, step=0.05)
         t_first = time.time()
+        if perf_dir:
+            os.makedirs(perf_dir, exist_ok=True)
+            perf = subprocess.Popen(["perf", "record", "-q", "-F", "999", "--call-graph",
+                                     "dwarf,8192", "-o", os.path.join(perf_dir, "perf.data"),
+                                     "-p", str(sup.worker_pids()[0])])
         cpu0 = sum(pool_bench.proc_cpu_s(p) for p in sup.worker_pids() + [sup.proc.pid])
         # The end is the checkpoint at each shard's last record, as the stream itself says; a
         # count of records read would also count a record read twice.
-        said = []  # when the metrics' judgement (records read, none pending) first held
+        # when the metrics' judgement (records read, none pending) first held, and how many
+        # items OpenSearch then held at their last put (what the benchmark used to check)
+        said = []
 
         def at_end():
             if not said and pool_bench.drained(port, n_records):
                 said.append(time.time())
+                said.append(last_round_count(env))
             return checkpoints_at_end(env, last_seq)
         poolkit.wait_for("every shard checkpointed at its last record", at_end, 900, step=0.1)
         t_done = time.time()
+        if perf_dir:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=300)
         pids = sup.worker_pids()
         cpu = sum(pool_bench.proc_cpu_s(p) for p in pids + [sup.proc.pid]) - cpu0
         rss = max(pool_bench.proc_hwm_mib(p) for p in pids)
         calls = pool_bench.metric_total(port, "ddb2os_getrecords_calls_total")
         read = pool_bench.metric_total(port, "ddb2os_records_read_total")
-        stale = sum(float(x.rsplit(" ", 1)[1]) for x in pool_bench.metric_values(
-            port, "ddb2os_documents_total") if 'outcome="stale"' in x)
+        outcomes = pool_bench.metric_values(port, "ddb2os_documents_total")
+        stale, dlq = (sum(float(x.rsplit(" ", 1)[1]) for x in outcomes if 'outcome="%s"' % o in x)
+                      for o in ("stale", "dlq"))
+        if dlq:
+            problems.append("%d records went to the dead-letter queue: %s" % (dlq, env.rows(
+                "SELECT error_class, count(*) FROM dlq WHERE application = '%s' GROUP BY 1"
+                % env.app)))
         docs = index_versions(env)
         wrong = sorted((k, docs.get(k), v) for k, v in want_ver.items()
                        if docs.get(k) != (ROUNDS - 1, v))
@@ -265,7 +294,8 @@ def streams_run(binary, n_changes, delay_ms=0, reset_every_s=0):
          "cpu_ms_per_1000": cpu * 1e6 / n_records, "peak_rss_mib": rss, "put_s": put_s,
          "calls": calls, "ms_per_call": (t_done - t_first) * 1000 / max(1, calls),
          "reread": read - n_records, "stale": stale, "problems": problems,
-         "metrics_early_s": t_done - said[0] if said else 0.0}
+         "metrics_early_s": t_done - said[0] if said else 0.0,
+         "at_metrics_drained": said[1] if said else -1, "items": n_items}
     r.update(facts)
     return r
 
@@ -288,9 +318,10 @@ def main():
     n_changes, repeat = opt("--records", 20000), opt("--repeat", 2)
     delay_ms, reset_every_s = opt("--delay-ms", 0), opt("--reset-every-s", 0)
     only = args[args.index("--only") + 1] if "--only" in args else None
+    perf_dir = args[args.index("--perf") + 1] if "--perf" in args else None
     runs = []
     if only in (None, "streams"):
-        runs.append(lambda: streams_run(binary, n_changes, delay_ms, reset_every_s))
+        runs.append(lambda: streams_run(binary, n_changes, delay_ms, reset_every_s, perf_dir))
     if only in (None, "kinesis"):
         runs.append(lambda: kinesis_run(binary, n_changes))
     wrong = 0
@@ -306,7 +337,8 @@ def main():
                       "stream: %(shards)d shards, %(stream_records)d records over %(seconds)d "
                       "seconds, ApproximateCreationDateTime backwards %(acdt_backwards)d times; "
                       "records read twice %(reread).0f, writes refused as older %(stale).0f; "
-                      "the metrics said drained %(metrics_early_s).2f s before the checkpoints"
+                      "the metrics said drained %(metrics_early_s).2f s before the checkpoints, "
+                      "with %(at_metrics_drained)d of %(items)d items at their last put"
                       % r, flush=True)
             for p in r.get("problems", []):
                 print("  WRONG: %s" % p, flush=True)
@@ -314,6 +346,13 @@ def main():
                 wrong += 1
                 if "--keep-going" not in args:
                     sys.exit(1)
+    if perf_dir:
+        import profile_worker
+        data = os.path.join(perf_dir, "perf.data")
+        print("\n== self time by symbol ==")
+        print(profile_worker.report(data, "--no-children", "--sort", "dso,symbol", "-g", "none"))
+        print("\n== time including callees ==")
+        print(profile_worker.report(data, "--children", "--sort", "symbol", "-g", "none"))
     if wrong:
         print("%d wrong runs" % wrong)
         sys.exit(1)

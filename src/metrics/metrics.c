@@ -582,6 +582,9 @@ int d2o_metrics_render(const struct d2o_metrics *m, struct d2o_buf *out)
                      "Time from a change's ApproximateCreationDateTime to OpenSearch's answer to "
                      "its bulk item (indexed, deleted, stale or absent; dead-lettered changes are "
                      "not observed).");
+    /* A worker sets a gauge before the counters that go with it (pending records before the
+     * records read): gauges read after counters are at least that new. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
     r |= render_gauges(m, out);
     if (m->source[0]) {
         r |= render_source(m, out);

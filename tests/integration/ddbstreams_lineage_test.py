@@ -22,6 +22,7 @@ usage: ddbstreams_lineage_test.py DDB2OS_BINARY [TEST_NAME...]
 import http.server
 import json
 import threading
+import time
 import unittest
 
 import poolkit
@@ -58,6 +59,9 @@ class FakeStreams:
         }
         self.events = []
         self.lock = threading.Lock()
+        self.page = 2  # records per GetRecords answer (at most the call's Limit)
+        # GetRecords from position hold_at on waits for release (a page never crosses it)
+        self.hold_at, self.release = None, threading.Event()
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -67,6 +71,9 @@ class FakeStreams:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
                 op = self.headers.get("X-Amz-Target", "").split(".")[-1]
+                if op == "GetRecords" and fake.hold_at is not None and \
+                        int(body["ShardIterator"].rsplit("|", 1)[1]) >= fake.hold_at:
+                    fake.release.wait(60)
                 with fake.lock:
                     status, out = fake.answer(op, body)
                 data = json.dumps(out).encode()
@@ -127,7 +134,10 @@ class FakeStreams:
             sid, pos = body["ShardIterator"].rsplit("|", 1)
             _, closed, _, recs = self.shards[sid]
             pos = int(pos)
-            page = recs[pos:pos + 2]
+            end = pos + min(self.page, body.get("Limit", self.page))
+            if self.hold_at is not None and pos < self.hold_at:
+                end = min(end, self.hold_at)
+            page = recs[pos:end]
             out = {"Records": page}
             if not closed or pos + len(page) < len(recs):
                 out["NextShardIterator"] = "%s|%d" % (sid, pos + len(page))
@@ -190,6 +200,64 @@ class Lineage(unittest.TestCase):
             self.assertEqual(sup.stop(), 0)
         finally:
             sup.stop()
+            fake.server.shutdown()
+            env.delete_index()
+
+
+def scrape(port):
+    """(records read, records pending) from the supervisor's /metrics; None while it is not up."""
+    status, body = poolkit.http_get(port, "/metrics")
+    if status != 200:
+        return None
+    got = {}
+    for line in body.splitlines():
+        for name in ("ddb2os_records_read_total", "ddb2os_pending_records"):
+            if line.startswith(name + "{"):
+                got[name] = got.get(name, 0) + float(line.rsplit(" ", 1)[1])
+    return got.get("ddb2os_records_read_total", 0), got.get("ddb2os_pending_records", 0)
+
+
+class PendingMetric(unittest.TestCase):
+    def test_records_read_are_pending_until_written(self):
+        """Records read and none pending means they are in OpenSearch: what a drain is judged
+        by. The records of one answer count as read only once they count as pending."""
+        env = Env("dsp")
+        fake = FakeStreams(env.stream)
+        pad = "p" * 4000
+        recs = []
+        for n in range(1, 1002):
+            r = rec(n, "i%04d" % n, n, S, "INSERT")
+            r["dynamodb"]["NewImage"]["pad"] = {"S": pad}
+            recs.append(r)
+        fake.shards = {"shardId-5-m": (None, False, 1, recs)}
+        fake.page, fake.hold_at = 1000, 1
+        port = poolkit.free_port()
+        sup = Supervisor(BINARY, env, "m1", workers=1, lease_ms=3000, metrics_port=port, extra=[
+            "--source", "dynamodb-streams", "--streams-endpoint", fake.url,
+            "--index-map", "%s=%s" % (env.stream, env.index),
+            "--key-schema", "%s=book_id" % env.stream, "--memory-budget", "256MiB"])
+        try:
+            # the first record is written and checkpointed while the next answer is held back
+            wait_for("the first record written", lambda: scrape(port) == (1, 0)
+                     and "i0001" in env.documents(), 60, step=0.05)
+            fake.release.set()
+            seen = []
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                got = scrape(port)
+                if got and got[0] >= len(recs):
+                    seen.append(got)
+                    if got[1] == 0:
+                        break
+            self.assertTrue(seen and seen[-1][1] == 0, "not drained: %s" % seen[-3:])
+            # every scrape that counted the answer's records also counted them pending, until
+            # they were written: OpenSearch holds them all when pending first shows 0
+            self.assertGreater(seen[0][1], 0, seen[:3])
+            self.assertEqual(len(env.documents()), len(recs))
+            self.assertEqual(sup.stop(), 0)
+        finally:
+            sup.stop()
+            fake.release.set()
             fake.server.shutdown()
             env.delete_index()
 
