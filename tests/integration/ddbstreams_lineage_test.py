@@ -232,7 +232,8 @@ class PendingMetric(unittest.TestCase):
         fake.shards = {"shardId-5-m": (None, False, 1, recs)}
         fake.page, fake.hold_at = 1000, 1
         port = poolkit.free_port()
-        sup = Supervisor(BINARY, env, "m1", workers=1, lease_ms=3000, metrics_port=port, extra=[
+        # a long lease: a slow build must not lose it while it takes the 1000 records
+        sup = Supervisor(BINARY, env, "m1", workers=1, lease_ms=20000, metrics_port=port, extra=[
             "--source", "dynamodb-streams", "--streams-endpoint", fake.url,
             "--index-map", "%s=%s" % (env.stream, env.index),
             "--key-schema", "%s=book_id" % env.stream, "--memory-budget", "256MiB"])
