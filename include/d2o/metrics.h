@@ -93,6 +93,11 @@ struct d2o_metrics_worker {
     int64_t kinesis_err_ms;
     char kinesis_err[160];
     int64_t blocked_ms; /* last time OpenSearch said an index takes no writes for now */
+    /* The stream the worker reads as it resolved it (a DynamoDB stream's ARN) and its table;
+     * empty until set. Written under stream_seq (odd while a write is under way). */
+    uint32_t stream_seq;
+    char stream[256];
+    char table[256];
     struct d2o_metrics_shard shards[D2O_METRICS_MAX_SHARDS];
 };
 
@@ -136,6 +141,9 @@ void d2o_metrics_gauge(int64_t *gauge, int64_t value); /* relaxed atomic store *
 void d2o_metrics_shard_set(struct d2o_metrics_worker *w, const char *shard_id,
                            int64_t millis_behind, uint64_t records_delta);
 void d2o_metrics_shard_remove(struct d2o_metrics_worker *w, const char *shard_id);
+/* The stream the worker reads, as resolved (a DynamoDB stream's ARN), and its table (NULL or ""
+ * for none): ddb2os_source_info names these instead of stream_name as configured. */
+void d2o_metrics_set_stream(struct d2o_metrics_worker *w, const char *stream, const char *table);
 
 /* A call to the source (Kinesis or DynamoDB Streams) answered (why == NULL) or failed with the
  * reason why. */

@@ -4,6 +4,7 @@
  * from the views of migration 2 and change leases the way workers do (new epoch, audit row).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,22 +50,32 @@ static const struct option extra[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* The widest a value is shown; longer ones are cut there, except in the columns that name what
+ * an operator pastes into a command (a stream, a DynamoDB stream's ARN above all, and a shard). */
+#define CELL_MAX 40
+
+static int cell_max(const char *column)
+{
+    return strcmp(column, "stream") == 0 || strcmp(column, "shard") == 0 ? INT_MAX : CELL_MAX;
+}
+
 /* Prints a result as an aligned table; NULL prints as '-'; no line ends in blanks. */
 static void print_table(PGresult *r)
 {
     int rows = PQntuples(r), cols = PQnfields(r), i, j;
-    int width[32];
+    int width[32], max[32];
 
     if (cols > 32) {
         cols = 32;
     }
     for (j = 0; j < cols; j++) {
         width[j] = (int)strlen(PQfname(r, j));
+        max[j] = cell_max(PQfname(r, j));
         for (i = 0; i < rows; i++) {
             int w = PQgetlength(r, i, j);
 
             if (w > width[j]) {
-                width[j] = w > 40 ? 40 : w;
+                width[j] = w > max[j] ? max[j] : w;
             }
         }
     }
@@ -73,7 +84,7 @@ static void print_table(PGresult *r)
     }
     for (i = 0; i < rows; i++) {
         for (j = 0; j < cols; j++) {
-            printf("%-*.*s%s", j + 1 < cols ? width[j] : 0, 40,
+            printf("%-*.*s%s", j + 1 < cols ? width[j] : 0, max[j],
                    PQgetisnull(r, i, j) ? "-" : PQgetvalue(r, i, j), j + 1 < cols ? "  " : "\n");
         }
     }

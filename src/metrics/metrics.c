@@ -89,6 +89,7 @@ struct d2o_metrics_worker *d2o_metrics_claim(struct d2o_metrics *m, unsigned slo
     STORE(&w->kinesis_ok_ms, 0);
     STORE(&w->kinesis_err_ms, 0);
     STORE(&w->blocked_ms, 0);
+    d2o_metrics_set_stream(w, NULL, NULL);
     snprintf(w->id, sizeof(w->id), "%s", id);
     STORE(&w->pid, pid);
     STORE(&w->alive, 1);
@@ -488,6 +489,86 @@ static int render_gauges(const struct d2o_metrics *m, struct d2o_buf *out)
     return r;
 }
 
+void d2o_metrics_set_stream(struct d2o_metrics_worker *w, const char *stream, const char *table)
+{
+    if (!w) {
+        return;
+    }
+    __atomic_add_fetch(&w->stream_seq, 1, __ATOMIC_ACQ_REL);
+    snprintf(w->stream, sizeof(w->stream), "%s", stream ? stream : "");
+    snprintf(w->table, sizeof(w->table), "%s", table ? table : "");
+    __atomic_add_fetch(&w->stream_seq, 1, __ATOMIC_RELEASE);
+}
+
+/* A worker's stream and table as one consistent pair; false while it has none (or is writing
+ * it). */
+static bool worker_stream(const struct d2o_metrics_worker *w, char *stream, char *table)
+{
+    uint32_t seq = __atomic_load_n(&w->stream_seq, __ATOMIC_ACQUIRE);
+
+    if (seq & 1) {
+        return false;
+    }
+    memcpy(stream, w->stream, sizeof(w->stream));
+    memcpy(table, w->table, sizeof(w->table));
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    stream[sizeof(w->stream) - 1] = table[sizeof(w->table) - 1] = '\0';
+    return __atomic_load_n(&w->stream_seq, __ATOMIC_RELAXED) == seq && stream[0];
+}
+
+static int render_source_line(const struct d2o_metrics *m, struct d2o_buf *out, const char *stream,
+                              const char *table)
+{
+    int r = d2o_buf_printf(out, "ddb2os_source_info{source=\"");
+
+    r |= put_label(out, m->source);
+    r |= d2o_buf_printf(out, "\",stream=\"");
+    r |= put_label(out, stream);
+    if (table && table[0]) {
+        r |= d2o_buf_printf(out, "\",table=\"");
+        r |= put_label(out, table);
+    }
+    r |= d2o_buf_printf(out, "\"} 1\n");
+    return r;
+}
+
+/* One line per stream the live workers read (two while one worker has gone on to a table's new
+ * stream and another still reads the old one), or the configured stream_name before any worker
+ * has resolved it. */
+static int render_source(const struct d2o_metrics *m, struct d2o_buf *out)
+{
+    char stream[256], table[256], other[256], other_table[256];
+    unsigned i, j, n = 0;
+    int r = head(out, "ddb2os_source_info", "gauge",
+                 "1, labelled with where the task reads change records (source: kinesis or "
+                 "dynamodb-streams), the stream (a DynamoDB stream's ARN as resolved, else "
+                 "stream_name) and, for a DynamoDB stream, its table.");
+
+    for (i = 0; i < m->n_workers; i++) {
+        const struct d2o_metrics_worker *w = &m->workers[i];
+
+        if (!used(w) || !LOAD(&w->alive) || !worker_stream(w, stream, table)) {
+            continue;
+        }
+        for (j = 0; j < i; j++) {
+            const struct d2o_metrics_worker *o = &m->workers[j];
+
+            if (used(o) && LOAD(&o->alive) && worker_stream(o, other, other_table) &&
+                strcmp(other, stream) == 0) {
+                break;
+            }
+        }
+        if (j == i) {
+            r |= render_source_line(m, out, stream, table);
+            n++;
+        }
+    }
+    if (n == 0) {
+        r |= render_source_line(m, out, m->stream, NULL);
+    }
+    return r;
+}
+
 int d2o_metrics_render(const struct d2o_metrics *m, struct d2o_buf *out)
 {
     int r = render_counters(m, out);
@@ -501,16 +582,12 @@ int d2o_metrics_render(const struct d2o_metrics *m, struct d2o_buf *out)
                      "Time from a change's ApproximateCreationDateTime to OpenSearch's answer to "
                      "its bulk item (indexed, deleted, stale or absent; dead-lettered changes are "
                      "not observed).");
+    /* A worker sets a gauge before the counters that go with it (pending records before the
+     * records read): gauges read after counters are at least that new. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
     r |= render_gauges(m, out);
     if (m->source[0]) {
-        r |= head(out, "ddb2os_source_info", "gauge",
-                  "1, labelled with where the task reads change records (source: kinesis or "
-                  "dynamodb-streams) and the stream as configured.");
-        r |= d2o_buf_printf(out, "ddb2os_source_info{source=\"");
-        r |= put_label(out, m->source);
-        r |= d2o_buf_printf(out, "\",stream=\"");
-        r |= put_label(out, m->stream);
-        r |= d2o_buf_printf(out, "\"} 1\n");
+        r |= render_source(m, out);
     }
     return r ? -ENOMEM : 0;
 }

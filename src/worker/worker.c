@@ -456,6 +456,19 @@ static void check_gone(struct shard *sh)
     bool listed = false, closed = false;
     int r = worker_shard_listed(w, sh->lease.stream, sh->lease.shard_id, &listed, &closed, &err);
 
+    if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0 &&
+        worker_source_superseded(w, sh->lease.stream)) {
+        /* A DynamoDB stream disabled more than 24 hours ago: what was not read is gone. */
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_KINESIS, sh->lease.shard_id, "stream_gone",
+                 "stream %s no longer exists (%s) and the table has a newer stream: its changes "
+                 "after checkpoint %s are past the stream's retention; finishing the shard as "
+                 "aged out",
+                 sh->lease.stream, err.message, sh->lease.checkpoint);
+        sh->aged_out = true;
+        sh->gone_why = NULL;
+        sh->state = S_ENDED;
+        return;
+    }
     if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0) {
         int64_t wait = d2o_backoff_ms(1000, 30000, sh->err_attempt++);
 
@@ -835,6 +848,17 @@ static int take_record(struct shard *sh, const struct d2o_kinesis_record *kr)
     return r;
 }
 
+/* ddb2os_pending_records: the records of every shard read and not yet checkpointed. */
+static void publish_pending(struct worker *w)
+{
+    size_t i, pending = 0;
+
+    for (i = 0; i < w->n_shards; i++) {
+        pending += d2o_ack_pending(w->shards[i]->ack);
+    }
+    d2o_metrics_gauge(&w->m->pending_records, (int64_t)pending);
+}
+
 static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o_kinesis_err *err,
                        void *arg)
 {
@@ -884,7 +908,6 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
     if (w->m) {
         d2o_metrics_kinesis(w->m, now, NULL);
         d2o_metrics_add(w->m, D2O_M_GETRECORDS_CALLS, 1);
-        d2o_metrics_add(w->m, D2O_M_RECORDS_READ, res->n_records);
     }
     /* Records that arrive after the lease is gone are dropped: the next owner reads them. */
     for (i = 0; i < res->n_records && sh->stop != STOP_LOST; i++) {
@@ -903,6 +926,13 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
         sh->last_seq = seq;
         sh->stream_ver = sh->cur_ver;
         sh->window_records++;
+    }
+    if (w->m) {
+        /* The records are pending before they count as read: a reader of /metrics never sees
+         * them read and nothing pending while they are still on their way to OpenSearch. */
+        publish_pending(w);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        d2o_metrics_add(w->m, D2O_M_RECORDS_READ, res->n_records);
     }
     if (i < res->n_records) {
         sh->state = S_NEED_ITER;
@@ -1686,7 +1716,7 @@ int worker_loop(struct worker *w)
             }
             return 0;
         }
-        if (w->lease_tick_now || now >= w->next_lease_ms) {
+        if ((w->lease_tick_now || now >= w->next_lease_ms) && worker_source_settled(w)) {
             w->next_lease_ms = now + w->renew_ms;
             worker_refresh_creds(w);
             lease_tick(w, now);
@@ -1755,12 +1785,7 @@ int worker_loop(struct worker *w)
         checkpoints_send(w);
         shards_reap(w);
         if (w->m) {
-            size_t pending = 0;
-
-            for (i = 0; i < w->n_shards; i++) {
-                pending += d2o_ack_pending(w->shards[i]->ack);
-            }
-            d2o_metrics_gauge(&w->m->pending_records, (int64_t)pending);
+            publish_pending(w);
             d2o_metrics_gauge(&w->m->loop_ms, now);
             if (w->conf->log_emf && now >= w->next_emf_ms) {
                 emit_emf(w, now);

@@ -46,6 +46,7 @@ struct worker {
     struct d2o_config conf_own;         /* a DynamoDB stream named by its table: with the ARN */
     char *stream_arn;                   /* conf_own.stream_name, owned */
     bool stream_followed;               /* stream_arn replaced the one the worker started with */
+    bool source_settled; /* the stream to read first is known (worker_source_settled) */
     char id[160];
     char host[128];
     char task_id[128];
@@ -163,6 +164,15 @@ int worker_source_open(struct worker *w, const struct d2o_config *c,
  * is another one and every shard of the stream read so far is finished, w->conf names the new
  * stream (logged as stream_followed). @blocking yes. */
 void worker_source_follow(struct worker *w);
+/* Whether the worker knows which stream to read first; until then it takes no lease and lists
+ * no shard. A DynamoDB stream named by its table starts not on the table's latest stream but on
+ * the oldest one whose lease rows are not all finished (logged as stream_unfinished), as a
+ * running worker would have (worker_source_follow). @blocking yes. */
+bool worker_source_settled(struct worker *w);
+/* Whether stream is a DynamoDB stream of the worker's table that the table has replaced (its
+ * latest stream is another one): such a stream, once it does not exist, never comes back.
+ * @blocking yes. */
+bool worker_source_superseded(struct worker *w, const char *stream);
 
 /* A DynamoDB stream: the version a shard's next record goes on from (its checkpoint's, or at
  * its start its parent's final one; 0 for Kinesis). 0 or -EIO with err. @blocking yes. */

@@ -298,7 +298,7 @@ void worker_sync_shards(struct worker *w)
     size_t i, created = 0;
     int r;
 
-    if (!worker_pg_ok(w) || !sync_lock(w, true)) {
+    if (!worker_source_settled(w) || !worker_pg_ok(w) || !sync_lock(w, true)) {
         return; /* another worker is syncing, or the database is away */
     }
     r = d2o_kinesis_list_all_shards(w->kin, w->conf->stream_name, D2O_SHARD_FILTER_NONE, 0, &shards,

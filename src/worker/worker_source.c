@@ -14,6 +14,7 @@
 #include "d2o/conf.h"
 #include "d2o/ddbstreams.h"
 #include "d2o/log.h"
+#include "d2o/metrics.h"
 #include "d2o/pg.h"
 #include "worker_int.h"
 
@@ -114,18 +115,103 @@ int worker_source_open(struct worker *w, const struct d2o_config *c, const struc
     return 0;
 }
 
+static bool follows_table(const struct worker *w)
+{
+    const struct d2o_config *c = w->conf_file;
+
+    return c && c->source == D2O_SOURCE_DYNAMODB_STREAMS &&
+           strncmp(c->stream_name, "arn:", 4) != 0 && w->stream_arn;
+}
+
+/*
+ * The oldest stream of the worker's table, other than the one it reads, whose lease rows are not
+ * all at SHARD_END: in *arn (owned), or NULL. Stream ARNs of one table differ only in their
+ * label, a creation time, so their order is their age. 0 or -EIO.
+ */
+static int oldest_unfinished(struct worker *w, char **arn)
+{
+    static const char sql[] = "SELECT DISTINCT stream COLLATE \"C\" FROM leases"
+                              " WHERE application = $1 AND stream <> $2"
+                              " AND checkpoint <> 'SHARD_END' ORDER BY 1";
+    const char *values[2] = {w->conf->application, w->stream_arn};
+    PGresult *r = PQexecParams(w->pg, sql, 2, NULL, values, NULL, NULL, 0);
+    char table[256], err[512];
+    int i, ret = 0;
+
+    *arn = NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(w->pg, r, "reading the table's unfinished streams", err, sizeof(err));
+        worker_pg_failed(w, err);
+        ret = -EIO;
+    }
+    for (i = 0; ret == 0 && !*arn && i < PQntuples(r); i++) {
+        const char *stream = PQgetvalue(r, i, 0);
+
+        if (d2o_ddbstreams_arn_table(stream, table, sizeof(table)) == 0 &&
+            strcmp(table, w->conf_file->stream_name) == 0) {
+            *arn = strdup(stream);
+            ret = *arn ? 0 : -ENOMEM;
+        }
+    }
+    PQclear(r);
+    return ret;
+}
+
+/* /metrics names the stream the worker reads (ddb2os_source_info). */
+static void publish(struct worker *w)
+{
+    char table[256];
+
+    if (w->stream_arn) {
+        d2o_metrics_set_stream(
+            w->m, w->stream_arn,
+            d2o_ddbstreams_arn_table(w->stream_arn, table, sizeof(table)) == 0 ? table : NULL);
+    }
+}
+
+bool worker_source_settled(struct worker *w)
+{
+    char *older = NULL;
+
+    if (w->source_settled) {
+        return true;
+    }
+    if (!follows_table(w)) {
+        publish(w);
+        w->source_settled = true;
+        return true;
+    }
+    if (!worker_pg_ok(w) || oldest_unfinished(w, &older) < 0) {
+        return false;
+    }
+    if (older) {
+        /* Changes of one item on the old stream come before those on the new one, whichever
+         * worker reads them and whenever it starts. */
+        d2o_warn("stream_unfinished",
+                 "stream %s of table %s has shards that are not read to their end: reading it "
+                 "first, then the table's newer streams (latest: %s)",
+                 older, w->conf_file->stream_name, w->stream_arn);
+        free(w->stream_arn);
+        w->stream_arn = older;
+        w->conf_own.stream_name = older;
+    }
+    publish(w);
+    w->source_settled = true;
+    return true;
+}
+
 void worker_source_follow(struct worker *w)
 {
     const struct d2o_config *c = w->conf_file;
     struct d2o_kinesis_err err;
-    char *latest = NULL;
+    char *latest = NULL, *older = NULL;
     bool open = true;
     int r;
 
     /* Only a stream named by its table, and only once this worker holds no shard of the old
      * one: every shard, lease and checkpoint it has names the stream it was taken from. */
-    if (c->source != D2O_SOURCE_DYNAMODB_STREAMS || strncmp(c->stream_name, "arn:", 4) == 0 ||
-        w->n_shards > 0 || w->draining || !w->stream_arn || !worker_pg_ok(w)) {
+    if (!follows_table(w) || !w->source_settled || w->n_shards > 0 || w->draining ||
+        !worker_pg_ok(w)) {
         return;
     }
     r = d2o_ddbstreams_latest_arn(w->kin, c->stream_name, &latest, &err);
@@ -139,12 +225,18 @@ void worker_source_follow(struct worker *w)
     /* Changes of one item on the old stream come before those on the new one: the new stream
      * is read only once every shard of the old one is finished, by whichever worker. */
     if (strcmp(latest, w->stream_arn) == 0 ||
-        worker_stream_has_leases(w, w->stream_arn, true, &open) < 0 || open) {
+        worker_stream_has_leases(w, w->stream_arn, true, &open) < 0 || open ||
+        oldest_unfinished(w, &older) < 0) {
         free(latest);
         return;
     }
+    if (older) {
+        /* another older stream is not finished either: it comes first */
+        free(latest);
+        latest = older;
+    }
     d2o_warn("stream_followed",
-             "table %s has a new stream: the old stream %s is read to its end, reading the new "
+             "table %s has a newer stream: the old stream %s is read to its end, reading the "
              "stream %s now from its first record, with new lease rows",
              c->stream_name, w->stream_arn, latest);
     free(w->stream_arn);
@@ -152,6 +244,23 @@ void worker_source_follow(struct worker *w)
     w->conf_own.stream_name = latest;
     w->stream_followed = true;
     w->lease_tick_now = true;
+    publish(w);
+}
+
+bool worker_source_superseded(struct worker *w, const char *stream)
+{
+    struct d2o_kinesis_err err;
+    char *latest = NULL;
+    bool superseded;
+
+    if (!follows_table(w) ||
+        d2o_ddbstreams_latest_arn(w->kin, w->conf_file->stream_name, &latest, &err) != 0) {
+        free(latest);
+        return false;
+    }
+    superseded = latest && strcmp(latest, stream) != 0;
+    free(latest);
+    return superseded;
 }
 
 int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int64_t *ver,

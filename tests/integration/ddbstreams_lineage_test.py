@@ -13,13 +13,16 @@ PostgreSQL and OpenSearch). The fake lists its shards one a page (ExclusiveStart
 Checked: C is asked for an iterator only after P was read to its end, and its lease row names P
 as parent; every document ends at its item's last change with exactly the version the lineage
 rule gives (docs/architecture.md, "Versions of a DynamoDB stream"); the trimmed checkpoint is
-logged as records_trimmed.
+logged as records_trimmed. A stream of the table's that was replaced and no longer exists
+(ResourceNotFoundException), with lease rows still open, is finished as aged out before the
+table's latest stream is read.
 
 usage: ddbstreams_lineage_test.py DDB2OS_BINARY [TEST_NAME...]
 """
 import http.server
 import json
 import threading
+import time
 import unittest
 
 import poolkit
@@ -56,6 +59,9 @@ class FakeStreams:
         }
         self.events = []
         self.lock = threading.Lock()
+        self.page = 2  # records per GetRecords answer (at most the call's Limit)
+        # GetRecords from position hold_at on waits for release (a page never crosses it)
+        self.hold_at, self.release = None, threading.Event()
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -65,6 +71,9 @@ class FakeStreams:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
                 op = self.headers.get("X-Amz-Target", "").split(".")[-1]
+                if op == "GetRecords" and fake.hold_at is not None and \
+                        int(body["ShardIterator"].rsplit("|", 1)[1]) >= fake.hold_at:
+                    fake.release.wait(60)
                 with fake.lock:
                     status, out = fake.answer(op, body)
                 data = json.dumps(out).encode()
@@ -125,7 +134,10 @@ class FakeStreams:
             sid, pos = body["ShardIterator"].rsplit("|", 1)
             _, closed, _, recs = self.shards[sid]
             pos = int(pos)
-            page = recs[pos:pos + 2]
+            end = pos + min(self.page, body.get("Limit", self.page))
+            if self.hold_at is not None and pos < self.hold_at:
+                end = min(end, self.hold_at)
+            page = recs[pos:end]
             out = {"Records": page}
             if not closed or pos + len(page) < len(recs):
                 out["NextShardIterator"] = "%s|%d" % (sid, pos + len(page))
@@ -185,6 +197,106 @@ class Lineage(unittest.TestCase):
             self.assertEqual(rows["shardId-3-c2"], "shardId-0-aged")
             self.assertIn("records_trimmed", sup.tail(200))
             self.assertIn(("iterator", "shardId-4-x", "TRIM_HORIZON"), events)
+            self.assertEqual(sup.stop(), 0)
+        finally:
+            sup.stop()
+            fake.server.shutdown()
+            env.delete_index()
+
+
+def scrape(port):
+    """(records read, records pending) from the supervisor's /metrics; None while it is not up."""
+    status, body = poolkit.http_get(port, "/metrics")
+    if status != 200:
+        return None
+    got = {}
+    for line in body.splitlines():
+        for name in ("ddb2os_records_read_total", "ddb2os_pending_records"):
+            if line.startswith(name + "{"):
+                got[name] = got.get(name, 0) + float(line.rsplit(" ", 1)[1])
+    return got.get("ddb2os_records_read_total", 0), got.get("ddb2os_pending_records", 0)
+
+
+class PendingMetric(unittest.TestCase):
+    def test_records_read_are_pending_until_written(self):
+        """Records read and none pending means they are in OpenSearch: what a drain is judged
+        by. The records of one answer count as read only once they count as pending."""
+        env = Env("dsp")
+        fake = FakeStreams(env.stream)
+        pad = "p" * 4000
+        recs = []
+        for n in range(1, 1002):
+            r = rec(n, "i%04d" % n, n, S, "INSERT")
+            r["dynamodb"]["NewImage"]["pad"] = {"S": pad}
+            recs.append(r)
+        fake.shards = {"shardId-5-m": (None, False, 1, recs)}
+        fake.page, fake.hold_at = 1000, 1
+        port = poolkit.free_port()
+        # a long lease: a slow build must not lose it while it takes the 1000 records
+        sup = Supervisor(BINARY, env, "m1", workers=1, lease_ms=20000, metrics_port=port, extra=[
+            "--source", "dynamodb-streams", "--streams-endpoint", fake.url,
+            "--index-map", "%s=%s" % (env.stream, env.index),
+            "--key-schema", "%s=book_id" % env.stream, "--memory-budget", "256MiB"])
+        try:
+            # the first record is written and checkpointed while the next answer is held back
+            wait_for("the first record written", lambda: scrape(port) == (1, 0)
+                     and "i0001" in env.documents(), 60, step=0.05)
+            fake.release.set()
+            seen = []
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                got = scrape(port)
+                if got and got[0] >= len(recs):
+                    seen.append(got)
+                    if got[1] == 0:
+                        break
+            self.assertTrue(seen and seen[-1][1] == 0, "not drained: %s" % seen[-3:])
+            # every scrape that counted the answer's records also counted them pending, until
+            # they were written: OpenSearch holds them all when pending first shows 0
+            self.assertGreater(seen[0][1], 0, seen[:3])
+            self.assertEqual(len(env.documents()), len(recs))
+            self.assertEqual(sup.stop(), 0)
+        finally:
+            sup.stop()
+            fake.release.set()
+            fake.server.shutdown()
+            env.delete_index()
+
+
+class GoneStream(unittest.TestCase):
+    def test_an_old_stream_that_no_longer_exists_is_finished_as_aged_out(self):
+        env = Env("dsg")
+        fake = FakeStreams(env.stream)
+        fake.shards = {"shardId-9-r": (None, False, 20, [rec(20, "x", 1, S, "INSERT"),
+                                                          rec(21, "x", 2, S)])}
+        # rows of the table's earlier stream, disabled long ago: the stream answers
+        # ResourceNotFoundException to every call, and its changes after the checkpoint are lost
+        old = fake.arn.replace("2026-12-01T00:00:00.000", "2026-11-20T00:00:00.000")
+        old_ver = (S + 100) * 10 ** 6
+        env.sql("INSERT INTO leases (application, stream, shard_id, checkpoint, version_last_ms)"
+                " VALUES ('%s', '%s', 'shardId-0-old', '%021d', %d)"
+                % (env.app, old, 3, old_ver))
+        sup = Supervisor(BINARY, env, "g1", workers=1, lease_ms=3000, extra=[
+            "--source", "dynamodb-streams", "--streams-endpoint", fake.url,
+            "--index-map", "%s=%s" % (env.stream, env.index),
+            "--key-schema", "%s=book_id" % env.stream])
+        try:
+            try:
+                docs = wait_for("the new stream's documents", lambda: env.documents().get("x"),
+                                60, step=0.5)
+            except AssertionError:
+                self.fail("%s\n%s" % (env.documents(), sup.tail(30)))
+            # the new stream goes on above every version the old one stored
+            self.assertEqual(docs[0], old_ver + 2)
+            self.assertEqual(int(docs[1]["v"]), 2)
+            self.assertEqual(env.rows("SELECT checkpoint FROM leases WHERE application = '%s'"
+                                      " AND stream = '%s'" % (env.app, old)), [["SHARD_END"]])
+            self.assertTrue(env.rows(
+                "SELECT 1 FROM lease_events WHERE application = '%s' AND shard_id ="
+                " 'shardId-0-old' AND event = 'aged_out'" % env.app))
+            log = sup.tail(200)
+            self.assertIn("stream_unfinished", log)
+            self.assertIn("stream_gone", log)
             self.assertEqual(sup.stop(), 0)
         finally:
             sup.stop()

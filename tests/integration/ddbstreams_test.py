@@ -4,7 +4,8 @@ OpenSearch, item for item and version for version; a worker killed with SIGKILL 
 drained with SIGTERM hand the shard over without a lost or misordered change; a poison item goes
 to the dead-letter queue and `ddb2os dlq replay` writes it once the index takes it; a
 PostgreSQL restart in the middle of a workload loses no lease for good, and the checkpoint moves
-on once PostgreSQL is back; a stream disabled and enabled again is followed without a restart;
+on once PostgreSQL is back; a stream disabled and enabled again is followed without a restart,
+and a worker started after that reads the old stream to its end before the new one;
 `checkpoint set` and `lease release` work on a stream named by its table.
 
 usage: ddbstreams_test.py DDB2OS_BINARY [TEST_NAME...]
@@ -125,8 +126,9 @@ class Crud(StreamsCase):
         # operators see the source: in /metrics, and in status and leases
         status, body = poolkit.http_get(port, "/metrics")
         self.assertEqual(status, 200, body)
-        self.assertIn('ddb2os_source_info{source="dynamodb-streams",stream="%s"} 1'
-                      % self.table.name, body.splitlines())
+        arn = self.table.ddb.describe_table(TableName=self.table.name)["Table"]["LatestStreamArn"]
+        self.assertIn('ddb2os_source_info{source="dynamodb-streams",stream="%s",table="%s"} 1'
+                      % (arn, self.table.name), body.splitlines())
         for cmd in ("status", "leases"):
             out = subprocess.run(
                 [BINARY, cmd, "--json", "--application", self.env.app, "--pg-conninfo",
@@ -135,6 +137,12 @@ class Crud(StreamsCase):
             got = json.loads(out.stdout)
             self.assertTrue(got, cmd)
             self.assertEqual({r["source"] for r in got}, {"dynamodb-streams"}, got)
+            # the table form shows the stream's ARN whole, for an operator to paste
+            out = subprocess.run(
+                [BINARY, cmd, "--application", self.env.app, "--pg-conninfo", self.env.pg],
+                capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn(arn + "  ", out.stdout)
         rows = self.env.rows("SELECT stream, shard_id, checkpoint, version_last_ms FROM leases"
                              " WHERE application = '%s'" % self.env.app)
         self.assertTrue(rows, "no lease rows")
@@ -250,6 +258,34 @@ class Reenabled(StreamsCase):
             % (self.env.app, new)), 10, step=0.3)
         self.assertIn("stream_followed", sup.tail(200))
         self.assertIn(new, sup.tail(200))
+        self.assertEqual(sup.stop(), 0)
+
+    def test_a_worker_started_after_the_stream_was_enabled_again_finishes_the_old_one(self):
+        self.table.workload(10, 2, "g")
+        sup = self.start("s1")
+        self.wait_exact()
+        self.assertEqual(sup.stop(), 0)
+        old = self.table.ddb.describe_table(TableName=self.table.name)["Table"]["LatestStreamArn"]
+        # changes on the old stream that no worker has read yet, the last one of g-002 in the
+        # same second as its first change on the new stream
+        self.table.put("g-001", "only-on-the-old-stream", 1)
+        self.table.put("g-002", "last-on-the-old-stream", 2)
+        self.set_stream(False)
+        new = self.set_stream(True)
+        self.assertNotEqual(old, new)
+        self.table.put("g-002", "first-on-the-new-stream", 3)
+        self.table.put("g-003", "on-the-new-stream", 4)
+        sup = self.start("s2")
+        self.wait_exact(timeout=60)
+        wait_for("the old stream finished and the new one read", lambda: self.env.rows(
+            "SELECT 1 FROM leases WHERE application = '%s' AND stream = '%s'"
+            % (self.env.app, new)), 20, step=0.3)
+        self.assertEqual(self.env.rows(
+            "SELECT shard_id, checkpoint FROM leases WHERE application = '%s' AND stream = '%s'"
+            " AND checkpoint <> 'SHARD_END'" % (self.env.app, old)), [])
+        log = sup.tail(300)
+        self.assertIn("stream_unfinished", log)
+        self.assertIn("stream_followed", log)
         self.assertEqual(sup.stop(), 0)
 
 

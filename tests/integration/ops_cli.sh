@@ -123,8 +123,8 @@ for cmd in status leases; do
     out=$("$ddb2os" "$cmd")
     head -1 <<<"$out" | grep -qE " source$" &&
       grep -qE "^orders +shardId-000000000001 .* kinesis$" <<<"$out" &&
-      grep -qE "^arn:aws:dynamodb:eu-west-1:123456789012: +shardId-00000001764000000000-abcdef01 .* dynamodb-streams$" <<<"$out"
-    check "$cmd: a source column, kinesis or dynamodb-streams" $? "$out"
+      grep -qE "^$ddbarn +shardId-00000001764000000000-abcdef01 .* dynamodb-streams$" <<<"$out"
+    check "$cmd: a source column, kinesis or dynamodb-streams; the ARN whole" $? "$out"
     out=$("$ddb2os" "$cmd" --json)
     python3 -c '
 import json, sys

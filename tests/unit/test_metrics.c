@@ -211,6 +211,17 @@ START_TEST(readiness_and_metrics_name_the_source)
     ck_assert_uint_eq(count_of(out.data, "ddb2os_source_info{"), 1);
     d2o_buf_free(&out);
 
+    /* once the worker has resolved the table's stream: its ARN, and the table */
+    d2o_metrics_set_stream(w, "arn:aws:dynamodb:us-east-1:1:table/books/stream/2026-12-01",
+                           "books");
+    ck_assert_int_eq(d2o_metrics_render(m, &out), 0);
+    ck_assert(has_line(out.data,
+                       "ddb2os_source_info{source=\"dynamodb-streams\",stream=\"arn:aws:"
+                       "dynamodb:us-east-1:1:table/books/stream/2026-12-01\",table=\"books\"} 1"));
+    ck_assert_uint_eq(count_of(out.data, "ddb2os_source_info{"), 1);
+    d2o_buf_free(&out);
+    d2o_metrics_set_stream(w, NULL, NULL);
+
     d2o_metrics_set_source(m, "kinesis", "a\"b");
     ck_assert(!d2o_metrics_ready(m, now, 5000, why, sizeof(why)));
     ck_assert_ptr_nonnull(strstr(why, "Kinesis: "));
