@@ -449,13 +449,14 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
  * exist is not: that stays an error the operator sees, and the lease stays. So does an open
  * shard without an iterator.
  */
-static void check_gone(struct shard *sh)
+static void gone_listed(void *arg, int r, bool listed, bool closed,
+                        const struct d2o_kinesis_err *kerr)
 {
+    struct shard *sh = arg;
     struct worker *w = sh->w;
-    struct d2o_kinesis_err err;
-    bool listed = false, closed = false;
-    int r = worker_shard_listed(w, sh->lease.stream, sh->lease.shard_id, &listed, &closed, &err);
+    struct d2o_kinesis_err err = *kerr;
 
+    sh->call_in_flight = false;
     if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0) {
         int64_t wait = d2o_backoff_ms(1000, 30000, sh->err_attempt++);
 
@@ -488,6 +489,16 @@ static void check_gone(struct shard *sh)
     }
     sh->gone_why = NULL;
     sh->next_get_ms = d2o_mono_ms() + d2o_backoff_ms(1000, 30000, sh->err_attempt++);
+}
+
+static void check_gone(struct shard *sh)
+{
+    if (worker_shard_listed_async(sh->w, sh->lease.stream, sh->lease.shard_id, gone_listed, sh) <
+        0) {
+        sh->next_get_ms = d2o_mono_ms() + 1000;
+        return;
+    }
+    sh->call_in_flight = true;
 }
 
 static void start_iterator(struct shard *sh)
@@ -626,28 +637,20 @@ static void start_get(struct shard *sh, int64_t now)
  * is listed as closed, or no longer listed, has ended (its children's rows come from
  * discovery); an open one is read again after the last record taken.
  */
-static void confirm_end(struct shard *sh, int64_t now)
+static void end_listed(void *arg, int r, bool listed, bool closed,
+                       const struct d2o_kinesis_err *kerr)
 {
+    struct shard *sh = arg;
     struct worker *w = sh->w;
-    struct d2o_kinesis_shards shards = {0};
-    struct d2o_kinesis_err kerr;
-    const struct d2o_kinesis_shard *me = NULL;
-    size_t i;
-    int r;
+    int64_t now = d2o_mono_ms();
 
-    r = d2o_kinesis_list_all_shards(w->kin, sh->lease.stream, D2O_SHARD_FILTER_NONE, 0, &shards,
-                                    &kerr);
+    sh->call_in_flight = false;
     if (r != 0) {
-        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, &kerr, &sh->err_attempt,
+        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, kerr, &sh->err_attempt,
                              &sh->next_get_ms);
         return;
     }
-    for (i = 0; i < shards.n_shards && !me; i++) {
-        if (strcmp(shards.shards[i].shard_id, sh->lease.shard_id) == 0) {
-            me = &shards.shards[i];
-        }
-    }
-    if (me && !me->seq_end) {
+    if (listed && !closed) {
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
                  "GetRecords gave no next iterator and no child shards, but the shard is open; "
                  "reading it again after %s",
@@ -658,9 +661,18 @@ static void confirm_end(struct shard *sh, int64_t now)
         sh->state = S_ENDED;
         D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "shard_end",
                  "read to the end of the shard (%s; child shards from discovery); finishing",
-                 me ? "closed" : "no longer listed");
+                 listed ? "closed" : "no longer listed");
     }
-    d2o_kinesis_shards_free(&shards);
+}
+
+static void confirm_end(struct shard *sh, int64_t now)
+{
+    if (worker_shard_listed_async(sh->w, sh->lease.stream, sh->lease.shard_id, end_listed, sh) <
+        0) {
+        sh->next_get_ms = now + 1000;
+        return;
+    }
+    sh->call_in_flight = true;
 }
 
 /* Moves one shard forward if it is due. */
@@ -1676,7 +1688,7 @@ int worker_loop(struct worker *w)
             release_all_now(w);
             return 0;
         }
-        if (w->draining && (w->n_shards == 0 || now >= w->drain_deadline)) {
+        if (w->draining && ((w->n_shards == 0 && !w->sync_in_flight) || now >= w->drain_deadline)) {
             if (w->n_shards) {
                 d2o_warn("drain_timeout",
                          "drain_timeout_ms passed with %zu records in flight; releasing anyway "
