@@ -3,20 +3,24 @@
  * fairly by its shards.
  *
  * What is counted: a GetRecords call reserves, before it starts, what its answer can cost while
- * it is received and parsed (the response body, the parser's arena, the decoded records and the
- * copies the worker keeps); when the answer arrives the reservation is returned and each record
- * taken is charged what it really holds (its raw bytes for the dead-letter queue, its document
- * in the sink and in the bulk body) until its write is acknowledged; a dead-letter row is
- * charged until it is committed. A call starts only when the budget has room for its
- * reservation, so the sum of reservations and charges never passes the budget.
+ * it is received (D2O_BUDGET_RECEIVE_FACTOR times its largest wire size: the response buffer);
+ * answers are parsed and taken one at a time, so the budget also keeps one parse's and one
+ * take's worth (D2O_BUDGET_ONCE_FACTOR times the wire size) for the largest answer in flight,
+ * once, not per call. The reservations are returned when the answer arrives; each record taken is
+ * charged what it really holds (its raw bytes for the dead-letter queue, its document in the
+ * sink and in the bulk body) until its write is acknowledged; a dead-letter row is charged until
+ * it is committed. A call starts only when the budget has room for its reservation (and for the
+ * growth of the once-share when its answer would be the largest in flight), so the sum of
+ * reservations and charges never passes the budget.
  *
  * How big an answer can be: GetRecords returns at most Limit records and at most 10 MiB of
  * data; a record from a DynamoDB table's stream destination is below 1 MiB (an item is at most
  * 400 KB, a change record carries two images). The call's Limit is sized from the largest
- * record the shard has shown lately (d2o_budget_acct.est, starting at 1 MiB and falling to a
- * sixteenth per answer towards what it sees), and the answer is capped on the wire at the
- * reservation's size (d2o_budget_response_bytes): an answer that would pass it is dropped while
- * it arrives, the estimate goes back to 1 MiB, and the same iterator is read again with a
+ * record the shard has shown lately (d2o_budget_acct.est, falling to a sixteenth per answer
+ * towards what it sees; a shard that has had no answer yet plans with what the latest answer
+ * on any shard showed, and with 1 MiB before the first), and the answer is capped on the wire
+ * at the reservation's size (d2o_budget_response_bytes): an answer that would pass it is dropped
+ * while it arrives, the estimate goes back to 1 MiB, and the same iterator is read again with a
  * smaller Limit. So the bound holds whatever the records' sizes.
  *
  * Fairness: each member (a shard) may hold up to budget / members (its fair share); a member
@@ -45,10 +49,27 @@
  * key, timestamps, JSON punctuation), and once per answer (iterator, child shards). */
 #define D2O_BUDGET_RECORD_WIRE ((size_t)320)
 #define D2O_BUDGET_RESPONSE_BASE ((size_t)8192)
-/* Heap per byte of answer while it is parsed: the body buffer (up to twice the body while it
- * grows), the parser's arena (as large as the body), the decoded records, and the worker's own
- * copies. */
-#define D2O_BUDGET_RESPONSE_FACTOR ((size_t)6)
+/*
+ * The reservation's factors, per byte of an answer's largest wire size (docs/performance.md,
+ * "A worker's memory"):
+ * RECEIVE, for every call in flight: the response buffer, which grows by doubling and so holds
+ *   up to twice the body.
+ * PARSE, once, for the largest answer in flight: what parsing one answer holds besides its
+ *   buffer. A Kinesis answer is read by a streaming parser (src/core/yjson.c) that holds only
+ *   the records packed into one block (three quarters of the base64 size): below 1x. A
+ *   DynamoDB stream's answer (at most 1 MB) is read into a reused arena document
+ *   (src/core/jdoc.c) whose nodes can weigh several times the JSON they stand for; the factor
+ *   does not cover that yet (docs/performance.md, "A worker's memory").
+ * TAKE, once, for the same answer: the worker's copies of the records it takes from the answer
+ *   while the answer is still held (raw bytes, the document twice: d2o_budget_record_cost, about
+ *   2x the wire size for 1 KB records); from then on they are charged per record.
+ * Answers are parsed and taken one at a time (in the loop's thread), so PARSE and TAKE are kept
+ * once for the largest answer in flight, not per call.
+ */
+#define D2O_BUDGET_RECEIVE_FACTOR ((size_t)2)
+#define D2O_BUDGET_PARSE_FACTOR ((size_t)2)
+#define D2O_BUDGET_TAKE_FACTOR ((size_t)2)
+#define D2O_BUDGET_ONCE_FACTOR (D2O_BUDGET_PARSE_FACTOR + D2O_BUDGET_TAKE_FACTOR)
 
 struct d2o_budget;
 
@@ -58,18 +79,25 @@ struct d2o_budget_acct {
     size_t charged;  /* held for records not yet acknowledged */
     size_t est;      /* record size (data bytes) the next call is planned with */
     size_t need;     /* while waiting: the room kept for this member */
+    size_t wire;     /* the call in flight: its answer's largest wire size */
     struct d2o_budget_acct *wprev, *wnext;
+    struct d2o_budget_acct *fprev, *fnext; /* the calls in flight */
     bool waiting;
     bool member;
+    bool fresh; /* no answer yet: plans with the budget's hint */
 };
 
 struct d2o_budget {
     size_t total;
-    size_t used; /* reservations + charges of every member, and unattributed charges */
+    size_t used; /* reservations + charges of every member, the parse's share, and unattributed
+                  * charges */
+    size_t parse_wire; /* the largest wire size of the calls in flight: ONCE times it is kept */
     size_t members;
     size_t owed;      /* sum of the waiting members' needs */
     size_t peak_used; /* the most used has been */
+    size_t hint;      /* est after the latest answer with records: a fresh member plans with it */
     struct d2o_budget_acct *whead, *wtail;
+    struct d2o_budget_acct *fhead; /* the calls in flight */
 };
 
 void d2o_budget_init(struct d2o_budget *b, size_t total);
@@ -81,7 +109,8 @@ size_t d2o_budget_share(const struct d2o_budget *b);
 
 /* Wire bytes a GetRecords answer of at most limit records of about est bytes can take. */
 size_t d2o_budget_response_bytes(size_t limit, size_t est);
-/* What a call with that Limit reserves. */
+/* The most a call with that Limit can reserve: its receive buffer and, when its answer is the
+ * largest in flight, the parse's share (what the configuration check needs room for). */
 size_t d2o_budget_call_cost(size_t limit, size_t est);
 /* What a record keeps until its write is acknowledged: raw bytes and its document, twice. */
 size_t d2o_budget_record_cost(size_t raw_len, size_t doc_len);
@@ -97,7 +126,8 @@ void d2o_budget_unwait(struct d2o_budget_acct *a);
 /* The call starts with this Limit: reserves its cost and leaves the queue. Returns the wire
  * cap for the answer (0: none, the estimate is already the largest record). */
 size_t d2o_budget_reserve(struct d2o_budget_acct *a, size_t limit);
-/* The call answered (or failed): its reservation is returned. */
+/* The call's answer has been taken (or the call failed): its reservation is returned, and the
+ * parse's share shrinks to the largest answer still in flight. */
 void d2o_budget_call_done(struct d2o_budget_acct *a);
 /* An answer arrived whose largest record had max_len bytes (0: none). */
 void d2o_budget_saw(struct d2o_budget_acct *a, size_t max_len);

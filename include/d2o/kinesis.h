@@ -316,6 +316,14 @@ __attribute__((warn_unused_result)) int
 d2o_kinesis_list_shards_async(struct d2o_kinesis *k, const struct d2o_kinesis_list_req *req,
                               d2o_kinesis_shards_fn cb, void *arg);
 
+/* Every page of the listing (follows NextToken; page_size 0 = server default), one page call
+ * after the other; the callback gets every shard (next_token NULL) or the first page call that
+ * failed. Each page is one attempt, like every async call. */
+__attribute__((warn_unused_result)) int
+d2o_kinesis_list_all_shards_async(struct d2o_kinesis *k, const char *stream,
+                                  enum d2o_kinesis_shard_filter filter, int page_size,
+                                  d2o_kinesis_shards_fn cb, void *arg);
+
 /* Sync calls (private loop, with retries as set by d2o_kinesis_set_retry()). @blocking yes. */
 __attribute__((warn_unused_result)) int d2o_kinesis_get_records(struct d2o_kinesis *k,
                                                                 const char *iterator, int limit,

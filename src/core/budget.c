@@ -17,6 +17,7 @@ void d2o_budget_init(struct d2o_budget *b, size_t total)
 {
     *b = (struct d2o_budget){0};
     b->total = total;
+    b->hint = D2O_BUDGET_RECORD_MAX;
 }
 
 void d2o_budget_join(struct d2o_budget *b, struct d2o_budget_acct *a)
@@ -24,6 +25,7 @@ void d2o_budget_join(struct d2o_budget *b, struct d2o_budget_acct *a)
     *a = (struct d2o_budget_acct){0};
     a->b = b;
     a->est = D2O_BUDGET_RECORD_MAX;
+    a->fresh = true;
     a->member = true;
     b->members++;
 }
@@ -59,8 +61,9 @@ void d2o_budget_leave(struct d2o_budget_acct *a)
         return;
     }
     d2o_budget_unwait(a);
-    b->used -= a->reserved + a->charged;
-    a->reserved = a->charged = 0;
+    d2o_budget_call_done(a);
+    b->used -= a->charged;
+    a->charged = 0;
     a->member = false;
     b->members--;
 }
@@ -83,7 +86,17 @@ size_t d2o_budget_response_bytes(size_t limit, size_t est)
 
 size_t d2o_budget_call_cost(size_t limit, size_t est)
 {
-    return d2o_budget_response_bytes(limit, est) * D2O_BUDGET_RESPONSE_FACTOR;
+    return d2o_budget_response_bytes(limit, est) *
+           (D2O_BUDGET_RECEIVE_FACTOR + D2O_BUDGET_ONCE_FACTOR);
+}
+
+/* What starting a call adds to what is used now: its receive buffer, and the growth of the
+ * parse's share when its answer would be the largest in flight. */
+static size_t admit_cost(const struct d2o_budget *b, size_t limit, size_t est)
+{
+    size_t wire = d2o_budget_response_bytes(limit, est);
+
+    return wire * D2O_BUDGET_RECEIVE_FACTOR + sub0(wire, b->parse_wire) * D2O_BUDGET_ONCE_FACTOR;
 }
 
 size_t d2o_budget_record_cost(size_t raw_len, size_t doc_len)
@@ -91,6 +104,14 @@ size_t d2o_budget_record_cost(size_t raw_len, size_t doc_len)
     /* the cookie's copy of the raw record and its strings; the document in the sink's item and
      * again in the bulk body; allocation headers */
     return raw_len + 2 * doc_len + 512;
+}
+
+/* The record size the member's next call is planned with: until its first answer, what the
+ * latest answer with records on any shard showed (the shards of one stream carry the same
+ * table's records); a wrong guess only costs a call whose answer passes its cap. */
+static size_t plan_est(const struct d2o_budget_acct *a)
+{
+    return a->fresh ? min_sz(a->est, a->b->hint) : a->est;
 }
 
 /* Room this member may use now, before its fair-share limit. */
@@ -109,7 +130,7 @@ size_t d2o_budget_limit(const struct d2o_budget_acct *a, size_t max_limit)
 {
     const struct d2o_budget *b = a->b;
     size_t share = d2o_budget_share(b), own = a->reserved + a->charged;
-    size_t min_cost = d2o_budget_call_cost(1, a->est), avail, allow, lo, hi;
+    size_t est = plan_est(a), min_cost = admit_cost(b, 1, est), avail, allow, lo, hi;
     bool others_wait = b->whead && !(b->whead == a && !a->wnext);
 
     if (!a->member || a->reserved || max_limit == 0) {
@@ -133,7 +154,7 @@ size_t d2o_budget_limit(const struct d2o_budget_acct *a, size_t max_limit)
     while (lo < hi) {
         size_t mid = lo + (hi - lo + 1) / 2;
 
-        if (d2o_budget_call_cost(mid, a->est) <= allow) {
+        if (admit_cost(b, mid, est) <= allow) {
             lo = mid;
         } else {
             hi = mid - 1;
@@ -152,10 +173,10 @@ void d2o_budget_wait(struct d2o_budget_acct *a, size_t max_limit)
         return;
     }
     need = sub0(share, own);
-    if (need < d2o_budget_call_cost(1, a->est)) {
-        need = d2o_budget_call_cost(1, a->est);
+    if (need < admit_cost(b, 1, plan_est(a))) {
+        need = admit_cost(b, 1, plan_est(a));
     }
-    need = min_sz(need, d2o_budget_call_cost(max_limit ? max_limit : 1, a->est));
+    need = min_sz(need, admit_cost(b, max_limit ? max_limit : 1, plan_est(a)));
     a->need = need;
     a->waiting = true;
     a->wprev = b->wtail;
@@ -169,29 +190,78 @@ void d2o_budget_wait(struct d2o_budget_acct *a, size_t max_limit)
     b->owed += need;
 }
 
+/* The parse's share follows the largest answer in flight. */
+static void parse_share(struct d2o_budget *b)
+{
+    const struct d2o_budget_acct *f;
+    size_t wire = 0;
+
+    for (f = b->fhead; f; f = f->fnext) {
+        wire = f->wire > wire ? f->wire : wire;
+    }
+    b->used = b->used - b->parse_wire * D2O_BUDGET_ONCE_FACTOR + wire * D2O_BUDGET_ONCE_FACTOR;
+    b->parse_wire = wire;
+}
+
 size_t d2o_budget_reserve(struct d2o_budget_acct *a, size_t limit)
 {
     struct d2o_budget *b = a->b;
-    size_t cost = d2o_budget_call_cost(limit, a->est);
+    size_t wire, cost;
+
+    a->est = plan_est(a);
+    wire = d2o_budget_response_bytes(limit, a->est);
+    cost = wire * D2O_BUDGET_RECEIVE_FACTOR;
 
     d2o_budget_unwait(a);
     a->reserved += cost;
     b->used += cost;
+    if (!a->wire) {
+        a->fprev = NULL;
+        a->fnext = b->fhead;
+        if (b->fhead) {
+            b->fhead->fprev = a;
+        }
+        b->fhead = a;
+    }
+    a->wire = wire > a->wire ? wire : a->wire;
+    if (a->wire > b->parse_wire) {
+        parse_share(b);
+    }
     if (b->used > b->peak_used) {
         b->peak_used = b->used;
     }
-    return a->est >= D2O_BUDGET_RECORD_MAX ? 0 : d2o_budget_response_bytes(limit, a->est);
+    return a->est >= D2O_BUDGET_RECORD_MAX ? 0 : wire;
 }
 
 void d2o_budget_call_done(struct d2o_budget_acct *a)
 {
-    a->b->used -= a->reserved;
+    struct d2o_budget *b = a->b;
+
+    b->used -= a->reserved;
     a->reserved = 0;
+    if (!a->wire) {
+        return;
+    }
+    if (a->fprev) {
+        a->fprev->fnext = a->fnext;
+    } else {
+        b->fhead = a->fnext;
+    }
+    if (a->fnext) {
+        a->fnext->fprev = a->fprev;
+    }
+    a->fprev = a->fnext = NULL;
+    a->wire = 0;
+    parse_share(b);
 }
 
 void d2o_budget_saw(struct d2o_budget_acct *a, size_t max_len)
 {
-    size_t est = a->est / 16;
+    size_t est;
+
+    a->est = plan_est(a);
+    a->fresh = false;
+    est = a->est / 16;
 
     if (est < max_len) {
         est = max_len;
@@ -200,10 +270,14 @@ void d2o_budget_saw(struct d2o_budget_acct *a, size_t max_len)
         est = D2O_BUDGET_EST_MIN;
     }
     a->est = min_sz(est, D2O_BUDGET_RECORD_MAX);
+    if (max_len) {
+        a->b->hint = a->est;
+    }
 }
 
 void d2o_budget_too_big(struct d2o_budget_acct *a)
 {
+    a->fresh = false;
     a->est = D2O_BUDGET_RECORD_MAX;
 }
 

@@ -799,13 +799,43 @@ int d2o_kinesis_list_shards(struct d2o_kinesis *k, const struct d2o_kinesis_list
     return r;
 }
 
+/* Moves page's shards to the end of all's (page keeps its next_token). */
+static int append_page(struct d2o_kinesis_shards *all, struct d2o_kinesis_shards *page)
+{
+    struct d2o_kinesis_shard *grown;
+
+    if (page->n_shards == 0) {
+        return 0;
+    }
+    grown = realloc(all->shards, (all->n_shards + page->n_shards) * sizeof(*grown));
+    if (!grown) {
+        return -ENOMEM;
+    }
+    all->shards = grown;
+    memcpy(all->shards + all->n_shards, page->shards, page->n_shards * sizeof(*grown));
+    all->n_shards += page->n_shards;
+    free(page->shards);
+    page->shards = NULL;
+    page->n_shards = 0;
+    return 0;
+}
+
+static void list_req_fill(struct d2o_kinesis_list_req *req, const char *stream, const char *token,
+                          enum d2o_kinesis_shard_filter filter, int page_size)
+{
+    memset(req, 0, sizeof(*req));
+    req->stream = stream;
+    req->next_token = token;
+    req->max_results = page_size;
+    req->filter = filter;
+}
+
 int d2o_kinesis_list_all_shards(struct d2o_kinesis *k, const char *stream,
                                 enum d2o_kinesis_shard_filter filter, int page_size,
                                 struct d2o_kinesis_shards *out, struct d2o_kinesis_err *err)
 {
     struct d2o_kinesis_shards all, page;
     struct d2o_kinesis_list_req req;
-    struct d2o_kinesis_shard *grown;
     char *token = NULL;
     unsigned pages;
     int r = 0;
@@ -813,28 +843,15 @@ int d2o_kinesis_list_all_shards(struct d2o_kinesis *k, const char *stream,
     memset(&all, 0, sizeof(all));
     memset(out, 0, sizeof(*out));
     for (pages = 0; pages < MAX_LIST_PAGES; pages++) {
-        memset(&req, 0, sizeof(req));
-        req.stream = stream;
-        req.next_token = token;
-        req.max_results = page_size;
-        req.filter = filter;
+        list_req_fill(&req, stream, token, filter, page_size);
         r = d2o_kinesis_list_shards(k, &req, &page, err);
         if (r != 0) {
             goto out;
         }
-        if (page.n_shards > 0) {
-            grown = realloc(all.shards, (all.n_shards + page.n_shards) * sizeof(*grown));
-            if (!grown) {
-                d2o_kinesis_shards_free(&page);
-                r = -ENOMEM;
-                goto out;
-            }
-            all.shards = grown;
-            memcpy(all.shards + all.n_shards, page.shards, page.n_shards * sizeof(*grown));
-            all.n_shards += page.n_shards;
-            free(page.shards);
-            page.shards = NULL;
-            page.n_shards = 0;
+        r = append_page(&all, &page);
+        if (r != 0) {
+            d2o_kinesis_shards_free(&page);
+            goto out;
         }
         free(token);
         token = page.next_token;
@@ -849,6 +866,92 @@ int d2o_kinesis_list_all_shards(struct d2o_kinesis *k, const char *stream,
 out:
     free(token);
     d2o_kinesis_shards_free(&all);
+    return r;
+}
+
+/* A listing of every page on the multi handle: one page call after the other. */
+struct alist {
+    struct d2o_kinesis *k;
+    char *stream;
+    enum d2o_kinesis_shard_filter filter;
+    int page_size;
+    unsigned pages;
+    struct d2o_kinesis_shards all;
+    d2o_kinesis_shards_fn cb;
+    void *arg;
+};
+
+static void alist_free(struct alist *l)
+{
+    if (!l) {
+        return;
+    }
+    d2o_kinesis_shards_free(&l->all);
+    free(l->stream);
+    free(l);
+}
+
+static void alist_page(int rc, struct d2o_kinesis_shards *page, const struct d2o_kinesis_err *err,
+                       void *arg);
+
+static int alist_next(struct alist *l, const char *token)
+{
+    struct d2o_kinesis_list_req req;
+
+    list_req_fill(&req, l->stream, token, l->filter, l->page_size);
+    return d2o_kinesis_list_shards_async(l->k, &req, alist_page, l);
+}
+
+static void alist_page(int rc, struct d2o_kinesis_shards *page, const struct d2o_kinesis_err *err,
+                       void *arg)
+{
+    struct alist *l = arg;
+    struct d2o_kinesis_shards out;
+
+    if (rc == 0) {
+        rc = append_page(&l->all, page);
+    }
+    if (rc == 0 && page->next_token && ++l->pages < MAX_LIST_PAGES) {
+        rc = alist_next(l, page->next_token);
+        if (rc == 0) {
+            d2o_kinesis_shards_free(page);
+            return;
+        }
+    }
+    d2o_kinesis_shards_free(page);
+    memset(&out, 0, sizeof(out));
+    if (rc == 0) {
+        out = l->all;
+        memset(&l->all, 0, sizeof(l->all));
+    }
+    l->cb(rc, &out, err, l->arg);
+    alist_free(l);
+}
+
+int d2o_kinesis_list_all_shards_async(struct d2o_kinesis *k, const char *stream,
+                                      enum d2o_kinesis_shard_filter filter, int page_size,
+                                      d2o_kinesis_shards_fn cb, void *arg)
+{
+    struct alist *l = NULL;
+    int r;
+
+    if (!k || !stream || !cb) {
+        return -EINVAL;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l || !(l->stream = strdup(stream))) {
+        alist_free(l);
+        return -ENOMEM;
+    }
+    l->k = k;
+    l->filter = filter;
+    l->page_size = page_size;
+    l->cb = cb;
+    l->arg = arg;
+    r = alist_next(l, NULL);
+    if (r != 0) {
+        alist_free(l);
+    }
     return r;
 }
 

@@ -449,13 +449,14 @@ static void on_iterator(int rc, char *iterator, const struct d2o_kinesis_err *er
  * exist is not: that stays an error the operator sees, and the lease stays. So does an open
  * shard without an iterator.
  */
-static void check_gone(struct shard *sh)
+static void gone_listed(void *arg, int r, bool listed, bool closed,
+                        const struct d2o_kinesis_err *kerr)
 {
+    struct shard *sh = arg;
     struct worker *w = sh->w;
-    struct d2o_kinesis_err err;
-    bool listed = false, closed = false;
-    int r = worker_shard_listed(w, sh->lease.stream, sh->lease.shard_id, &listed, &closed, &err);
+    struct d2o_kinesis_err err = *kerr;
 
+    sh->call_in_flight = false;
     if (r == D2O_KINESIS_E_FAILED && strcmp(err.code, "ResourceNotFoundException") == 0 &&
         worker_source_superseded(w, sh->lease.stream)) {
         /* A DynamoDB stream disabled more than 24 hours ago: what was not read is gone. */
@@ -501,6 +502,16 @@ static void check_gone(struct shard *sh)
     }
     sh->gone_why = NULL;
     sh->next_get_ms = d2o_mono_ms() + d2o_backoff_ms(1000, 30000, sh->err_attempt++);
+}
+
+static void check_gone(struct shard *sh)
+{
+    if (worker_shard_listed_async(sh->w, sh->lease.stream, sh->lease.shard_id, gone_listed, sh) <
+        0) {
+        sh->next_get_ms = d2o_mono_ms() + 1000;
+        return;
+    }
+    sh->call_in_flight = true;
 }
 
 static void start_iterator(struct shard *sh)
@@ -639,28 +650,20 @@ static void start_get(struct shard *sh, int64_t now)
  * is listed as closed, or no longer listed, has ended (its children's rows come from
  * discovery); an open one is read again after the last record taken.
  */
-static void confirm_end(struct shard *sh, int64_t now)
+static void end_listed(void *arg, int r, bool listed, bool closed,
+                       const struct d2o_kinesis_err *kerr)
 {
+    struct shard *sh = arg;
     struct worker *w = sh->w;
-    struct d2o_kinesis_shards shards = {0};
-    struct d2o_kinesis_err kerr;
-    const struct d2o_kinesis_shard *me = NULL;
-    size_t i;
-    int r;
+    int64_t now = d2o_mono_ms();
 
-    r = d2o_kinesis_list_all_shards(w->kin, sh->lease.stream, D2O_SHARD_FILTER_NONE, 0, &shards,
-                                    &kerr);
+    sh->call_in_flight = false;
     if (r != 0) {
-        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, &kerr, &sh->err_attempt,
+        worker_kinesis_error(w, sh->lease.shard_id, "ListShards", r, kerr, &sh->err_attempt,
                              &sh->next_get_ms);
         return;
     }
-    for (i = 0; i < shards.n_shards && !me; i++) {
-        if (strcmp(shards.shards[i].shard_id, sh->lease.shard_id) == 0) {
-            me = &shards.shards[i];
-        }
-    }
-    if (me && !me->seq_end) {
+    if (listed && !closed) {
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, sh->lease.shard_id, "iterator_missing",
                  "GetRecords gave no next iterator and no child shards, but the shard is open; "
                  "reading it again after %s",
@@ -671,9 +674,18 @@ static void confirm_end(struct shard *sh, int64_t now)
         sh->state = S_ENDED;
         D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "shard_end",
                  "read to the end of the shard (%s; child shards from discovery); finishing",
-                 me ? "closed" : "no longer listed");
+                 listed ? "closed" : "no longer listed");
     }
-    d2o_kinesis_shards_free(&shards);
+}
+
+static void confirm_end(struct shard *sh, int64_t now)
+{
+    if (worker_shard_listed_async(sh->w, sh->lease.stream, sh->lease.shard_id, end_listed, sh) <
+        0) {
+        sh->next_get_ms = now + 1000;
+        return;
+    }
+    sh->call_in_flight = true;
 }
 
 /* Moves one shard forward if it is due. */
@@ -1438,13 +1450,68 @@ static int census_send(struct worker *w, PGconn *c)
                                  w->renew_ms * 5 / 2);
 }
 
-/* The census's answer: take leases up to the target, or ask the busiest worker for one. */
-static void census_done(struct worker *w, PGresult *res, const char *why)
+static int take_send(struct worker *w, PGconn *c)
+{
+    return d2o_lease_take_send(c, w->conf->application, w->conf->stream_name, w->id, w->take.want,
+                               w->conf->lease_ms);
+}
+
+/* The leases taken (on the asynchronous session, so a slow database delays only them), then,
+ * still below the target, a handoff asked of the busiest worker. */
+static void take_done(struct worker *w, PGresult *res, const char *why)
 {
     struct d2o_lease_list taken = {0};
     char err[512];
     size_t i;
-    int r, leases = 0, live = 0, target, held;
+    int r;
+
+    w->take.in_flight = false;
+    if (!res) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "taking leases: %s", why);
+        }
+        return;
+    }
+    r = d2o_lease_take_read(w->apg.c, res, &taken, err, sizeof(err));
+    if (r < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    }
+    for (i = 0; i < taken.n; i++) {
+        if (shard_add(w, &taken.items[i], "took") == 0 && w->m) {
+            d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
+        }
+        if (w->draining) {
+            /* taken while the drain began: given back at once */
+            struct shard *sh = shard_find(w, taken.items[i].shard_id);
+
+            if (sh && sh->stop == STOP_NONE) {
+                sh->stop = STOP_RELEASE;
+            }
+        }
+    }
+    if (r >= 0 && w->take.held + r < w->take.target && w->take.live > 1 && !w->draining &&
+        worker_pg_ok(w)) {
+        r = d2o_lease_request_handoff(w->pg, w->conf->application, w->conf->stream_name, w->id,
+                                      w->take.target, w->conf->lease_ms, err, sizeof(err));
+        if (r < 0) {
+            worker_pg_failed(w, err);
+        } else if (r > 0) {
+            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, NULL, "handoff_asked",
+                     "holding %d of a target of %d leases; asked the busiest worker for one",
+                     w->take.held + (int)taken.n, w->take.target);
+        }
+    }
+    d2o_lease_list_free(&taken);
+    if (w->m) {
+        d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
+    }
+}
+
+/* The census's answer: take leases up to the target, or ask the busiest worker for one. */
+static void census_done(struct worker *w, PGresult *res, const char *why)
+{
+    char err[512];
+    int leases = 0, live = 0, target, held;
     int64_t next_expiry = -1, now = d2o_mono_ms();
 
     w->census_in_flight = false;
@@ -1465,29 +1532,13 @@ static void census_done(struct worker *w, PGresult *res, const char *why)
     target = d2o_lease_target(leases, live);
     w->target = target;
     held = (int)shards_active(w);
-    if (held < target && !w->draining && worker_pg_ok(w)) {
-        r = d2o_lease_take(w->pg, w->conf->application, w->conf->stream_name, w->id, target - held,
-                           w->conf->lease_ms, &taken, err, sizeof(err));
-        if (r < 0) {
-            worker_pg_failed(w, err);
-        }
-        for (i = 0; i < taken.n; i++) {
-            if (shard_add(w, &taken.items[i], "took") == 0 && w->m) {
-                d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
-            }
-        }
-        if (r >= 0 && held + r < target && live > 1 && w->pg) {
-            r = d2o_lease_request_handoff(w->pg, w->conf->application, w->conf->stream_name, w->id,
-                                          target, w->conf->lease_ms, err, sizeof(err));
-            if (r < 0) {
-                worker_pg_failed(w, err);
-            } else if (r > 0) {
-                D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, NULL, "handoff_asked",
-                         "holding %d of a target of %d leases; asked the busiest worker for one",
-                         held + (int)taken.n, target);
-            }
-        }
-        d2o_lease_list_free(&taken);
+    if (held < target && !w->draining && !w->take.in_flight) {
+        w->take.in_flight = true;
+        w->take.want = target - held;
+        w->take.held = held;
+        w->take.target = target;
+        w->take.live = live;
+        worker_apg_call(w, take_send, take_done);
     }
     if (w->m) {
         d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
@@ -1706,7 +1757,8 @@ int worker_loop(struct worker *w)
             release_all_now(w);
             return 0;
         }
-        if (w->draining && (w->n_shards == 0 || now >= w->drain_deadline)) {
+        if (w->draining && ((w->n_shards == 0 && !w->sync_in_flight && !w->take.in_flight) ||
+                            now >= w->drain_deadline)) {
             if (w->n_shards) {
                 d2o_warn("drain_timeout",
                          "drain_timeout_ms passed with %zu records in flight; releasing anyway "

@@ -91,6 +91,13 @@ struct worker {
     bool renew_in_flight;
     bool checkpoint_in_flight;
     bool census_in_flight;
+    struct {
+        bool in_flight;         /* a take is on the asynchronous session */
+        int want;               /* leases it asks for */
+        int held, target, live; /* what the census that sent it saw */
+    } take;
+    bool sync_in_flight;   /* the shard sync's listing is on its way */
+    unsigned sync_attempt; /* its failed page calls in a row */
 };
 
 /* worker.c */
@@ -113,15 +120,9 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
                           const struct d2o_kinesis_err *err, unsigned *attempt, int64_t *next_ms);
 void worker_ensure_children(struct worker *w, const char *stream,
                             const struct d2o_kinesis_child_shard *children, size_t n);
-void worker_sync_shards(struct worker *w);
 /* Whether the application has lease rows of stream (with open_only: rows not at SHARD_END).
  * 0, or -EIO (the connection is marked failed). @blocking yes. */
 int worker_stream_has_leases(struct worker *w, const char *stream, bool open_only, bool *has);
-/* Whether the stream lists shard_id now (ListShards, every page), and whether it is closed.
- * Returns 0, D2O_KINESIS_E_FAILED (err filled; code ResourceNotFoundException when the stream
- * does not exist) or a negative errno. @blocking yes. */
-int worker_shard_listed(struct worker *w, const char *stream, const char *shard_id, bool *listed,
-                        bool *closed, struct d2o_kinesis_err *err);
 void worker_refresh_creds(struct worker *w);
 /* SIGHUP: reopens log_file, reads the configuration again and applies the keys marked
  * reloadable (log level, format and categories to this process; the sink's timings to sink, when
@@ -181,6 +182,19 @@ int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int
 /* The version of record kr read after one at prev (0 for Kinesis: the record's own). */
 int64_t worker_source_version(const struct worker *w, int64_t prev,
                               const struct d2o_kinesis_record *kr);
+
+/* worker_sync.c */
+/* The shard sync's turn: lists the stream's shards on the multi handle (unless a listing is on
+ * its way or another worker syncs) and gives new shards lease rows when the answer comes. */
+void worker_sync_shards(struct worker *w);
+/* Whether the stream lists shard_id now (ListShards or DescribeStream, every page, on the multi
+ * handle), and whether it is closed: cb gets rc 0, D2O_KINESIS_E_FAILED (err filled; code
+ * ResourceNotFoundException when the stream does not exist) or a negative errno. Returns 0 or a
+ * negative errno (cb is not called). */
+typedef void (*worker_listed_fn)(void *arg, int rc, bool listed, bool closed,
+                                 const struct d2o_kinesis_err *err);
+int worker_shard_listed_async(struct worker *w, const char *stream, const char *shard_id,
+                              worker_listed_fn cb, void *arg);
 
 /* worker_deletes.c */
 /* The sink's pre-send filter: records the request's deletes and drops writes they outrank. */

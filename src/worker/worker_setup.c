@@ -1,6 +1,6 @@
 /*
- * A worker's handles (opened after fork()), its PostgreSQL connection, Kinesis error handling and
- * shard discovery.
+ * A worker's handles (opened after fork()), its PostgreSQL connection and Kinesis error handling
+ * (shard discovery: worker_sync.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -199,51 +199,6 @@ void worker_ensure_children(struct worker *w, const char *stream,
     }
 }
 
-int worker_shard_listed(struct worker *w, const char *stream, const char *shard_id, bool *listed,
-                        bool *closed, struct d2o_kinesis_err *err)
-{
-    struct d2o_kinesis_shards shards = {0};
-    size_t i;
-    int r = d2o_kinesis_list_all_shards(w->kin, stream, D2O_SHARD_FILTER_NONE, 0, &shards, err);
-
-    *listed = false;
-    *closed = false;
-    for (i = 0; r == 0 && i < shards.n_shards; i++) {
-        if (strcmp(shards.shards[i].shard_id, shard_id) == 0) {
-            *listed = true;
-            *closed = shards.shards[i].seq_end != NULL;
-        }
-    }
-    d2o_kinesis_shards_free(&shards);
-    return r;
-}
-
-/* The checkpoint a shard found by discovery starts from. */
-static const char *seed_position(const struct worker *w, const struct d2o_kinesis_shard *s,
-                                 bool first, int64_t *ts_ms)
-{
-    *ts_ms = 0;
-    if (!first) {
-        return "TRIM_HORIZON"; /* created by a reshard after ddb2os started: read it all */
-    }
-    switch (w->conf->initial_position) {
-    case D2O_POS_LATEST:
-        /* Only open shards are read; closed ones count as finished so children are not held. */
-        return s->seq_end ? "SHARD_END" : "LATEST";
-    case D2O_POS_AT_TIMESTAMP: {
-        time_t t = 0;
-
-        if (d2o_creds_parse_time(w->conf->initial_timestamp, &t) < 0) {
-            t = 0;
-        }
-        *ts_ms = (int64_t)t * 1000;
-        return "AT_TIMESTAMP";
-    }
-    default:
-        return "TRIM_HORIZON";
-    }
-}
-
 int worker_stream_has_leases(struct worker *w, const char *stream, bool open_only, bool *has)
 {
     const char *values[2] = {w->conf->application, stream};
@@ -266,101 +221,6 @@ int worker_stream_has_leases(struct worker *w, const char *stream, bool open_onl
     }
     PQclear(r);
     return ret;
-}
-
-/* pg_try_advisory_lock / pg_advisory_unlock on the application and stream. */
-static int sync_lock(struct worker *w, bool lock)
-{
-    char key[512];
-    const char *values[1] = {key};
-    PGresult *r;
-    int ret;
-
-    snprintf(key, sizeof(key), "ddb2os shard sync %s %s", w->conf->application,
-             w->conf->stream_name);
-    r = PQexecParams(w->pg,
-                     lock ? "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
-                          : "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
-                     1, NULL, values, NULL, NULL, 0);
-    ret =
-        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    return ret;
-}
-
-void worker_sync_shards(struct worker *w)
-{
-    struct d2o_kinesis_shards shards = {0};
-    struct d2o_kinesis_err kerr;
-    char err[512];
-    char ebuf[128];
-    bool has = true;
-    size_t i, created = 0;
-    int r;
-
-    if (!worker_source_settled(w) || !worker_pg_ok(w) || !sync_lock(w, true)) {
-        return; /* another worker is syncing, or the database is away */
-    }
-    r = d2o_kinesis_list_all_shards(w->kin, w->conf->stream_name, D2O_SHARD_FILTER_NONE, 0, &shards,
-                                    &kerr);
-    if (r != 0) {
-        const char *msg =
-            r == D2O_KINESIS_E_FAILED ? kerr.message : d2o_strerror(-r, ebuf, sizeof(ebuf));
-        char why[160];
-
-        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_KINESIS, NULL, "shard_sync",
-                 "cannot list the shards of %s: %s", w->conf->stream_name, msg);
-        snprintf(why, sizeof(why), "cannot list the shards of %.40s: %.80s", w->conf->stream_name,
-                 msg);
-        d2o_metrics_kinesis(w->m, d2o_mono_ms(), why);
-        w->next_sync_ms = d2o_mono_ms() + 2000;
-        goto out;
-    }
-    d2o_metrics_kinesis(w->m, d2o_mono_ms(), NULL);
-    if (worker_stream_has_leases(w, w->conf->stream_name, false, &has) < 0) {
-        goto out;
-    }
-    has = has || w->stream_followed; /* the table's new stream: read it all */
-    for (i = 0; i < shards.n_shards; i++) {
-        const struct d2o_kinesis_shard *s = &shards.shards[i];
-        const char *parents[3] = {NULL, NULL, NULL};
-        struct d2o_lease_seed seed = {0};
-        size_t np = 0;
-
-        if (s->parent_shard_id) {
-            parents[np++] = s->parent_shard_id;
-        }
-        if (s->adjacent_parent_shard_id) {
-            parents[np++] = s->adjacent_parent_shard_id;
-        }
-        seed.shard_id = s->shard_id;
-        seed.parents = parents;
-        seed.hash_start = s->hash_start;
-        seed.hash_end = s->hash_end;
-        seed.checkpoint = seed_position(w, s, !has, &seed.checkpoint_ts_ms);
-        r = d2o_lease_ensure_shard(w->pg, w->conf->application, w->conf->stream_name, &seed, err,
-                                   sizeof(err));
-        if (r < 0) {
-            worker_pg_failed(w, err);
-            break;
-        }
-        created += (size_t)r;
-    }
-    if (created) {
-        d2o_info("shard_sync", "%zu new shards of %s (of %zu listed) have lease rows now", created,
-                 w->conf->stream_name, shards.n_shards);
-        w->lease_tick_now = true;
-        /* The other workers may have ticked before the rows existed; without this they would
-         * wait a whole renew period for their share. */
-        if (d2o_lease_notify(w->pg, w->conf->application, err, sizeof(err)) < 0) {
-            worker_pg_failed(w, err);
-        }
-    }
-out:
-    if (w->pg && PQstatus(w->pg) == CONNECTION_OK) {
-        (void)sync_lock(w, false);
-    }
-    d2o_kinesis_shards_free(&shards);
 }
 
 /* ---- logs ---- */

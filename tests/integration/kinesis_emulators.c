@@ -203,6 +203,7 @@ struct async_state {
     char *iterator;
     int rc;
     int records;
+    struct d2o_kinesis_shards shards;
     bool done;
     struct d2o_kinesis_err err;
 };
@@ -229,6 +230,17 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
     st->iterator = res->next_iterator;
     res->next_iterator = NULL;
     d2o_kinesis_records_free(res);
+    st->done = true;
+}
+
+static void on_shards(int rc, struct d2o_kinesis_shards *res, const struct d2o_kinesis_err *err,
+                      void *arg)
+{
+    struct async_state *st = arg;
+
+    st->rc = rc;
+    st->err = *err;
+    st->shards = *res; /* ours to free */
     st->done = true;
 }
 
@@ -391,6 +403,23 @@ static void list_checks(const struct d2o_kinesis_shards *all)
         }
     }
     CHECK(got == all->n_shards, "pagination listed %zu of %zu shards", got, all->n_shards);
+    /* the same pages on the multi handle (the worker's shard sync), one shard a page */
+    {
+        struct async_state st;
+
+        memset(&st, 0, sizeof(st));
+        CALL(
+            d2o_kinesis_list_all_shards_async(k, stream, D2O_SHARD_FILTER_NONE, 1, on_shards, &st));
+        wait_async(&st);
+        CHECK(st.shards.n_shards == all->n_shards && !st.shards.next_token,
+              "async listing: %zu of %zu shards", st.shards.n_shards, all->n_shards);
+        for (i = 0; i < st.shards.n_shards && i < all->n_shards; i++) {
+            CHECK(strcmp(st.shards.shards[i].shard_id, all->shards[i].shard_id) == 0,
+                  "async listing: shard %zu is %s, want %s", i, st.shards.shards[i].shard_id,
+                  all->shards[i].shard_id);
+        }
+        d2o_kinesis_shards_free(&st.shards);
+    }
     /* after split + merge only the lower child and the merged shard are open */
     CALL(d2o_kinesis_list_all_shards(k, stream, D2O_SHARD_FILTER_AT_LATEST, 0, &latest, &err));
     CHECK(latest.n_shards == 2, "ShardFilter AT_LATEST: %zu open shards, want 2", latest.n_shards);

@@ -55,6 +55,33 @@ class SlowPostgres(edges_test.EdgeTest):
             last[r["ShardId"]] = max(last.get(r["ShardId"], 0), int(r["SequenceNumber"]))
         return last
 
+    def stream_changes(self, window_s, every_s, per_round, sample_s):
+        """Puts per_round changes every every_s for window_s, sampling the checkpoints in
+        between. Returns the rounds put, shard id -> highest sequence number put to it, and
+        shard id -> how many times its checkpoint moved."""
+        seen = {}
+        last = {}
+        rounds = 0
+        start = time.time()
+        next_put = start
+        while time.time() < start + window_s:
+            if time.time() >= next_put:
+                for shard, seq in self.put_round(per_round, prefix="r%d-" % rounds).items():
+                    last[shard] = max(last.get(shard, 0), seq)
+                rounds += 1
+                next_put += every_s
+            for shard, cp in self.checkpoints().items():
+                seen.setdefault(shard, set()).add(cp)
+            time.sleep(sample_s)
+        return rounds, last, {shard: len(cps) - 1 for shard, cps in seen.items()}
+
+    def wait_caught_up(self, last):
+        """Waits until every shard's checkpoint is at its last change (from stream_changes)."""
+        def caught_up():
+            cps = self.checkpoints()
+            return all(cps[sh].isdigit() and int(cps[sh]) >= seq for sh, seq in last.items())
+        poolkit.wait_for("every shard's checkpoint at its last change", caught_up, 15, step=0.3)
+
     def test_records_flow_on_every_shard_and_no_lease_is_lost(self):
         env = self.env
         env.create_stream(SHARDS)
@@ -78,23 +105,9 @@ class SlowPostgres(edges_test.EdgeTest):
 
         self.pgproxy.set({"latency_ms": LATENCY_MS})
         # Changes go into every shard every 2 s; the checkpoints are sampled in between.
-        seen = {}
-        last = {}
-        rounds = 0
-        start = time.time()
-        next_put = start
-        while time.time() < start + WINDOW_S:
-            if time.time() >= next_put:
-                for shard, seq in self.put_round(12 * SHARDS, prefix="r%d-" % rounds).items():
-                    last[shard] = max(last.get(shard, 0), seq)
-                rounds += 1
-                next_put += 2
-            for shard, cp in self.checkpoints().items():
-                seen.setdefault(shard, set()).add(cp)
-            time.sleep(0.3)
+        rounds, last, moves = self.stream_changes(WINDOW_S, 2, 12 * SHARDS, 0.3)
         stats = self.pgproxy.stats()
         self.assertGreater(stats["delayed_chunks"], 0)
-        moves = {shard: len(cps) - 1 for shard, cps in seen.items()}
         print("%d rounds in %.0f s at %d ms per round trip; checkpoint moves per shard: %s"
               % (rounds, WINDOW_S, LATENCY_MS, moves))
         # No lease was lost, stolen or handed over, and the worker never stopped a shard.
@@ -110,11 +123,7 @@ class SlowPostgres(edges_test.EdgeTest):
                                                       self.logs()))
         # ...and everything lands, and is checkpointed, while PostgreSQL is still slow.
         self.converge(timeout=30)
-
-        def caught_up():
-            cps = self.checkpoints()
-            return all(cps[sh].isdigit() and int(cps[sh]) >= seq for sh, seq in last.items())
-        poolkit.wait_for("every shard's checkpoint at its last change", caught_up, 15, step=0.3)
+        self.wait_caught_up(last)
         self.pgproxy.set({"latency_ms": 0})
         self.assertEqual(a.stop(), 0)
 

@@ -21,6 +21,9 @@ from flags or at run time with `POST /__fault` (a JSON object of the same names)
   reset_count                    close the next N connections without answering
   down_seconds                   close every connection at once for this long
   delay_ms                       wait this long before forwarding
+  delay_targets                  (in front of Kinesis) only the calls whose X-Amz-Target ends
+                                 with one of these operations, e.g. ["ListShards"] (default []:
+                                 every request)
   max_body                       answer 413 to bodies larger than this many bytes
   null_iterator                  (in front of Kinesis) answer the next N GetRecords calls without
                                  NextShardIterator and ChildShards, as if the shard had ended
@@ -54,12 +57,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 FAULTS = {"request_status": 0, "request_count": 0, "request_fraction": 0.0, "item_429_every": 0,
           "item_429_fraction": 0.0, "item_429_ids": {}, "item_429_hold": {}, "reset_count": 0, "down_until": 0.0,
-          "delay_ms": 0, "max_body": 0, "null_iterator": 0,
+          "delay_ms": 0, "delay_targets": [], "max_body": 0, "null_iterator": 0,
           "latency_ms": 0}
 RNG = random.Random(1)
 STATS = {"requests": 0, "forwarded": 0, "injected_status": 0, "injected_items": 0,
          "held_items": 0, "resets": 0, "too_large": 0, "null_iterators": 0,
-         "connections": 0, "delayed_chunks": 0}
+         "connections": 0, "delayed_chunks": 0, "delayed_requests": 0}
 ITEM_COUNTER = [0]
 UPSTREAM = ("127.0.0.1", 9200)
 DROPPED_HEADERS = ("host", "content-length", "connection", "authorization")
@@ -164,6 +167,12 @@ class Handler(BaseHTTPRequestHandler):
             every = (FAULTS["item_429_every"] or FAULTS["item_429_fraction"] or
                      FAULTS["item_429_ids"] or FAULTS["item_429_hold"])
             delay = FAULTS["delay_ms"]
+            target = self.headers.get("X-Amz-Target", "")
+            if FAULTS["delay_targets"] and not any(
+                    target.endswith("." + op) for op in FAULTS["delay_targets"]):
+                delay = 0
+            if delay:
+                STATS["delayed_requests"] += 1
             too_large = FAULTS["max_body"] and len(body) > FAULTS["max_body"]
             if too_large:
                 STATS["too_large"] += 1
