@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """ddb2os and a KCL consumer side by side on one preloaded stream (numbers in docs/performance.md).
 
-usage: compare.py DDB2OS_BINARY [--records N] [--shards S] [--kcl-heap SIZE] [--skip-build]
-                  [--only ddb2os] [--repeat R] [--os-alone]
+usage: compare.py DDB2OS_BINARY [--records N] [--shards S] [--limit L] [--kcl-heap SIZE]
+                  [--skip-build] [--only ddb2os] [--repeat R] [--os-alone]
 
 A fresh kinesalite stream of S shards (default 8) is loaded with about N change records (default
 100 000; 200-byte items created, updated three times, one in five deleted: the workload of
@@ -11,16 +11,27 @@ bench/pool_bench.py). Then, one after the other and each into its own fresh inde
   ddb2os  `ddb2os run` with 1 worker (PostgreSQL holds its leases and checkpoints)
   kcl     bench/peer (KCL 3.5.1, built here with `mvn package`; DynamoDB Local holds its leases)
 
-Both read the same records from TRIM_HORIZON. For each the script prints the time from start to
-the first record read, records/s from the first read to the last checkpoint, records per CPU
-second over that interval (utime + stime from /proc: the supervisor and its workers for ddb2os,
-the JVM for KCL), peak RSS (VmHWM; for ddb2os the sum over supervisor and worker), and checks the
-index against the workload's model (document count; bulk items refused). Every endpoint is on
+Both read the same records from TRIM_HORIZON with the same GetRecords limit L (default 1000:
+ddb2os's --get-records-limit, KCL's maxRecords). Kinesalite answers on one Node thread, so 8
+concurrent calls of 5000 records each took 25-30 s on this shared machine, at KCL's 30 s request
+timeout: KCL then cancelled and retried them while kinesalite still worked on the cancelled ones,
+and never got an answer (docs/performance.md, "ddb2os and KCL side by side").
+
+For each the script prints the time from start to the first record read, records/s from the
+first read to the last checkpoint, records per CPU second over that interval (utime + stime
+from /proc: the supervisor and its workers for ddb2os, the JVM for KCL), peak RSS (VmHWM; for
+ddb2os the sum over supervisor and worker), and checks the index against the workload's model
+(document count; bulk items refused). Every endpoint is on
 127.0.0.1 (scripts/services start pg opensearch kinesalite dynamodb; then export
 scripts/services env); the credentials are dummies.
 
 --only ddb2os skips the KCL consumer (and its build). --repeat R runs the whole comparison R
-times, each on a freshly loaded stream, and prints every run (take the best of a shared machine).
+times, each on a freshly loaded stream, and prints every run (take the best of a shared machine),
+then the table rows of docs/performance.md (with the 1-minute load average at the start and the
+end of each drain). The script stops by itself: ddb2os must read within 120 s and drain within
+900 s; KCL must read within 300 s of its start and finish within 900 s (the JVM stops itself
+then; the script kills it 60 s later if not). A run whose KCL did not finish prints why (with
+the GetRecords calls KCL gave up on, from its log) and the script exits 1.
 --os-alone adds, right after ddb2os's drain, OpenSearch alone on the same bodies: the records of
 the stream through `ddb2os transform` (the very bulk items the sink sends, versions included),
 posted as _bulk bodies of about 5 MiB over 2 connections into a fresh index; records/s of that
@@ -41,6 +52,9 @@ import poolkit  # noqa: E402
 from pool_bench import metric_total, proc_cpu_s, proc_hwm_mib, wait_drained  # noqa: E402
 
 TIME_LIMIT_S = 900
+# KCL reads its first record 80-140 s after start on this machine; without one by then the run
+# is stopped rather than left to the whole time limit.
+KCL_FIRST_READ_LIMIT_S = 300
 
 
 def opt(args, name, default):
@@ -70,15 +84,20 @@ def preload(env, n_target, shards, keep=None):
     return len(batch), live
 
 
-def run_ddb2os(binary, env, n_records, port, on_first_read=None):
+def load_now():
+    return os.getloadavg()[0]
+
+
+def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000):
     t0 = time.time()
     sup = poolkit.Supervisor(binary, env, "S", workers=1, lease_ms=10000, metrics_port=port,
-                             extra=["--get-records-limit", "5000"])
+                             extra=["--get-records-limit", str(limit)])
 
     try:
         poolkit.wait_for("ddb2os's first record read", lambda: (metric_total(
             port, "ddb2os_records_read_total") or 0) > 0, 120, step=0.05)
         t_first = time.time()
+        load0 = load_now()
         pids = sup.worker_pids() + [sup.proc.pid]
         cpu0 = sum(proc_cpu_s(p) for p in pids)
         sup0 = proc_cpu_s(sup.proc.pid)
@@ -94,8 +113,9 @@ def run_ddb2os(binary, env, n_records, port, on_first_read=None):
         refused = metric_total(port, "ddb2os_dlq_writes_total") or 0
     finally:
         sup.stop()
-    return {"first_read_s": t_first - t0, "drain_s": t_done - t_first, "cpu_s": cpu, "of_which": " of which supervisor %.2f" % sup_cpu,
-            "rss_mib": rss, "refused": refused}
+    return {"first_read_s": t_first - t0, "drain_s": t_done - t_first, "cpu_s": cpu,
+            "of_which": ", supervisor %.2f" % sup_cpu, "rss_mib": rss, "refused": refused,
+            "load": (load0, load_now())}
 
 
 def bulk_bodies(binary, env, batch, index, limit=5 * 1024 * 1024):
@@ -151,14 +171,34 @@ def os_alone(binary, env, batch, connections=2):
     return {"records_per_s": len(batch) / secs, "seconds": secs, "bodies": len(bodies)}
 
 
-def run_kcl(env, n_records, heap, index):
+PREFETCH = "software.amazon.kinesis.retrieval.polling.PrefetchRecordsPublisher"
+
+
+def kcl_fetch_failures(log_path):
+    """GetRecords calls KCL gave up on (its log): calls cut by its request timeout
+    (PollingConfig.kinesisRequestTimeout, 30 s) or failed otherwise, and subscriptions restarted
+    after a minute without an answer."""
+    failed = restarted = 0
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if "Exception thrown while fetching records" in line or \
+                    "Timeout occurred while waiting for response from Kinesis" in line:
+                failed += 1
+            elif "Cancelling subscription, and restarting" in line:
+                restarted += 1
+    return failed, restarted
+
+
+def run_kcl(env, n_records, heap, index, limit):
     app = env.app + "-kcl"
     jar_dir = os.path.join(HERE, "target")
     cp = os.path.join(jar_dir, "classes") + ":" + os.path.join(jar_dir, "lib", "*")
     args = ["java", "-Xmx" + heap, "-Daws.cborEnabled=false", "-Daws.region=us-east-1",
-            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
-            "ddb2os.peer.PeerConsumer", env.stream, app, index, "book_id", str(n_records),
-            str(TIME_LIMIT_S)]
+            "-Dpeer.maxRecords=%d" % limit, "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            # its GetRecords timeouts are logged at info
+            "-Dorg.slf4j.simpleLogger.log." + PREFETCH + "=info",
+            "-cp", cp, "ddb2os.peer.PeerConsumer", env.stream, app, index, "book_id",
+            str(n_records), str(TIME_LIMIT_S)]
     penv = dict(os.environ)
     penv.update(poolkit.ENV_AWS)
     penv["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -167,13 +207,31 @@ def run_kcl(env, n_records, heap, index):
     t0 = time.time()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=penv, text=True)
     out = {"bulk_errors": None}
+    stopped = []
+
+    def watchdog(why):
+        if proc.poll() is None:
+            stopped.append(why)
+            proc.kill()
+
+    # The JVM stops itself after TIME_LIMIT_S; these stop it when it does not.
+    no_first = threading.Timer(KCL_FIRST_READ_LIMIT_S, watchdog,
+                               ("no record read %d s after start" % KCL_FIRST_READ_LIMIT_S,))
+    overall = threading.Timer(TIME_LIMIT_S + 60, watchdog,
+                              ("still running %d s after start" % (TIME_LIMIT_S + 60),))
+    no_first.start()
+    overall.start()
     try:
         for line in proc.stdout:
             word = line.split()
+            if not word:
+                continue
             if word[0] == "first_read":
+                no_first.cancel()
                 out["first_read_s"] = int(word[1]) / 1000.0 - t0
                 cpu0 = proc_cpu_s(proc.pid)
                 t_first = time.time()
+                load0 = load_now()
             elif word[0] == "bulk_errors":
                 out["bulk_errors"] = int(word[1])
             elif word[0] == "done":
@@ -181,27 +239,64 @@ def run_kcl(env, n_records, heap, index):
                 out["drain_s"] = t_done - t_first
                 out["cpu_s"] = proc_cpu_s(proc.pid) - cpu0
                 out["rss_mib"] = proc_hwm_mib(proc.pid)
+                out["load"] = (load0, load_now())
             elif word[0] == "timeout":
-                raise AssertionError("KCL read only %s of %d records in %d s (log: %s)"
-                                     % (word[1], n_records, TIME_LIMIT_S, log_path))
+                stopped.append("read only %s of %d records in %d s" % (word[1], n_records,
+                                                                        TIME_LIMIT_S))
     finally:
+        no_first.cancel()
+        overall.cancel()
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         log.close()
+    failed, restarted = kcl_fetch_failures(log_path)
+    out["of_which"] = "" if not (failed or restarted) else \
+        ", %d GetRecords failed, %d restarts" % (failed, restarted)
     if "drain_s" not in out:
-        raise AssertionError("KCL exited with %s before the drain (log: %s)"
-                             % (proc.returncode, log_path))
+        raise KclFailed("KCL %s (exit %s; %d GetRecords failed, %d subscriptions restarted "
+                        "after a minute without an answer; log: %s)"
+                        % (stopped[0] if stopped else "exited before the drain",
+                           proc.returncode, failed, restarted, log_path))
     return out
+
+
+class KclFailed(Exception):
+    pass
 
 
 def print_row(name, n_records, r):
     r["records_per_s"] = n_records / r["drain_s"]
     r["records_per_cpu_s"] = n_records / r["cpu_s"]
     print("%-6s first read %6.1f s after start; drain %6.2f s: %8.0f records/s, %8.0f records per"
-          " CPU-second (%.2f CPU s%s), peak RSS %7.1f MiB; %s documents, %s"
-          % (name, r["first_read_s"], r["drain_s"], r["records_per_s"], r["records_per_cpu_s"],
-             r["cpu_s"], r.get("of_which", ""), r["rss_mib"], r["documents"], r["problems"]), flush=True)
+          " CPU-second (%.2f CPU s%s), peak RSS %7.1f MiB; %s documents, %s; load average "
+          "%.1f-%.1f" % (name, r["first_read_s"], r["drain_s"], r["records_per_s"],
+                         r["records_per_cpu_s"], r["cpu_s"], r.get("of_which", ""), r["rss_mib"],
+                         r["documents"], r["problems"], r["load"][0], r["load"][1]), flush=True)
+
+
+def num(x):
+    """1 234 567, as docs/performance.md writes numbers."""
+    return "{:,}".format(int(round(x))).replace(",", " ")
+
+
+def table_rows(run, results, live, limit, errors, names):
+    """docs/performance.md's table rows for one run."""
+    rows = []
+    for name, label in (("ddb2os", "ddb2os"), ("kcl", "KCL")):
+        if name not in names:
+            continue
+        r = results.get(name)
+        if r is None:
+            rows.append("| %d | %s | %d | did not finish: %s | | | | | |"
+                        % (run, label, limit, errors.get(name, "not run")))
+            continue
+        rows.append("| %d | %s | %d | %.1f s | %s | **%s** (%.2f CPU s%s) | **%.1f MiB** "
+                    "| %s of %s | %.1f–%.1f |"
+                    % (run, label, limit, r["first_read_s"], num(r["records_per_s"]),
+                       num(r["records_per_cpu_s"]), r["cpu_s"], r.get("of_which", ""),
+                       r["rss_mib"], num(r["documents"]), num(live), r["load"][0], r["load"][1]))
+    return rows
 
 
 def main():
@@ -212,6 +307,7 @@ def main():
     n_target = int(opt(args, "--records", "100000"))
     shards = int(opt(args, "--shards", "8"))
     heap = opt(args, "--kcl-heap", "1g")
+    limit = int(opt(args, "--limit", "1000"))
     only = opt(args, "--only", None)
     if only not in (None, "ddb2os"):
         sys.exit("--only takes ddb2os")
@@ -219,19 +315,29 @@ def main():
         poolkit.need("D2O_TEST_DYNAMODB")
     if only is None and "--skip-build" not in args:
         subprocess.run(["mvn", "-B", "-q", "package"], cwd=HERE, check=True)
+    rows, failed = [], 0
     for run in range(int(opt(args, "--repeat", "1"))):
         print("== run %d" % (run + 1), flush=True)
-        compare(binary, n_target, shards, heap, only, "--os-alone" in args)
+        run_rows, ok = compare(binary, n_target, shards, heap, limit, only, "--os-alone" in args,
+                               run + 1)
+        rows += run_rows
+        failed += not ok
+    print("\n| Run | Consumer | GetRecords limit | First read after start | Records/s "
+          "| Records per CPU-second | Peak RSS | Documents | Load average |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows), flush=True)
+    sys.exit(1 if failed else 0)
 
 
-def compare(binary, n_target, shards, heap, only, alone):
+def compare(binary, n_target, shards, heap, limit, only, alone, run):
+    """One run; returns (its table rows, whether every consumer finished)."""
     env = poolkit.Env("peer", kinesis="D2O_TEST_KINESALITE")
     batch = []
     n_records, live = preload(env, n_target, shards, batch)
     ddb2os_index, kcl_index = env.index, env.index + "-kcl"
-    results = {}
+    results, errors = {}, {}
     try:
-        r = run_ddb2os(binary, env, n_records, 19500 + os.getpid() % 400)
+        r = run_ddb2os(binary, env, n_records, 19500 + os.getpid() % 400, limit=limit)
         r["documents"] = live_documents(env, ddb2os_index)
         r["problems"] = "%d records to the DLQ" % r.pop("refused")
         results["ddb2os"] = r
@@ -242,26 +348,33 @@ def compare(binary, n_target, shards, heap, only, alone):
                   "connections): %.2f s, %.0f records/s; ddb2os end to end at %.0f %%"
                   % (a["bodies"], a["seconds"], a["records_per_s"],
                      100.0 * r["records_per_s"] / a["records_per_s"]), flush=True)
-        if only:
-            return
-        r = run_kcl(env, n_records, heap, kcl_index)
-        r["documents"] = live_documents(env, kcl_index)
-        r["problems"] = "%s bulk items refused" % r.pop("bulk_errors")
-        results["kcl"] = r
-        print_row("kcl", n_records, r)
+        if not only:
+            try:
+                r = run_kcl(env, n_records, heap, kcl_index, limit)
+                r["documents"] = live_documents(env, kcl_index)
+                r["problems"] = "%s bulk items refused" % r.pop("bulk_errors")
+                results["kcl"] = r
+                print_row("kcl", n_records, r)
+            except KclFailed as e:
+                errors["kcl"] = str(e)
+                print("kcl    did not finish: %s" % e, flush=True)
     finally:
         env.delete_stream()
         env.delete_index()
         env.os_call("DELETE", "/%s" % kcl_index)
-    d, k = results["ddb2os"], results["kcl"]
     for name, r in results.items():
         if r["documents"] != live:
             print("%s: %d documents in its index, the workload leaves %d"
                   % (name, r["documents"], live))
-    print("ddb2os / KCL: %.2fx records per CPU-second, %.2fx records/s, %.2f of the memory "
-          "(goal: >= 3x at <= 0.25)" % (d["records_per_cpu_s"] / k["records_per_cpu_s"],
-                                        d["records_per_s"] / k["records_per_s"],
-                                        d["rss_mib"] / k["rss_mib"]))
+    if "kcl" in results:
+        d, k = results["ddb2os"], results["kcl"]
+        print("ddb2os / KCL: %.2fx records per CPU-second, %.2fx records/s, %.2f of the memory "
+              "(goal: >= 3x at <= 0.25)" % (d["records_per_cpu_s"] / k["records_per_cpu_s"],
+                                            d["records_per_s"] / k["records_per_s"],
+                                            d["rss_mib"] / k["rss_mib"]), flush=True)
+    names = ("ddb2os",) if only else ("ddb2os", "kcl")
+    return table_rows(run, results, live, limit, errors, names), all(
+        name in results and results[name]["documents"] == live for name in names)
 
 
 if __name__ == "__main__":

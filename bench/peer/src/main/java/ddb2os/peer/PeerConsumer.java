@@ -119,7 +119,7 @@ public final class PeerConsumer {
         ConfigsBuilder cb = new ConfigsBuilder(stream, app, kinesis, dynamo, cloudwatch, workerId,
                 factory);
         PollingConfig polling = new PollingConfig(stream, kinesis)
-                .maxRecords(Integer.getInteger("peer.maxRecords", 5000))
+                .maxRecords(Integer.getInteger("peer.maxRecords", 1000))
                 .idleTimeBetweenReadsInMillis(Long.getLong("peer.idleMillis", 200L));
         // The default worker metrics probe the EC2/ECS/EKS metadata addresses to pick a
         // platform; naming the Linux CPU metric keeps the worker on this machine.
