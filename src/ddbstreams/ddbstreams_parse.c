@@ -181,7 +181,8 @@ static int member_key(struct d2o_buf *out, const struct d2o_jnode *m, const stru
     return r < 0 ? r : d2o_buf_putc(out, ':');
 }
 
-/* The dynamodb object with ApproximateCreationDateTime as whole seconds and precision SECOND. */
+/* The dynamodb object with precision SECOND and, when whole >= 0, ApproximateCreationDateTime
+ * as whole seconds. */
 static int write_ddb(struct d2o_buf *out, const struct d2o_jnode *ddb, int64_t whole)
 {
     const struct d2o_jnode *m;
@@ -193,7 +194,7 @@ static int write_ddb(struct d2o_buf *out, const struct d2o_jnode *ddb, int64_t w
         if (r < 0) {
             break;
         }
-        if (key_is(m, "ApproximateCreationDateTime")) {
+        if (key_is(m, "ApproximateCreationDateTime") && whole >= 0) {
             r = d2o_buf_put_i64(out, whole);
         } else if (key_is(m, "ApproximateCreationDateTimePrecision")) {
             had_precision = true;
@@ -211,8 +212,10 @@ static int write_ddb(struct d2o_buf *out, const struct d2o_jnode *ddb, int64_t w
 
 /*
  * Writes one stream record as a change record: the record as the stream sent it, with
- * "tableName" (in its place, or last) and, when whole >= 0, the dynamodb object's time in whole
- * seconds. The text is what json-c wrote for the same tree before (d2o_jdoc_write).
+ * "tableName" (in its place, or last), the dynamodb object's precision SECOND and, when
+ * whole >= 0, its time in whole seconds. The text is what json-c wrote for the same tree before
+ * (d2o_jdoc_write); a time that is not usable stays as sent, and the precision makes the
+ * change-record parser refuse it as seconds rather than read a large one as milliseconds.
  */
 static int write_record(struct d2o_buf *out, const struct d2o_jnode *o, const struct d2o_jnode *ddb,
                         int64_t whole, const char *table)
@@ -229,7 +232,7 @@ static int write_record(struct d2o_buf *out, const struct d2o_jnode *o, const st
         if (key_is(m, "tableName")) {
             had_table = true;
             r = d2o_buf_json_str(out, table, strlen(table));
-        } else if (m == ddb && whole >= 0) {
+        } else if (m == ddb) {
             r = write_ddb(out, m, whole);
         } else {
             r = d2o_jdoc_write(out, m);

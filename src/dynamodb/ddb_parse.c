@@ -39,7 +39,9 @@ int d2o_ddb_parse_json(const char *op, const char *body, size_t len, struct json
         malformed(err, "%s answer: %s", op, len == 0 ? "empty body" : "not JSON text");
         return D2O_DDB_E_FAILED;
     }
-    tok = json_tokener_new_ex(64);
+    /* as deep as a change record may be (src/record): a Scan page's item sits at the level of
+     * a record's NewImage, and DynamoDB allows 32 nested levels of two JSON levels each */
+    tok = json_tokener_new_ex(80);
     if (!tok) {
         return -ENOMEM;
     }

@@ -288,7 +288,8 @@ int d2o_record_parse(const char *data, size_t len, struct d2o_record *out, char 
         out->precision = out->approx_creation >= 1000000000000000LL ? D2O_PRECISION_MICROSECOND
                                                                     : D2O_PRECISION_MILLISECOND;
     }
-    if (out->precision == D2O_PRECISION_SECOND && out->approx_creation > INT64_MAX / 1000000 - 1) {
+    /* seconds come from a DynamoDB stream read directly: none is later than 9999-12-31 */
+    if (out->precision == D2O_PRECISION_SECOND && out->approx_creation > 253402300799LL) {
         return refuse(out, errstr, errstr_size,
                       "dynamodb.ApproximateCreationDateTime %lld is too large for seconds",
                       (long long)out->approx_creation);

@@ -116,6 +116,41 @@ static const struct {
     {",\"ApproximateCreationDateTime\":1e300", "ApproximateCreationDateTime"},
 };
 
+/* Times out of range that the change-record parser would take for milliseconds or microseconds
+ * if the record did not say seconds; each one is one bad record. */
+static const struct {
+    const char *acdt;
+    const char *says;
+} late_times[] = {
+    {"179617914060000", "ApproximateCreationDateTime 179617914060000 is too large for seconds"},
+    {"1796179140999", "ApproximateCreationDateTime 1796179140999 is too large for seconds"},
+    {"253402300800", "ApproximateCreationDateTime 253402300800 is too large for seconds"},
+    {"1796179140999000", "ApproximateCreationDateTime 1796179140999000 is too large for seconds"},
+};
+
+START_TEST(a_time_after_9999_is_one_bad_record)
+{
+    char body[512], why[256];
+    struct d2o_kinesis_records r;
+    struct d2o_kinesis_err err;
+    struct d2o_record rec;
+    int n;
+
+    n = snprintf(body, sizeof(body),
+                 "{\"Records\":[{\"eventName\":\"INSERT\",\"dynamodb\":{\"SequenceNumber\":\"1\","
+                 "\"ApproximateCreationDateTime\":%s,\"Keys\":{\"id\":{\"S\":\"a\"}},"
+                 "\"NewImage\":{\"id\":{\"S\":\"a\"}}}}]}",
+                 late_times[_i].acdt);
+    ck_assert_int_eq(d2o_ddbstreams_parse_get_records(body, (size_t)n, ARN, &r, &err), 0);
+    ck_assert_int_eq(r.records[0].arrival_ms, 0);
+    ck_assert_int_eq(d2o_record_parse((const char *)r.records[0].data, r.records[0].data_len, &rec,
+                                      why, sizeof(why)),
+                     -EINVAL);
+    ck_assert_msg(strstr(why, late_times[_i].says), "'%s' lacks '%s'", why, late_times[_i].says);
+    d2o_kinesis_records_free(&r);
+}
+END_TEST
+
 START_TEST(a_record_without_a_usable_time_is_one_bad_record)
 {
     char body[1024], why[256];
@@ -540,6 +575,8 @@ Suite *d2o_test_suite(void)
     tcase_add_loop_test(tc, get_records_malformed, 0, (int)D2O_ARRAY_SIZE(bad_records));
     tcase_add_loop_test(tc, a_record_without_a_usable_time_is_one_bad_record, 0,
                         (int)D2O_ARRAY_SIZE(bad_times));
+    tcase_add_loop_test(tc, a_time_after_9999_is_one_bad_record, 0,
+                        (int)D2O_ARRAY_SIZE(late_times));
     tcase_add_test(tc, stream_arns);
     tcase_add_test(tc, a_deeply_nested_item_is_read);
     tcase_add_test(tc, a_record_with_a_key_twice_fails_alone);

@@ -267,12 +267,38 @@ START_TEST(item_key)
 }
 END_TEST
 
+/* An item nested as deep as DynamoDB allows (32 levels) is read like any other. */
+START_TEST(scan_page_deepest_item)
+{
+    struct d2o_ddb_scan_page p;
+    struct d2o_ddb_err err;
+    char body[1024];
+    size_t n = 0;
+    int i;
+
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "{\"Items\":[{\"pk\":{\"S\":\"a\"},\"d\":");
+    for (i = 0; i < 31; i++) {
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "{\"M\":{\"m\":");
+    }
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "{\"N\":\"1\"}");
+    for (i = 0; i < 31; i++) {
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "}}");
+    }
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "}],\"Count\":1,\"ScannedCount\":1}");
+    ck_assert_uint_lt(n, sizeof(body));
+    ck_assert_int_eq(d2o_ddb_parse_scan(body, n, &p, &err), 0);
+    ck_assert_uint_eq(p.n_items, 1);
+    d2o_ddb_scan_page_free(&p);
+}
+END_TEST
+
 Suite *d2o_test_suite(void)
 {
     Suite *s = suite_create("dynamodb");
     TCase *tc = tcase_create("parse");
 
     tcase_add_test(tc, describe_table_composite);
+    tcase_add_test(tc, scan_page_deepest_item);
     tcase_add_test(tc, describe_table_on_demand_hash_only);
     tcase_add_loop_test(tc, describe_table_malformed, 0, (int)D2O_ARRAY_SIZE(bad_tables));
     tcase_add_test(tc, scan_page);
