@@ -86,14 +86,6 @@ __attribute__((warn_unused_result)) int d2o_lease_ensure_shard(PGconn *c, const 
 int d2o_lease_take(PGconn *c, const char *application, const char *stream, const char *owner,
                    int max, int64_t lease_ms, struct d2o_lease_list *out, char *errstr,
                    size_t errstr_size);
-/* d2o_lease_take() in two halves, for a non-blocking connection: send (0 or -EIO), then read the
- * statement's last result (the number taken, appended to out, or -EIO). */
-__attribute__((warn_unused_result)) int d2o_lease_take_send(PGconn *c, const char *application,
-                                                            const char *stream, const char *owner,
-                                                            int max, int64_t lease_ms);
-__attribute__((warn_unused_result)) int d2o_lease_take_read(PGconn *c, PGresult *r,
-                                                            struct d2o_lease_list *out,
-                                                            char *errstr, size_t errstr_size);
 
 /*
  * Renews every lease owner holds and has not let expire, in one statement. The renewed leases

@@ -84,31 +84,23 @@ static int append_rows(PGresult *r, struct d2o_lease_list *out)
     return rows;
 }
 
-/* A statement's rows of leases, appended to out: how many, or -EIO. */
-static int read_rows(PGconn *c, PGresult *r, struct d2o_lease_list *out, const char *what,
-                     char *errstr, size_t en)
-{
-    int got;
-
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        d2o_pg_error(c, r, what, errstr, en);
-        return -EIO;
-    }
-    got = append_rows(r, out);
-    if (got < 0) {
-        snprintf(errstr, en, "%s: unreadable lease row", what);
-        return -EIO;
-    }
-    return got;
-}
-
 static int query_into(PGconn *c, const char *sql, int n, const char *const *values,
                       struct d2o_lease_list *out, const char *what, char *errstr, size_t en)
 {
     PGresult *r = PQexecParams(c, sql, n, NULL, values, NULL, NULL, 0);
-    int got = read_rows(c, r, out, what, errstr, en);
+    int got;
 
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, what, errstr, en);
+        PQclear(r);
+        return -EIO;
+    }
+    got = append_rows(r, out);
     PQclear(r);
+    if (got < 0) {
+        snprintf(errstr, en, "%s: unreadable lease row", what);
+        return -EIO;
+    }
     return got;
 }
 
@@ -170,85 +162,58 @@ int d2o_lease_ensure_shard(PGconn *c, const char *application, const char *strea
     return ret;
 }
 
-static const char take_sql[] =
-    "WITH candidates AS ("
-    "  SELECT l.shard_id, l.owner AS prev_owner, l.pending_owner AS prev_pending"
-    "  FROM leases l"
-    "  WHERE l.application = $1 AND l.stream = $2 AND l.checkpoint <> 'SHARD_END'"
-    "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= clock_timestamp()"
-    "         OR (l.pending_owner = $3 AND l.handoff_deadline <= now()))"
-    "    AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
-    "      AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
-    "      AND p.checkpoint <> 'SHARD_END')"
-    "  ORDER BY l.shard_id LIMIT $4"
-    "  FOR UPDATE OF l SKIP LOCKED),"
-    " taken AS ("
-    "  UPDATE leases t SET owner = $3, lease_counter = t.lease_counter + 1,"
-    "    expires_at = " AFTER_MS(
-        "$5") ","
-              "    owner_switches = t.owner_switches + 1, pending_owner = NULL,"
-              "    handoff_deadline = NULL, updated_at = now()"
-              "  FROM candidates c WHERE t.application = $1 AND t.stream = $2"
-              "    AND t.shard_id = c.shard_id"
-              "  RETURNING t.stream, t.shard_id, t.owner, t.lease_counter, t.checkpoint,"
-              "    t.pending_owner, c.prev_owner,"
-              "    c.prev_pending, t.checkpoint_timestamp),"
-              " events AS ("
-              "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
-              "previous_owner,"
-              "    lease_counter)"
-              "  SELECT $1, stream, shard_id,"
-              "    CASE WHEN prev_owner IS NULL THEN 'take' WHEN prev_pending = $3 THEN 'steal'"
-              "         ELSE 'expire' END,"
-              "    owner, prev_owner, lease_counter FROM taken)"
-              " SELECT stream, shard_id, owner, lease_counter, checkpoint,"
-              "   pending_owner, " TS_MS("checkpoint_timestamp") " FROM taken"
-                                                                 " ORDER BY shard_id";
-
-/* Takes up to max leases: the statement's parameters. */
-struct take_params {
-    char maxs[16], ms[24];
-    const char *values[5];
-};
-
-static void take_params(struct take_params *p, const char *application, const char *stream,
-                        const char *owner, int max, int64_t lease_ms)
-{
-    snprintf(p->maxs, sizeof(p->maxs), "%d", max);
-    snprintf(p->ms, sizeof(p->ms), "%" PRId64, lease_ms);
-    p->values[0] = application;
-    p->values[1] = stream;
-    p->values[2] = owner;
-    p->values[3] = p->maxs;
-    p->values[4] = p->ms;
-}
-
 int d2o_lease_take(PGconn *c, const char *application, const char *stream, const char *owner,
                    int max, int64_t lease_ms, struct d2o_lease_list *out, char *errstr,
                    size_t errstr_size)
 {
-    struct take_params p;
+    static const char sql[] =
+        "WITH candidates AS ("
+        "  SELECT l.shard_id, l.owner AS prev_owner, l.pending_owner AS prev_pending"
+        "  FROM leases l"
+        "  WHERE l.application = $1 AND l.stream = $2 AND l.checkpoint <> 'SHARD_END'"
+        "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= clock_timestamp()"
+        "         OR (l.pending_owner = $3 AND l.handoff_deadline <= now()))"
+        "    AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
+        "      AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
+        "      AND p.checkpoint <> 'SHARD_END')"
+        "  ORDER BY l.shard_id LIMIT $4"
+        "  FOR UPDATE OF l SKIP LOCKED),"
+        " taken AS ("
+        "  UPDATE leases t SET owner = $3, lease_counter = t.lease_counter + 1,"
+        "    expires_at = " AFTER_MS(
+            "$5") ","
+                  "    owner_switches = t.owner_switches + 1, pending_owner = NULL,"
+                  "    handoff_deadline = NULL, updated_at = now()"
+                  "  FROM candidates c WHERE t.application = $1 AND t.stream = $2"
+                  "    AND t.shard_id = c.shard_id"
+                  "  RETURNING t.stream, t.shard_id, t.owner, t.lease_counter, t.checkpoint,"
+                  "    t.pending_owner, c.prev_owner,"
+                  "    c.prev_pending, t.checkpoint_timestamp),"
+                  " events AS ("
+                  "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
+                  "previous_owner,"
+                  "    lease_counter)"
+                  "  SELECT $1, stream, shard_id,"
+                  "    CASE WHEN prev_owner IS NULL THEN 'take' WHEN prev_pending = $3 THEN 'steal'"
+                  "         ELSE 'expire' END,"
+                  "    owner, prev_owner, lease_counter FROM taken)"
+                  " SELECT stream, shard_id, owner, lease_counter, checkpoint,"
+                  "   pending_owner, " TS_MS("checkpoint_timestamp") " FROM taken"
+                                                                     " ORDER BY shard_id";
+    char maxs[16], ms[24];
+    const char *values[5];
 
     if (max <= 0) {
         return 0;
     }
-    take_params(&p, application, stream, owner, max, lease_ms);
-    return query_into(c, take_sql, 5, p.values, out, "taking leases", errstr, errstr_size);
-}
-
-int d2o_lease_take_send(PGconn *c, const char *application, const char *stream, const char *owner,
-                        int max, int64_t lease_ms)
-{
-    struct take_params p;
-
-    take_params(&p, application, stream, owner, max > 0 ? max : 0, lease_ms);
-    return PQsendQueryParams(c, take_sql, 5, NULL, p.values, NULL, NULL, 0) ? 0 : -EIO;
-}
-
-int d2o_lease_take_read(PGconn *c, PGresult *r, struct d2o_lease_list *out, char *errstr,
-                        size_t errstr_size)
-{
-    return read_rows(c, r, out, "taking leases", errstr, errstr_size);
+    snprintf(maxs, sizeof(maxs), "%d", max);
+    snprintf(ms, sizeof(ms), "%" PRId64, lease_ms);
+    values[0] = application;
+    values[1] = stream;
+    values[2] = owner;
+    values[3] = maxs;
+    values[4] = ms;
+    return query_into(c, sql, 5, values, out, "taking leases", errstr, errstr_size);
 }
 
 static const char renew_sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
@@ -273,9 +238,15 @@ int d2o_lease_renew_all_send(PGconn *c, const char *application, const char *own
 int d2o_lease_renew_all_read(PGconn *c, PGresult *r, struct d2o_lease_list *out, char *errstr,
                              size_t errstr_size)
 {
-    int got = read_rows(c, r, out, "renewing leases", errstr, errstr_size);
-
-    return got < 0 ? got : (int)out->n;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "renewing leases", errstr, errstr_size);
+        return -EIO;
+    }
+    if (append_rows(r, out) < 0) {
+        snprintf(errstr, errstr_size, "renewing leases: unreadable lease row");
+        return -EIO;
+    }
+    return (int)out->n;
 }
 
 int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, int64_t lease_ms,

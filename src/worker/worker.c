@@ -1450,68 +1450,13 @@ static int census_send(struct worker *w, PGconn *c)
                                  w->renew_ms * 5 / 2);
 }
 
-static int take_send(struct worker *w, PGconn *c)
-{
-    return d2o_lease_take_send(c, w->conf->application, w->conf->stream_name, w->id, w->take.want,
-                               w->conf->lease_ms);
-}
-
-/* The leases taken (on the asynchronous session, so a slow database delays only them), then,
- * still below the target, a handoff asked of the busiest worker. */
-static void take_done(struct worker *w, PGresult *res, const char *why)
+/* The census's answer: take leases up to the target, or ask the busiest worker for one. */
+static void census_done(struct worker *w, PGresult *res, const char *why)
 {
     struct d2o_lease_list taken = {0};
     char err[512];
     size_t i;
-    int r;
-
-    w->take.in_flight = false;
-    if (!res) {
-        if (why) {
-            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "taking leases: %s", why);
-        }
-        return;
-    }
-    r = d2o_lease_take_read(w->apg.c, res, &taken, err, sizeof(err));
-    if (r < 0) {
-        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
-    }
-    for (i = 0; i < taken.n; i++) {
-        if (shard_add(w, &taken.items[i], "took") == 0 && w->m) {
-            d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
-        }
-        if (w->draining) {
-            /* taken while the drain began: given back at once */
-            struct shard *sh = shard_find(w, taken.items[i].shard_id);
-
-            if (sh && sh->stop == STOP_NONE) {
-                sh->stop = STOP_RELEASE;
-            }
-        }
-    }
-    if (r >= 0 && w->take.held + r < w->take.target && w->take.live > 1 && !w->draining &&
-        worker_pg_ok(w)) {
-        r = d2o_lease_request_handoff(w->pg, w->conf->application, w->conf->stream_name, w->id,
-                                      w->take.target, w->conf->lease_ms, err, sizeof(err));
-        if (r < 0) {
-            worker_pg_failed(w, err);
-        } else if (r > 0) {
-            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, NULL, "handoff_asked",
-                     "holding %d of a target of %d leases; asked the busiest worker for one",
-                     w->take.held + (int)taken.n, w->take.target);
-        }
-    }
-    d2o_lease_list_free(&taken);
-    if (w->m) {
-        d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
-    }
-}
-
-/* The census's answer: take leases up to the target, or ask the busiest worker for one. */
-static void census_done(struct worker *w, PGresult *res, const char *why)
-{
-    char err[512];
-    int leases = 0, live = 0, target, held;
+    int r, leases = 0, live = 0, target, held;
     int64_t next_expiry = -1, now = d2o_mono_ms();
 
     w->census_in_flight = false;
@@ -1532,13 +1477,29 @@ static void census_done(struct worker *w, PGresult *res, const char *why)
     target = d2o_lease_target(leases, live);
     w->target = target;
     held = (int)shards_active(w);
-    if (held < target && !w->draining && !w->take.in_flight) {
-        w->take.in_flight = true;
-        w->take.want = target - held;
-        w->take.held = held;
-        w->take.target = target;
-        w->take.live = live;
-        worker_apg_call(w, take_send, take_done);
+    if (held < target && !w->draining && worker_pg_ok(w)) {
+        r = d2o_lease_take(w->pg, w->conf->application, w->conf->stream_name, w->id, target - held,
+                           w->conf->lease_ms, &taken, err, sizeof(err));
+        if (r < 0) {
+            worker_pg_failed(w, err);
+        }
+        for (i = 0; i < taken.n; i++) {
+            if (shard_add(w, &taken.items[i], "took") == 0 && w->m) {
+                d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
+            }
+        }
+        if (r >= 0 && held + r < target && live > 1 && w->pg) {
+            r = d2o_lease_request_handoff(w->pg, w->conf->application, w->conf->stream_name, w->id,
+                                          target, w->conf->lease_ms, err, sizeof(err));
+            if (r < 0) {
+                worker_pg_failed(w, err);
+            } else if (r > 0) {
+                D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, NULL, "handoff_asked",
+                         "holding %d of a target of %d leases; asked the busiest worker for one",
+                         held + (int)taken.n, target);
+            }
+        }
+        d2o_lease_list_free(&taken);
     }
     if (w->m) {
         d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
@@ -1757,8 +1718,7 @@ int worker_loop(struct worker *w)
             release_all_now(w);
             return 0;
         }
-        if (w->draining && ((w->n_shards == 0 && !w->sync_in_flight && !w->take.in_flight) ||
-                            now >= w->drain_deadline)) {
+        if (w->draining && ((w->n_shards == 0 && !w->sync_in_flight) || now >= w->drain_deadline)) {
             if (w->n_shards) {
                 d2o_warn("drain_timeout",
                          "drain_timeout_ms passed with %zu records in flight; releasing anyway "

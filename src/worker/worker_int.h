@@ -91,11 +91,6 @@ struct worker {
     bool renew_in_flight;
     bool checkpoint_in_flight;
     bool census_in_flight;
-    struct {
-        bool in_flight;         /* a take is on the asynchronous session */
-        int want;               /* leases it asks for */
-        int held, target, live; /* what the census that sent it saw */
-    } take;
     bool sync_in_flight;   /* the shard sync's listing is on its way */
     unsigned sync_attempt; /* its failed page calls in a row */
 };
