@@ -190,13 +190,16 @@ int d2o_lease_take(PGconn *c, const char *application, const char *stream, const
                   "    t.pending_owner, c.prev_owner,"
                   "    c.prev_pending, t.checkpoint_timestamp),"
                   " events AS ("
+                  /* at: when the rows were taken, not when the transaction began (the
+                     statement is planned in between, and a parent's SHARD_END committed
+                     meanwhile is what made a child a candidate) */
                   "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
                   "previous_owner,"
-                  "    lease_counter)"
+                  "    lease_counter, at)"
                   "  SELECT $1, stream, shard_id,"
                   "    CASE WHEN prev_owner IS NULL THEN 'take' WHEN prev_pending = $3 THEN 'steal'"
                   "         ELSE 'expire' END,"
-                  "    owner, prev_owner, lease_counter FROM taken)"
+                  "    owner, prev_owner, lease_counter, clock_timestamp() FROM taken)"
                   " SELECT stream, shard_id, owner, lease_counter, checkpoint,"
                   "   pending_owner, " TS_MS("checkpoint_timestamp") " FROM taken"
                                                                      " ORDER BY shard_id";
