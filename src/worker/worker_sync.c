@@ -162,8 +162,7 @@ void worker_sync_shards(struct worker *w)
 {
     int r;
 
-    if (w->sync_in_flight || !worker_source_settled(w) || !worker_pg_ok(w) ||
-        !sync_lock(w, true)) {
+    if (w->sync_in_flight || !worker_source_settled(w) || !worker_pg_ok(w) || !sync_lock(w, true)) {
         return; /* on its way, another worker is syncing, or the database is away */
     }
     r = d2o_kinesis_list_all_shards_async(w->kin, w->conf->stream_name, D2O_SHARD_FILTER_NONE, 0,
