@@ -27,7 +27,6 @@
 #include "d2o/record.h"
 
 struct d2o_config;
-struct json_object;
 struct d2o_jnode;
 
 /* DynamoDB's limit on nested attribute levels. */
@@ -79,10 +78,6 @@ __attribute__((warn_unused_result)) int d2o_image_node_to_json(const struct d2o_
                                                                const char *path,
                                                                struct d2o_buf *out, char *errstr,
                                                                size_t errstr_size);
-/* The same for an image held as a json-c tree (copied into a document first). */
-__attribute__((warn_unused_result)) int d2o_image_to_json(struct json_object *image,
-                                                          const char *path, struct d2o_buf *out,
-                                                          char *errstr, size_t errstr_size);
 
 /*
  * Checks a DynamoDB number (up to 38 significant digits, magnitude 1E-130 to 9.99E+125) and
@@ -105,10 +100,6 @@ __attribute__((warn_unused_result)) int d2o_doc_id_node(const struct d2o_jnode *
                                                         const char *hash_key, const char *range_key,
                                                         struct d2o_buf *out, char *errstr,
                                                         size_t errstr_size);
-/* The same for keys held as a json-c tree. */
-__attribute__((warn_unused_result)) int d2o_doc_id(struct json_object *keys, const char *hash_key,
-                                                   const char *range_key, struct d2o_buf *out,
-                                                   char *errstr, size_t errstr_size);
 
 /* The external version of a change (see the header comment): its ApproximateCreationDateTime in
  * microseconds. d2o_record_parse() has checked that the value fits. */

@@ -24,7 +24,7 @@
  * DynamoDB's now" (the backfill's version) use it instead of the local clock.
  *
  * AttributeValues stay JSON objects ({"S": "x"}, {"N": "1.5"}, ...) exactly as DynamoDB sends them:
- * d2o_image_to_json() turns them into documents.
+ * d2o_image_node_to_json() turns them into documents once they are read into a d2o_jdoc.
  *
  * @process worker and CLI: create the client after fork(); it borrows the process's d2o_http.
  */

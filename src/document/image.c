@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "d2o/document.h"
 #include "d2o/jdoc.h"
 
@@ -423,20 +421,5 @@ int d2o_image_node_to_json(const struct d2o_jnode *image, const char *path, stru
         r = map(&w, image, 0);
     }
     d2o_buf_free(&w.path);
-    return r;
-}
-
-int d2o_image_to_json(struct json_object *image, const char *path, struct d2o_buf *out,
-                      char *errstr, size_t errstr_size)
-{
-    /* the json-c tree's copy as a document */
-    struct d2o_jdoc *doc = d2o_jdoc_copy_json_c(image);
-    int r =
-        doc ? d2o_image_node_to_json(d2o_jdoc_root(doc), path, out, errstr, errstr_size) : -ENOMEM;
-
-    if (!doc) {
-        snprintf(errstr, errstr_size, "out of memory");
-    }
-    d2o_jdoc_free(doc);
     return r;
 }

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "d2o/conf.h"
 #include "d2o/document.h"
 #include "d2o/jdoc.h"
@@ -153,21 +151,6 @@ int d2o_doc_id_node(const struct d2o_jnode *keys, const char *hash_key, const ch
             r = key_text(vals[1]->key, vals[1]->key_len, vals[1], true, out, errstr, errstr_size);
         }
     }
-    return r;
-}
-
-int d2o_doc_id(struct json_object *keys, const char *hash_key, const char *range_key,
-               struct d2o_buf *out, char *errstr, size_t errstr_size)
-{
-    /* the json-c tree's copy as a document */
-    struct d2o_jdoc *doc = d2o_jdoc_copy_json_c(keys);
-    int r = doc ? d2o_doc_id_node(d2o_jdoc_root(doc), hash_key, range_key, out, errstr, errstr_size)
-                : -ENOMEM;
-
-    if (!doc) {
-        snprintf(errstr, errstr_size, "out of memory");
-    }
-    d2o_jdoc_free(doc);
     return r;
 }
 

@@ -8,6 +8,7 @@
 
 #include "d2o/conf.h"
 #include "d2o/document.h"
+#include "d2o/jdoc.h"
 #include "d2o_test.h"
 
 /* Parses test input with room for DynamoDB's nesting (json_tokener_parse stops at 32). */
@@ -20,13 +21,27 @@ static struct json_object *parse_deep(const char *json)
     return o;
 }
 
+/* The conversion (or, with id, the document id) of a json-c tree, copied into a document. */
+static int from_json_c(struct json_object *o, struct d2o_buf *b, char *err, const char *hash,
+                       const char *range, bool id)
+{
+    struct d2o_jdoc *doc = d2o_jdoc_copy_json_c(o);
+    int r;
+
+    ck_assert_ptr_nonnull(doc);
+    r = id ? d2o_doc_id_node(d2o_jdoc_root(doc), hash, range, b, err, 256)
+           : d2o_image_node_to_json(d2o_jdoc_root(doc), "NewImage", b, err, 256);
+    d2o_jdoc_free(doc);
+    return r;
+}
+
 static char *image(const char *json, int *rc, char *err)
 {
     struct json_object *o = parse_deep(json);
     struct d2o_buf b = D2O_BUF_INIT;
 
     ck_assert_msg(o != NULL, "test input is not JSON: %s", json);
-    *rc = d2o_image_to_json(o, "NewImage", &b, err, 256);
+    *rc = from_json_c(o, &b, err, NULL, NULL, false);
     json_object_put(o);
     if (*rc < 0) {
         d2o_buf_free(&b);
@@ -182,7 +197,7 @@ static char *id_of(const char *keys, const char *hash, const char *range, int *r
     struct d2o_buf b = D2O_BUF_INIT;
 
     ck_assert_ptr_nonnull(o);
-    *rc = d2o_doc_id(o, hash, range, &b, err, 256);
+    *rc = from_json_c(o, &b, err, hash, range, true);
     json_object_put(o);
     return *rc == 0 ? d2o_buf_steal(&b) : (d2o_buf_free(&b), NULL);
 }
