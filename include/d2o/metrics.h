@@ -58,8 +58,9 @@ enum d2o_metric_hist {
     D2O_H_COUNT
 };
 
-/* Bucket upper bounds in microseconds, 1 ms to 60 s; the last bucket is +Inf. */
-#define D2O_METRICS_BUCKETS 16
+/* Bucket upper bounds in microseconds, 1 ms to 60 s (0.75, 1.5 and 2 s among them); the last
+ * bucket is +Inf. */
+#define D2O_METRICS_BUCKETS 19
 extern const int64_t d2o_metrics_bucket_us[D2O_METRICS_BUCKETS - 1];
 
 struct d2o_metrics_hist {

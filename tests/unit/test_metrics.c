@@ -304,7 +304,9 @@ START_TEST(replication_latency_buckets_sum_and_count)
     ack_after(1001);     /* just above: le="0.0025" */
     ack_after(999999);   /* le="1" */
     ack_after(1000000);  /* le="1" */
-    ack_after(1000001);  /* le="2.5" */
+    ack_after(1000001);  /* le="1.5" */
+    ack_after(750000);   /* on the 0.75 s bound */
+    ack_after(1600000);  /* le="2" */
     ack_after(60000000); /* on the 60 s bound */
     ack_after(60000001); /* +Inf */
     expect_lines(
@@ -312,12 +314,13 @@ START_TEST(replication_latency_buckets_sum_and_count)
         (const char *const[]){
             LAT "_bucket{worker=\"w:1\",le=\"0.001\"} 1",
             LAT "_bucket{worker=\"w:1\",le=\"0.0025\"} 2",
-            LAT "_bucket{worker=\"w:1\",le=\"0.5\"} 2", LAT "_bucket{worker=\"w:1\",le=\"1\"} 4",
-            LAT "_bucket{worker=\"w:1\",le=\"2.5\"} 5", LAT "_bucket{worker=\"w:1\",le=\"30\"} 5",
-            LAT "_bucket{worker=\"w:1\",le=\"60\"} 6", LAT "_bucket{worker=\"w:1\",le=\"+Inf\"} 7",
-            LAT "_count{worker=\"w:1\"} 7",
-            /* 0.001 + 0.001001 + 0.999999 + 1 + 1.000001 + 60 + 60.000001 */
-            LAT "_sum{worker=\"w:1\"} 123.002002",
+            LAT "_bucket{worker=\"w:1\",le=\"0.5\"} 2", LAT "_bucket{worker=\"w:1\",le=\"0.75\"} 3",
+            LAT "_bucket{worker=\"w:1\",le=\"1\"} 5", LAT "_bucket{worker=\"w:1\",le=\"1.5\"} 6",
+            LAT "_bucket{worker=\"w:1\",le=\"2\"} 7", LAT "_bucket{worker=\"w:1\",le=\"2.5\"} 7",
+            LAT "_bucket{worker=\"w:1\",le=\"30\"} 7", LAT "_bucket{worker=\"w:1\",le=\"60\"} 8",
+            LAT "_bucket{worker=\"w:1\",le=\"+Inf\"} 9", LAT "_count{worker=\"w:1\"} 9",
+            /* 0.001 + 0.001001 + 0.999999 + 1 + 1.000001 + 0.75 + 1.6 + 60 + 60.000001 */
+            LAT "_sum{worker=\"w:1\"} 125.352002",
             "ddb2os_replication_latency_skewed_total{worker=\"w:1\"} 0", NULL});
 }
 END_TEST
@@ -337,16 +340,17 @@ START_TEST(replication_latency_clamps_skew_and_skips_no_timestamp)
 }
 END_TEST
 
-/* The family as Prometheus expects it: one HELP and TYPE histogram, then per worker 16 _bucket
+/* The family as Prometheus expects it: one HELP and TYPE histogram, then per worker 19 _bucket
  * lines in increasing le ending with +Inf, cumulative, then _sum and _count. */
 START_TEST(replication_latency_exposition)
 {
-    static const char *const le[] = {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
-                                     "0.1",   "0.25",   "0.5",   "1",    "2.5",   "5",
-                                     "10",    "30",     "60",    "+Inf"};
+    static const char *const le[] = {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+                                     "0.25",  "0.5",    "0.75",  "1",    "1.5",   "2",    "2.5",
+                                     "5",     "10",     "30",    "60",   "+Inf"};
     /* 0, 20 ms, .. 1.98 s: 1 up to 10 ms, 2 to 25 ms, 3 to 50, 6 to 100, 13 to 250, 26 to 500,
-     * 51 to 1 s, all 100 from 2.5 s */
-    static const unsigned cum[] = {1, 1, 1, 1, 2, 3, 6, 13, 26, 51, 100, 100, 100, 100, 100, 100};
+     * 38 to 750, 51 to 1 s, 76 to 1.5 s, all 100 from 2 s */
+    static const unsigned cum[] = {1,  1,  1,   1,   2,   3,   6,   13,  26, 38,
+                                   51, 76, 100, 100, 100, 100, 100, 100, 100};
     const char *text, *p;
     char line[160];
     size_t i;
@@ -358,11 +362,11 @@ START_TEST(replication_latency_exposition)
     text = render_latency();
     ck_assert_uint_eq(count_of(text, "# HELP " LAT " "), 1);
     ck_assert_uint_eq(count_of(text, "# TYPE " LAT " histogram\n"), 1);
-    ck_assert_uint_eq(count_of(text, LAT "_bucket{worker=\"w:1\""), 16);
-    ck_assert_uint_eq(count_of(text, LAT "_bucket{worker=\"b:2\""), 16);
+    ck_assert_uint_eq(count_of(text, LAT "_bucket{worker=\"w:1\""), 19);
+    ck_assert_uint_eq(count_of(text, LAT "_bucket{worker=\"b:2\""), 19);
     ck_assert_ptr_nonnull(strstr(text, "# TYPE " LAT " histogram\n" LAT "_bucket{"));
     p = strstr(text, LAT "_bucket{worker=\"w:1\"");
-    for (i = 0; i < 16; i++) {
+    for (i = 0; i < 19; i++) {
         snprintf(line, sizeof(line), LAT "_bucket{worker=\"w:1\",le=\"%s\"} %u\n", le[i], cum[i]);
         ck_assert_msg(strncmp(p, line, strlen(line)) == 0, "expected %s got %.80s", line, p);
         p += strlen(line);
@@ -396,13 +400,13 @@ START_TEST(emf_reports_latency_quantiles_of_the_interval)
     for (i = 0; i < 98; i++) {
         ack_after(80000); /* le 0.1 s */
     }
-    ack_after(700000);  /* le 1 s: the 99th of 100 */
+    ack_after(700000);  /* le 0.75 s: the 99th of 100 */
     ack_after(9000000); /* le 10 s */
     expect_emf(
         prev, 1764000060000,
         (const char *const[]){"{\"Name\":\"ReplicationLatencyP99\",\"Unit\":\"Milliseconds\"}",
                               "\"ChangesAcknowledged\":100,", "\"ReplicationLatencyP50\":100,",
-                              "\"ReplicationLatencyP99\":1000}", NULL});
+                              "\"ReplicationLatencyP99\":750}", NULL});
 
     /* the next line covers only what came since: one change past 60 s */
     ack_after(61000000);
