@@ -11,6 +11,7 @@
  * in arrival order; only the chain's head is ever READY, DELAYED or IN_FLIGHT.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,7 @@ struct request {
     struct item **items;         /* the item map: items[i] is the i-th action of the body */
     const char **ids;
     size_t n;
+    uint64_t no; /* the sink's count of requests when this one was sent: names it in the log */
     struct d2o_buf body;
 };
 
@@ -892,6 +894,8 @@ static void on_response(struct d2o_http_response *resp, void *arg)
     if (b->o.observe) {
         b->o.observe(resp->total_us, resp->status, b->o.done_arg);
     }
+    d2o_debug(D2O_CAT_SINK, "bulk_answered", "bulk request %" PRIu64 ": HTTP %ld after %.1f ms",
+              rq->no, resp->status, (double)resp->total_us / 1000.0);
     if (rq->prev) {
         rq->prev->next = rq->next;
     } else {
@@ -1035,7 +1039,11 @@ static int send_request(struct d2o_bulk *b, size_t n)
     b->in_flight_items += n;
     b->stats.requests++;
     b->stats.items_sent += n;
-    d2o_debug(D2O_CAT_SINK, "bulk_sent", "bulk request: %zu items, %zu bytes", n, rq->body.len);
+    rq->no = b->stats.requests;
+    /* The first item's wait is the longest: items leave the ready list in the order they came. */
+    d2o_debug(D2O_CAT_SINK, "bulk_sent",
+              "bulk request %" PRIu64 ": %zu items, %zu bytes, the first one waited %" PRId64 " ms",
+              rq->no, n, rq->body.len, b->o.now_ms() - rq->items[0]->enq_ms);
     return 0;
 fail:
     d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_start_failed",

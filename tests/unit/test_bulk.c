@@ -10,6 +10,7 @@
 
 #include "d2o/bulk.h"
 #include "d2o/classify.h"
+#include "d2o/log.h"
 #include "d2o/rand.h"
 #include "d2o_test.h"
 
@@ -693,6 +694,50 @@ START_TEST(flushes_on_count_size_and_timer)
 }
 END_TEST
 
+/* At level debug the sink names each request when it goes out (with its items and how long the
+ * first one waited for the flush) and when it is answered: how the latency benchmark tells the
+ * flush's share of a change's time from the bulk request's. */
+START_TEST(the_debug_log_names_each_request_sent_and_answered)
+{
+    struct d2o_bulk *b = sink_new(3, 1 << 20, 2);
+    FILE *log = tmpfile();
+    char text[4096];
+    size_t n;
+
+    ck_assert_ptr_nonnull(log);
+    d2o_log_set_stream(log);
+    d2o_log_set_format(D2O_LOG_TEXT);
+    d2o_log_set_level(D2O_LOG_DEBUG);
+    d2o_log_set_categories(D2O_CAT_SINK);
+    add_numbered(b, "c", 4);
+    d2o_bulk_tick(b, fake_now); /* a full request at once; the 4th item waits for the timer */
+    fake_now += 500;
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 2);
+    answer_items(1, NULL);
+    answer_items(0, NULL);
+    d2o_log_set_stream(NULL);
+    d2o_log_set_level(D2O_LOG_INFO);
+    d2o_log_set_categories(0);
+    rewind(log);
+    n = fread(text, 1, sizeof(text) - 1, log);
+    text[n] = '\0';
+    fclose(log);
+    ck_assert_msg(strstr(text, "bulk_sent: bulk request 1: 3 items, ") &&
+                      strstr(text, "the first one waited 0 ms\n"),
+                  "%s", text);
+    ck_assert_msg(strstr(text, "bulk_sent: bulk request 2: 1 items, ") &&
+                      strstr(text, "the first one waited 500 ms\n"),
+                  "%s", text);
+    /* answered out of order: each answer names its own request */
+    ck_assert_msg(strstr(text, "bulk_answered: bulk request 2: HTTP 200 after"), "%s", text);
+    ck_assert_msg(strstr(strstr(text, "bulk request 2: HTTP 200"), "bulk_answered: bulk request 1: "
+                                                                   "HTTP 200 after"),
+                  "%s", text);
+    d2o_bulk_free(b);
+}
+END_TEST
+
 START_TEST(flushes_on_size_and_a_giant_goes_alone)
 {
     struct d2o_bulk *b = sink_new(100, 250, 4);
@@ -1244,6 +1289,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(pure, refuses_items_out_of_place_or_out_of_range);
     tcase_add_test(pure, outcome_names);
     tcase_add_test(sender, flushes_on_count_size_and_timer);
+    tcase_add_test(sender, the_debug_log_names_each_request_sent_and_answered);
     tcase_add_test(sender, flushes_on_size_and_a_giant_goes_alone);
     tcase_add_test(sender, only_failed_items_are_sent_again);
     tcase_add_test(sender, attempts_cap_sends_retry_items_to_the_dlq_but_not_throttled_ones);
