@@ -86,6 +86,14 @@ __attribute__((warn_unused_result)) int d2o_lease_ensure_shard(PGconn *c, const 
 int d2o_lease_take(PGconn *c, const char *application, const char *stream, const char *owner,
                    int max, int64_t lease_ms, struct d2o_lease_list *out, char *errstr,
                    size_t errstr_size);
+/* d2o_lease_take() in two halves, for a non-blocking connection: _send sends the statement (0 or
+ * -EIO), _read reads its result (the number taken, appended to out, or -EIO). */
+__attribute__((warn_unused_result)) int d2o_lease_take_send(PGconn *c, const char *application,
+                                                            const char *stream, const char *owner,
+                                                            int max, int64_t lease_ms);
+__attribute__((warn_unused_result)) int d2o_lease_take_read(PGconn *c, PGresult *r,
+                                                            struct d2o_lease_list *out,
+                                                            char *errstr, size_t errstr_size);
 
 /*
  * Renews every lease owner holds and has not let expire, in one statement. The renewed leases
@@ -165,6 +173,12 @@ __attribute__((warn_unused_result)) int d2o_lease_finish(PGconn *c, const char *
 int d2o_lease_request_handoff(PGconn *c, const char *application, const char *stream,
                               const char *requester, int target, int64_t handoff_ms, char *errstr,
                               size_t errstr_size);
+/* Its halves, for a non-blocking connection: _send (0 or -EIO), _read (1, 0 or -EIO). */
+__attribute__((warn_unused_result)) int
+d2o_lease_request_handoff_send(PGconn *c, const char *application, const char *stream,
+                               const char *requester, int target, int64_t handoff_ms);
+__attribute__((warn_unused_result)) int
+d2o_lease_request_handoff_read(PGconn *c, PGresult *r, char *errstr, size_t errstr_size);
 
 /* d2o_lease_hand_over(): the pending owner is not live; the request is withdrawn, the lease
  * stays with its owner. */
