@@ -892,7 +892,7 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
         return;
     }
     if (rc != 0) {
-        if (w->m) {
+        if (w->m && rc != -ECANCELED) {
             d2o_metrics_add(w->m, D2O_M_GETRECORDS_ERRORS, 1);
         }
         if (rc == D2O_KINESIS_E_FAILED && err->action == D2O_ACT_REFRESH_ITERATOR) {

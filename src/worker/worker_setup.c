@@ -111,6 +111,10 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
     const char *msg =
         rc == D2O_KINESIS_E_FAILED ? err->message : d2o_strerror(-rc, ebuf, sizeof(ebuf));
 
+    if (rc == -ECANCELED) {
+        return; /* the worker is stopping */
+    }
+
     if (action == D2O_ACT_THROTTLE) {
         d2o_metrics_kinesis(w->m, now, NULL); /* Kinesis answered: it is there, only busy */
     } else if (w->m) {
@@ -397,6 +401,9 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     if (w->m) {
         d2o_metrics_gauge(&w->m->leases_held, 0);
     }
+    /* Calls still on their way (a stop at once, a drain that timed out) end here, while their
+     * owners can still free what they hold. */
+    d2o_http_cancel_all(w->http);
     worker_free_shards(w);
     d2o_metrics_server_stop(w->server);
     d2o_bulk_free(w->sink);
