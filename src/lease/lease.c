@@ -170,6 +170,146 @@ int d2o_lease_ensure_shard(PGconn *c, const char *application, const char *strea
     return ret;
 }
 
+/* ---- many seeds in one statement ---- */
+
+/* Six PostgreSQL array literals, one element per seed: shard ids, parents (each an array
+ * literal itself), checkpoints, checkpoint times (ms), hash key starts and ends. */
+struct d2o_lease_seeds {
+    struct d2o_buf col[6];
+    size_t n;
+};
+
+struct d2o_lease_seeds *d2o_lease_seeds_new(void)
+{
+    return calloc(1, sizeof(struct d2o_lease_seeds));
+}
+
+void d2o_lease_seeds_free(struct d2o_lease_seeds *s)
+{
+    size_t i;
+
+    if (!s) {
+        return;
+    }
+    for (i = 0; i < 6; i++) {
+        d2o_buf_free(&s->col[i]);
+    }
+    free(s);
+}
+
+size_t d2o_lease_seeds_count(const struct d2o_lease_seeds *s)
+{
+    return s ? s->n : 0;
+}
+
+/* One array element: NULL, or the text quoted with its quotes and backslashes escaped. */
+static int put_elem(struct d2o_buf *b, bool first, const char *v)
+{
+    int r = first ? 0 : d2o_buf_putc(b, ',');
+
+    if (!v) {
+        return r | d2o_buf_puts(b, "NULL");
+    }
+    r |= d2o_buf_putc(b, '"');
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\') {
+            r |= d2o_buf_putc(b, '\\');
+        }
+        r |= d2o_buf_putc(b, *v);
+    }
+    return r | d2o_buf_putc(b, '"');
+}
+
+int d2o_lease_seeds_add(struct d2o_lease_seeds *s, const struct d2o_lease_seed *seed)
+{
+    struct d2o_buf parents = D2O_BUF_INIT;
+    char ts[24];
+    bool first = s->n == 0;
+    size_t i;
+    int r = d2o_buf_putc(&parents, '{');
+
+    for (i = 0; seed->parents && seed->parents[i]; i++) {
+        r |= put_elem(&parents, i == 0, seed->parents[i]);
+    }
+    r |= d2o_buf_putc(&parents, '}');
+    snprintf(ts, sizeof(ts), "%" PRId64, seed->checkpoint_ts_ms);
+    r |= put_elem(&s->col[0], first, seed->shard_id);
+    r |= put_elem(&s->col[1], first, r ? "{}" : parents.data);
+    r |= put_elem(&s->col[2], first, seed->checkpoint ? seed->checkpoint : "TRIM_HORIZON");
+    r |= put_elem(&s->col[3], first, seed->checkpoint_ts_ms > 0 ? ts : NULL);
+    r |= put_elem(&s->col[4], first, seed->hash_start);
+    r |= put_elem(&s->col[5], first, seed->hash_end);
+    d2o_buf_free(&parents);
+    if (r) {
+        return -ENOMEM;
+    }
+    s->n++;
+    return 0;
+}
+
+int d2o_lease_seeds_send(PGconn *c, const char *application, const char *stream,
+                         const struct d2o_lease_seeds *s, bool read_all)
+{
+    /* The existence check reads the rows as they were before the statement, as a shard sync
+     * always did; pg_notify runs only when a row was created (the CTE is read below). */
+    static const char sql[] =
+        "WITH s AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[],"
+        "   $7::text[], $8::text[]) AS s(shard_id, parents, checkpoint, ts_ms, hash_start,"
+        "   hash_end)),"
+        " has AS (SELECT $9::boolean OR EXISTS (SELECT 1 FROM leases WHERE application = $1"
+        "   AND stream = $2) AS read_all),"
+        " ins AS (INSERT INTO leases (application, stream, shard_id, parent_shard_ids, checkpoint,"
+        "   checkpoint_timestamp, hash_key_start, hash_key_end)"
+        "   SELECT $1, $2, s.shard_id, s.parents::text[],"
+        "     CASE WHEN has.read_all THEN 'TRIM_HORIZON' ELSE s.checkpoint END,"
+        "     CASE WHEN has.read_all THEN NULL"
+        "       ELSE to_timestamp(s.ts_ms::double precision / 1000) END,"
+        "     s.hash_start::numeric, s.hash_end::numeric"
+        "   FROM s, has ORDER BY s.shard_id ON CONFLICT DO NOTHING RETURNING shard_id),"
+        " n AS (SELECT pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM (SELECT 1 FROM ins LIMIT 1) x)"
+        " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)";
+    struct d2o_buf arr[6] = {D2O_BUF_INIT, D2O_BUF_INIT, D2O_BUF_INIT,
+                             D2O_BUF_INIT, D2O_BUF_INIT, D2O_BUF_INIT};
+    const char *values[9];
+    int i, r = 0;
+
+    for (i = 0; i < 6; i++) {
+        r |= d2o_buf_putc(&arr[i], '{');
+        if (s->col[i].len) {
+            r |= d2o_buf_append(&arr[i], s->col[i].data, s->col[i].len);
+        }
+        r |= d2o_buf_putc(&arr[i], '}');
+        values[2 + i] = arr[i].data;
+    }
+    values[0] = application;
+    values[1] = stream;
+    values[8] = read_all ? "true" : "false";
+    if (r == 0) {
+        r = PQsendQueryParams(c, sql, 9, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+    } else {
+        r = -ENOMEM;
+    }
+    for (i = 0; i < 6; i++) {
+        d2o_buf_free(&arr[i]);
+    }
+    return r;
+}
+
+int d2o_lease_seeds_read(PGconn *c, PGresult *r, char *errstr, size_t errstr_size)
+{
+    int64_t n = 0;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        d2o_pg_error(c, r, "creating lease rows", errstr, errstr_size);
+        return -EIO;
+    }
+    if (d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT32_MAX, &n) < 0) {
+        snprintf(errstr, errstr_size, "creating lease rows: unreadable count");
+        return -EIO;
+    }
+    return (int)n;
+}
+
 /* $1..$5: application, stream, owner, max, lease_ms */
 static const char take_sql[] =
     "WITH candidates AS ("

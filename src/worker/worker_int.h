@@ -156,6 +156,11 @@ void worker_apg_settle(struct worker *w, int64_t timeout_ms);
  * leases, live workers); worker_on_taken gets them. Still below the target with other live
  * workers, it then asks the busiest one for a lease. */
 void worker_take_async(struct worker *w, int want, int held, int target, int live);
+/* Creates the lease rows of seeds (owned from now on) in stream on the asynchronous session,
+ * starting at TRIM_HORIZON with read_all or when the stream has rows already; why (static text)
+ * says in the log where the shards came from. */
+void worker_seeds_async(struct worker *w, const char *stream, struct d2o_lease_seeds *seeds,
+                        bool read_all, const char *why);
 /* Sends a renewal of every lease the worker holds, unless one is on its way. */
 void worker_renew_async(struct worker *w);
 /* Sends the batch (owned from now on); worker_on_checkpoints gets its answer. */

@@ -42,7 +42,11 @@ struct apg_req {
     void *owner;                        /* checkpoints: the worker's handle for the batch */
     worker_apg_send_fn call_send;       /* worker_apg_call */
     worker_apg_done_fn call_done;
-    int want, held, target, live; /* a take: what the census saw */
+    int want, held, target, live;  /* a take: what the census saw */
+    struct d2o_lease_seeds *seeds; /* lease rows to create, of stream */
+    char *stream;
+    bool read_all;
+    const char *why; /* what found the shards: for the log */
 };
 
 static void apg_fail_all(struct worker *w, const char *why)
@@ -492,5 +496,51 @@ void worker_take_async(struct worker *w, int want, int held, int target, int liv
     q->target = target;
     q->live = live;
     w->take_in_flight = true;
+    apg_submit(w, q);
+}
+
+/* ---- lease rows for new shards ---- */
+
+static int seeds_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    return d2o_lease_seeds_send(c, w->conf->application, q->stream, q->seeds, q->read_all);
+}
+
+static void seeds_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    char err[512];
+    int rc;
+
+    if (!r) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "creating lease rows: %s", why);
+        }
+    } else if ((rc = d2o_lease_seeds_read(w->apg.c, r, err, sizeof(err))) < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    } else if (rc > 0) {
+        d2o_info("shard_sync", "%d new shards of %s (of %zu %s) have lease rows now", rc, q->stream,
+                 d2o_lease_seeds_count(q->seeds), q->why);
+        /* take them soon; the statement notified the other workers */
+        w->lease_tick_now = true;
+    }
+    d2o_lease_seeds_free(q->seeds);
+    free(q->stream);
+}
+
+void worker_seeds_async(struct worker *w, const char *stream, struct d2o_lease_seeds *seeds,
+                        bool read_all, const char *why)
+{
+    struct apg_req *q = apg_req_new(seeds_send, seeds_done, false);
+
+    if (!q || !(q->stream = strdup(stream))) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error",
+                 "creating lease rows: out of memory; the next shard sync tries again");
+        free(q);
+        d2o_lease_seeds_free(seeds);
+        return;
+    }
+    q->seeds = seeds;
+    q->read_all = read_all;
+    q->why = why;
     apg_submit(w, q);
 }
