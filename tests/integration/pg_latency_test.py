@@ -102,8 +102,9 @@ class SlowPostgres(ProxiedPostgres):
         saved = env.pg
         env.pg = conninfo_via(env.pg, self.pgproxy.port)
         try:
-            # shard discovery at its default period: its statements still wait in the loop
-            a = self.start("A", extra=["--shard-sync-ms", "30000"])
+            # shard discovery every 2 s (the test supervisor's setting): its lease rows, lock
+            # and release go through the asynchronous session too
+            a = self.start("A")
         finally:
             env.pg = saved
         poolkit.wait_for("A to hold every lease", lambda: len(
