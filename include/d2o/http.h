@@ -124,6 +124,13 @@ struct d2o_http *d2o_http_new(const struct d2o_http_opts *opts, char *errstr, si
 void d2o_http_free(struct d2o_http *h);
 
 /*
+ * For a process that stops: completes every in-flight request at once with resp->err -ECANCELED
+ * (its callback runs, so its owner frees what the call held), and refuses every request started
+ * from then on with -ECANCELED. Never call it from a completion callback.
+ */
+void d2o_http_cancel_all(struct d2o_http *h);
+
+/*
  * Starts req asynchronously; cb(resp, arg) runs from a later d2o_http_run() when it completes,
  * exactly once (also for signing failures and transport errors). *id_out (optional) receives a
  * process-unique id. Returns 0, -EINVAL (bad request: missing method/url) or -ENOMEM; on error

@@ -79,6 +79,26 @@ __attribute__((warn_unused_result)) int d2o_lease_ensure_shard(PGconn *c, const 
                                                                char *errstr, size_t errstr_size);
 
 /*
+ * Many seeds in one statement, for a non-blocking connection: add seeds (0 or -ENOMEM), send (0,
+ * -ENOMEM or -EIO), and read the answer: the number of rows created, or -EIO. Rows that exist are
+ * left alone; when rows were created the statement notifies D2O_LEASE_CHANNEL. With read_all, or
+ * when the stream already has lease rows, every new row starts at TRIM_HORIZON (a shard created
+ * after the first ones is read whole); otherwise at its seed's checkpoint.
+ */
+struct d2o_lease_seeds;
+struct d2o_lease_seeds *d2o_lease_seeds_new(void);
+void d2o_lease_seeds_free(struct d2o_lease_seeds *s);
+size_t d2o_lease_seeds_count(const struct d2o_lease_seeds *s);
+__attribute__((warn_unused_result)) int d2o_lease_seeds_add(struct d2o_lease_seeds *s,
+                                                            const struct d2o_lease_seed *seed);
+__attribute__((warn_unused_result)) int d2o_lease_seeds_send(PGconn *c, const char *application,
+                                                             const char *stream,
+                                                             const struct d2o_lease_seeds *s,
+                                                             bool read_all);
+__attribute__((warn_unused_result)) int d2o_lease_seeds_read(PGconn *c, PGresult *r, char *errstr,
+                                                             size_t errstr_size);
+
+/*
  * Takes up to max available leases of stream for owner, each for lease_ms from now() by the
  * database's clock. Available: unowned, expired, or with an expired handoff requested by owner;
  * and every parent done. Taken leases are appended to out. Returns the number taken or -EIO.
@@ -86,6 +106,14 @@ __attribute__((warn_unused_result)) int d2o_lease_ensure_shard(PGconn *c, const 
 int d2o_lease_take(PGconn *c, const char *application, const char *stream, const char *owner,
                    int max, int64_t lease_ms, struct d2o_lease_list *out, char *errstr,
                    size_t errstr_size);
+/* d2o_lease_take() in two halves, for a non-blocking connection: _send sends the statement (0 or
+ * -EIO), _read reads its result (the number taken, appended to out, or -EIO). */
+__attribute__((warn_unused_result)) int d2o_lease_take_send(PGconn *c, const char *application,
+                                                            const char *stream, const char *owner,
+                                                            int max, int64_t lease_ms);
+__attribute__((warn_unused_result)) int d2o_lease_take_read(PGconn *c, PGresult *r,
+                                                            struct d2o_lease_list *out,
+                                                            char *errstr, size_t errstr_size);
 
 /*
  * Renews every lease owner holds and has not let expire, in one statement. The renewed leases
@@ -165,6 +193,12 @@ __attribute__((warn_unused_result)) int d2o_lease_finish(PGconn *c, const char *
 int d2o_lease_request_handoff(PGconn *c, const char *application, const char *stream,
                               const char *requester, int target, int64_t handoff_ms, char *errstr,
                               size_t errstr_size);
+/* Its halves, for a non-blocking connection: _send (0 or -EIO), _read (1, 0 or -EIO). */
+__attribute__((warn_unused_result)) int
+d2o_lease_request_handoff_send(PGconn *c, const char *application, const char *stream,
+                               const char *requester, int target, int64_t handoff_ms);
+__attribute__((warn_unused_result)) int
+d2o_lease_request_handoff_read(PGconn *c, PGresult *r, char *errstr, size_t errstr_size);
 
 /* d2o_lease_hand_over(): the pending owner is not live; the request is withdrawn, the lease
  * stays with its owner. */

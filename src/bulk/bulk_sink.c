@@ -913,6 +913,14 @@ static void on_response(struct d2o_http_response *resp, void *arg)
             b->recheck = true;
         }
     }
+    if (resp->err == -ECANCELED) {
+        /* the process is stopping: the items wait, unsent, for d2o_bulk_free */
+        for (i = 0; i < rq->n; i++) {
+            delay(b, rq->items[i], now);
+        }
+        request_free(rq);
+        return;
+    }
     if (resp->err < 0 || resp->curl_code != CURLE_OK || resp->status == 0) {
         retry_all(b, rq, resp->errstr[0] ? resp->errstr : "transport error");
         goto out;

@@ -47,6 +47,7 @@ struct d2o_http {
     struct xfer *active;  /* in the async multi */
     struct xfer *pending; /* failed before starting; delivered by the next d2o_http_run() */
     size_t n_in_flight;
+    bool cancelled; /* d2o_http_cancel_all: no request starts any more */
 };
 
 static uint64_t next_id = 1;
@@ -236,6 +237,25 @@ static void list_push(struct xfer **head, struct xfer *x)
         (*head)->prev = x;
     }
     *head = x;
+}
+
+void d2o_http_cancel_all(struct d2o_http *h)
+{
+    if (!h) {
+        return;
+    }
+    h->cancelled = true;
+    while (h->active || h->pending) {
+        struct xfer **list = h->active ? &h->active : &h->pending;
+        struct xfer *x = *list;
+
+        list_unlink(list, x);
+        h->n_in_flight--;
+        x->resp.err = -ECANCELED;
+        snprintf(x->resp.errstr, sizeof(x->resp.errstr), "cancelled: the process is stopping");
+        x->cb(&x->resp, x->arg);
+        xfer_free(x);
+    }
 }
 
 void d2o_http_free(struct d2o_http *h)
@@ -525,6 +545,10 @@ int d2o_http_start(struct d2o_http *h, const struct d2o_http_request *req, d2o_h
 
     if (!h || !cb) {
         r = -EINVAL;
+        goto out;
+    }
+    if (h->cancelled) {
+        r = -ECANCELED;
         goto out;
     }
     r = xfer_new(h, req, cb, arg, &x);

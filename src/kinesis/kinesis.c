@@ -454,7 +454,7 @@ static int outcome(const struct d2o_kinesis *k, const char *op, const char *stre
         snprintf(err->code, sizeof(err->code), "RequestNotSent");
         snprintf(err->message, sizeof(err->message), "%s on stream '%s': request not sent: %s", op,
                  sname, resp->errstr[0] ? resp->errstr : "local error");
-        return resp->err == -ENOMEM ? -ENOMEM : D2O_KINESIS_E_FAILED;
+        return resp->err == -ENOMEM || resp->err == -ECANCELED ? resp->err : D2O_KINESIS_E_FAILED;
     }
     if (resp->curl_code != CURLE_OK) {
         err->curl_code = resp->curl_code;

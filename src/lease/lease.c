@@ -84,23 +84,31 @@ static int append_rows(PGresult *r, struct d2o_lease_list *out)
     return rows;
 }
 
-static int query_into(PGconn *c, const char *sql, int n, const char *const *values,
-                      struct d2o_lease_list *out, const char *what, char *errstr, size_t en)
+/* A statement's rows of leases, appended to out: how many, or -EIO. */
+static int read_rows(PGconn *c, PGresult *r, struct d2o_lease_list *out, const char *what,
+                     char *errstr, size_t en)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, values, NULL, NULL, 0);
     int got;
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, r, what, errstr, en);
-        PQclear(r);
         return -EIO;
     }
     got = append_rows(r, out);
-    PQclear(r);
     if (got < 0) {
         snprintf(errstr, en, "%s: unreadable lease row", what);
         return -EIO;
     }
+    return got;
+}
+
+static int query_into(PGconn *c, const char *sql, int n, const char *const *values,
+                      struct d2o_lease_list *out, const char *what, char *errstr, size_t en)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, values, NULL, NULL, 0);
+    int got = read_rows(c, r, out, what, errstr, en);
+
+    PQclear(r);
     return got;
 }
 
@@ -162,61 +170,230 @@ int d2o_lease_ensure_shard(PGconn *c, const char *application, const char *strea
     return ret;
 }
 
+/* ---- many seeds in one statement ---- */
+
+/* Six PostgreSQL array literals, one element per seed: shard ids, parents (each an array
+ * literal itself), checkpoints, checkpoint times (ms), hash key starts and ends. */
+struct d2o_lease_seeds {
+    struct d2o_buf col[6];
+    size_t n;
+};
+
+struct d2o_lease_seeds *d2o_lease_seeds_new(void)
+{
+    return calloc(1, sizeof(struct d2o_lease_seeds));
+}
+
+void d2o_lease_seeds_free(struct d2o_lease_seeds *s)
+{
+    size_t i;
+
+    if (!s) {
+        return;
+    }
+    for (i = 0; i < 6; i++) {
+        d2o_buf_free(&s->col[i]);
+    }
+    free(s);
+}
+
+size_t d2o_lease_seeds_count(const struct d2o_lease_seeds *s)
+{
+    return s ? s->n : 0;
+}
+
+/* One array element: NULL, or the text quoted with its quotes and backslashes escaped. */
+static int put_elem(struct d2o_buf *b, bool first, const char *v)
+{
+    int r = first ? 0 : d2o_buf_putc(b, ',');
+
+    if (!v) {
+        return r | d2o_buf_puts(b, "NULL");
+    }
+    r |= d2o_buf_putc(b, '"');
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\') {
+            r |= d2o_buf_putc(b, '\\');
+        }
+        r |= d2o_buf_putc(b, *v);
+    }
+    return r | d2o_buf_putc(b, '"');
+}
+
+int d2o_lease_seeds_add(struct d2o_lease_seeds *s, const struct d2o_lease_seed *seed)
+{
+    struct d2o_buf parents = D2O_BUF_INIT;
+    char ts[24];
+    bool first = s->n == 0;
+    size_t i;
+    int r = d2o_buf_putc(&parents, '{');
+
+    for (i = 0; seed->parents && seed->parents[i]; i++) {
+        r |= put_elem(&parents, i == 0, seed->parents[i]);
+    }
+    r |= d2o_buf_putc(&parents, '}');
+    snprintf(ts, sizeof(ts), "%" PRId64, seed->checkpoint_ts_ms);
+    r |= put_elem(&s->col[0], first, seed->shard_id);
+    r |= put_elem(&s->col[1], first, r ? "{}" : parents.data);
+    r |= put_elem(&s->col[2], first, seed->checkpoint ? seed->checkpoint : "TRIM_HORIZON");
+    r |= put_elem(&s->col[3], first, seed->checkpoint_ts_ms > 0 ? ts : NULL);
+    r |= put_elem(&s->col[4], first, seed->hash_start);
+    r |= put_elem(&s->col[5], first, seed->hash_end);
+    d2o_buf_free(&parents);
+    if (r) {
+        return -ENOMEM;
+    }
+    s->n++;
+    return 0;
+}
+
+int d2o_lease_seeds_send(PGconn *c, const char *application, const char *stream,
+                         const struct d2o_lease_seeds *s, bool read_all)
+{
+    /* The existence check reads the rows as they were before the statement, as a shard sync
+     * always did; pg_notify runs only when a row was created (the CTE is read below). */
+    static const char sql[] =
+        "WITH s AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[],"
+        "   $7::text[], $8::text[]) AS s(shard_id, parents, checkpoint, ts_ms, hash_start,"
+        "   hash_end)),"
+        " has AS (SELECT $9::boolean OR EXISTS (SELECT 1 FROM leases WHERE application = $1"
+        "   AND stream = $2) AS read_all),"
+        " ins AS (INSERT INTO leases (application, stream, shard_id, parent_shard_ids, checkpoint,"
+        "   checkpoint_timestamp, hash_key_start, hash_key_end)"
+        "   SELECT $1, $2, s.shard_id, s.parents::text[],"
+        "     CASE WHEN has.read_all THEN 'TRIM_HORIZON' ELSE s.checkpoint END,"
+        "     CASE WHEN has.read_all THEN NULL"
+        "       ELSE to_timestamp(s.ts_ms::double precision / 1000) END,"
+        "     s.hash_start::numeric, s.hash_end::numeric"
+        "   FROM s, has ORDER BY s.shard_id ON CONFLICT DO NOTHING RETURNING shard_id),"
+        " n AS (SELECT pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM (SELECT 1 FROM ins LIMIT 1) x)"
+        " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)";
+    struct d2o_buf arr[6] = {D2O_BUF_INIT, D2O_BUF_INIT, D2O_BUF_INIT,
+                             D2O_BUF_INIT, D2O_BUF_INIT, D2O_BUF_INIT};
+    const char *values[9];
+    int i, r = 0;
+
+    for (i = 0; i < 6; i++) {
+        r |= d2o_buf_putc(&arr[i], '{');
+        if (s->col[i].len) {
+            r |= d2o_buf_append(&arr[i], s->col[i].data, s->col[i].len);
+        }
+        r |= d2o_buf_putc(&arr[i], '}');
+        values[2 + i] = arr[i].data;
+    }
+    values[0] = application;
+    values[1] = stream;
+    values[8] = read_all ? "true" : "false";
+    if (r == 0) {
+        r = PQsendQueryParams(c, sql, 9, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+    } else {
+        r = -ENOMEM;
+    }
+    for (i = 0; i < 6; i++) {
+        d2o_buf_free(&arr[i]);
+    }
+    return r;
+}
+
+int d2o_lease_seeds_read(PGconn *c, PGresult *r, char *errstr, size_t errstr_size)
+{
+    int64_t n = 0;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        d2o_pg_error(c, r, "creating lease rows", errstr, errstr_size);
+        return -EIO;
+    }
+    if (d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT32_MAX, &n) < 0) {
+        snprintf(errstr, errstr_size, "creating lease rows: unreadable count");
+        return -EIO;
+    }
+    return (int)n;
+}
+
+/* $1..$5: application, stream, owner, max, lease_ms */
+static const char take_sql[] =
+    "WITH candidates AS ("
+    "  SELECT l.shard_id, l.owner AS prev_owner, l.pending_owner AS prev_pending"
+    "  FROM leases l"
+    "  WHERE l.application = $1 AND l.stream = $2 AND l.checkpoint <> 'SHARD_END'"
+    "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= clock_timestamp()"
+    "         OR (l.pending_owner = $3 AND l.handoff_deadline <= now()))"
+    "    AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
+    "      AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
+    "      AND p.checkpoint <> 'SHARD_END')"
+    "  ORDER BY l.shard_id LIMIT $4"
+    "  FOR UPDATE OF l SKIP LOCKED),"
+    " taken AS ("
+    "  UPDATE leases t SET owner = $3, lease_counter = t.lease_counter + 1,"
+    "    expires_at = " AFTER_MS(
+        "$5") ","
+              "    owner_switches = t.owner_switches + 1, pending_owner = NULL,"
+              "    handoff_deadline = NULL, updated_at = now()"
+              "  FROM candidates c WHERE t.application = $1 AND t.stream = $2"
+              "    AND t.shard_id = c.shard_id"
+              "  RETURNING t.stream, t.shard_id, t.owner, t.lease_counter, t.checkpoint,"
+              "    t.pending_owner, c.prev_owner,"
+              "    c.prev_pending, t.checkpoint_timestamp),"
+              " events AS ("
+              /* at: when the rows were taken, not when the transaction began (the
+                 statement is planned in between, and a parent's SHARD_END committed
+                 meanwhile is what made a child a candidate) */
+              "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
+              "previous_owner,"
+              "    lease_counter, at)"
+              "  SELECT $1, stream, shard_id,"
+              "    CASE WHEN prev_owner IS NULL THEN 'take' WHEN prev_pending = $3 THEN 'steal'"
+              "         ELSE 'expire' END,"
+              "    owner, prev_owner, lease_counter, clock_timestamp() FROM taken)"
+              " SELECT stream, shard_id, owner, lease_counter, checkpoint,"
+              "   pending_owner, " TS_MS("checkpoint_timestamp") " FROM taken"
+                                                                 " ORDER BY shard_id";
+
+/* The parameters of a take and of a handoff request: application, stream, the worker, a count
+ * and a time in ms. */
+struct ask_params {
+    char n[16], ms[24];
+    const char *values[5];
+};
+
+static void ask_params(struct ask_params *p, const char *application, const char *stream,
+                       const char *owner, int n, int64_t ms)
+{
+    snprintf(p->n, sizeof(p->n), "%d", n);
+    snprintf(p->ms, sizeof(p->ms), "%" PRId64, ms);
+    p->values[0] = application;
+    p->values[1] = stream;
+    p->values[2] = owner;
+    p->values[3] = p->n;
+    p->values[4] = p->ms;
+}
+
 int d2o_lease_take(PGconn *c, const char *application, const char *stream, const char *owner,
                    int max, int64_t lease_ms, struct d2o_lease_list *out, char *errstr,
                    size_t errstr_size)
 {
-    static const char sql[] =
-        "WITH candidates AS ("
-        "  SELECT l.shard_id, l.owner AS prev_owner, l.pending_owner AS prev_pending"
-        "  FROM leases l"
-        "  WHERE l.application = $1 AND l.stream = $2 AND l.checkpoint <> 'SHARD_END'"
-        "    AND (l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at <= clock_timestamp()"
-        "         OR (l.pending_owner = $3 AND l.handoff_deadline <= now()))"
-        "    AND NOT EXISTS (SELECT 1 FROM leases p WHERE p.application = l.application"
-        "      AND p.stream = l.stream AND p.shard_id = ANY (l.parent_shard_ids)"
-        "      AND p.checkpoint <> 'SHARD_END')"
-        "  ORDER BY l.shard_id LIMIT $4"
-        "  FOR UPDATE OF l SKIP LOCKED),"
-        " taken AS ("
-        "  UPDATE leases t SET owner = $3, lease_counter = t.lease_counter + 1,"
-        "    expires_at = " AFTER_MS(
-            "$5") ","
-                  "    owner_switches = t.owner_switches + 1, pending_owner = NULL,"
-                  "    handoff_deadline = NULL, updated_at = now()"
-                  "  FROM candidates c WHERE t.application = $1 AND t.stream = $2"
-                  "    AND t.shard_id = c.shard_id"
-                  "  RETURNING t.stream, t.shard_id, t.owner, t.lease_counter, t.checkpoint,"
-                  "    t.pending_owner, c.prev_owner,"
-                  "    c.prev_pending, t.checkpoint_timestamp),"
-                  " events AS ("
-                  /* at: when the rows were taken, not when the transaction began (the
-                     statement is planned in between, and a parent's SHARD_END committed
-                     meanwhile is what made a child a candidate) */
-                  "  INSERT INTO lease_events (application, stream, shard_id, event, owner, "
-                  "previous_owner,"
-                  "    lease_counter, at)"
-                  "  SELECT $1, stream, shard_id,"
-                  "    CASE WHEN prev_owner IS NULL THEN 'take' WHEN prev_pending = $3 THEN 'steal'"
-                  "         ELSE 'expire' END,"
-                  "    owner, prev_owner, lease_counter, clock_timestamp() FROM taken)"
-                  " SELECT stream, shard_id, owner, lease_counter, checkpoint,"
-                  "   pending_owner, " TS_MS("checkpoint_timestamp") " FROM taken"
-                                                                     " ORDER BY shard_id";
-    char maxs[16], ms[24];
-    const char *values[5];
+    struct ask_params p;
 
     if (max <= 0) {
         return 0;
     }
-    snprintf(maxs, sizeof(maxs), "%d", max);
-    snprintf(ms, sizeof(ms), "%" PRId64, lease_ms);
-    values[0] = application;
-    values[1] = stream;
-    values[2] = owner;
-    values[3] = maxs;
-    values[4] = ms;
-    return query_into(c, sql, 5, values, out, "taking leases", errstr, errstr_size);
+    ask_params(&p, application, stream, owner, max, lease_ms);
+    return query_into(c, take_sql, 5, p.values, out, "taking leases", errstr, errstr_size);
+}
+
+int d2o_lease_take_send(PGconn *c, const char *application, const char *stream, const char *owner,
+                        int max, int64_t lease_ms)
+{
+    struct ask_params p;
+
+    ask_params(&p, application, stream, owner, max > 0 ? max : 0, lease_ms);
+    return PQsendQueryParams(c, take_sql, 5, NULL, p.values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+int d2o_lease_take_read(PGconn *c, PGresult *r, struct d2o_lease_list *out, char *errstr,
+                        size_t errstr_size)
+{
+    return read_rows(c, r, out, "taking leases", errstr, errstr_size);
 }
 
 static const char renew_sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
@@ -434,50 +611,58 @@ int d2o_lease_hand_over(PGconn *c, const char *application, const struct d2o_lea
     return r;
 }
 
+/* $1..$5: application, stream, requester, target, handoff_ms */
+static const char request_handoff_sql[] =
+    "WITH busiest AS ("
+    "  SELECT owner FROM leases WHERE application = $1 AND stream = $2"
+    "    AND owner IS NOT NULL AND owner <> $3 AND expires_at > now()"
+    "    AND checkpoint <> 'SHARD_END'"
+    "  GROUP BY owner HAVING count(*) > $4::int"
+    "  ORDER BY count(*) DESC, owner LIMIT 1),"
+    " victim AS ("
+    "  SELECT l.shard_id FROM leases l JOIN busiest b ON l.owner = b.owner"
+    "  WHERE l.application = $1 AND l.stream = $2 AND l.pending_owner IS NULL"
+    "    AND l.checkpoint <> 'SHARD_END' AND l.expires_at > now()"
+    "    AND NOT EXISTS (SELECT 1 FROM leases q WHERE q.application = $1 AND q.stream = $2"
+    "      AND q.pending_owner = $3)"
+    /* An operator's `lease assign` to this owner holds against the balancer. */
+    "    AND NOT EXISTS (SELECT 1 FROM lease_events e WHERE e.application = $1"
+    "      AND e.stream = $2 AND e.shard_id = l.shard_id AND e.event = 'assign'"
+    "      AND e.owner = l.owner AND e.at > now() - interval '1 hour')"
+    "  ORDER BY l.shard_id LIMIT 1 FOR UPDATE OF l SKIP LOCKED)"
+    " UPDATE leases SET pending_owner = $3, handoff_deadline = " AFTER_MS(
+        "$5") " FROM victim WHERE leases.application = $1 AND leases.stream = $2"
+              "   AND leases.shard_id = victim.shard_id RETURNING leases.shard_id";
+
+int d2o_lease_request_handoff_send(PGconn *c, const char *application, const char *stream,
+                                   const char *requester, int target, int64_t handoff_ms)
+{
+    struct ask_params p;
+
+    ask_params(&p, application, stream, requester, target, handoff_ms);
+    return PQsendQueryParams(c, request_handoff_sql, 5, NULL, p.values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+int d2o_lease_request_handoff_read(PGconn *c, PGresult *r, char *errstr, size_t errstr_size)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(c, r, "requesting a handoff", errstr, errstr_size);
+        return -EIO;
+    }
+    return PQntuples(r) > 0 ? 1 : 0;
+}
+
 int d2o_lease_request_handoff(PGconn *c, const char *application, const char *stream,
                               const char *requester, int target, int64_t handoff_ms, char *errstr,
                               size_t errstr_size)
 {
-    static const char sql[] =
-        "WITH busiest AS ("
-        "  SELECT owner FROM leases WHERE application = $1 AND stream = $2"
-        "    AND owner IS NOT NULL AND owner <> $3 AND expires_at > now()"
-        "    AND checkpoint <> 'SHARD_END'"
-        "  GROUP BY owner HAVING count(*) > $4::int"
-        "  ORDER BY count(*) DESC, owner LIMIT 1),"
-        " victim AS ("
-        "  SELECT l.shard_id FROM leases l JOIN busiest b ON l.owner = b.owner"
-        "  WHERE l.application = $1 AND l.stream = $2 AND l.pending_owner IS NULL"
-        "    AND l.checkpoint <> 'SHARD_END' AND l.expires_at > now()"
-        "    AND NOT EXISTS (SELECT 1 FROM leases q WHERE q.application = $1 AND q.stream = $2"
-        "      AND q.pending_owner = $3)"
-        /* An operator's `lease assign` to this owner holds against the balancer. */
-        "    AND NOT EXISTS (SELECT 1 FROM lease_events e WHERE e.application = $1"
-        "      AND e.stream = $2 AND e.shard_id = l.shard_id AND e.event = 'assign'"
-        "      AND e.owner = l.owner AND e.at > now() - interval '1 hour')"
-        "  ORDER BY l.shard_id LIMIT 1 FOR UPDATE OF l SKIP LOCKED)"
-        " UPDATE leases SET pending_owner = $3, handoff_deadline = " AFTER_MS(
-            "$5") " FROM victim WHERE leases.application = $1 AND leases.stream = $2"
-                  "   AND leases.shard_id = victim.shard_id RETURNING leases.shard_id";
-    char targets[16], ms[24];
-    const char *values[5];
+    struct ask_params p;
     PGresult *r;
     int ret;
 
-    snprintf(targets, sizeof(targets), "%d", target);
-    snprintf(ms, sizeof(ms), "%" PRId64, handoff_ms);
-    values[0] = application;
-    values[1] = stream;
-    values[2] = requester;
-    values[3] = targets;
-    values[4] = ms;
-    r = PQexecParams(c, sql, 5, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        d2o_pg_error(c, r, "requesting a handoff", errstr, errstr_size);
-        PQclear(r);
-        return -EIO;
-    }
-    ret = PQntuples(r) > 0 ? 1 : 0;
+    ask_params(&p, application, stream, requester, target, handoff_ms);
+    r = PQexecParams(c, request_handoff_sql, 5, NULL, p.values, NULL, NULL, 0);
+    ret = d2o_lease_request_handoff_read(c, r, errstr, errstr_size);
     PQclear(r);
     return ret;
 }

@@ -892,7 +892,7 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
         return;
     }
     if (rc != 0) {
-        if (w->m) {
+        if (w->m && rc != -ECANCELED) {
             d2o_metrics_add(w->m, D2O_M_GETRECORDS_ERRORS, 1);
         }
         if (rc == D2O_KINESIS_E_FAILED && err->action == D2O_ACT_REFRESH_ITERATOR) {
@@ -1453,10 +1453,8 @@ static int census_send(struct worker *w, PGconn *c)
 /* The census's answer: take leases up to the target, or ask the busiest worker for one. */
 static void census_done(struct worker *w, PGresult *res, const char *why)
 {
-    struct d2o_lease_list taken = {0};
     char err[512];
-    size_t i;
-    int r, leases = 0, live = 0, target, held;
+    int leases = 0, live = 0, target, held;
     int64_t next_expiry = -1, now = d2o_mono_ms();
 
     w->census_in_flight = false;
@@ -1477,29 +1475,29 @@ static void census_done(struct worker *w, PGresult *res, const char *why)
     target = d2o_lease_target(leases, live);
     w->target = target;
     held = (int)shards_active(w);
-    if (held < target && !w->draining && worker_pg_ok(w)) {
-        r = d2o_lease_take(w->pg, w->conf->application, w->conf->stream_name, w->id, target - held,
-                           w->conf->lease_ms, &taken, err, sizeof(err));
-        if (r < 0) {
-            worker_pg_failed(w, err);
+    if (held < target && !w->draining) {
+        worker_take_async(w, target - held, held, target, live);
+    }
+    if (w->m) {
+        d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
+    }
+}
+
+/* A take's answer (worker_pg.c): leases taken while the drain began are given back at once. */
+void worker_on_taken(struct worker *w, const struct d2o_lease_list *taken)
+{
+    size_t i;
+
+    for (i = 0; i < taken->n; i++) {
+        struct shard *sh;
+
+        if (shard_add(w, &taken->items[i], "took") == 0 && w->m) {
+            d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
         }
-        for (i = 0; i < taken.n; i++) {
-            if (shard_add(w, &taken.items[i], "took") == 0 && w->m) {
-                d2o_metrics_add(w->m, D2O_M_LEASES_TAKEN, 1);
-            }
+        sh = shard_find(w, taken->items[i].shard_id);
+        if (w->draining && sh && sh->stop == STOP_NONE) {
+            sh->stop = STOP_RELEASE;
         }
-        if (r >= 0 && held + r < target && live > 1 && w->pg) {
-            r = d2o_lease_request_handoff(w->pg, w->conf->application, w->conf->stream_name, w->id,
-                                          target, w->conf->lease_ms, err, sizeof(err));
-            if (r < 0) {
-                worker_pg_failed(w, err);
-            } else if (r > 0) {
-                D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, NULL, "handoff_asked",
-                         "holding %d of a target of %d leases; asked the busiest worker for one",
-                         held + (int)taken.n, target);
-            }
-        }
-        d2o_lease_list_free(&taken);
     }
     if (w->m) {
         d2o_metrics_gauge(&w->m->leases_held, (int64_t)shards_active(w));
@@ -1608,6 +1606,8 @@ static void release_all_now(struct worker *w)
     char err[512];
     size_t i;
 
+    /* A take on its way: its leases are released with the others. */
+    worker_apg_settle(w, w->conf->lease_ms / 4);
     for (i = 0; i < w->n_shards; i++) {
         struct shard *sh = w->shards[i];
 
@@ -1718,7 +1718,8 @@ int worker_loop(struct worker *w)
             release_all_now(w);
             return 0;
         }
-        if (w->draining && ((w->n_shards == 0 && !w->sync_in_flight) || now >= w->drain_deadline)) {
+        if (w->draining && ((w->n_shards == 0 && !w->sync_in_flight && !w->take_in_flight) ||
+                            now >= w->drain_deadline)) {
             if (w->n_shards) {
                 d2o_warn("drain_timeout",
                          "drain_timeout_ms passed with %zu records in flight; releasing anyway "

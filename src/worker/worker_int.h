@@ -37,6 +37,7 @@ struct worker_apg {
     struct apg_req *head, *tail; /* queued; head is in flight when in_flight */
     bool in_flight;
     bool want_write; /* PQflush has more to send */
+    bool closing;    /* the worker is exiting: nothing more is sent */
     PGresult *last;  /* the in-flight statement's last result so far */
 };
 
@@ -91,6 +92,7 @@ struct worker {
     bool renew_in_flight;
     bool checkpoint_in_flight;
     bool census_in_flight;
+    bool take_in_flight;   /* a lease take (or the handoff request after it) is on its way */
     bool sync_in_flight;   /* the shard sync's listing is on its way */
     unsigned sync_attempt; /* its failed page calls in a row */
 };
@@ -126,6 +128,8 @@ void worker_reload(const struct d2o_config *conf, struct d2o_bulk *sink);
 
 /* Called by worker_pg.c with a renewal's answer (sent at sent_ms, monotonic). */
 void worker_on_renewed(struct worker *w, const struct d2o_lease_list *renewed, int64_t sent_ms);
+/* Called by worker_pg.c with the leases a take got. */
+void worker_on_taken(struct worker *w, const struct d2o_lease_list *taken);
 /* Called by worker_pg.c with a checkpoint batch's answer: rc 0 and outcome[i] per shard of the
  * batch, or rc < 0 (nothing written) with why ("" when there is nothing to say). owner is what
  * worker_checkpoints_async got; elapsed_us the statement's time from send to answer. */
@@ -145,6 +149,18 @@ void worker_apg_close(struct worker *w);
 typedef int (*worker_apg_send_fn)(struct worker *w, PGconn *c);
 typedef void (*worker_apg_done_fn)(struct worker *w, PGresult *r, const char *why);
 void worker_apg_call(struct worker *w, worker_apg_send_fn send, worker_apg_done_fn done);
+/* At exit: waits (up to timeout_ms) for the statement on its way, whose answer its owner gets
+ * as usual, and sends nothing more. @blocking yes: only for the worker's last releases. */
+void worker_apg_settle(struct worker *w, int64_t timeout_ms);
+/* Takes up to want leases on the asynchronous session (the census saw held of a target of target
+ * leases, live workers); worker_on_taken gets them. Still below the target with other live
+ * workers, it then asks the busiest one for a lease. */
+void worker_take_async(struct worker *w, int want, int held, int target, int live);
+/* Creates the lease rows of seeds (owned from now on) in stream on the asynchronous session,
+ * starting at TRIM_HORIZON with read_all or when the stream has rows already; why (static text)
+ * says in the log where the shards came from. */
+void worker_seeds_async(struct worker *w, const char *stream, struct d2o_lease_seeds *seeds,
+                        bool read_all, const char *why);
 /* Sends a renewal of every lease the worker holds, unless one is on its way. */
 void worker_renew_async(struct worker *w);
 /* Sends the batch (owned from now on); worker_on_checkpoints gets its answer. */

@@ -2,8 +2,10 @@
  * The worker's asynchronous PostgreSQL connection: lease renewals and checkpoints (with their
  * dead-letter rows) go through it without ever blocking the event loop.
  *
- * It is a second session beside the worker's synchronous one (which keeps LISTEN, discovery,
- * lease takes and the delete store's check): a statement in flight here never stands in the way
+ * Lease takes and the handoff request after them go through it too.
+ *
+ * It is a second session beside the worker's synchronous one (which keeps LISTEN, discovery
+ * and the delete store's check): a statement in flight here never stands in the way
  * of those, and they never wait for it. The socket is polled with the loop's other descriptors;
  * libpq's non-blocking interface (PQsendQueryParams, PQflush, PQconsumeInput, PQisBusy,
  * PQgetResult) reads the answer as it arrives. Requests queue in order, one statement in flight
@@ -13,6 +15,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +42,11 @@ struct apg_req {
     void *owner;                        /* checkpoints: the worker's handle for the batch */
     worker_apg_send_fn call_send;       /* worker_apg_call */
     worker_apg_done_fn call_done;
+    int want, held, target, live;  /* a take: what the census saw */
+    struct d2o_lease_seeds *seeds; /* lease rows to create, of stream */
+    char *stream;
+    bool read_all;
+    const char *why; /* what found the shards: for the log */
 };
 
 static void apg_fail_all(struct worker *w, const char *why)
@@ -149,7 +157,7 @@ static void apg_kick(struct worker *w)
 {
     struct worker_apg *a = &w->apg;
 
-    while (!a->in_flight && a->head) {
+    while (!a->in_flight && a->head && !a->closing) {
         struct apg_req *q = a->head;
         int r;
 
@@ -283,6 +291,23 @@ void worker_apg_io(struct worker *w, bool ready)
     }
 }
 
+void worker_apg_settle(struct worker *w, int64_t timeout_ms)
+{
+    struct worker_apg *a = &w->apg;
+    int64_t deadline = d2o_mono_ms() + timeout_ms;
+
+    a->closing = true;
+    while (a->in_flight && a->c) {
+        struct pollfd p = {PQsocket(a->c), (short)(POLLIN | (a->want_write ? POLLOUT : 0)), 0};
+        int64_t left = deadline - d2o_mono_ms();
+
+        if (left <= 0 || p.fd < 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR)) {
+            break;
+        }
+        worker_apg_io(w, true);
+    }
+}
+
 void worker_apg_close(struct worker *w)
 {
     apg_fail_all(w, NULL);
@@ -382,5 +407,140 @@ void worker_checkpoints_async(struct worker *w, struct d2o_checkpoint_batch *b, 
     q->batch = b;
     q->owner = owner;
     w->checkpoint_in_flight = true;
+    apg_submit(w, q);
+}
+
+/* ---- lease takes ---- */
+
+static int handoff_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    return d2o_lease_request_handoff_send(c, w->conf->application, w->conf->stream_name, w->id,
+                                          q->target, w->conf->lease_ms);
+}
+
+static void handoff_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    char err[512];
+    int rc;
+
+    w->take_in_flight = false;
+    if (!r) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "requesting a handoff: %s", why);
+        }
+        return;
+    }
+    rc = d2o_lease_request_handoff_read(w->apg.c, r, err, sizeof(err));
+    if (rc < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    } else if (rc > 0) {
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, NULL, "handoff_asked",
+                 "holding %d of a target of %d leases; asked the busiest worker for one", q->held,
+                 q->target);
+    }
+}
+
+static int take_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    return d2o_lease_take_send(c, w->conf->application, w->conf->stream_name, w->id, q->want,
+                               w->conf->lease_ms);
+}
+
+/* The leases taken; then, still below the target, a handoff asked of the busiest worker. */
+static void take_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    struct d2o_lease_list taken = {0};
+    struct apg_req *h;
+    char err[512];
+    int rc;
+
+    w->take_in_flight = false;
+    if (!r) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "taking leases: %s", why);
+        }
+        return;
+    }
+    rc = d2o_lease_take_read(w->apg.c, r, &taken, err, sizeof(err));
+    if (rc < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    }
+    worker_on_taken(w, &taken);
+    d2o_lease_list_free(&taken);
+    if (rc < 0 || q->held + rc >= q->target || q->live <= 1 || w->draining) {
+        return;
+    }
+    h = apg_req_new(handoff_send, handoff_done, false);
+    if (!h) {
+        return;
+    }
+    h->held = q->held + rc;
+    h->target = q->target;
+    w->take_in_flight = true;
+    apg_submit(w, h);
+}
+
+void worker_take_async(struct worker *w, int want, int held, int target, int live)
+{
+    struct apg_req *q;
+
+    if (w->take_in_flight || want <= 0) {
+        return;
+    }
+    q = apg_req_new(take_send, take_done, false);
+    if (!q) {
+        return;
+    }
+    q->want = want;
+    q->held = held;
+    q->target = target;
+    q->live = live;
+    w->take_in_flight = true;
+    apg_submit(w, q);
+}
+
+/* ---- lease rows for new shards ---- */
+
+static int seeds_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    return d2o_lease_seeds_send(c, w->conf->application, q->stream, q->seeds, q->read_all);
+}
+
+static void seeds_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    char err[512];
+    int rc;
+
+    if (!r) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "creating lease rows: %s", why);
+        }
+    } else if ((rc = d2o_lease_seeds_read(w->apg.c, r, err, sizeof(err))) < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    } else if (rc > 0) {
+        d2o_info("shard_sync", "%d new shards of %s (of %zu %s) have lease rows now", rc, q->stream,
+                 d2o_lease_seeds_count(q->seeds), q->why);
+        /* take them soon; the statement notified the other workers */
+        w->lease_tick_now = true;
+    }
+    d2o_lease_seeds_free(q->seeds);
+    free(q->stream);
+}
+
+void worker_seeds_async(struct worker *w, const char *stream, struct d2o_lease_seeds *seeds,
+                        bool read_all, const char *why)
+{
+    struct apg_req *q = apg_req_new(seeds_send, seeds_done, false);
+
+    if (!q || !(q->stream = strdup(stream))) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error",
+                 "creating lease rows: out of memory; the next shard sync tries again");
+        free(q);
+        d2o_lease_seeds_free(seeds);
+        return;
+    }
+    q->seeds = seeds;
+    q->read_all = read_all;
+    q->why = why;
     apg_submit(w, q);
 }

@@ -111,6 +111,10 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
     const char *msg =
         rc == D2O_KINESIS_E_FAILED ? err->message : d2o_strerror(-rc, ebuf, sizeof(ebuf));
 
+    if (rc == -ECANCELED) {
+        return; /* the worker is stopping */
+    }
+
     if (action == D2O_ACT_THROTTLE) {
         d2o_metrics_kinesis(w->m, now, NULL); /* Kinesis answered: it is there, only busy */
     } else if (w->m) {
@@ -173,13 +177,12 @@ void worker_refresh_creds(struct worker *w)
 void worker_ensure_children(struct worker *w, const char *stream,
                             const struct d2o_kinesis_child_shard *children, size_t n)
 {
-    char err[512];
+    struct d2o_lease_seeds *seeds = d2o_lease_seeds_new();
     size_t i, p;
 
-    for (i = 0; i < n && worker_pg_ok(w); i++) {
+    for (i = 0; seeds && i < n; i++) {
         const char *parents[8] = {NULL};
         struct d2o_lease_seed seed = {0};
-        int r;
 
         for (p = 0; p < children[i].n_parents && p < 7; p++) {
             parents[p] = children[i].parents[p];
@@ -189,14 +192,17 @@ void worker_ensure_children(struct worker *w, const char *stream,
         seed.hash_start = children[i].hash_start;
         seed.hash_end = children[i].hash_end;
         seed.checkpoint = "TRIM_HORIZON";
-        r = d2o_lease_ensure_shard(w->pg, w->conf->application, stream, &seed, err, sizeof(err));
-        if (r < 0) {
-            worker_pg_failed(w, err);
-        } else if (r > 0) {
-            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, children[i].shard_id, "shard_discovered",
-                     "child shard of a finished shard; starts at TRIM_HORIZON after its parents");
+        if (d2o_lease_seeds_add(seeds, &seed) < 0) {
+            /* discovery creates the rest */
+            break;
         }
     }
+    if (!d2o_lease_seeds_count(seeds)) {
+        d2o_lease_seeds_free(seeds);
+        return;
+    }
+    /* children start at TRIM_HORIZON, after their parents */
+    worker_seeds_async(w, stream, seeds, true, "child shards of a finished shard");
 }
 
 int worker_stream_has_leases(struct worker *w, const char *stream, bool open_only, bool *has)
@@ -397,6 +403,9 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     if (w->m) {
         d2o_metrics_gauge(&w->m->leases_held, 0);
     }
+    /* Calls still on their way (a stop at once, a drain that timed out) end here, while their
+     * owners can still free what they hold. */
+    d2o_http_cancel_all(w->http);
     worker_free_shards(w);
     d2o_metrics_server_stop(w->server);
     d2o_bulk_free(w->sink);

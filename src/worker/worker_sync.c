@@ -4,10 +4,10 @@
  * the shards' reads.
  *
  * The shard sync (every shard_sync_ms): one worker of the application at a time (an advisory
- * lock, held from the first page call to the lease rows), lists every shard and gives each new
- * one its lease row. A failed page call is tried again with the backoff of the synchronous
- * client (base 100 ms, cap 5 s, 5 retries) before the failure is reported and the sync waits
- * 2 s.
+ * lock on the asynchronous PostgreSQL session, held from the first page call to the lease rows),
+ * lists every shard and gives the new ones their lease rows in one statement on that session. A
+ * failed page call is tried again with the backoff of the synchronous client (base 100 ms, cap 5 s,
+ * 5 retries) before the failure is reported and the sync waits 2 s.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -55,38 +55,46 @@ static const char *seed_position(const struct worker *w, const struct d2o_kinesi
     }
 }
 
-/* pg_try_advisory_lock / pg_advisory_unlock on the application and stream. */
-static int sync_lock(struct worker *w, bool lock)
+/* pg_try_advisory_lock / pg_advisory_unlock on the application and stream, on the asynchronous
+ * session (which holds the lock from the listing to the lease rows). */
+static int lock_sql(struct worker *w, PGconn *c, bool lock)
 {
     char key[512];
     const char *values[1] = {key};
-    PGresult *r;
-    int ret;
 
     snprintf(key, sizeof(key), "ddb2os shard sync %s %s", w->conf->application,
              w->conf->stream_name);
-    r = PQexecParams(w->pg,
-                     lock ? "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
-                          : "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
-                     1, NULL, values, NULL, NULL, 0);
-    ret =
-        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    return ret;
+    return PQsendQueryParams(c,
+                             lock ? "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+                                  : "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                             1, NULL, values, NULL, NULL, 0)
+               ? 0
+               : -EIO;
+}
+
+static int lock_send(struct worker *w, PGconn *c)
+{
+    return lock_sql(w, c, true);
+}
+
+static int unlock_send(struct worker *w, PGconn *c)
+{
+    return lock_sql(w, c, false);
+}
+
+static void unlock_done(struct worker *w, PGresult *r, const char *why)
+{
+    (void)w;
+    (void)r;
+    (void)why; /* a lost session lets the lock go too */
 }
 
 static void sync_write(struct worker *w, const struct d2o_kinesis_shards *shards)
 {
-    char err[512];
-    bool has = true;
-    size_t i, created = 0;
-    int r;
+    struct d2o_lease_seeds *seeds = d2o_lease_seeds_new();
+    size_t i;
 
-    if (worker_stream_has_leases(w, w->conf->stream_name, false, &has) < 0) {
-        return;
-    }
-    has = has || w->stream_followed; /* the table's new stream: read it all */
-    for (i = 0; i < shards->n_shards; i++) {
+    for (i = 0; seeds && i < shards->n_shards; i++) {
         const struct d2o_kinesis_shard *s = &shards->shards[i];
         const char *parents[3] = {NULL, NULL, NULL};
         struct d2o_lease_seed seed = {0};
@@ -102,25 +110,19 @@ static void sync_write(struct worker *w, const struct d2o_kinesis_shards *shards
         seed.parents = parents;
         seed.hash_start = s->hash_start;
         seed.hash_end = s->hash_end;
-        seed.checkpoint = seed_position(w, s, !has, &seed.checkpoint_ts_ms);
-        r = d2o_lease_ensure_shard(w->pg, w->conf->application, w->conf->stream_name, &seed, err,
-                                   sizeof(err));
-        if (r < 0) {
-            worker_pg_failed(w, err);
-            return;
-        }
-        created += (size_t)r;
-    }
-    if (created) {
-        d2o_info("shard_sync", "%zu new shards of %s (of %zu listed) have lease rows now", created,
-                 w->conf->stream_name, shards->n_shards);
-        w->lease_tick_now = true;
-        /* The other workers may have ticked before the rows existed; without this they would
-         * wait a whole renew period for their share. */
-        if (d2o_lease_notify(w->pg, w->conf->application, err, sizeof(err)) < 0) {
-            worker_pg_failed(w, err);
+        /* the first shards of a stream; the statement starts later ones at TRIM_HORIZON */
+        seed.checkpoint = seed_position(w, s, true, &seed.checkpoint_ts_ms);
+        if (d2o_lease_seeds_add(seeds, &seed) < 0) {
+            d2o_lease_seeds_free(seeds);
+            return; /* out of memory: the next sync */
         }
     }
+    if (!seeds || !d2o_lease_seeds_count(seeds)) {
+        d2o_lease_seeds_free(seeds);
+        return;
+    }
+    /* the table's new stream: read it all */
+    worker_seeds_async(w, w->conf->stream_name, seeds, w->stream_followed, "listed");
 }
 
 static void sync_listed(int rc, struct d2o_kinesis_shards *shards,
@@ -148,22 +150,29 @@ static void sync_listed(int rc, struct d2o_kinesis_shards *shards,
     } else {
         d2o_metrics_kinesis(w->m, now, NULL);
         w->sync_attempt = 0;
-        if (!w->draining && worker_pg_ok(w)) {
+        if (!w->draining) {
             sync_write(w, shards);
         }
     }
-    if (w->pg && PQstatus(w->pg) == CONNECTION_OK) {
-        (void)sync_lock(w, false);
-    }
+    /* after the rows, on the same session */
+    worker_apg_call(w, unlock_send, unlock_done);
     d2o_kinesis_shards_free(shards);
 }
 
-void worker_sync_shards(struct worker *w)
+/* The lock's answer: list the shards unless another worker syncs. */
+static void lock_done(struct worker *w, PGresult *res, const char *why)
 {
     int r;
 
-    if (w->sync_in_flight || !worker_source_settled(w) || !worker_pg_ok(w) || !sync_lock(w, true)) {
-        return; /* on its way, another worker is syncing, or the database is away */
+    (void)why;
+    w->sync_in_flight = false;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQgetvalue(res, 0, 0)[0] != 't' || w->draining) {
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+            PQgetvalue(res, 0, 0)[0] == 't') {
+            worker_apg_call(w, unlock_send, unlock_done);
+        }
+        return; /* another worker is syncing, the database is away, or the worker stops */
     }
     r = d2o_kinesis_list_all_shards_async(w->kin, w->conf->stream_name, D2O_SHARD_FILTER_NONE, 0,
                                           sync_listed, w);
@@ -175,6 +184,15 @@ void worker_sync_shards(struct worker *w)
         return;
     }
     w->sync_in_flight = true;
+}
+
+void worker_sync_shards(struct worker *w)
+{
+    if (w->sync_in_flight || !worker_source_settled(w)) {
+        return; /* on its way */
+    }
+    w->sync_in_flight = true;
+    worker_apg_call(w, lock_send, lock_done);
 }
 
 /* ---- one shard's place in the listing ---- */

@@ -9,6 +9,7 @@ worker frozen inside a PostgreSQL transaction can't hold its shard hostage.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -347,6 +348,42 @@ class AllocationFailures(EdgeTest):
         self.assertEqual(dlq, "12", "a refused record was acknowledged without its DLQ row\n%s"
                          % a.tail(200))
         self.assertIn("out_of_memory", a.tail(2000))
+
+
+class StoppedMidCall(EdgeTest):
+    """A worker stopped while GetRecords calls are on their way frees what the calls hold."""
+    tag = "edgemid"
+
+    @unittest.skipUnless(shutil.which("valgrind"), "valgrind is not installed")
+    def test_calls_in_flight_at_exit_leak_nothing(self):
+        env = self.env
+        env.create_stream(2)
+        # Every GetRecords is held 60 s by the proxy: both shards' calls are on their way when
+        # the drain times out.
+        self.proxy = FaultProxy(env.kinesis_url,
+                                {"delay_ms": 60000, "delay_targets": ["GetRecords"]},
+                                max_seconds=240, pass_auth=True)
+        saved = env.kinesis_url
+        env.kinesis_url = self.proxy.url
+        try:
+            s = poolkit.Supervisor(
+                BINARY, env, "A", workers=1, lease_ms=LEASE_MS,
+                extra=["--single-process", "--drain-timeout-ms", "1000", "--log-level", "debug",
+                       "--log-debug", "kinesis"],
+                wrapper=["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                         "--error-exitcode=99", "--child-silent-after-fork=yes"])
+        finally:
+            env.kinesis_url = saved
+        self.sups.append(s)
+        poolkit.wait_for("a GetRecords call on both shards", lambda: len(set(
+            line.split()[3] for line in s.tail(400).splitlines()
+            if " get_records_call: " in line)) == 2, 120, step=0.5)
+        s.signal(signal.SIGTERM)
+        code = s.wait(120)
+        log = s.tail(200)
+        self.assertIn("drain_timeout", log)
+        # valgrind exits 99 on a block definitely lost
+        self.assertEqual(code, 0, log)
 
 
 class StartChecks(unittest.TestCase):

@@ -7,9 +7,18 @@ The worker reaches PostgreSQL through tests/proxy/faultproxy.py in TCP mode, whi
 every round trip while changes stream into 8 shards. Renewals and checkpoints never wait in the
 worker's loop, so every shard's checkpoint keeps moving, every change lands in OpenSearch, and no
 lease is lost or changes owner.
+
+TakesUnderSlowPostgres: a worker 1.5 s away from PostgreSQL takes over the leases of a worker
+killed with -9 while it keeps reading its own shards; its loop never stops for the takes (it
+answers /healthz, which it serves itself in single-process mode, within a fraction of a round
+trip the whole time).
 """
+import datetime
 import os
+import re
+import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,13 +41,17 @@ def conninfo_target(conninfo):
     return kv.get("host", "127.0.0.1"), kv.get("port", "5432")
 
 
-class SlowPostgres(edges_test.EdgeTest):
-    tag = "pgslow"
+class ProxiedPostgres(edges_test.EdgeTest):
+    """An edge test that may put the fault proxy (self.pgproxy) in front of PostgreSQL."""
 
     def tearDown(self):
         if getattr(self, "pgproxy", None):
             self.pgproxy.stop()
         super().tearDown()
+
+
+class SlowPostgres(ProxiedPostgres):
+    tag = "pgslow"
 
     def checkpoints(self):
         return {r[0]: r[1] for r in self.env.rows(
@@ -91,8 +104,9 @@ class SlowPostgres(edges_test.EdgeTest):
         saved = env.pg
         env.pg = conninfo_via(env.pg, self.pgproxy.port)
         try:
-            # shard discovery at its default period: its statements still wait in the loop
-            a = self.start("A", extra=["--shard-sync-ms", "30000"])
+            # shard discovery every 2 s (the test supervisor's setting): its lease rows, lock
+            # and release go through the asynchronous session too
+            a = self.start("A")
         finally:
             env.pg = saved
         poolkit.wait_for("A to hold every lease", lambda: len(
@@ -124,6 +138,146 @@ class SlowPostgres(edges_test.EdgeTest):
         # ...and everything lands, and is checkpointed, while PostgreSQL is still slow.
         self.converge(timeout=30)
         self.wait_caught_up(last)
+        self.pgproxy.set({"latency_ms": 0})
+        self.assertEqual(a.stop(), 0)
+
+
+TAKE_LATENCY_MS = 1500
+TAKE_LEASE_MS = 24000
+CALL_RE = re.compile(r"^(\S+) debug \S+ (\S+) get_records_call: ")
+
+
+def call_times(log_text, shards):
+    """shard id -> the wall times (s) of the GetRecords calls a worker's debug log shows."""
+    out = {sh: [] for sh in shards}
+    for line in log_text.splitlines():
+        m = CALL_RE.match(line)
+        if m and m.group(2) in out:
+            ts = datetime.datetime.strptime(m.group(1).replace("Z", "+0000"),
+                                            "%Y-%m-%dT%H:%M:%S.%f%z")
+            out[m.group(2)].append(ts.timestamp())
+    return out
+
+
+def lines_between(log_text, start, end):
+    """The lines of a log written between two wall times (s)."""
+    out = []
+    for line in log_text.splitlines():
+        try:
+            ts = datetime.datetime.strptime(line.split(" ", 1)[0].replace("Z", "+0000"),
+                                            "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+        except ValueError:
+            continue
+        if start <= ts <= end:
+            out.append(line)
+    return "\n".join(out)
+
+
+class TakesUnderSlowPostgres(ProxiedPostgres):
+    tag = "pgtake"
+
+    def start_worker(self, task, pg, extra=(), metrics_port=0):
+        env = self.env
+        saved = env.pg
+        env.pg = pg
+        try:
+            # Idle shards are polled every 200 ms, so a loop that stops for a round trip to
+            # PostgreSQL shows as a gap between a shard's GetRecords calls; a memory budget
+            # that never makes a call wait for room, so no other wait does. Discovery runs at
+            # the start only.
+            s = poolkit.Supervisor(edges_test.BINARY, env, task, workers=1,
+                                   lease_ms=TAKE_LEASE_MS, metrics_port=metrics_port,
+                                   extra=["--poll-idle-max-ms", "200", "--shard-sync-ms",
+                                          "120000", "--memory-budget", "256MiB"] + list(extra))
+        finally:
+            env.pg = saved
+        self.sups.append(s)
+        return s
+
+    def log_text(self, sup):
+        with open(sup.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def test_taking_a_dead_workers_leases_stalls_no_held_shard(self):
+        env = self.env
+        env.create_stream(SHARDS)
+        host, port = conninfo_target(env.pg)
+        self.pgproxy = edges_test.FaultProxy("%s:%s" % (host, port), {}, max_seconds=300,
+                                             tcp=True)
+        # One process: the worker's own loop serves /healthz, so the time it takes to answer
+        # is how long the loop can stop.
+        port = poolkit.free_port()
+        a = self.start_worker("A", conninfo_via(env.pg, self.pgproxy.port),
+                              ["--single-process", "--log-level", "debug", "--log-debug",
+                               "kinesis"], metrics_port=port)
+        b = self.start_worker("B", env.pg)
+        poolkit.wait_for("A and B to hold 4 leases each", self.balanced(SHARDS, 4, 2), 90,
+                         step=0.5)
+        held = sorted(r[0] for r in self.lease() if r[1].startswith("A:"))
+        env.put(self.items.workload(4 * SHARDS, 1, prefix="w"))
+        self.converge(timeout=60)
+
+        self.pgproxy.set({"latency_ms": TAKE_LATENCY_MS})
+        time.sleep(2 * TAKE_LATENCY_MS / 1000.0)
+        probes = []  # (start, seconds to answer /healthz)
+        done = threading.Event()
+
+        def probe():
+            while not done.is_set():
+                t0 = time.time()
+                poolkit.http_get(port, "/healthz")
+                probes.append((t0, time.time() - t0))
+                time.sleep(0.05)
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
+        # B dies without a word: its leases stay owned until they expire by the database's
+        # clock, and A (the only live worker) takes them over.
+        pids = b.worker_pids()
+        b.signal(signal.SIGKILL)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        killed = time.time()
+        poolkit.wait_for("A to hold every lease", lambda: len(
+            [r for r in self.lease() if r[1].startswith("A:")]) == SHARDS,
+            TAKE_LEASE_MS / 1000.0 * 2.5, step=0.3)
+        time.sleep(1.0)
+        took = time.time()
+        done.set()
+        prober.join(10)
+        stats = self.pgproxy.stats()
+        self.assertGreater(stats["delayed_chunks"], 0)
+
+        # A's loop never stopped for a round trip to PostgreSQL: it answered every probe in a
+        # fraction of one (on a loaded machine an answer takes up to a few hundred ms)...
+        window = [p for p in probes if killed <= p[0] <= took]
+        self.assertGreater(len(window), 20)
+        slowest = max(window, key=lambda p: p[1])
+        # ...and kept polling the shards it held (a gap between two calls also holds Kinesis'
+        # answer time, so it is reported, not judged).
+        calls = call_times(self.log_text(a), held)
+        worst = (0.0, None, 0.0)
+        for shard, times in calls.items():
+            window = [t for t in times if killed <= t <= took]
+            self.assertGreater(len(window), 5, "shard %s: %d calls while A took B's leases\n%s"
+                               % (shard, len(window), self.logs()))
+            for prev, nxt in zip(window, window[1:]):
+                if nxt - prev > worst[0]:
+                    worst = (nxt - prev, shard, prev)
+        print("takes over %.1f s at %d ms per round trip; slowest /healthz answer %.0f ms of %d;"
+              " largest gap between GetRecords calls of a held shard: %.0f ms (%s)"
+              % (took - killed, TAKE_LATENCY_MS, slowest[1] * 1000, len(window),
+                 worst[0] * 1000, worst[1]))
+        self.assertLess(slowest[1] * 1000, TAKE_LATENCY_MS * 0.6,
+                        "A's loop answered /healthz after %.0f ms while it took leases (PostgreSQL"
+                        " %d ms away); A's log then:\n%s"
+                        % (slowest[1] * 1000, TAKE_LATENCY_MS,
+                           lines_between(self.log_text(a), slowest[0], slowest[0] + slowest[1])))
+        self.assertIn("took the lease", a.tail(400))
+        self.assertNotIn("lease_lost", self.log_text(a))
+
+        # Nothing is lost: changes to every shard land, with PostgreSQL still slow.
+        env.put(self.items.workload(4 * SHARDS, 1, prefix="x"))
+        self.converge(timeout=60)
         self.pgproxy.set({"latency_ms": 0})
         self.assertEqual(a.stop(), 0)
 

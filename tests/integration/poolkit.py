@@ -235,10 +235,12 @@ class Items:
 class Supervisor:
     """One `ddb2os run` process (a task) with its own task id."""
 
-    def __init__(self, binary, env, task, workers=2, lease_ms=4000, extra=(), metrics_port=0):
+    def __init__(self, binary, env, task, workers=2, lease_ms=4000, extra=(), metrics_port=0,
+                 wrapper=()):
+        """wrapper: a command the binary runs under (valgrind, say)."""
         self.task = task
         self.log_path = os.path.join(env.logdir, "%s.log" % task)
-        args = [binary, "run", "--application", env.app, "--stream-name", env.stream,
+        args = list(wrapper) + [binary, "run", "--application", env.app, "--stream-name", env.stream,
                 "--aws-region", REGION, "--kinesis-endpoint", env.kinesis_url,
                 "--opensearch-url", env.opensearch, "--index-map", "books=%s" % env.index,
                 "--key-schema", "books=book_id", "--pg-conninfo", env.pg,
