@@ -40,6 +40,14 @@ struct worker_apg {
     PGresult *last;  /* the in-flight statement's last result so far */
 };
 
+/* The shards the shard sync has seen with a lease row (worker_sync.c), sorted. */
+struct worker_sync_known {
+    char *stream; /* the stream they belong to */
+    char **ids;
+    size_t n, cap;
+    unsigned syncs; /* syncs since the set was last emptied */
+};
+
 struct worker {
     const struct d2o_config *conf;      /* what the worker reads: conf_own or conf_file */
     const struct d2o_config *conf_file; /* the configuration as given (SIGHUP compares it) */
@@ -93,6 +101,7 @@ struct worker {
     bool census_in_flight;
     bool sync_in_flight;   /* the shard sync's listing is on its way */
     unsigned sync_attempt; /* its failed page calls in a row */
+    struct worker_sync_known sync_known;
 };
 
 /* worker.c */
@@ -182,6 +191,8 @@ int64_t worker_source_version(const struct worker *w, int64_t prev,
 /* The shard sync's turn: lists the stream's shards on the multi handle (unless a listing is on
  * its way or another worker syncs) and gives new shards lease rows when the answer comes. */
 void worker_sync_shards(struct worker *w);
+/* Frees what the shard sync remembers. */
+void worker_sync_free(struct worker *w);
 /* Whether the stream lists shard_id now (ListShards or DescribeStream, every page, on the multi
  * handle), and whether it is closed: cb gets rc 0, D2O_KINESIS_E_FAILED (err filled; code
  * ResourceNotFoundException when the stream does not exist) or a negative errno. Returns 0 or a

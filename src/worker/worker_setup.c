@@ -398,6 +398,7 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
         d2o_metrics_gauge(&w->m->leases_held, 0);
     }
     worker_free_shards(w);
+    worker_sync_free(w);
     d2o_metrics_server_stop(w->server);
     d2o_bulk_free(w->sink);
     d2o_kinesis_free(w->kin);

@@ -5,7 +5,11 @@
  *
  * The shard sync (every shard_sync_ms): one worker of the application at a time (an advisory
  * lock, held from the first page call to the lease rows), lists every shard and gives each new
- * one its lease row. A failed page call is tried again with the backoff of the synchronous
+ * one its lease row. The shards whose row the worker has seen are remembered and skipped, so a
+ * sync of a stream without new shards costs no statement per shard (200 shards were 200 round
+ * trips in the loop every sync); every SYNC_FULL_EVERY syncs, and when the stream changes, the
+ * set is forgotten and every listed shard is checked again, so a row removed by hand comes back.
+ * A failed page call is tried again with the backoff of the synchronous
  * client (base 100 ms, cap 5 s, 5 retries) before the failure is reported and the sync waits
  * 2 s.
  */
@@ -28,6 +32,56 @@
 
 /* Page calls of one sync tried again before the failure is reported. */
 #define SYNC_RETRIES 5
+/* Syncs after which every listed shard's row is checked again. */
+#define SYNC_FULL_EVERY 10
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void worker_sync_free(struct worker *w)
+{
+    struct worker_sync_known *k = &w->sync_known;
+    size_t i;
+
+    for (i = 0; i < k->n; i++) {
+        free(k->ids[i]);
+    }
+    free(k->ids);
+    free(k->stream);
+    *k = (struct worker_sync_known){0};
+}
+
+/* Whether the first n (sorted) of the set hold id. */
+static bool known(const struct worker_sync_known *k, size_t n, const char *id)
+{
+    return n && bsearch(&id, k->ids, n, sizeof(*k->ids), cmp_id) != NULL;
+}
+
+/* Adds id at the end (the caller sorts); out of memory only means it is checked again. */
+static void remember(struct worker_sync_known *k, const char *id)
+{
+    char *c;
+
+    if (!k->stream) {
+        return;
+    }
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        char **grown = realloc(k->ids, cap * sizeof(*grown));
+
+        if (!grown) {
+            return;
+        }
+        k->ids = grown;
+        k->cap = cap;
+    }
+    c = strdup(id);
+    if (c) {
+        k->ids[k->n++] = c;
+    }
+}
 
 /* The checkpoint a shard found by discovery starts from. */
 static const char *seed_position(const struct worker *w, const struct d2o_kinesis_shard *s,
@@ -77,11 +131,24 @@ static int sync_lock(struct worker *w, bool lock)
 
 static void sync_write(struct worker *w, const struct d2o_kinesis_shards *shards)
 {
+    struct worker_sync_known *k = &w->sync_known;
     char err[512];
     bool has = true;
-    size_t i, created = 0;
+    size_t i, created = 0, sorted, unknown = 0;
     int r;
 
+    if (!k->stream || strcmp(k->stream, w->conf->stream_name) != 0 ||
+        ++k->syncs >= SYNC_FULL_EVERY) {
+        worker_sync_free(w);
+        k->stream = strdup(w->conf->stream_name);
+    }
+    sorted = k->n;
+    for (i = 0; i < shards->n_shards; i++) {
+        unknown += !known(k, sorted, shards->shards[i].shard_id);
+    }
+    if (unknown == 0) {
+        return;
+    }
     if (worker_stream_has_leases(w, w->conf->stream_name, false, &has) < 0) {
         return;
     }
@@ -92,6 +159,9 @@ static void sync_write(struct worker *w, const struct d2o_kinesis_shards *shards
         struct d2o_lease_seed seed = {0};
         size_t np = 0;
 
+        if (known(k, sorted, s->shard_id)) {
+            continue;
+        }
         if (s->parent_shard_id) {
             parents[np++] = s->parent_shard_id;
         }
@@ -107,9 +177,16 @@ static void sync_write(struct worker *w, const struct d2o_kinesis_shards *shards
                                    sizeof(err));
         if (r < 0) {
             worker_pg_failed(w, err);
-            return;
+            break;
         }
+        remember(k, s->shard_id);
         created += (size_t)r;
+    }
+    if (k->n > 1) {
+        qsort(k->ids, k->n, sizeof(*k->ids), cmp_id);
+    }
+    if (i < shards->n_shards) {
+        return;
     }
     if (created) {
         d2o_info("shard_sync", "%zu new shards of %s (of %zu listed) have lease rows now", created,
