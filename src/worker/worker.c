@@ -1082,6 +1082,7 @@ static void shard_collect(struct shard *sh)
     sh->acked = false;
     popped = d2o_ack_advance(sh->ack, &sh->commit_pos, &payloads, &n);
     if (popped <= 0) {
+        sh->acked = popped < 0; /* out of memory: tried again next turn */
         return;
     }
     sh->commit_ver = d2o_ack_last_tag(sh->ack);
