@@ -191,14 +191,8 @@ void d2o_budget_wait(struct d2o_budget_acct *a, size_t max_limit)
 }
 
 /* The parse's share follows the largest answer in flight. */
-static void parse_share(struct d2o_budget *b)
+static void parse_share(struct d2o_budget *b, size_t wire)
 {
-    const struct d2o_budget_acct *f;
-    size_t wire = 0;
-
-    for (f = b->fhead; f; f = f->fnext) {
-        wire = f->wire > wire ? f->wire : wire;
-    }
     b->used = b->used - b->parse_wire * D2O_BUDGET_ONCE_FACTOR + wire * D2O_BUDGET_ONCE_FACTOR;
     b->parse_wire = wire;
 }
@@ -225,7 +219,7 @@ size_t d2o_budget_reserve(struct d2o_budget_acct *a, size_t limit)
     }
     a->wire = wire > a->wire ? wire : a->wire;
     if (a->wire > b->parse_wire) {
-        parse_share(b);
+        parse_share(b, a->wire);
     }
     if (b->used > b->peak_used) {
         b->peak_used = b->used;
@@ -236,6 +230,7 @@ size_t d2o_budget_reserve(struct d2o_budget_acct *a, size_t limit)
 void d2o_budget_call_done(struct d2o_budget_acct *a)
 {
     struct d2o_budget *b = a->b;
+    size_t gone;
 
     b->used -= a->reserved;
     a->reserved = 0;
@@ -251,8 +246,20 @@ void d2o_budget_call_done(struct d2o_budget_acct *a)
         a->fnext->fprev = a->fprev;
     }
     a->fprev = a->fnext = NULL;
+    gone = a->wire;
     a->wire = 0;
-    parse_share(b);
+    if (gone >= b->parse_wire) {
+        /* It was the largest in flight: find the largest left. The walk stops at one as large,
+         * so with many calls of one size in flight (200 shards) it does not visit every call
+         * on every answer. */
+        const struct d2o_budget_acct *f;
+        size_t wire = 0;
+
+        for (f = b->fhead; f && wire < gone; f = f->fnext) {
+            wire = f->wire > wire ? f->wire : wire;
+        }
+        parse_share(b, wire);
+    }
 }
 
 void d2o_budget_saw(struct d2o_budget_acct *a, size_t max_len)

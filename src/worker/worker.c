@@ -99,6 +99,7 @@ struct shard {
     int64_t last_get_ms;
     unsigned err_attempt;
     size_t in_sink; /* cookies held by the sink */
+    bool acked;     /* a record was acknowledged since the last shard_collect */
     /* acknowledged, not yet committed */
     char *commit_pos;
     bool commit_dirty;
@@ -730,6 +731,7 @@ static int ack_now(struct shard *sh, const char *seq, struct dlq_item *d)
         (void)d2o_ack_unpush(sh->ack, ticket);
         return -EIO;
     }
+    sh->acked = true;
     return 0;
 }
 
@@ -1046,6 +1048,8 @@ void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *
             shard_lost(sh, "out of memory for a dead-letter row; the next owner retries");
         } else if (d2o_ack_complete(sh->ack, ck->ticket, d) < 0) {
             dlq_item_free(d);
+        } else {
+            sh->acked = true;
         }
     } else {
         dlq_item_free(d);
@@ -1075,8 +1079,10 @@ static void shard_collect(struct shard *sh)
     size_t n = 0;
     int64_t popped;
 
+    sh->acked = false;
     popped = d2o_ack_advance(sh->ack, &sh->commit_pos, &payloads, &n);
     if (popped <= 0) {
+        sh->acked = popped < 0; /* out of memory: tried again next turn */
         return;
     }
     sh->commit_ver = d2o_ack_last_tag(sh->ack);
@@ -1263,6 +1269,11 @@ static void shard_settle(struct shard *sh)
     int r;
 
     if (sh->stop == STOP_LOST || sh->stop == STOP_DONE) {
+        return;
+    }
+    /* A shard at work with nothing acknowledged since the last turn has nothing to settle:
+     * its tracker is not walked (every shard, every turn, on 200 shards). */
+    if (sh->stop == STOP_NONE && sh->state != S_ENDED && !sh->acked) {
         return;
     }
     shard_collect(sh);

@@ -8,6 +8,10 @@ every round trip while changes stream into 8 shards. Renewals and checkpoints ne
 worker's loop, so every shard's checkpoint keeps moving, every change lands in OpenSearch, and no
 lease is lost or changes owner.
 
+The second case holds 24 shards (kinesalite) with the shard sync every 2 s: a sync writes the
+lease rows of every listed shard in one statement on the asynchronous session, so it never stops
+the loop, and the same holds.
+
 TakesUnderSlowPostgres: a worker 1.5 s away from PostgreSQL takes over the leases of a worker
 killed with -9 while it keeps reading its own shards; its loop never stops for the takes (it
 answers /healthz, which it serves itself in single-process mode, within a fraction of a round
@@ -26,6 +30,7 @@ import poolkit  # noqa: E402
 import edges_test  # noqa: E402
 
 SHARDS = 8
+MANY_SHARDS = 24
 LATENCY_MS = 200
 WINDOW_S = 14
 
@@ -96,22 +101,30 @@ class SlowPostgres(ProxiedPostgres):
         poolkit.wait_for("every shard's checkpoint at its last change", caught_up, 15, step=0.3)
 
     def test_records_flow_on_every_shard_and_no_lease_is_lost(self):
+        # shard discovery at its default period
+        self.flow_while_postgres_is_slow(SHARDS, ["--shard-sync-ms", "30000"])
+
+    def test_a_frequent_shard_sync_of_many_shards_stalls_nothing(self):
+        # 24 shards, listed every 2 s (the test supervisor's setting): one statement per listed
+        # shard would hold the loop 24 x 200 ms every sync, longer than the lease
+        self.env = poolkit.Env(self.tag, kinesis="D2O_TEST_KINESALITE")
+        self.flow_while_postgres_is_slow(MANY_SHARDS, [])
+
+    def flow_while_postgres_is_slow(self, shards, extra):
         env = self.env
-        env.create_stream(SHARDS)
+        env.create_stream(shards)
         host, port = conninfo_target(env.pg)
         self.pgproxy = edges_test.FaultProxy("%s:%s" % (host, port), {}, max_seconds=240,
                                              tcp=True)
         saved = env.pg
         env.pg = conninfo_via(env.pg, self.pgproxy.port)
         try:
-            # shard discovery every 2 s (the test supervisor's setting): its lease rows, lock
-            # and release go through the asynchronous session too
-            a = self.start("A")
+            a = self.start("A", extra=extra)
         finally:
             env.pg = saved
         poolkit.wait_for("A to hold every lease", lambda: len(
-            [r for r in self.lease() if r[1].startswith("A:")]) == SHARDS, 30)
-        env.put(self.items.workload(5 * SHARDS, 1, prefix="w"))
+            [r for r in self.lease() if r[1].startswith("A:")]) == shards, 30)
+        env.put(self.items.workload(5 * shards, 1, prefix="w"))
         self.converge(timeout=60)
         leases_before = sorted(self.lease())
         events_before = env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
@@ -119,18 +132,18 @@ class SlowPostgres(ProxiedPostgres):
 
         self.pgproxy.set({"latency_ms": LATENCY_MS})
         # Changes go into every shard every 2 s; the checkpoints are sampled in between.
-        rounds, last, moves = self.stream_changes(WINDOW_S, 2, 12 * SHARDS, 0.3)
+        rounds, last, moves = self.stream_changes(WINDOW_S, 2, 12 * shards, 0.3)
         stats = self.pgproxy.stats()
         self.assertGreater(stats["delayed_chunks"], 0)
-        print("%d rounds in %.0f s at %d ms per round trip; checkpoint moves per shard: %s"
-              % (rounds, WINDOW_S, LATENCY_MS, moves))
+        print("%d shards, %d rounds in %.0f s at %d ms per round trip; checkpoint moves per "
+              "shard: %s" % (shards, rounds, WINDOW_S, LATENCY_MS, moves))
         # No lease was lost, stolen or handed over, and the worker never stopped a shard.
         self.assertNotIn("lease_lost", a.tail(2000))
         self.assertEqual(sorted(self.lease()), leases_before)
         self.assertEqual(env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
                                  % env.app), events_before)
         # Every shard's checkpoint kept moving while the changes came...
-        self.assertEqual(len(last), SHARDS, "the changes did not reach every shard")
+        self.assertEqual(len(last), shards, "the changes did not reach every shard")
         for shard in last:
             self.assertGreaterEqual(moves.get(shard, 0), 2, "shard %s: checkpoint moved %d times"
                                     " in %d s\n%s" % (shard, moves.get(shard, 0), WINDOW_S,

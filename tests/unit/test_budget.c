@@ -167,6 +167,41 @@ START_TEST(the_parse_share_follows_the_largest_answer_in_flight)
 }
 END_TEST
 
+/* Many calls in flight of a few sizes, finished in a scrambled order: after every answer the
+ * parse's share is the largest wire size still in flight, and what is used adds up. */
+START_TEST(the_parse_share_is_the_largest_in_flight_after_every_answer)
+{
+    struct d2o_budget b;
+    struct d2o_budget_acct a[64];
+    size_t wires[64], i, k;
+
+    d2o_budget_init(&b, 1024 * MiB);
+    for (i = 0; i < 64; i++) {
+        d2o_budget_join(&b, &a[i]);
+        a[i].fresh = false;
+        a[i].est = i % 7 == 3 ? 4000 : 1000; /* one size for most, a larger one for some */
+        (void)d2o_budget_reserve(&a[i], 100);
+        wires[i] = d2o_budget_response_bytes(100, a[i].est);
+    }
+    for (k = 0; k < 64; k++) {
+        size_t j = (k * 37 + 11) % 64, max = 0, reserved = 0;
+
+        d2o_budget_call_done(&a[j]);
+        wires[j] = 0;
+        for (i = 0; i < 64; i++) {
+            max = wires[i] > max ? wires[i] : max;
+            reserved += wires[i] * D2O_BUDGET_RECEIVE_FACTOR;
+        }
+        ck_assert_uint_eq(b.parse_wire, max);
+        ck_assert_uint_eq(b.used, reserved + max * D2O_BUDGET_ONCE_FACTOR);
+    }
+    ck_assert_uint_eq(b.used, 0);
+    for (i = 0; i < 64; i++) {
+        d2o_budget_leave(&a[i]);
+    }
+}
+END_TEST
+
 START_TEST(a_new_shard_plans_with_what_the_others_showed)
 {
     struct d2o_budget b;
@@ -299,6 +334,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, a_hot_shard_cannot_starve_a_waiting_one);
     tcase_add_test(tc, a_shard_holding_nothing_may_read_one_large_record);
     tcase_add_test(tc, the_parse_share_follows_the_largest_answer_in_flight);
+    tcase_add_test(tc, the_parse_share_is_the_largest_in_flight_after_every_answer);
     tcase_add_test(tc, a_new_shard_plans_with_what_the_others_showed);
     tcase_add_test(tc, the_estimate_follows_the_records_and_caps_the_answer);
     tcase_add_test(tc, random_shards_never_pass_the_budget_and_all_progress);
