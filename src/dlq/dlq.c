@@ -127,12 +127,18 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
  *     (only their DLQ rows, rare, are), and the answer looks the updated ordinals up in a
  *     hashed subplan;
  *   - a table without statistics makes the owner index (application, owner, stream, shard_id)
- *     look as cheap as the primary key: both find a shard's row in one probe.
+ *     look as cheap as the primary key: both find a shard's row in one probe;
+ *   - the shards' rows end in LIMIT cardinality(shards), which changes nothing but the generic
+ *     plan's guess: one shard instead of unnest's ten. With ten, a custom plan for one or a few
+ *     shards looked cheaper than the generic one, and PostgreSQL planned the statement again
+ *     on every turn (more than the statement's own work for one shard).
  */
 static const char batch_sql[] =
     "WITH l AS (SELECT v.i, v.counter, v.pos, v.sver, k.tid, k.stream, k.shard_id, k.checkpoint"
-    "   FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $22::bigint[])"
-    "   WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)"
+    "   FROM (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $22::bigint[])"
+    "     WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)"
+    /* a limit that is not a constant: the generic plan expects one shard, see above */
+    "     LIMIT cardinality($3::text[])) v"
     "   LEFT JOIN LATERAL (SELECT l.ctid AS tid, l.stream, l.shard_id, l.checkpoint FROM leases l"
     "     WHERE l.application = $1 AND l.stream = v.stream AND l.shard_id = v.shard_id"
     "     AND l.owner = $6 AND l.lease_counter = v.counter AND l.expires_at > clock_timestamp()"
