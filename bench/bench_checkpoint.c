@@ -8,8 +8,11 @@
  *   per-shard   the transaction per shard the worker ran before (BEGIN, SELECT ... FOR UPDATE
  *               NOWAIT with the fence, UPDATE, COMMIT): four round trips per shard
  *
- * Each case runs ROUNDS turns; printed per case: wall time per turn (p50, p99) and round trips
- * per turn. With a network between the worker and the database each round trip adds its RTT.
+ * Each case runs ROUNDS turns; printed per case: wall time per turn (p50, p99), round trips per
+ * turn, and the CPU time the PostgreSQL backend spent on each turn (p50, p99; from
+ * /proc/PID/schedstat when the server runs on this machine, else "-"). On a loaded machine the
+ * wall time includes waiting for a core; the backend's CPU time does not. With a network between
+ * the worker and the database each round trip adds its RTT.
  *
  * usage: bench_checkpoint CONNINFO [ROUNDS]   (default 2000)
  */
@@ -24,6 +27,24 @@
 #include "d2o/pg.h"
 
 #define MAX_SHARDS 200
+
+/* CPU time (ns) the backend has run, or -1 when its schedstat cannot be read. */
+static int64_t backend_cpu_ns(int pid)
+{
+    char path[64];
+    long long ns = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+    f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%lld", &ns) != 1) {
+            ns = -1;
+        }
+        fclose(f);
+    }
+    return ns;
+}
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -139,24 +160,28 @@ int main(int argc, char **argv)
     static const int cases[] = {1, 8, 64, 200};
     static const char *const names[] = {"batch", "unprepared", "per-shard"};
     char err[512];
-    int64_t *lat;
+    int64_t *lat, *cpu;
     PGconn *c;
     size_t k;
+    int pid;
 
     if (!base || rounds < 100) {
         fprintf(stderr, "usage: bench_checkpoint CONNINFO [ROUNDS >= 100]\n");
         return 2;
     }
     lat = calloc((size_t)rounds, sizeof(*lat));
+    cpu = calloc((size_t)rounds, sizeof(*cpu));
     c = bench_pg_schema(base, "bench_checkpoint");
-    if (!lat) {
+    pid = PQbackendPID(c);
+    if (!lat || !cpu) {
         return 1;
     }
     if (d2o_checkpoint_batch_prepare(c, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    printf("%-10s %7s %12s %12s %12s\n", "way", "shards", "round trips", "p50 us", "p99 us");
+    printf("%-10s %7s %12s %12s %12s %14s %14s\n", "way", "shards", "round trips", "p50 us",
+           "p99 us", "server p50 us", "server p99 us");
     for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         int way;
 
@@ -169,18 +194,27 @@ int main(int argc, char **argv)
             seed(c, shards);
             for (i = 0; i < per; i++) {
                 int64_t pos = 2000 + i + (int64_t)k * rounds * 3 + (int64_t)way * rounds;
+                int64_t c0 = backend_cpu_ns(pid);
 
                 lat[i] = way == 2 ? turn_per_shard(c, shards, pos)
                                   : turn_batch(c, shards, pos, way == 0);
+                cpu[i] = c0 < 0 ? -1 : (backend_cpu_ns(pid) - c0) / 1000;
             }
             qsort(lat, (size_t)per, sizeof(*lat), cmp_i64);
-            printf("%-10s %7d %12d %12" PRId64 " %12" PRId64 "\n", names[way], shards,
+            qsort(cpu, (size_t)per, sizeof(*cpu), cmp_i64);
+            printf("%-10s %7d %12d %12" PRId64 " %12" PRId64, names[way], shards,
                    way == 2 ? 4 * shards : 1, lat[per / 2], lat[per * 99 / 100]);
+            if (cpu[0] < 0) {
+                printf(" %14s %14s\n", "-", "-");
+            } else {
+                printf(" %14" PRId64 " %14" PRId64 "\n", cpu[per / 2], cpu[per * 99 / 100]);
+            }
             fflush(stdout);
         }
     }
     PQfinish(c);
     bench_pg_drop(base, "bench_checkpoint");
     free(lat);
+    free(cpu);
     return 0;
 }

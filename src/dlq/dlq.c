@@ -100,11 +100,16 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
 
 /* ---- checkpoints of many shards in one statement ---- */
 
-/* A position as text that sorts like d2o_checkpoint_cmp under COLLATE "C": the rank, then a
- * sequence number padded to the longest Kinesis uses. */
+/* A position as a (rank, number) pair that sorts like d2o_checkpoint_cmp: the rank, then the
+ * sequence number's value (numeric: the same order as the digits padded to 129 with zeros,
+ * without building a 130-character string twice per shard). */
 #define POSKEY(x)                                                                                  \
-    "(CASE WHEN " x " IN ('TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP') THEN '0'"                      \
-    " WHEN " x " = 'SHARD_END' THEN '2' ELSE '1' || lpad(" x ", 129, '0') END) COLLATE \"C\""
+    "(CASE WHEN " x " IN ('TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP') THEN 0"                        \
+    " WHEN " x " = 'SHARD_END' THEN 2 ELSE 1 END, CASE WHEN " x " IN ('TRIM_HORIZON', 'LATEST',"   \
+    " 'AT_TIMESTAMP', 'SHARD_END') THEN 0 ELSE " x "::numeric END)"
+
+/* The shard's new position does not move back from the stored one. */
+#define NOT_BACK POSKEY("l.pos") " >= " POSKEY("l.checkpoint")
 
 /*
  * One statement: lock every listed lease row that still names this owner with the shard's
@@ -112,64 +117,60 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
  * not move back, insert their DLQ rows and move their checkpoints; answer per shard whether it
  * was committed ('ok'), refused for moving back ('back', with the stored position) or fenced
  * out ('lost').
+ *
+ * Its cost must grow with the number of shards whatever plan PostgreSQL picks, also for a
+ * generic plan (which guesses 10 rows for every unnest) and for a table without statistics yet:
+ *   - each shard finds its lease row in a LATERAL subquery, one index probe per shard; a join
+ *     of the shards with the lease rows may be planned as a nested loop that scans all of the
+ *     owner's leases for every shard (quadratic: 200 shards, 40 000 rows locked and filtered);
+ *   - the shards are carried through by their ordinal, never joined again by stream and shard
+ *     (only their DLQ rows, rare, are), and the answer looks the updated ordinals up in a
+ *     hashed subplan;
+ *   - a table without statistics makes the owner index (application, owner, stream, shard_id)
+ *     look as cheap as the primary key: both find a shard's row in one probe;
+ *   - the shards' rows end in LIMIT cardinality(shards), which changes nothing but the generic
+ *     plan's guess: one shard instead of unnest's ten. With ten, a custom plan for one or a few
+ *     shards looked cheaper than the generic one, and PostgreSQL planned the statement again
+ *     on every turn (more than the statement's own work for one shard).
  */
 static const char batch_sql[] =
-    "WITH v AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], "
-    "$22::bigint[])"
-    "   WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)),"
-    " l AS (SELECT l.ctid AS tid, l.stream, l.shard_id, l.checkpoint FROM leases l JOIN v"
-    "   ON l.stream = v.stream AND l.shard_id = v.shard_id AND l.lease_counter = v.counter"
-    "   WHERE l.application = $1 AND l.owner = $6 AND l.expires_at > clock_timestamp()"
-    "   FOR UPDATE OF l NOWAIT),"
-    " ok AS (SELECT v.*, l.tid FROM v JOIN l ON l.stream = v.stream AND l.shard_id = v.shard_id"
-    "   WHERE " POSKEY("v.pos") " >= " POSKEY(
-        "l.checkpoint") "),"
-                        " x AS (SELECT DISTINCT ON (x.stream, x.shard_id, x.seq, x.idx, x.doc) x.* "
-                        "FROM unnest("
-                        "   $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
-                        "$12::text[], $13::text[],"
-                        "   $14::bigint[], $15::text[], $16::text[], $17::int[], $18::text[], "
-                        "$19::int[],"
-                        "   $20::float8[], $21::float8[]) WITH ORDINALITY AS x(stream, shard_id, "
-                        "seq, pk, tbl, idx,"
-                        "   doc, ver, raw, cls, status, msg, attempts, first, last, n)"
-                        "   JOIN ok ON ok.stream = x.stream AND ok.shard_id = x.shard_id"
-                        "   ORDER BY x.stream, x.shard_id, x.seq, x.idx, x.doc, x.n DESC),"
-                        " d AS (INSERT INTO dlq (application, stream, shard_id, sequence_number, "
-                        "partition_key,"
-                        "   table_name, index_name, doc_id, version, raw_record, error_class, "
-                        "http_status,"
-                        "   error_message, attempts, first_failed_at, last_failed_at)"
-                        "   SELECT $1, stream, shard_id, seq, pk, tbl, idx, doc, ver, decode(raw, "
-                        "'hex'), cls,"
-                        "   status, msg, attempts, to_timestamp(first), to_timestamp(last) FROM x"
-                        "   ON CONFLICT (application, stream, shard_id, sequence_number, "
-                        "index_name, doc_id)"
-                        "   DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"
-                        "   last_failed_at = EXCLUDED.last_failed_at, error_class = "
-                        "EXCLUDED.error_class,"
-                        "   http_status = EXCLUDED.http_status, error_message = "
-                        "EXCLUDED.error_message,"
-                        /* A row the operator discarded stays discarded when the shard is read
-                           again. */
-                        "   state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE "
-                        "'pending' END,"
-                        "   replay_result = CASE WHEN dlq.state = 'discarded' THEN "
-                        "dlq.replay_result END),"
-                        " u AS (UPDATE leases t SET checkpoint = ok.pos, owner_switches = 0,"
-                        "   checkpointed_at = now(), updated_at = now(),"
-                        /* a DynamoDB stream's version at the checkpoint (0: none) */
-                        "   version_last_ms = CASE WHEN ok.sver > 0 THEN ok.sver ELSE "
-                        "t.version_last_ms END FROM ok"
-                        /* the rows locked above, by their address: no join over the owner's leases
-                         */
-                        "   WHERE t.ctid = ok.tid AND t.owner = $6 AND t.lease_counter = "
-                        "ok.counter RETURNING ok.i)"
-                        " SELECT v.i, CASE WHEN u.i IS NOT NULL THEN 'ok' WHEN l.shard_id IS NOT "
-                        "NULL THEN 'back'"
-                        "   ELSE 'lost' END, l.checkpoint"
-                        " FROM v LEFT JOIN l ON l.stream = v.stream AND l.shard_id = v.shard_id"
-                        " LEFT JOIN u ON u.i = v.i";
+    "WITH l AS (SELECT v.i, v.counter, v.pos, v.sver, k.tid, k.stream, k.shard_id, k.checkpoint"
+    "   FROM (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $22::bigint[])"
+    "     WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)"
+    /* a limit that is not a constant: the generic plan expects one shard, see above */
+    "     LIMIT cardinality($3::text[])) v"
+    "   LEFT JOIN LATERAL (SELECT l.ctid AS tid, l.stream, l.shard_id, l.checkpoint FROM leases l"
+    "     WHERE l.application = $1 AND l.stream = v.stream AND l.shard_id = v.shard_id"
+    "     AND l.owner = $6 AND l.lease_counter = v.counter AND l.expires_at > clock_timestamp()"
+    "     FOR UPDATE OF l NOWAIT) k ON true),"
+    " ok AS (SELECT * FROM l WHERE l.tid IS NOT NULL AND " NOT_BACK "),"
+    " x AS (SELECT DISTINCT ON (x.stream, x.shard_id, x.seq, x.idx, x.doc) x.* FROM unnest("
+    "   $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
+    "   $14::bigint[], $15::text[], $16::text[], $17::int[], $18::text[], $19::int[],"
+    "   $20::float8[], $21::float8[]) WITH ORDINALITY AS x(stream, shard_id, seq, pk, tbl, idx,"
+    "   doc, ver, raw, cls, status, msg, attempts, first, last, n)"
+    "   JOIN ok ON ok.stream = x.stream AND ok.shard_id = x.shard_id"
+    "   ORDER BY x.stream, x.shard_id, x.seq, x.idx, x.doc, x.n DESC),"
+    " d AS (INSERT INTO dlq (application, stream, shard_id, sequence_number, partition_key,"
+    "   table_name, index_name, doc_id, version, raw_record, error_class, http_status,"
+    "   error_message, attempts, first_failed_at, last_failed_at)"
+    "   SELECT $1, stream, shard_id, seq, pk, tbl, idx, doc, ver, decode(raw, 'hex'), cls,"
+    "   status, msg, attempts, to_timestamp(first), to_timestamp(last) FROM x"
+    "   ON CONFLICT (application, stream, shard_id, sequence_number, index_name, doc_id)"
+    "   DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"
+    "   last_failed_at = EXCLUDED.last_failed_at, error_class = EXCLUDED.error_class,"
+    "   http_status = EXCLUDED.http_status, error_message = EXCLUDED.error_message,"
+    /* A row the operator discarded stays discarded when the shard is read again. */
+    "   state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE 'pending' END,"
+    "   replay_result = CASE WHEN dlq.state = 'discarded' THEN dlq.replay_result END),"
+    " u AS (UPDATE leases t SET checkpoint = ok.pos, owner_switches = 0,"
+    "   checkpointed_at = now(), updated_at = now(),"
+    /* a DynamoDB stream's version at the checkpoint (0: none) */
+    "   version_last_ms = CASE WHEN ok.sver > 0 THEN ok.sver ELSE t.version_last_ms END FROM ok"
+    /* the rows locked above, by their address */
+    "   WHERE t.ctid = ok.tid AND t.owner = $6 AND t.lease_counter = ok.counter RETURNING ok.i)"
+    " SELECT l.i, CASE WHEN l.i IN (SELECT u.i FROM u) THEN 'ok' WHEN l.tid IS NOT NULL"
+    "   THEN 'back' ELSE 'lost' END, l.checkpoint FROM l";
 
 /* The array parameters, in the order of $2..$5, $7..$21 and $22. */
 enum {

@@ -323,6 +323,134 @@ START_TEST(a_batch_fences_each_shard_on_its_own)
 }
 END_TEST
 
+/* One turn of the many-shard batch test: every shard checkpoints to pos with one DLQ row; the
+ * outcomes land in outcome[]. */
+static void batch_turn(PGconn *c, int n, const char *pos, int turn, int *outcome)
+{
+    struct d2o_checkpoint_batch *b = d2o_checkpoint_batch_new("app", "w1");
+    static char docs[256][48];
+    char err[512], id[32];
+    int i;
+
+    ck_assert_ptr_nonnull(b);
+    for (i = 0; i < n; i++) {
+        struct d2o_dlq_row r[1];
+
+        snprintf(id, sizeof(id), "shard-%03d", i);
+        snprintf(docs[i], sizeof(docs[i]), "t%d-%s", turn, id);
+        r[0] = row(pos, docs[i]);
+        ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", id, 7, pos, 0, r, 1, err, sizeof(err)),
+                         0);
+    }
+    ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);
+    d2o_checkpoint_batch_free(b);
+}
+
+/* 200 shards in one statement, turn after turn (the prepared statement's generic plan from the
+ * sixth on; the table first without statistics, then analysed): a shard another worker stole,
+ * one its own worker re-took with a new counter and one whose lease ran out are refused as lost
+ * in the batch, and keep their checkpoint and get no DLQ row, while every other shard moves. */
+START_TEST(a_batch_of_many_shards_refuses_each_lease_taken_elsewhere)
+{
+    enum { N = 200, TURNS = 10 };
+    PGconn *c = migrated(), *other = pgfx_conn();
+    static bool gone[N];
+    int outcome[N], turn, i;
+    char q[512], pos[32], err[512], *v;
+
+    pgfx_sql(c, "DELETE FROM leases");
+    pgfx_sql(c, "INSERT INTO leases (application, stream, shard_id, owner, lease_counter,"
+                " expires_at, checkpoint) SELECT 'app', 's', 'shard-' || lpad(g::text, 3, '0'),"
+                " 'w1', 7, now() + interval '10 minutes', '100' FROM generate_series(0, 199) g");
+    ck_assert_msg(d2o_checkpoint_batch_prepare(c, err, sizeof(err)) == 0, "%s", err);
+    for (turn = 0; turn < TURNS; turn++) {
+        int stolen = (turn * 37) % N, retaken = (turn * 37 + 11) % N,
+            expired = (turn * 37 + 23) % N;
+        int moved = 0;
+
+        if (turn == TURNS / 2) {
+            pgfx_sql(c, "ANALYZE leases");
+        }
+        /* by the other workers' sessions, committed before the batch is sent */
+        snprintf(q, sizeof(q),
+                 "UPDATE leases SET owner = 'w2', lease_counter = lease_counter + 1"
+                 " WHERE shard_id = 'shard-%03d'",
+                 stolen);
+        pgfx_sql(other, q);
+        snprintf(
+            q, sizeof(q),
+            "UPDATE leases SET lease_counter = lease_counter + 1 WHERE shard_id = 'shard-%03d'",
+            retaken);
+        pgfx_sql(other, q);
+        snprintf(q, sizeof(q),
+                 "UPDATE leases SET expires_at = now() - interval '1 second'"
+                 " WHERE shard_id = 'shard-%03d'",
+                 expired);
+        pgfx_sql(other, q);
+        gone[stolen] = gone[retaken] = gone[expired] = true;
+        snprintf(pos, sizeof(pos), "%d", 1000 + turn);
+        batch_turn(c, N, pos, turn, outcome);
+        for (i = 0; i < N; i++) {
+            ck_assert_msg(outcome[i] == (gone[i] ? D2O_LEASE_E_LOST : 0),
+                          "turn %d shard %d: outcome %d", turn, i, outcome[i]);
+            moved += !gone[i];
+        }
+        snprintf(q, sizeof(q),
+                 "SELECT (SELECT count(*) FROM leases WHERE checkpoint = '%s') || '/' ||"
+                 " (SELECT count(*) FROM dlq WHERE doc_id LIKE 't%d-%%') || '/' ||"
+                 " (SELECT count(*) FROM leases l WHERE (checkpoint = '%s' OR EXISTS (SELECT 1"
+                 "   FROM dlq d WHERE d.shard_id = l.shard_id AND d.doc_id LIKE 't%d-%%'))"
+                 "   AND (owner <> 'w1' OR lease_counter <> 7 OR expires_at < now()))",
+                 pos, turn, pos, turn);
+        v = pgfx_scalar(c, q);
+        snprintf(q, sizeof(q), "%d/%d/0", moved, moved);
+        ck_assert_msg(strcmp(v, q) == 0, "turn %d: moved/dlq/fenced-but-written %s, want %s", turn,
+                      v, q);
+        free(v);
+    }
+    PQfinish(other);
+    PQfinish(c);
+}
+END_TEST
+
+/* The lease row itself refuses what is not a position: 1 to 129 digits or one of the names. */
+START_TEST(a_lease_row_holds_only_positions)
+{
+    static const char *const good[] = {"0",      "00042",        "TRIM_HORIZON",
+                                       "LATEST", "AT_TIMESTAMP", "SHARD_END"};
+    static const char *const bad[] = {"",    "12ab",      " 12",  "12 ",     "-1",
+                                      "1.5", "shard_end", "1\n2", "\xd9\xa3"};
+    PGconn *c = migrated();
+    char q[512], digits[131];
+    PGresult *r;
+    size_t i;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(q, sizeof(q), "UPDATE leases SET checkpoint = '%s'", good[i]);
+        pgfx_sql(c, q);
+    }
+    memset(digits, '9', 129);
+    digits[129] = '\0';
+    snprintf(q, sizeof(q), "UPDATE leases SET checkpoint = '%s'", digits);
+    pgfx_sql(c, q);
+    for (i = 0; i <= sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *p = i < sizeof(bad) / sizeof(bad[0]) ? bad[i] : "";
+        const char *v[1] = {p};
+
+        if (i == sizeof(bad) / sizeof(bad[0])) { /* 130 digits */
+            memset(digits, '1', 130);
+            digits[130] = '\0';
+            v[0] = digits;
+        }
+        r = PQexecParams(c, "UPDATE leases SET checkpoint = $1", 1, NULL, v, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(r) == PGRES_FATAL_ERROR, "'%s' was stored", v[0]);
+        ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23514"); /* check_violation */
+        PQclear(r);
+    }
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(a_checkpoint_never_moves_back)
 {
     PGconn *c = migrated();
@@ -444,6 +572,8 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, a_lost_lease_writes_nothing);
     tcase_add_test(tc, a_checkpoint_never_moves_back);
     tcase_add_test(tc, a_batch_fences_each_shard_on_its_own);
+    tcase_add_test(tc, a_batch_of_many_shards_refuses_each_lease_taken_elsewhere);
+    tcase_add_test(tc, a_lease_row_holds_only_positions);
     tcase_add_test(tc, the_fence_reads_the_clock_not_the_transaction_start);
     tcase_add_test(tc, a_checkpoint_does_not_wait_for_a_locked_lease_row);
     tcase_add_test(tc, a_bounded_session_cannot_hold_a_lease_row);
