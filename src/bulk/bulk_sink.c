@@ -902,6 +902,9 @@ static void on_response(struct d2o_http_response *resp, void *arg)
     }
     b->in_flight--;
     b->in_flight_items -= rq->n;
+    d2o_debug(D2O_CAT_SINK, "bulk_answered",
+              "bulk request of %zu items answered in %lld ms (HTTP %ld); %u still in flight", rq->n,
+              (long long)(resp->total_us / 1000), resp->status, b->in_flight);
     for (i = 0; i < rq->n; i++) {
         b->in_flight_bytes -= rq->items[i]->len;
         if (!b->recheck && !kept(b, rq->items[i])) {
@@ -1035,7 +1038,8 @@ static int send_request(struct d2o_bulk *b, size_t n)
     b->in_flight_items += n;
     b->stats.requests++;
     b->stats.items_sent += n;
-    d2o_debug(D2O_CAT_SINK, "bulk_sent", "bulk request: %zu items, %zu bytes", n, rq->body.len);
+    d2o_debug(D2O_CAT_SINK, "bulk_sent", "bulk request: %zu items, %zu bytes; %u in flight", n,
+              rq->body.len, b->in_flight);
     return 0;
 fail:
     d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_start_failed",
