@@ -35,7 +35,18 @@ the GetRecords calls KCL gave up on, from its log) and the script exits 1.
 --os-alone adds, right after ddb2os's drain, OpenSearch alone on the same bodies: the records of
 the stream through `ddb2os transform` (the very bulk items the sink sends, versions included),
 posted as _bulk bodies of about 5 MiB over 2 connections into a fresh index; records/s of that
-next to ddb2os's end-to-end records/s.
+next to ddb2os's end-to-end records/s. Then the source alone: one bare client (botocore, no
+transform, no bulk) reads the same stream again from TRIM_HORIZON with the same Limit, shard
+after shard, as fast as the emulator answers. Then both at once: OpenSearch alone and the source
+alone at the same time (the seconds until both are done), which is the most any consumer of
+this stream can do where the emulator and OpenSearch share the machine's cores.
+
+For each phase (ddb2os's drain, OpenSearch alone, the source alone) it also prints the CPU
+seconds the local servers used (kinesalite, OpenSearch, PostgreSQL: utime + stime from /proc of
+the processes in $D2O_SERVICES_DIR/run/*.pid, PostgreSQL with its backends): on a machine where
+they share the cores with ddb2os, end to end can be no faster than the sum of every process's
+CPU over the number of cores, whatever the consumer does (docs/performance.md, "End to end
+against OpenSearch alone").
 """
 import json
 import os
@@ -44,12 +55,14 @@ import sys
 import threading
 import time
 import urllib.request
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "integration"))
 import poolkit  # noqa: E402
-from pool_bench import metric_total, proc_cpu_s, proc_hwm_mib, wait_drained  # noqa: E402
+from pool_bench import (metric_total, metric_values, proc_cpu_s, proc_hwm_mib,  # noqa: E402
+                        wait_drained)
 
 TIME_LIMIT_S = 900
 # KCL reads its first record 80-140 s after start on this machine; without one by then the run
@@ -88,6 +101,35 @@ def load_now():
     return os.getloadavg()[0]
 
 
+SERVERS = ("kinesalite", "opensearch", "pg")
+
+
+def server_cpu():
+    """CPU seconds used so far by each local server this script talks to (None when its pid file
+    is not there: servers started some other way). PostgreSQL counts with its backends."""
+    run = os.path.join(os.environ.get("D2O_SERVICES_DIR") or
+                       os.path.join(HERE, "..", "..", ".services"), "run")
+    out = {}
+    for name in SERVERS:
+        try:
+            with open(os.path.join(run, name + ".pid")) as f:
+                pids = [int(f.read())]
+            if name == "pg":
+                pids += [int(p) for p in subprocess.run(
+                    ["pgrep", "-P", str(pids[0])], capture_output=True, text=True).stdout.split()]
+            out[name] = sum(proc_cpu_s(p) for p in pids)
+        except (OSError, ValueError):
+            out[name] = None
+    return out
+
+
+def server_cpu_used(before):
+    """"kinesalite 12.1, opensearch 16.0, pg 0.8" CPU seconds since before (server_cpu())."""
+    now = server_cpu()
+    return ", ".join("%s %.1f" % (k, now[k] - before[k]) for k in SERVERS
+                     if before.get(k) is not None and now.get(k) is not None)
+
+
 def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000):
     t0 = time.time()
     sup = poolkit.Supervisor(binary, env, "S", workers=1, lease_ms=10000, metrics_port=port,
@@ -101,52 +143,80 @@ def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000):
         pids = sup.worker_pids() + [sup.proc.pid]
         cpu0 = sum(proc_cpu_s(p) for p in pids)
         sup0 = proc_cpu_s(sup.proc.pid)
+        servers0 = server_cpu()
         if on_first_read:
             on_first_read(sup.worker_pids())
 
         # Looks at /metrics 4 times a second: the supervisor renders each one.
         wait_drained(port, n_records, TIME_LIMIT_S, step=0.25)
         t_done = time.time()
+        servers = server_cpu_used(servers0)
         cpu = sum(proc_cpu_s(p) for p in pids) - cpu0
         sup_cpu = proc_cpu_s(sup.proc.pid) - sup0
         rss = sum(proc_hwm_mib(p) for p in pids)
         refused = metric_total(port, "ddb2os_dlq_writes_total") or 0
+        stale = sum(float(x.rsplit(" ", 1)[1]) for x in
+                    metric_values(port, "ddb2os_documents_total") if 'outcome="stale"' in x)
     finally:
         sup.stop()
     return {"first_read_s": t_first - t0, "drain_s": t_done - t_first, "cpu_s": cpu,
             "of_which": ", supervisor %.2f" % sup_cpu, "rss_mib": rss, "refused": refused,
-            "load": (load0, load_now())}
+            "load": (load0, load_now()), "servers": servers, "stale": stale}
 
 
-def bulk_bodies(binary, env, batch, index, limit=5 * 1024 * 1024):
-    """The records through `ddb2os transform` into index: _bulk bodies of about limit bytes."""
+def bulk_bodies(binary, env, batch, index, connections=2, by="document",
+                limit=5 * 1024 * 1024):
+    """The records through `ddb2os transform` into index, as _bulk bodies of about limit bytes
+    for each of `connections` posters: by="document" gives every item of one document to the
+    same poster, in stream order, so each document's changes are applied in order, one body
+    after the other, as ddb2os applies them; by="body" cuts the items in stream order and deals
+    the bodies out in turn (consecutive changes of a document then race on two connections)."""
     data = b"".join(d.replace(b"\n", b" ") + b"\n" for _, d in batch)
     penv = dict(os.environ)
     penv.update(poolkit.ENV_AWS)
     out = subprocess.run([binary, "transform", "--index-map", "books=%s" % index],
                          input=data, env=penv, capture_output=True, check=True).stdout
-    bodies, cur, size = [], [], 0
     lines = out.splitlines(keepends=True)
-    i = 0
+    items, i = [], 0
     while i < len(lines):
         # an index item is two lines (action, document), a delete item one
         n = 1 if lines[i].startswith(b'{"delete"') else 2
-        cur += lines[i:i + n]
-        size += sum(len(x) for x in lines[i:i + n])
+        items.append(lines[i:i + n])
         i += n
-        if size >= limit:
+    streams = [[] for _ in range(connections)]
+    if by == "document":
+        for item in items:
+            doc_id = json.loads(item[0])
+            doc_id = list(doc_id.values())[0]["_id"]
+            streams[zlib.crc32(doc_id.encode()) % connections].append(item)
+    else:
+        streams = [items]
+    cut = []
+    for stream in streams:
+        bodies, cur, size = [], [], 0
+        for item in stream:
+            cur += item
+            size += sum(len(x) for x in item)
+            if size >= limit:
+                bodies.append(b"".join(cur))
+                cur, size = [], 0
+        if cur:
             bodies.append(b"".join(cur))
-            cur, size = [], 0
-    if cur:
-        bodies.append(b"".join(cur))
-    return bodies
+        cut.append(bodies)
+    if by == "document":
+        return cut
+    return [cut[0][k::connections] for k in range(connections)]
 
 
-def os_alone(binary, env, batch, connections=2):
-    """OpenSearch alone on ddb2os's bodies: records/s over `connections` parallel posters."""
-    index = env.index + "-alone"
-    bodies = bulk_bodies(binary, env, batch, index)
+def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by="document"):
+    """OpenSearch alone on ddb2os's bodies: records/s over `connections` parallel posters, each
+    posting its bodies one after the other (bulk_bodies()). bodies: made beforehand, so they are
+    not timed."""
+    index = env.index + suffix
+    if bodies is None:
+        bodies = bulk_bodies(binary, env, batch, index, connections, by)
     errors = []
+    stale = [0]
 
     def poster(mine):
         for body in mine:
@@ -155,20 +225,63 @@ def os_alone(binary, env, batch, connections=2):
             with urllib.request.urlopen(req, timeout=300) as r:
                 res = json.loads(r.read())
             if res["errors"]:
+                status = [list(i.values())[0]["status"] for i in res["items"]]
+                stale[0] += status.count(409)
                 errors.extend(i for i in res["items"] if list(i.values())[0]["status"] not in
                               (200, 201, 404, 409))
 
-    threads = [threading.Thread(target=poster, args=(bodies[k::connections],))
-               for k in range(connections)]
+    threads = [threading.Thread(target=poster, args=(mine,)) for mine in bodies]
+    servers0 = server_cpu()
     t = time.time()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     secs = time.time() - t
+    servers = server_cpu_used(servers0)
     env.os_call("DELETE", "/%s" % index)
     assert not errors, errors[:3]
-    return {"records_per_s": len(batch) / secs, "seconds": secs, "bodies": len(bodies)}
+    return {"records_per_s": len(batch) / secs, "seconds": secs,
+            "bodies": sum(len(b) for b in bodies), "servers": servers, "stale": stale[0]}
+
+
+def source_alone(env, limit):
+    """The source alone: one bare client reads every shard of the stream from TRIM_HORIZON to
+    its tip with GetRecords of the given Limit, one call at a time, nothing else done with the
+    records. Returns records, calls, seconds, the servers' CPU."""
+    servers0 = server_cpu()
+    t = time.time()
+    records = calls = 0
+    for shard in env.shards():
+        it = env.kinesis.get_shard_iterator(StreamName=env.stream, ShardId=shard["ShardId"],
+                                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while it:
+            res = env.kinesis.get_records(ShardIterator=it, Limit=limit)
+            calls += 1
+            records += len(res["Records"])
+            if not res["Records"]:
+                break  # at the tip (kinesalite keeps an open shard's iterator)
+            it = res.get("NextShardIterator")
+    secs = time.time() - t
+    return {"records": records, "calls": calls, "seconds": secs,
+            "servers": server_cpu_used(servers0)}
+
+
+def both_alone(binary, env, batch, limit):
+    """OpenSearch alone and the source alone at the same time, each as above: the seconds until
+    both are done, what the machine allows any consumer that reads this stream from this
+    emulator and writes these bodies to this node, with nothing in between."""
+    out = {}
+    bodies = bulk_bodies(binary, env, batch, env.index + "-both", 2)
+    sink = threading.Thread(target=lambda: out.update(os_alone(binary, env, batch,
+                                                               suffix="-both", bodies=bodies)))
+    servers0 = server_cpu()
+    t = time.time()
+    sink.start()
+    source_alone(env, limit)
+    sink.join()
+    return {"seconds": time.time() - t, "servers": server_cpu_used(servers0),
+            "sink_seconds": out.get("seconds", float("nan"))}
 
 
 PREFETCH = "software.amazon.kinesis.retrieval.polling.PrefetchRecordsPublisher"
@@ -342,12 +455,30 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run):
         r["problems"] = "%d records to the DLQ" % r.pop("refused")
         results["ddb2os"] = r
         print_row("ddb2os", n_records, r)
+        print("       servers' CPU s during ddb2os's drain: %s" % r["servers"], flush=True)
         if alone:
             a = os_alone(binary, env, batch)
-            print("alone  OpenSearch alone on the same bodies (%d bodies of <= 5 MiB, 2 "
-                  "connections): %.2f s, %.0f records/s; ddb2os end to end at %.0f %%"
-                  % (a["bodies"], a["seconds"], a["records_per_s"],
-                     100.0 * r["records_per_s"] / a["records_per_s"]), flush=True)
+            print("alone  OpenSearch alone on the same items (%d bodies of <= 5 MiB, 2 "
+                  "connections, a document's changes on one, in order): %.2f s, %.0f records/s "
+                  "(%d stale, 409; ddb2os: %d); ddb2os end to end at %.0f %%; servers' CPU s: %s; "
+                  "load average %.1f"
+                  % (a["bodies"], a["seconds"], a["records_per_s"], a["stale"], r["stale"],
+                     100.0 * r["records_per_s"] / a["records_per_s"], a["servers"], load_now()),
+                  flush=True)
+            k = source_alone(env, limit)
+            print("source the source alone, one bare client, Limit %d: %d records in %d calls, "
+                  "%.2f s, %.0f records/s; ddb2os end to end at %.0f %% of it; servers' CPU s: "
+                  "%s; load average %.1f"
+                  % (limit, k["records"], k["calls"], k["seconds"], k["records"] / k["seconds"],
+                     100.0 * r["records_per_s"] * k["seconds"] / k["records"], k["servers"],
+                     load_now()), flush=True)
+            b = both_alone(binary, env, batch, limit)
+            print("both   OpenSearch alone and the source alone at the same time: %.2f s "
+                  "(OpenSearch's part %.2f s), %.0f records/s; ddb2os end to end at %.0f %% of "
+                  "it; servers' CPU s: %s; load average %.1f"
+                  % (b["seconds"], b["sink_seconds"], len(batch) / b["seconds"],
+                     100.0 * b["seconds"] / r["drain_s"], b["servers"],
+                     load_now()), flush=True)
         if not only:
             try:
                 r = run_kcl(env, n_records, heap, kcl_index, limit)

@@ -894,8 +894,6 @@ static void on_response(struct d2o_http_response *resp, void *arg)
     if (b->o.observe) {
         b->o.observe(resp->total_us, resp->status, b->o.done_arg);
     }
-    d2o_debug(D2O_CAT_SINK, "bulk_answered", "bulk request %" PRIu64 ": HTTP %ld after %.1f ms",
-              rq->no, resp->status, (double)resp->total_us / 1000.0);
     if (rq->prev) {
         rq->prev->next = rq->next;
     } else {
@@ -906,6 +904,9 @@ static void on_response(struct d2o_http_response *resp, void *arg)
     }
     b->in_flight--;
     b->in_flight_items -= rq->n;
+    d2o_debug(D2O_CAT_SINK, "bulk_answered",
+              "bulk request %" PRIu64 ": HTTP %ld after %.1f ms, %zu items, %u still in flight",
+              rq->no, resp->status, (double)resp->total_us / 1000.0, rq->n, b->in_flight);
     for (i = 0; i < rq->n; i++) {
         b->in_flight_bytes -= rq->items[i]->len;
         if (!b->recheck && !kept(b, rq->items[i])) {
@@ -1050,8 +1051,9 @@ static int send_request(struct d2o_bulk *b, size_t n)
     rq->no = b->stats.requests;
     /* The first item's wait is the longest: items leave the ready list in the order they came. */
     d2o_debug(D2O_CAT_SINK, "bulk_sent",
-              "bulk request %" PRIu64 ": %zu items, %zu bytes, the first one waited %" PRId64 " ms",
-              rq->no, n, rq->body.len, b->o.now_ms() - rq->items[0]->enq_ms);
+              "bulk request %" PRIu64
+              ": %zu items, %zu bytes, %u in flight, the first one waited %" PRId64 " ms",
+              rq->no, n, rq->body.len, b->in_flight, b->o.now_ms() - rq->items[0]->enq_ms);
     return 0;
 fail:
     d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_start_failed",

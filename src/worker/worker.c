@@ -917,8 +917,9 @@ static void on_records(int rc, struct d2o_kinesis_records *res, const struct d2o
     }
     d2o_budget_saw(&sh->bud, max_len);
     D2O_LOG_(D2O_LOG_DEBUG, D2O_CAT_KINESIS, sh->lease.shard_id, "get_records",
-             "%zu records, %" PRId64 " ms behind the tip%s", res->n_records,
-             res->millis_behind_latest, res->next_iterator ? "" : ", shard closed");
+             "%zu records in %" PRId64 " ms, %" PRId64 " ms behind the tip%s", res->n_records,
+             now - sh->last_get_ms, res->millis_behind_latest,
+             res->next_iterator ? "" : ", shard closed");
     if (w->m) {
         d2o_metrics_kinesis(w->m, now, NULL);
         d2o_metrics_add(w->m, D2O_M_GETRECORDS_CALLS, 1);
