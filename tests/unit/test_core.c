@@ -171,6 +171,9 @@ START_TEST(worker_heap_keeps_freed_pages)
 
     d2o_mem_keep_heap();
     before = mallinfo2();
+    if (before.arena == 0) {
+        return; /* not glibc's allocator (valgrind replaces it): nothing to observe */
+    }
     p = malloc(n);
     ck_assert_ptr_nonnull(p);
     memset(p, 1, n);
