@@ -58,22 +58,22 @@ static size_t escape_byte(unsigned char c, char *out)
 {
     switch (c) {
     case '"':
-        return (size_t)sprintf(out, "\\\"");
+        return (size_t)snprintf(out, 7, "\\\"");
     case '\\':
-        return (size_t)sprintf(out, "\\\\");
+        return (size_t)snprintf(out, 7, "\\\\");
     case '\n':
-        return (size_t)sprintf(out, "\\n");
+        return (size_t)snprintf(out, 7, "\\n");
     case '\r':
-        return (size_t)sprintf(out, "\\r");
+        return (size_t)snprintf(out, 7, "\\r");
     case '\t':
-        return (size_t)sprintf(out, "\\t");
+        return (size_t)snprintf(out, 7, "\\t");
     case '\b':
-        return (size_t)sprintf(out, "\\b");
+        return (size_t)snprintf(out, 7, "\\b");
     case '\f':
-        return (size_t)sprintf(out, "\\f");
+        return (size_t)snprintf(out, 7, "\\f");
     }
     if (c < 0x20) {
-        return (size_t)sprintf(out, "\\u%04x", c);
+        return (size_t)snprintf(out, 7, "\\u%04x", c);
     }
     out[0] = (char)c;
     return 1;
