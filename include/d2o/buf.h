@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct d2o_buf {
     char *data; /* NULL until the first append */
@@ -29,9 +30,39 @@ void d2o_buf_free(struct d2o_buf *b);
 void d2o_buf_reset(struct d2o_buf *b);
 /* Ensures room for extra more bytes plus the terminating NUL. */
 __attribute__((warn_unused_result)) int d2o_buf_reserve(struct d2o_buf *b, size_t extra);
-__attribute__((warn_unused_result)) int d2o_buf_append(struct d2o_buf *b, const void *p, size_t n);
-__attribute__((warn_unused_result)) int d2o_buf_puts(struct d2o_buf *b, const char *s);
-__attribute__((warn_unused_result)) int d2o_buf_putc(struct d2o_buf *b, char c);
+/* Appending grows the buffer out of line (d2o_buf_grow_append) only when the bytes do not fit:
+ * the common case, on every record's document and action line, is inline. */
+__attribute__((warn_unused_result)) int d2o_buf_grow_append(struct d2o_buf *b, const void *p,
+                                                            size_t n);
+
+__attribute__((warn_unused_result)) static inline int d2o_buf_append(struct d2o_buf *b,
+                                                                     const void *p, size_t n)
+{
+    if (b->cap - b->len <= n) { /* cap >= len + 1 whenever data is set; 0 - 0 when not */
+        return d2o_buf_grow_append(b, p, n);
+    }
+    if (n) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+__attribute__((warn_unused_result)) static inline int d2o_buf_puts(struct d2o_buf *b, const char *s)
+{
+    return d2o_buf_append(b, s, strlen(s));
+}
+
+__attribute__((warn_unused_result)) static inline int d2o_buf_putc(struct d2o_buf *b, char c)
+{
+    if (b->cap - b->len <= 1) {
+        return d2o_buf_grow_append(b, &c, 1);
+    }
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+    return 0;
+}
 __attribute__((warn_unused_result, format(printf, 2, 3))) int d2o_buf_printf(struct d2o_buf *b,
                                                                              const char *fmt, ...);
 __attribute__((warn_unused_result, format(printf, 2, 0))) int

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct d2o_buf;
 struct json_object;
@@ -108,13 +109,22 @@ const struct d2o_jnode *d2o_jdoc_from_json_c(struct d2o_jdoc *d, struct json_obj
 /* A new document holding a copy of o (its d2o_jdoc_root()), or NULL if out of memory. */
 struct d2o_jdoc *d2o_jdoc_copy_json_c(struct json_object *o);
 
-/* The member of obj named key (NUL-terminated), or NULL; NULL if obj is not an object. */
-const struct d2o_jnode *d2o_jnode_get(const struct d2o_jnode *obj, const char *key);
-/* The member named by key_len bytes of key. */
+/* The member named by key_len bytes of key, or NULL; NULL if obj is not an object. */
 const struct d2o_jnode *d2o_jnode_getn(const struct d2o_jnode *obj, const char *key,
                                        size_t key_len);
+/* The member of obj named key (NUL-terminated). Inline, so that a literal key's length is
+ * known when compiling. */
+static inline const struct d2o_jnode *d2o_jnode_get(const struct d2o_jnode *obj, const char *key)
+{
+    return d2o_jnode_getn(obj, key, strlen(key));
+}
 /* True if a string node holds exactly the NUL-terminated s. */
-bool d2o_jnode_str_eq(const struct d2o_jnode *n, const char *s);
+static inline bool d2o_jnode_str_eq(const struct d2o_jnode *n, const char *s)
+{
+    size_t k = strlen(s);
+
+    return n && n->type == D2O_JSTRING && n->len == k && memcmp(n->text, s, k) == 0;
+}
 /* True if a number node's text is an integer (no fraction, no exponent). */
 bool d2o_jnode_is_integer(const struct d2o_jnode *n);
 /*

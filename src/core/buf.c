@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ int d2o_buf_reserve(struct d2o_buf *b, size_t extra)
     return 0;
 }
 
-int d2o_buf_append(struct d2o_buf *b, const void *p, size_t n)
+int d2o_buf_grow_append(struct d2o_buf *b, const void *p, size_t n)
 {
     int r = d2o_buf_reserve(b, n);
 
@@ -67,16 +68,6 @@ int d2o_buf_append(struct d2o_buf *b, const void *p, size_t n)
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
-}
-
-int d2o_buf_puts(struct d2o_buf *b, const char *s)
-{
-    return d2o_buf_append(b, s, strlen(s));
-}
-
-int d2o_buf_putc(struct d2o_buf *b, char c)
-{
-    return d2o_buf_append(b, &c, 1);
 }
 
 int d2o_buf_put_i64(struct d2o_buf *b, int64_t v)
@@ -126,6 +117,25 @@ int d2o_buf_printf(struct d2o_buf *b, const char *fmt, ...)
     return r;
 }
 
+/* Ones in every byte, and the high bit of every byte. */
+#define BYTES_01 0x0101010101010101ull
+#define BYTES_80 0x8080808080808080ull
+
+/*
+ * Whether any of the eight bytes in w is below 0x20, '"' or '\\' (the bytes JSON escapes).
+ * (x - 0x01..) & ~x & 0x80.. is nonzero exactly when a byte of x is zero, and with 0x20.. in
+ * place of 0x01.. when a byte is below 0x20; bytes from 0x80 up never count (~x clears their
+ * high bit).
+ */
+static inline bool needs_escape8(uint64_t w)
+{
+    uint64_t quote = w ^ (BYTES_01 * '"'), bslash = w ^ (BYTES_01 * '\\');
+
+    return (((w - BYTES_01 * 0x20) & ~w) | ((quote - BYTES_01) & ~quote) |
+            ((bslash - BYTES_01) & ~bslash)) &
+           BYTES_80;
+}
+
 int d2o_buf_json_str(struct d2o_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -142,9 +152,23 @@ int d2o_buf_json_str(struct d2o_buf *b, const char *s, size_t n)
     }
     b->data[b->len++] = '"';
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c;
         char esc = 0;
 
+        /* eight bytes a step while none of them needs escaping */
+        while (n - i >= 8) {
+            uint64_t w;
+
+            memcpy(&w, s + i, 8);
+            if (needs_escape8(w)) {
+                break;
+            }
+            i += 8;
+        }
+        if (i == n) {
+            break;
+        }
+        c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             continue;
         }

@@ -680,18 +680,6 @@ const struct d2o_jnode *d2o_jnode_getn(const struct d2o_jnode *obj, const char *
     return NULL;
 }
 
-const struct d2o_jnode *d2o_jnode_get(const struct d2o_jnode *obj, const char *key)
-{
-    return d2o_jnode_getn(obj, key, strlen(key));
-}
-
-bool d2o_jnode_str_eq(const struct d2o_jnode *n, const char *s)
-{
-    size_t k = strlen(s);
-
-    return n && n->type == D2O_JSTRING && n->len == k && memcmp(n->text, s, k) == 0;
-}
-
 bool d2o_jnode_is_integer(const struct d2o_jnode *n)
 {
     return n && n->type == D2O_JNUMBER && !memchr(n->text, '.', n->len) &&

@@ -1,4 +1,5 @@
 /* Record-path allocation with a failure-injection seam; see include/d2o/mem.h. */
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,4 +48,11 @@ void *d2o_realloc(void *p, size_t n)
 char *d2o_strdup(const char *s)
 {
     return inject() ? NULL : strdup(s);
+}
+
+void d2o_mem_keep_heap(void)
+{
+    /* glibc only; a refused setting leaves glibc's default behaviour, which is correct too */
+    (void)mallopt(M_MMAP_THRESHOLD, (int)D2O_MEM_MMAP_THRESHOLD);
+    (void)mallopt(M_TRIM_THRESHOLD, (int)D2O_MEM_TRIM_THRESHOLD);
 }

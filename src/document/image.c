@@ -307,12 +307,31 @@ static const char *const av_names[] = {"S", "N", "B", "BOOL", "NULL", "M", "L", 
 
 static enum av_type av_type(const char *k, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i < AV_UNKNOWN; i++) {
-        if (strlen(av_names[i]) == n && memcmp(av_names[i], k, n) == 0) {
-            return (enum av_type)i;
+    /* by length first: one comparison for the common types instead of a scan of all ten */
+    switch (n) {
+    case 1:
+        switch (k[0]) {
+        case 'S':
+            return AV_S;
+        case 'N':
+            return AV_N;
+        case 'B':
+            return AV_B;
+        case 'M':
+            return AV_M;
+        case 'L':
+            return AV_L;
         }
+        return AV_UNKNOWN;
+    case 2:
+        if (k[1] != 'S') {
+            return AV_UNKNOWN;
+        }
+        return k[0] == 'S' ? AV_SS : k[0] == 'N' ? AV_NS : k[0] == 'B' ? AV_BS : AV_UNKNOWN;
+    case 4:
+        return memcmp(k, "BOOL", 4) == 0   ? AV_BOOL
+               : memcmp(k, "NULL", 4) == 0 ? AV_NULL
+                                           : AV_UNKNOWN;
     }
     return AV_UNKNOWN;
 }

@@ -17,6 +17,7 @@
 #include "d2o/http.h"
 #include "d2o/lease.h"
 #include "d2o/log.h"
+#include "d2o/mem.h"
 #include "d2o/metrics.h"
 #include "d2o/pg.h"
 #include "d2o/rand.h"
@@ -369,6 +370,7 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     w->conf = o->conf;
     w->sigfd = -1;
     d2o_rand_seed(); /* this worker's own jitter: tasks and workers never retry in lockstep */
+    d2o_mem_keep_heap();
     snprintf(w->task_id, sizeof(w->task_id), "%s", o->task_id);
     snprintf(w->id, sizeof(w->id), "%s:%d", o->task_id, (int)getpid());
     if (gethostname(w->host, sizeof(w->host)) < 0) {
