@@ -257,11 +257,6 @@ int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, 
                         int64_t window_ms, int *leases, int *live_workers, int64_t *next_expiry_ms,
                         char *errstr, size_t errstr_size);
 
-/* Tells every listening worker of the application that leases changed (new lease rows after a
- * shard sync), so they take them now rather than at their next tick. 0 or -EIO. */
-__attribute__((warn_unused_result)) int d2o_lease_notify(PGconn *c, const char *application,
-                                                         char *errstr, size_t errstr_size);
-
 /* A worker that begins to drain says so, so the census stops counting it at once. 0 or -EIO. */
 __attribute__((warn_unused_result)) int d2o_lease_worker_stopped(PGconn *c, const char *application,
                                                                  const char *id, char *errstr,

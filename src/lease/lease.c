@@ -843,18 +843,3 @@ int d2o_lease_worker_stopped(PGconn *c, const char *application, const char *id,
     PQclear(r);
     return ret;
 }
-
-int d2o_lease_notify(PGconn *c, const char *application, char *errstr, size_t errstr_size)
-{
-    const char *values[1] = {application};
-    PGresult *r = PQexecParams(c, "SELECT pg_notify('" D2O_LEASE_CHANNEL "', $1)", 1, NULL, values,
-                               NULL, NULL, 0);
-    int ret = 0;
-
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        d2o_pg_error(c, r, "notifying the other workers", errstr, errstr_size);
-        ret = -EIO;
-    }
-    PQclear(r);
-    return ret;
-}
