@@ -131,6 +131,12 @@ __attribute__((warn_unused_result)) int d2o_lease_renew_all_read(PGconn *c, PGre
                                                                  struct d2o_lease_list *out,
                                                                  char *errstr, size_t errstr_size);
 
+/* The renewal's send half with the worker's heartbeat (d2o_lease_heartbeat_send) in the same
+ * statement: one round trip, read by d2o_lease_renew_all_read. 0, -ENOMEM or -EIO. */
+__attribute__((warn_unused_result)) int
+d2o_lease_renew_beat_send(PGconn *c, const char *application, const char *owner, int64_t lease_ms,
+                          const char *host, int pid, const char *task_id, int leases_held);
+
 struct d2o_lease_progress;
 
 /* The halves of d2o_lease_heartbeat(), d2o_lease_report() and d2o_lease_census_ex() for a
@@ -152,6 +158,33 @@ __attribute__((warn_unused_result)) int d2o_lease_census_read(PGconn *c, PGresul
                                                               int *live_workers,
                                                               int64_t *next_expiry_ms, char *errstr,
                                                               size_t errstr_size);
+
+/*
+ * The fenced statements on one lease below (release, aged out, finish, hand over and the
+ * withdrawal of a handoff request, LATEST's resolution) in two halves, for a non-blocking
+ * connection: _send sends op's statement for l (ms0, ms1: HAND_OVER's live_ms and accept_ms;
+ * 0 or -EIO), _read reads its result: 0, D2O_LEASE_E_LOST (the fence did not hold; for WITHDRAW:
+ * the lease is gone) or -EIO with errstr; RESOLVE_LATEST's timestamp goes to *ts_ms. A hand-over
+ * that got D2O_LEASE_E_LOST sends WITHDRAW next: its 0 is d2o_lease_hand_over()'s
+ * D2O_LEASE_E_NOT_LIVE.
+ */
+enum d2o_lease_op {
+    D2O_LEASE_OP_RELEASE,
+    D2O_LEASE_OP_AGED_OUT,
+    D2O_LEASE_OP_FINISH,
+    D2O_LEASE_OP_HAND_OVER,
+    D2O_LEASE_OP_WITHDRAW,
+    D2O_LEASE_OP_RESOLVE_LATEST,
+};
+__attribute__((warn_unused_result)) int d2o_lease_op_send(PGconn *c, enum d2o_lease_op op,
+                                                          const char *application,
+                                                          const struct d2o_lease *l, int64_t ms0,
+                                                          int64_t ms1);
+__attribute__((warn_unused_result)) int d2o_lease_op_read(PGconn *c, PGresult *r,
+                                                          enum d2o_lease_op op,
+                                                          const struct d2o_lease *l,
+                                                          int64_t *ts_ms, char *errstr,
+                                                          size_t errstr_size);
 
 /* Releases one lease (fenced on owner and counter). Returns 0, D2O_LEASE_E_LOST or -EIO. */
 __attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char *application,
@@ -261,5 +294,9 @@ int d2o_lease_census_ex(PGconn *c, const char *application, const char *stream, 
 __attribute__((warn_unused_result)) int d2o_lease_worker_stopped(PGconn *c, const char *application,
                                                                  const char *id, char *errstr,
                                                                  size_t errstr_size);
+/* Its send half, for a non-blocking connection (the answer is PGRES_COMMAND_OK). */
+__attribute__((warn_unused_result)) int d2o_lease_worker_stopped_send(PGconn *c,
+                                                                      const char *application,
+                                                                      const char *id);
 
 #endif

@@ -415,6 +415,42 @@ int d2o_lease_renew_all_send(PGconn *c, const char *application, const char *own
     return PQsendQueryParams(c, renew_sql, 3, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
 }
 
+int d2o_lease_renew_beat_send(PGconn *c, const char *application, const char *owner,
+                              int64_t lease_ms, const char *host, int pid, const char *task_id,
+                              int leases_held)
+{
+    /* A data-modifying WITH runs to its end whether or not the query reads it. */
+    static const char sql[] =
+        "WITH beat AS (INSERT INTO workers (application, id, host, pid, task_id, leases_held)"
+        " VALUES ($1, $2, $4, $5, $6, $7)"
+        " ON CONFLICT (application, id) DO UPDATE SET heartbeat_at = now(),"
+        "   leases_held = EXCLUDED.leases_held, host = EXCLUDED.host, pid = EXCLUDED.pid,"
+        "   task_id = EXCLUDED.task_id, stopped_at = NULL) ";
+    char ms[24], pids[16], held[16];
+    const char *values[7];
+    char *text = malloc(sizeof(sql) + sizeof(renew_sql));
+    int r;
+
+    if (!text) {
+        return -ENOMEM;
+    }
+    memcpy(text, sql, sizeof(sql) - 1);
+    memcpy(text + sizeof(sql) - 1, renew_sql, sizeof(renew_sql));
+    snprintf(ms, sizeof(ms), "%" PRId64, lease_ms);
+    snprintf(pids, sizeof(pids), "%d", pid);
+    snprintf(held, sizeof(held), "%d", leases_held);
+    values[0] = application;
+    values[1] = owner;
+    values[2] = ms;
+    values[3] = host;
+    values[4] = pids;
+    values[5] = task_id;
+    values[6] = held;
+    r = PQsendQueryParams(c, text, 7, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+    free(text);
+    return r;
+}
+
 int d2o_lease_renew_all_read(PGconn *c, PGresult *r, struct d2o_lease_list *out, char *errstr,
                              size_t errstr_size)
 {
@@ -445,163 +481,172 @@ int d2o_lease_renew_all(PGconn *c, const char *application, const char *owner, i
     return ret;
 }
 
-/* Runs sql with $1..$5 = application, stream, shard, owner and counter of l, and $6, $7 =
- * ms[0], ms[1] when given. */
-static PGresult *exec_fenced(PGconn *c, const char *sql, const char *application,
-                             const struct d2o_lease *l, const int64_t *ms, int n_ms)
+/*
+ * The fenced statements of one lease (d2o_lease_op): each has $1..$5 = application, stream,
+ * shard, owner and counter of l, and $6, $7 = ms[0], ms[1] when it takes them; each returns one
+ * row when the fence held.
+ */
+static const struct {
+    const char *sql;
+    int n_ms;
+    const char *what;
+} ops[] = {
+    [D2O_LEASE_OP_RELEASE] =
+        {"WITH r AS (UPDATE leases SET owner = NULL, expires_at = NULL,"
+         "   lease_counter = lease_counter + 1, pending_owner = NULL, handoff_deadline = NULL,"
+         "   updated_at = now()"
+         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+         "   AND lease_counter = $5 RETURNING lease_counter)"
+         ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+         "   previous_owner, lease_counter)"
+         " SELECT $1, $2, $3, 'release', NULL, $4, lease_counter FROM r RETURNING id)"
+         " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e",
+         0, "releasing a lease"},
+    [D2O_LEASE_OP_AGED_OUT] =
+        {"INSERT INTO lease_events (application, stream, shard_id, event, owner, lease_counter)"
+         " SELECT $1, $2, $3, 'aged_out', $4, $5 FROM leases WHERE application = $1"
+         "   AND stream = $2 AND shard_id = $3 AND owner = $4 AND lease_counter = $5"
+         " RETURNING id",
+         0, "recording an aged-out shard"},
+    [D2O_LEASE_OP_FINISH] =
+        {"WITH f AS (UPDATE leases SET owner = NULL, expires_at = NULL,"
+         "   lease_counter = lease_counter + 1, pending_owner = NULL, handoff_deadline = NULL,"
+         "   millis_behind_latest = 0, throughput = 0, updated_at = now()"
+         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+         "   AND lease_counter = $5 AND checkpoint = 'SHARD_END' RETURNING lease_counter)"
+         ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+         "   previous_owner, lease_counter)"
+         " SELECT $1, $2, $3, 'shard_end', NULL, $4, lease_counter FROM f RETURNING id)"
+         " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e",
+         0, "finishing a shard"},
+    [D2O_LEASE_OP_HAND_OVER] =
+        {"WITH h AS (UPDATE leases SET owner = pending_owner, lease_counter = lease_counter + 1,"
+         "   owner_switches = owner_switches + 1, pending_owner = NULL, handoff_deadline = NULL,"
+         "   expires_at = least(expires_at, clock_timestamp()"
+         "     + make_interval(secs => $7::double precision / 1000)),"
+         "   updated_at = now()"
+         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+         "   AND lease_counter = $5 AND pending_owner IS NOT NULL"
+         "   AND EXISTS (SELECT 1 FROM workers w WHERE w.application = $1"
+         "     AND w.id = leases.pending_owner AND w.stopped_at IS NULL"
+         "     AND w.heartbeat_at > clock_timestamp()"
+         "       - make_interval(secs => $6::double precision / 1000))"
+         " RETURNING owner, lease_counter)"
+         ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
+         "   previous_owner, lease_counter)"
+         " SELECT $1, $2, $3, 'steal', owner, $4, lease_counter FROM h RETURNING id)"
+         " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e",
+         2, "handing a lease over"},
+    [D2O_LEASE_OP_WITHDRAW] =
+        {"UPDATE leases SET pending_owner = NULL, handoff_deadline = NULL"
+         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+         "   AND lease_counter = $5 RETURNING shard_id",
+         0, "withdrawing a handoff"},
+    [D2O_LEASE_OP_RESOLVE_LATEST] =
+        {"UPDATE leases SET checkpoint = 'AT_TIMESTAMP', checkpoint_timestamp = clock_timestamp(),"
+         "   updated_at = now()"
+         " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
+         "   AND lease_counter = $5 AND checkpoint = 'LATEST' AND expires_at > clock_timestamp()"
+         " RETURNING " TS_MS("checkpoint_timestamp"),
+         0, "storing the position of LATEST"},
+};
+
+int d2o_lease_op_send(PGconn *c, enum d2o_lease_op op, const char *application,
+                      const struct d2o_lease *l, int64_t ms0, int64_t ms1)
 {
     char counter[24], extra[2][24];
     const char *values[7];
-    int i;
 
     snprintf(counter, sizeof(counter), "%" PRId64, l->counter);
+    snprintf(extra[0], sizeof(extra[0]), "%" PRId64, ms0);
+    snprintf(extra[1], sizeof(extra[1]), "%" PRId64, ms1);
     values[0] = application;
     values[1] = l->stream;
     values[2] = l->shard_id;
     values[3] = l->owner;
     values[4] = counter;
-    for (i = 0; i < n_ms && i < 2; i++) {
-        snprintf(extra[i], sizeof(extra[i]), "%" PRId64, ms[i]);
-        values[5 + i] = extra[i];
-    }
-    return PQexecParams(c, sql, 5 + i, NULL, values, NULL, NULL, 0);
+    values[5] = extra[0];
+    values[6] = extra[1];
+    return PQsendQueryParams(c, ops[op].sql, 5 + ops[op].n_ms, NULL, values, NULL, NULL, 0) ? 0
+                                                                                           : -EIO;
 }
 
-/* Runs a fenced owner change that returns one row on success. */
-static int fenced_ms(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
-                     const int64_t *ms, int n_ms, const char *what, char *errstr,
-                     size_t errstr_size)
+int d2o_lease_op_read(PGconn *c, PGresult *r, enum d2o_lease_op op, const struct d2o_lease *l,
+                      int64_t *ts_ms, char *errstr, size_t errstr_size)
 {
-    PGresult *r = exec_fenced(c, sql, application, l, ms, n_ms);
-    int ret = 0;
-
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        d2o_pg_error(c, r, what, errstr, errstr_size);
-        ret = -EIO;
-    } else if (PQntuples(r) == 0) {
-        snprintf(errstr, errstr_size,
-                 "%s: shard %s is no longer leased to %s with counter %" PRId64, what, l->shard_id,
-                 l->owner, l->counter);
-        ret = D2O_LEASE_E_LOST;
+        d2o_pg_error(c, r, ops[op].what, errstr, errstr_size);
+        return -EIO;
     }
+    if (PQntuples(r) == 0) {
+        snprintf(errstr, errstr_size,
+                 "%s: shard %s is no longer leased to %s with counter %" PRId64 "%s", ops[op].what,
+                 l->shard_id, l->owner, l->counter,
+                 op == D2O_LEASE_OP_RESOLVE_LATEST ? " at LATEST" : "");
+        return D2O_LEASE_E_LOST;
+    }
+    if (op == D2O_LEASE_OP_RESOLVE_LATEST &&
+        d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, ts_ms) < 0) {
+        snprintf(errstr, errstr_size, "%s: unreadable timestamp", ops[op].what);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* One fenced statement, waiting for its answer. */
+static int op_run(PGconn *c, enum d2o_lease_op op, const char *application,
+                  const struct d2o_lease *l, int64_t ms0, int64_t ms1, int64_t *ts_ms,
+                  char *errstr, size_t errstr_size)
+{
+    PGresult *r;
+    int ret;
+
+    if (d2o_lease_op_send(c, op, application, l, ms0, ms1) < 0) {
+        d2o_pg_error(c, NULL, ops[op].what, errstr, errstr_size);
+        return -EIO;
+    }
+    r = d2o_pg_last_result(c);
+    ret = d2o_lease_op_read(c, r, op, l, ts_ms, errstr, errstr_size);
     PQclear(r);
     return ret;
-}
-
-static int fenced(PGconn *c, const char *sql, const char *application, const struct d2o_lease *l,
-                  const char *what, char *errstr, size_t errstr_size)
-{
-    return fenced_ms(c, sql, application, l, NULL, 0, what, errstr, errstr_size);
 }
 
 int d2o_lease_release(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
                       size_t errstr_size)
 {
-    static const char sql[] =
-        "WITH r AS (UPDATE leases SET owner = NULL, expires_at = NULL,"
-        "   lease_counter = lease_counter + 1, pending_owner = NULL, handoff_deadline = NULL,"
-        "   updated_at = now()"
-        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
-        "   AND lease_counter = $5 RETURNING lease_counter)"
-        ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
-        "   previous_owner, lease_counter)"
-        " SELECT $1, $2, $3, 'release', NULL, $4, lease_counter FROM r RETURNING id)"
-        " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
-
-    return fenced(c, sql, application, l, "releasing a lease", errstr, errstr_size);
+    return op_run(c, D2O_LEASE_OP_RELEASE, application, l, 0, 0, NULL, errstr, errstr_size);
 }
 
 int d2o_lease_aged_out(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
                        size_t errstr_size)
 {
-    static const char sql[] =
-        "INSERT INTO lease_events (application, stream, shard_id, event, owner, lease_counter)"
-        " SELECT $1, $2, $3, 'aged_out', $4, $5 FROM leases WHERE application = $1"
-        "   AND stream = $2 AND shard_id = $3 AND owner = $4 AND lease_counter = $5"
-        " RETURNING id";
-
-    return fenced(c, sql, application, l, "recording an aged-out shard", errstr, errstr_size);
+    return op_run(c, D2O_LEASE_OP_AGED_OUT, application, l, 0, 0, NULL, errstr, errstr_size);
 }
 
 int d2o_lease_resolve_latest(PGconn *c, const char *application, const struct d2o_lease *l,
                              int64_t *ts_ms, char *errstr, size_t errstr_size)
 {
-    static const char sql[] =
-        "UPDATE leases SET checkpoint = 'AT_TIMESTAMP', checkpoint_timestamp = clock_timestamp(),"
-        "   updated_at = now()"
-        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
-        "   AND lease_counter = $5 AND checkpoint = 'LATEST' AND expires_at > clock_timestamp()"
-        " RETURNING " TS_MS("checkpoint_timestamp");
-    PGresult *r = exec_fenced(c, sql, application, l, NULL, 0);
-    int ret = 0;
-
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        d2o_pg_error(c, r, "storing the position of LATEST", errstr, errstr_size);
-        ret = -EIO;
-    } else if (PQntuples(r) == 0) {
-        snprintf(errstr, errstr_size,
-                 "storing the position of LATEST: shard %s is no longer leased to %s with counter "
-                 "%" PRId64 " at LATEST",
-                 l->shard_id, l->owner, l->counter);
-        ret = D2O_LEASE_E_LOST;
-    } else if (d2o_parse_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, ts_ms) < 0) {
-        snprintf(errstr, errstr_size, "storing the position of LATEST: unreadable timestamp");
-        ret = -EIO;
-    }
-    PQclear(r);
-    return ret;
+    return op_run(c, D2O_LEASE_OP_RESOLVE_LATEST, application, l, 0, 0, ts_ms, errstr,
+                  errstr_size);
 }
 
 int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,
                      size_t errstr_size)
 {
-    static const char sql[] =
-        "WITH f AS (UPDATE leases SET owner = NULL, expires_at = NULL,"
-        "   lease_counter = lease_counter + 1, pending_owner = NULL, handoff_deadline = NULL,"
-        "   millis_behind_latest = 0, throughput = 0, updated_at = now()"
-        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
-        "   AND lease_counter = $5 AND checkpoint = 'SHARD_END' RETURNING lease_counter)"
-        ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
-        "   previous_owner, lease_counter)"
-        " SELECT $1, $2, $3, 'shard_end', NULL, $4, lease_counter FROM f RETURNING id)"
-        " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
-
-    return fenced(c, sql, application, l, "finishing a shard", errstr, errstr_size);
+    return op_run(c, D2O_LEASE_OP_FINISH, application, l, 0, 0, NULL, errstr, errstr_size);
 }
 
 int d2o_lease_hand_over(PGconn *c, const char *application, const struct d2o_lease *l,
                         int64_t live_ms, int64_t accept_ms, char *errstr, size_t errstr_size)
 {
-    static const char sql[] =
-        "WITH h AS (UPDATE leases SET owner = pending_owner, lease_counter = lease_counter + 1,"
-        "   owner_switches = owner_switches + 1, pending_owner = NULL, handoff_deadline = NULL,"
-        "   expires_at = least(expires_at, clock_timestamp()"
-        "     + make_interval(secs => $7::double precision / 1000)),"
-        "   updated_at = now()"
-        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
-        "   AND lease_counter = $5 AND pending_owner IS NOT NULL"
-        "   AND EXISTS (SELECT 1 FROM workers w WHERE w.application = $1"
-        "     AND w.id = leases.pending_owner AND w.stopped_at IS NULL"
-        "     AND w.heartbeat_at > clock_timestamp()"
-        "       - make_interval(secs => $6::double precision / 1000))"
-        " RETURNING owner, lease_counter)"
-        ", e AS (INSERT INTO lease_events (application, stream, shard_id, event, owner,"
-        "   previous_owner, lease_counter)"
-        " SELECT $1, $2, $3, 'steal', owner, $4, lease_counter FROM h RETURNING id)"
-        " SELECT e.id, pg_notify('" D2O_LEASE_CHANNEL "', $1) FROM e";
-    static const char withdraw[] =
-        "UPDATE leases SET pending_owner = NULL, handoff_deadline = NULL"
-        " WHERE application = $1 AND stream = $2 AND shard_id = $3 AND owner = $4"
-        "   AND lease_counter = $5 RETURNING shard_id";
-    const int64_t ms[2] = {live_ms, accept_ms};
-    int r;
+    int r = op_run(c, D2O_LEASE_OP_HAND_OVER, application, l, live_ms, accept_ms, NULL, errstr,
+                   errstr_size);
 
-    r = fenced_ms(c, sql, application, l, ms, 2, "handing a lease over", errstr, errstr_size);
     if (r != D2O_LEASE_E_LOST) {
         return r;
     }
     /* Not handed over: the lease is gone, or the pending owner is not live. */
-    r = fenced(c, withdraw, application, l, "withdrawing a handoff", errstr, errstr_size);
+    r = op_run(c, D2O_LEASE_OP_WITHDRAW, application, l, 0, 0, NULL, errstr, errstr_size);
     if (r == 0) {
         snprintf(errstr, errstr_size,
                  "the pending owner of shard %s is not live; the handoff request is withdrawn",
@@ -826,20 +871,21 @@ int d2o_lease_report(PGconn *c, const char *application, const char *owner,
                   "reporting shard progress", errstr, errstr_size);
 }
 
+int d2o_lease_worker_stopped_send(PGconn *c, const char *application, const char *id)
+{
+    const char *values[2] = {application, id};
+
+    return PQsendQueryParams(c,
+                             "UPDATE workers SET stopped_at = now(), leases_held = 0"
+                             " WHERE application = $1 AND id = $2",
+                             2, NULL, values, NULL, NULL, 0)
+               ? 0
+               : -EIO;
+}
+
 int d2o_lease_worker_stopped(PGconn *c, const char *application, const char *id, char *errstr,
                              size_t errstr_size)
 {
-    const char *values[2] = {application, id};
-    PGresult *r = PQexecParams(c,
-                               "UPDATE workers SET stopped_at = now(), leases_held = 0"
-                               " WHERE application = $1 AND id = $2",
-                               2, NULL, values, NULL, NULL, 0);
-    int ret = 0;
-
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        d2o_pg_error(c, r, "marking the worker stopped", errstr, errstr_size);
-        ret = -EIO;
-    }
-    PQclear(r);
-    return ret;
+    return answer(c, d2o_lease_worker_stopped_send(c, application, id), PGRES_COMMAND_OK,
+                  "marking the worker stopped", errstr, errstr_size);
 }
