@@ -32,6 +32,7 @@
 
 #include <libpq-fe.h>
 
+#include "d2o/buf.h"
 #include "d2o/bulk.h"
 
 /*
@@ -45,6 +46,27 @@ __attribute__((warn_unused_result)) int d2o_deletes_check(PGconn *c, const char 
                                                           const struct d2o_bulk_filter_item *items,
                                                           size_t n, bool *drop, size_t *n_dropped,
                                                           char *errstr, size_t errstr_size);
+
+/*
+ * d2o_deletes_check() in parts, for a non-blocking connection. _new copies what the statement
+ * needs of items[0..n-1] (which may go away after the call; NULL: no memory), _size says how many
+ * items it checks (0: no statement to send, nothing is dropped), _send sends it (0 or -EIO), and
+ * _read reads its answer into drop[0..n-1] (0, or -EIO with errstr and nothing dropped).
+ */
+struct d2o_deletes_query {
+    struct d2o_buf idx, ids, vers, dels; /* the parallel arrays, as array literals */
+    size_t *map;                         /* the query's item i is items[map[i]] */
+    size_t n, m;
+};
+struct d2o_deletes_query *d2o_deletes_query_new(const struct d2o_bulk_filter_item *items,
+                                                size_t n);
+size_t d2o_deletes_query_size(const struct d2o_deletes_query *q);
+__attribute__((warn_unused_result)) int
+d2o_deletes_query_send(PGconn *c, const char *application, const struct d2o_deletes_query *q);
+__attribute__((warn_unused_result)) int
+d2o_deletes_query_read(PGconn *c, PGresult *res, const struct d2o_deletes_query *q, bool *drop,
+                       size_t *n_dropped, char *errstr, size_t errstr_size);
+void d2o_deletes_query_free(struct d2o_deletes_query *q);
 
 /*
  * The retention job: removes up to limit rows of application recorded more than retention_ms

@@ -56,89 +56,130 @@ static int array_elem(struct d2o_buf *b, const char *s, bool first)
     return r == 0 ? d2o_buf_append(b, "\"", 1) : r;
 }
 
-int d2o_deletes_check(PGconn *c, const char *application, const struct d2o_bulk_filter_item *items,
-                      size_t n, bool *drop, size_t *n_dropped, char *errstr, size_t errstr_size)
+void d2o_deletes_query_free(struct d2o_deletes_query *q)
 {
-    struct d2o_buf idx = D2O_BUF_INIT, ids = D2O_BUF_INIT, vers = D2O_BUF_INIT, dels = D2O_BUF_INIT;
-    size_t *map = NULL, m = 0, i, dropped = 0;
-    PGresult *res = NULL;
-    const char *values[5];
-    int r = -ENOMEM;
-
-    if (n_dropped) {
-        *n_dropped = 0;
+    if (q) {
+        d2o_buf_free(&q->idx);
+        d2o_buf_free(&q->ids);
+        d2o_buf_free(&q->vers);
+        d2o_buf_free(&q->dels);
+        free(q->map);
+        free(q);
     }
-    map = malloc((n ? n : 1) * sizeof(*map));
-    if (!map || d2o_buf_append(&idx, "{", 1) < 0 || d2o_buf_append(&ids, "{", 1) < 0 ||
-        d2o_buf_append(&vers, "{", 1) < 0 || d2o_buf_append(&dels, "{", 1) < 0) {
-        goto out;
+}
+
+struct d2o_deletes_query *d2o_deletes_query_new(const struct d2o_bulk_filter_item *items, size_t n)
+{
+    struct d2o_deletes_query *q = calloc(1, sizeof(*q));
+    size_t i;
+
+    if (!q) {
+        return NULL;
+    }
+    q->n = n;
+    q->map = malloc((n ? n : 1) * sizeof(*q->map));
+    if (!q->map || d2o_buf_append(&q->idx, "{", 1) < 0 || d2o_buf_append(&q->ids, "{", 1) < 0 ||
+        d2o_buf_append(&q->vers, "{", 1) < 0 || d2o_buf_append(&q->dels, "{", 1) < 0) {
+        goto fail;
     }
     for (i = 0; i < n; i++) {
         const struct d2o_bulk_filter_item *it = &items[i];
-        const char *sep = m ? "," : "";
+        const char *sep = q->m ? "," : "";
 
         if (!it->index || !it->id || it->version <= 0) {
             continue;
         }
-        if (array_elem(&idx, it->index, m == 0) < 0 || array_elem(&ids, it->id, m == 0) < 0 ||
-            d2o_buf_puts(&vers, sep) < 0 || d2o_buf_put_i64(&vers, it->version) < 0 ||
-            d2o_buf_puts(&dels, sep) < 0 || d2o_buf_putc(&dels, it->is_delete ? 't' : 'f') < 0) {
-            goto out;
+        if (array_elem(&q->idx, it->index, q->m == 0) < 0 ||
+            array_elem(&q->ids, it->id, q->m == 0) < 0 || d2o_buf_puts(&q->vers, sep) < 0 ||
+            d2o_buf_put_i64(&q->vers, it->version) < 0 || d2o_buf_puts(&q->dels, sep) < 0 ||
+            d2o_buf_putc(&q->dels, it->is_delete ? 't' : 'f') < 0) {
+            goto fail;
         }
-        map[m++] = i;
+        q->map[q->m++] = i;
     }
-    if (m == 0) {
-        r = 0;
-        goto out;
+    if (d2o_buf_append(&q->idx, "}", 1) < 0 || d2o_buf_append(&q->ids, "}", 1) < 0 ||
+        d2o_buf_append(&q->vers, "}", 1) < 0 || d2o_buf_append(&q->dels, "}", 1) < 0) {
+        goto fail;
     }
-    if (d2o_buf_append(&idx, "}", 1) < 0 || d2o_buf_append(&ids, "}", 1) < 0 ||
-        d2o_buf_append(&vers, "}", 1) < 0 || d2o_buf_append(&dels, "}", 1) < 0) {
-        goto out;
+    return q;
+fail:
+    d2o_deletes_query_free(q);
+    return NULL;
+}
+
+size_t d2o_deletes_query_size(const struct d2o_deletes_query *q)
+{
+    return q->m;
+}
+
+int d2o_deletes_query_send(PGconn *c, const char *application, const struct d2o_deletes_query *q)
+{
+    const char *values[5] = {application, q->idx.data, q->ids.data, q->vers.data, q->dels.data};
+
+    return PQsendQueryParams(c, check_sql, 5, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+int d2o_deletes_query_read(PGconn *c, PGresult *res, const struct d2o_deletes_query *q,
+                           bool *drop, size_t *n_dropped, char *errstr, size_t errstr_size)
+{
+    size_t i, dropped = 0;
+
+    if (n_dropped) {
+        *n_dropped = 0;
     }
-    values[0] = application;
-    values[1] = idx.data;
-    values[2] = ids.data;
-    values[3] = vers.data;
-    values[4] = dels.data;
-    res = PQexecParams(c, check_sql, 5, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, res, "checking writes against recorded deletes", errstr, errstr_size);
-        r = -EIO;
-        goto out;
+        return -EIO;
     }
     for (i = 0; i < (size_t)PQntuples(res); i++) {
         int64_t pos = 0;
 
-        if (d2o_parse_i64(PQgetvalue(res, (int)i, 0), 1, (int64_t)m, &pos) < 0) {
+        if (d2o_parse_i64(PQgetvalue(res, (int)i, 0), 1, (int64_t)q->m, &pos) < 0) {
             snprintf(errstr, errstr_size, "checking writes against recorded deletes: bad row %s",
                      PQgetvalue(res, (int)i, 0));
-            r = -EIO;
-            goto out;
+            for (i = 0; i < q->n; i++) {
+                drop[i] = false;
+            }
+            return -EIO;
         }
-        if (!drop[map[pos - 1]]) {
-            drop[map[pos - 1]] = true;
+        if (!drop[q->map[pos - 1]]) {
+            drop[q->map[pos - 1]] = true;
             dropped++;
         }
     }
     if (n_dropped) {
         *n_dropped = dropped;
     }
-    r = 0;
-out:
-    if (r < 0) {
-        for (i = 0; i < n; i++) {
-            drop[i] = false;
-        }
-        if (r == -ENOMEM) {
-            snprintf(errstr, errstr_size, "checking writes against recorded deletes: no memory");
-        }
+    return 0;
+}
+
+int d2o_deletes_check(PGconn *c, const char *application, const struct d2o_bulk_filter_item *items,
+                      size_t n, bool *drop, size_t *n_dropped, char *errstr, size_t errstr_size)
+{
+    struct d2o_deletes_query *q = d2o_deletes_query_new(items, n);
+    PGresult *res;
+    int r;
+
+    if (n_dropped) {
+        *n_dropped = 0;
     }
+    if (!q) {
+        snprintf(errstr, errstr_size, "checking writes against recorded deletes: no memory");
+        return -ENOMEM;
+    }
+    if (q->m == 0) {
+        d2o_deletes_query_free(q);
+        return 0;
+    }
+    if (d2o_deletes_query_send(c, application, q) < 0) {
+        d2o_pg_error(c, NULL, "checking writes against recorded deletes", errstr, errstr_size);
+        d2o_deletes_query_free(q);
+        return -EIO;
+    }
+    res = d2o_pg_last_result(c);
+    r = d2o_deletes_query_read(c, res, q, drop, n_dropped, errstr, errstr_size);
     PQclear(res);
-    free(map);
-    d2o_buf_free(&idx);
-    d2o_buf_free(&ids);
-    d2o_buf_free(&vers);
-    d2o_buf_free(&dels);
+    d2o_deletes_query_free(q);
     return r;
 }
 
