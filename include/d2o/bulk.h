@@ -109,6 +109,21 @@ struct d2o_bulk_filter_item {
 typedef int (*d2o_bulk_filter_fn)(void *arg, const struct d2o_bulk_filter_item *items, size_t n,
                                   bool *drop);
 
+/*
+ * The pre-send filter's asynchronous form (optional, instead of filter): starts the check of
+ * the items a request is about to carry and returns 0; the answer comes later through
+ * d2o_bulk_check_done(check, rc, drop) (it may come before the return). Until then the items
+ * wait, in one of the max_in_flight request slots; the request goes out with the answer. A
+ * negative return or rc is a filter that cannot decide (the items wait with backoff). It must
+ * not call back into the sink.
+ */
+struct d2o_bulk_check;
+typedef int (*d2o_bulk_filter_start_fn)(void *arg, const struct d2o_bulk_filter_item *items,
+                                        size_t n, struct d2o_bulk_check *check);
+/* The answer to a check (drop[0..n-1], as the filter's; read only when rc >= 0). After
+ * d2o_bulk_free() it only frees what the check held. */
+void d2o_bulk_check_done(struct d2o_bulk_check *check, int rc, const bool *drop);
+
 struct d2o_bulk_opts {
     const char *url;        /* OpenSearch base URL, e.g. http://127.0.0.1:9200 (copied) */
     const char *basic_user; /* basic auth when set (copied) */
@@ -130,6 +145,7 @@ struct d2o_bulk_opts {
      * (d2o_bulk_ping) reports total_us -1. */
     void (*observe)(int64_t total_us, long status, void *arg);
     d2o_bulk_filter_fn filter; /* optional, with filter_arg */
+    d2o_bulk_filter_start_fn filter_start; /* optional, with filter_arg; instead of filter */
     void *filter_arg;
     /* Optional: whether an item may still be sent, with its cookie and done_arg. Every item is
      * checked when it is put into a request, and every item not in flight when

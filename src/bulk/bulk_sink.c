@@ -7,6 +7,9 @@
  *   DELAYED    on the delayed list, until not_before_ms (backoff)
  *   BLOCKED    only on its document's chain, behind an earlier item of the same document
  *   IN_FLIGHT  in a request's item map (the request's items[], in body order)
+ *   CHECKING   in a check's item map (struct d2o_bulk_check): the asynchronous pre-send filter
+ *              is on its way; the kept items go back to the ready list's front, checked, and
+ *              out in the next request
  * A document's chain (struct doc, in a hash table keyed by index and id) holds its pending items
  * in arrival order; only the chain's head is ever READY, DELAYED or IN_FLIGHT.
  */
@@ -28,7 +31,7 @@
 #include "d2o/rand.h"
 #include "d2o/sigv4.h"
 
-enum item_state { ST_READY, ST_DELAYED, ST_BLOCKED, ST_IN_FLIGHT };
+enum item_state { ST_READY, ST_DELAYED, ST_BLOCKED, ST_IN_FLIGHT, ST_CHECKING };
 
 struct doc;
 
@@ -48,6 +51,7 @@ struct item {
     int64_t first_fail_us;
     int64_t last_fail_us;
     size_t max_batch;     /* 0: no cap; set when a request was split */
+    bool checked;         /* the asynchronous filter passed it: it goes out without another */
     uint64_t split_group; /* the halves of one split request share it; 0: none */
 };
 
@@ -98,6 +102,19 @@ struct d2o_bulk {
     struct d2o_bulk_filter_item *fitems; /* scratch for the pre-send filter (max_items each) */
     bool *fdrop;
     struct ping *ping; /* the health probe in flight, if any */
+    struct d2o_bulk_check *checks; /* asynchronous pre-send checks on their way */
+};
+
+/* An asynchronous pre-send check of n ready items; outlives the sink if the sink is freed. */
+struct d2o_bulk_check {
+    struct d2o_bulk_check *prev, *next;
+    struct d2o_bulk *b; /* NULL once the sink was freed: then it owns its items */
+    struct item **items;
+    bool *drop;
+    size_t n;
+    bool starting; /* inside opts.filter_start: an answer now waits for its return */
+    bool answered;
+    int rc;
 };
 
 /* A GET / health probe; outlives the sink if the sink is freed while it is in flight. */
@@ -316,6 +333,9 @@ void d2o_bulk_free(struct d2o_bulk *b)
     }
     free_list(&b->ready);
     free_list(&b->delayed);
+    for (struct d2o_bulk_check *ck = b->checks; ck; ck = ck->next) {
+        ck->b = NULL;
+    }
     /* In-flight requests own their items from now on; on_response frees them. */
     for (rq = b->requests; rq; rq = rq->next) {
         rq->b = NULL;
@@ -427,7 +447,7 @@ struct d2o_bulk *d2o_bulk_new(struct d2o_http *http, const struct d2o_bulk_opts 
     if (!b->lens || docs_grow(b) < 0) {
         goto nomem;
     }
-    if (b->o.filter) {
+    if (b->o.filter || b->o.filter_start) {
         b->fitems = calloc(b->o.max_items, sizeof(*b->fitems));
         b->fdrop = calloc(b->o.max_items, sizeof(*b->fdrop));
         if (!b->fitems || !b->fdrop) {
@@ -1034,6 +1054,7 @@ static int send_request(struct d2o_bulk *b, size_t n)
         it = rq->items[i];
         list_remove(&b->ready, it);
         it->state = ST_IN_FLIGHT;
+        it->checked = false;
         it->attempts++;
         it->max_batch = 0;
         it->split_group = 0;
@@ -1058,6 +1079,10 @@ static int send_request(struct d2o_bulk *b, size_t n)
 fail:
     d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_start_failed",
             "cannot start a bulk request of %zu items (errno %d); will try again", n, -r);
+    /* not sent right after their check: checked again */
+    for (i = 0, it = b->ready.head; i < n && it; i++, it = it->next) {
+        it->checked = false;
+    }
     request_free(rq);
     return r;
 }
@@ -1113,6 +1138,145 @@ static long filter_batch(struct d2o_bulk *b, size_t n, struct item **dropped, in
     return (long)kept;
 }
 
+/* An asynchronous check has its answer: its kept items go to the ready list's front, checked
+ * (the next request carries them unfiltered), its dropped ones finish as stale; when it failed,
+ * they all wait with backoff. */
+static void check_apply(struct d2o_bulk *b, struct d2o_bulk_check *ck, int64_t now)
+{
+    size_t i;
+
+    if (ck->prev) {
+        ck->prev->next = ck->next;
+    } else {
+        b->checks = ck->next;
+    }
+    if (ck->next) {
+        ck->next->prev = ck->prev;
+    }
+    b->in_flight--;
+    b->in_flight_items -= ck->n;
+    for (i = 0; i < ck->n; i++) {
+        b->in_flight_bytes -= ck->items[i]->len;
+    }
+    if (ck->rc == -ECANCELED) {
+        for (i = 0; i < ck->n; i++) {
+            delay(b, ck->items[i], now);
+        }
+    } else if (ck->rc < 0) {
+        int64_t wait;
+
+        b->failure_streak++;
+        b->stats.filter_failures++;
+        wait = d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, b->failure_streak - 1);
+        d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_filter_failed",
+                "the pre-send check of %zu items failed (errno %d); holding them for %lld ms",
+                ck->n, -ck->rc, (long long)wait);
+        for (i = 0; i < ck->n; i++) {
+            delay(b, ck->items[i], now + wait);
+        }
+    } else {
+        for (i = ck->n; i-- > 0;) {
+            if (!ck->drop[i]) {
+                ck->items[i]->checked = true;
+                make_ready(b, ck->items[i], true);
+            }
+        }
+        for (i = 0; i < ck->n; i++) {
+            if (ck->drop[i]) {
+                b->stats.filtered++;
+                finish(b, ck->items[i], D2O_BULK_STALE, 0, NULL, NULL);
+            }
+        }
+    }
+    free(ck->items);
+    free(ck->drop);
+    free(ck);
+}
+
+/* Moves the first n ready items into a check and starts opts.filter_start on them. Returns 0,
+ * -ENOMEM (nothing moved) or the check's failure when it failed at once (the items wait). */
+static int start_check(struct d2o_bulk *b, size_t n, int64_t now)
+{
+    struct d2o_bulk_check *ck = calloc(1, sizeof(*ck));
+    struct item *it;
+    size_t i;
+    int r;
+
+    if (!ck || !(ck->items = malloc(n * sizeof(*ck->items))) ||
+        !(ck->drop = calloc(n, sizeof(*ck->drop)))) {
+        if (ck) {
+            free(ck->items);
+        }
+        free(ck);
+        return -ENOMEM;
+    }
+    for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
+        b->fitems[i].index = it->doc ? it->doc->key : NULL;
+        b->fitems[i].id = it->doc ? it->doc->id : NULL;
+        b->fitems[i].version = it->version;
+        b->fitems[i].is_delete = it->is_delete;
+        b->fitems[i].cookie = it->cookie;
+        ck->items[i] = it;
+    }
+    for (i = 0; i < n; i++) {
+        list_remove(&b->ready, ck->items[i]);
+        ck->items[i]->state = ST_CHECKING;
+        b->in_flight_bytes += ck->items[i]->len;
+    }
+    ck->n = n;
+    ck->b = b;
+    ck->next = b->checks;
+    if (b->checks) {
+        b->checks->prev = ck;
+    }
+    b->checks = ck;
+    b->in_flight++;
+    b->in_flight_items += n;
+    ck->starting = true;
+    r = b->o.filter_start(b->o.filter_arg, b->fitems, n, ck);
+    ck->starting = false;
+    if (r < 0) {
+        ck->answered = true;
+        ck->rc = r;
+    }
+    if (!ck->answered) {
+        return 0;
+    }
+    r = ck->rc;
+    check_apply(b, ck, now);
+    return r < 0 ? r : 0;
+}
+
+void d2o_bulk_check_done(struct d2o_bulk_check *ck, int rc, const bool *drop)
+{
+    struct d2o_bulk *b = ck->b;
+    size_t i;
+    int64_t now;
+
+    if (!b) {
+        for (i = 0; i < ck->n; i++) {
+            item_free(ck->items[i]);
+        }
+        free(ck->items);
+        free(ck->drop);
+        free(ck);
+        return;
+    }
+    ck->rc = rc;
+    for (i = 0; rc >= 0 && drop && i < ck->n; i++) {
+        ck->drop[i] = drop[i];
+    }
+    ck->answered = true;
+    if (ck->starting) {
+        return; /* start_check applies it */
+    }
+    now = b->o.now_ms();
+    check_apply(b, ck, now);
+    if (rc != -ECANCELED) {
+        send_due(b, now); /* a canceled check: the process is stopping, nothing more goes out */
+    }
+}
+
 /* Moves delayed items whose backoff has passed to the front of the ready list. */
 static void promote_delayed(struct d2o_bulk *b, int64_t now)
 {
@@ -1133,7 +1297,8 @@ static bool ready_due(const struct d2o_bulk *b, int64_t now)
     const struct item *h = b->ready.head;
 
     return h && (b->flush_all || b->ready.n >= b->o.max_items || b->ready.bytes >= b->o.max_bytes ||
-                 h->attempts > 0 || h->max_batch > 0 || h->enq_ms + b->o.flush_ms <= now);
+                 h->attempts > 0 || h->max_batch > 0 || h->checked ||
+                 h->enq_ms + b->o.flush_ms <= now);
 }
 
 static void send_due(struct d2o_bulk *b, int64_t now)
@@ -1152,7 +1317,8 @@ static void send_due(struct d2o_bulk *b, int64_t now)
             cap = b->ready.head->max_batch;
         }
         for (i = 0, it = b->ready.head; it && i < cap; i++, it = it->next) {
-            if (it->split_group != b->ready.head->split_group) {
+            if (it->split_group != b->ready.head->split_group ||
+                it->checked != b->ready.head->checked) {
                 break;
             }
             if (!kept(b, it)) {
@@ -1167,6 +1333,13 @@ static void send_due(struct d2o_bulk *b, int64_t now)
             continue;
         }
         n = d2o_bulk_batch_count(b->lens, i, b->o.max_bytes, cap);
+        if (n > 0 && b->o.filter_start && !b->ready.head->checked) {
+            /* the request goes out when the check's answer comes */
+            if (start_check(b, n, now) < 0) {
+                break;
+            }
+            continue;
+        }
         if (n > 0 && b->o.filter) {
             long n_kept = filter_batch(b, n, &dropped, now);
 
