@@ -83,6 +83,8 @@ struct shard {
     enum shard_state state;
     enum shard_stop stop;
     bool call_in_flight;
+    bool op_in_flight;       /* a statement on the asynchronous session (worker_pg.c) */
+    int64_t op_not_before_ms; /* after a failed one: the next no sooner */
     char *iterator;
     char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
     struct d2o_ack *ack;
@@ -337,6 +339,11 @@ static size_t shards_active(const struct worker *w)
     return n;
 }
 
+int worker_shards_held(const struct worker *w)
+{
+    return (int)shards_active(w);
+}
+
 static void shard_lost(struct shard *sh, const char *why)
 {
     if (sh->stop == STOP_LOST || sh->stop == STOP_DONE) {
@@ -515,6 +522,62 @@ static void check_gone(struct shard *sh)
     sh->call_in_flight = true;
 }
 
+/* A DynamoDB stream's start version (worker_source_start_version_async) has come. */
+static void version_loaded(struct worker *w, void *arg, int rc, int64_t ver, const char *err)
+{
+    struct shard *sh = arg;
+
+    sh->op_in_flight = false;
+    if (rc < 0) {
+        if (rc != -ECANCELED) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, sh->lease.shard_id, "pg_error", "%s", err);
+        }
+        sh->next_get_ms = d2o_mono_ms() + 1000;
+        return;
+    }
+    sh->stream_ver = ver;
+    sh->ver_loaded = true;
+    /* what the checkpoint stands at: stored again with SHARD_END even if the shard held no
+     * record, so that its children go on from it */
+    sh->commit_ver = sh->stream_ver;
+    sh->next_get_ms = d2o_mono_ms();
+    (void)w;
+}
+
+/* LATEST stored as AT_TIMESTAMP at the database's clock (d2o_lease_op RESOLVE_LATEST). */
+static void latest_resolved(struct worker *w, void *arg, enum d2o_lease_op op, int rc,
+                            int64_t ts_ms, const char *err)
+{
+    struct shard *sh = arg;
+    char *at;
+
+    (void)w;
+    (void)op;
+    sh->op_in_flight = false;
+    if (rc == D2O_LEASE_E_LOST) {
+        shard_lost(sh, err);
+        return;
+    }
+    if (rc < 0) {
+        if (rc != -ECANCELED) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, sh->lease.shard_id, "pg_error", "%s", err);
+        }
+        sh->next_get_ms = d2o_mono_ms() + 1000;
+        return;
+    }
+    at = strdup("AT_TIMESTAMP");
+    if (!at) {
+        shard_lost(sh, "out of memory");
+        return;
+    }
+    free(sh->lease.checkpoint);
+    sh->lease.checkpoint = at;
+    sh->lease.checkpoint_ts_ms = ts_ms;
+    D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "latest_resolved",
+             "initial position LATEST stored as AT_TIMESTAMP %" PRId64 " ms", ts_ms);
+    sh->next_get_ms = d2o_mono_ms(); /* the iterator now */
+}
+
 static void start_iterator(struct shard *sh)
 {
     struct worker *w = sh->w;
@@ -523,22 +586,20 @@ static void start_iterator(struct shard *sh)
     int r;
 
     if (!sh->ver_loaded) {
-        char err[512];
-
-        r = worker_pg_ok(w)
-                ? worker_source_start_version(w, &sh->lease, &sh->stream_ver, err, sizeof(err))
-                : -EIO;
-        if (r < 0) {
-            if (w->pg) {
-                worker_pg_failed(w, err);
+        /* On the asynchronous session: the iterator comes on a later turn. */
+        sh->op_in_flight = true;
+        r = worker_source_start_version_async(w, &sh->lease, version_loaded, sh);
+        if (r <= 0) {
+            sh->op_in_flight = false;
+            if (r < 0) {
+                sh->next_get_ms = d2o_mono_ms() + 1000;
+                return;
             }
-            sh->next_get_ms = d2o_mono_ms() + 1000;
+            sh->ver_loaded = true; /* no version to load (Kinesis) */
+            sh->stream_ver = sh->commit_ver = 0;
+        } else {
             return;
         }
-        sh->ver_loaded = true;
-        /* what the checkpoint stands at: stored again with SHARD_END even if the shard held no
-         * record, so that its children go on from it */
-        sh->commit_ver = sh->stream_ver;
     }
     if (sh->last_seq) {
         spec.type = D2O_ITER_AFTER_SEQUENCE_NUMBER;
@@ -546,35 +607,12 @@ static void start_iterator(struct shard *sh)
     } else if (strcmp(cp, "TRIM_HORIZON") == 0) {
         spec.type = D2O_ITER_TRIM_HORIZON;
     } else if (strcmp(cp, "LATEST") == 0) {
-        /* Resolved and stored first: a refresh or the next owner starts from the same place. */
-        char err[512];
-        int64_t ts_ms = 0;
-
-        r = worker_pg_ok(w) ? d2o_lease_resolve_latest(w->pg, w->conf->application, &sh->lease,
-                                                       &ts_ms, err, sizeof(err))
-                            : -EIO;
-        if (r == D2O_LEASE_E_LOST) {
-            shard_lost(sh, err);
-            return;
-        }
-        if (r < 0) {
-            if (w->pg) {
-                worker_pg_failed(w, err);
-            }
-            sh->next_get_ms = d2o_mono_ms() + 1000;
-            return;
-        }
-        free(sh->lease.checkpoint);
-        sh->lease.checkpoint = strdup("AT_TIMESTAMP");
-        if (!sh->lease.checkpoint) {
-            shard_lost(sh, "out of memory");
-            return;
-        }
-        sh->lease.checkpoint_ts_ms = ts_ms;
-        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_KINESIS, sh->lease.shard_id, "latest_resolved",
-                 "initial position LATEST stored as AT_TIMESTAMP %" PRId64 " ms", ts_ms);
-        spec.type = D2O_ITER_AT_TIMESTAMP;
-        spec.timestamp_ms = ts_ms;
+        /* Resolved and stored first, on the asynchronous session: a refresh or the next owner
+         * starts from the same place. The iterator comes on a later turn. */
+        sh->op_in_flight = true;
+        worker_lease_op_async(w, D2O_LEASE_OP_RESOLVE_LATEST, &sh->lease, 0, 0, latest_resolved,
+                              sh);
+        return;
     } else if (strcmp(cp, "AT_TIMESTAMP") == 0) {
         spec.type = D2O_ITER_AT_TIMESTAMP;
         spec.timestamp_ms = sh->lease.checkpoint_ts_ms;
@@ -692,7 +730,7 @@ static void confirm_end(struct shard *sh, int64_t now)
 /* Moves one shard forward if it is due. */
 static void shard_step(struct shard *sh, int64_t now)
 {
-    if (sh->stop != STOP_NONE || sh->call_in_flight || now < sh->next_get_ms) {
+    if (sh->stop != STOP_NONE || sh->call_in_flight || sh->op_in_flight || now < sh->next_get_ms) {
         if (sh->stop != STOP_NONE) {
             d2o_budget_unwait(&sh->bud);
         }
@@ -1262,14 +1300,77 @@ static void checkpoints_send(struct worker *w)
     worker_checkpoints_async(w, b, in);
 }
 
+/* A shard's finish (aged out first, when it left the stream), a hand-over or a release has
+ * its answer (d2o_lease_op on the asynchronous session). */
+static void shard_op_done(struct worker *w, void *arg, enum d2o_lease_op op, int rc,
+                          int64_t ts_ms, const char *err)
+{
+    struct shard *sh = arg;
+    bool handoff = op == D2O_LEASE_OP_HAND_OVER;
+
+    (void)ts_ms;
+    sh->op_in_flight = false;
+    if (rc == -ECANCELED) {
+        return; /* the worker exits: what it still holds is released there */
+    }
+    if (rc < 0) {
+        /* nothing changed: tried again shortly */
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, sh->lease.shard_id, "pg_error", "%s", err);
+        sh->op_not_before_ms = d2o_mono_ms() + 1000;
+        return;
+    }
+    if (sh->stop == STOP_LOST || sh->stop == STOP_DONE) {
+        return;
+    }
+    switch (op) {
+    case D2O_LEASE_OP_AGED_OUT:
+        if (rc == D2O_LEASE_E_LOST) {
+            shard_lost(sh, err);
+        } else {
+            sh->aged_out = false; /* recorded: the finish goes next turn */
+        }
+        return;
+    case D2O_LEASE_OP_FINISH:
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "shard_finished",
+                 "checkpointed SHARD_END and let the lease go; its children may start");
+        sh->stop = STOP_DONE;
+        w->lease_tick_now = true; /* take the children soon */
+        return;
+    default:
+        break;
+    }
+    if (rc == D2O_LEASE_E_NOT_LIVE) {
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_withdrawn",
+                 "%s; working the shard on", err);
+        if (sh->stop == STOP_HANDOFF) {
+            sh->stop = STOP_NONE; /* a drain begun meanwhile releases it instead */
+        }
+        return;
+    }
+    if (rc == 0) {
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id,
+                 handoff ? "lease_handed_over" : "lease_released", "%s at checkpoint %s",
+                 handoff ? "handed the lease over" : "released the lease", sh->lease.checkpoint);
+        if (w->m) {
+            d2o_metrics_add(w->m, D2O_M_LEASES_RELEASED, 1);
+        }
+    }
+    sh->stop = STOP_DONE;
+}
+
+/* Sends one fenced statement on the shard's lease; shard_op_done gets its answer. */
+static void shard_op(struct shard *sh, enum d2o_lease_op op, int64_t ms0, int64_t ms1)
+{
+    sh->op_in_flight = true;
+    worker_lease_op_async(sh->w, op, &sh->lease, ms0, ms1, shard_op_done, sh);
+}
+
 /* What a shard does at the end of a loop turn: commit, and finish when it is due. */
 static void shard_settle(struct shard *sh)
 {
     struct worker *w = sh->w;
-    char err[512];
-    int r;
 
-    if (sh->stop == STOP_LOST || sh->stop == STOP_DONE) {
+    if (sh->stop == STOP_LOST || sh->stop == STOP_DONE || sh->op_in_flight) {
         return;
     }
     /* A shard at work with nothing acknowledged since the last turn has nothing to settle:
@@ -1292,6 +1393,9 @@ static void shard_settle(struct shard *sh)
     if (w->renew_in_flight && (sh->state == S_ENDED || sh->stop != STOP_NONE)) {
         return;
     }
+    if ((sh->state == S_ENDED || sh->stop != STOP_NONE) && d2o_mono_ms() < sh->op_not_before_ms) {
+        return;
+    }
     if (sh->state == S_ENDED) {
         /* Every record is acknowledged and committed: the shard is done for good. */
         if (strcmp(sh->lease.checkpoint, "SHARD_END") != 0) {
@@ -1306,58 +1410,18 @@ static void shard_settle(struct shard *sh)
             sh->commit_dirty = true;
             return;
         }
-        if (sh->aged_out) {
-            r = d2o_lease_aged_out(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
-            if (r == D2O_LEASE_E_LOST) {
-                shard_lost(sh, err);
-                return;
-            }
-            if (r < 0) {
-                worker_pg_failed(w, err);
-                return;
-            }
-            sh->aged_out = false;
-        }
-        r = d2o_lease_finish(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
-        if (r == -EIO) {
-            worker_pg_failed(w, err);
-            return;
-        }
-        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "shard_finished",
-                 "checkpointed SHARD_END and let the lease go; its children may start");
-        sh->stop = STOP_DONE;
-        w->lease_tick_now = true; /* take the children soon */
+        /* After the SHARD_END checkpoint's answer, on the asynchronous session: the children
+         * can be taken only once the finish is committed. */
+        shard_op(sh, sh->aged_out ? D2O_LEASE_OP_AGED_OUT : D2O_LEASE_OP_FINISH, 0, 0);
         return;
     }
-    if (sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) {
-        bool handoff = sh->stop == STOP_HANDOFF;
-
+    if (sh->stop == STOP_HANDOFF) {
         /* A pending owner is live while its heartbeat is younger than 2.5 renewals (as in the
          * census); it is notified at once and renews within a renewal, so the lease it gets
          * expires after two renewals unless it does. */
-        r = handoff ? d2o_lease_hand_over(w->pg, w->conf->application, &sh->lease,
-                                          w->renew_ms * 5 / 2, w->renew_ms * 2, err, sizeof(err))
-                    : d2o_lease_release(w->pg, w->conf->application, &sh->lease, err, sizeof(err));
-        if (r == -EIO) {
-            worker_pg_failed(w, err);
-            return;
-        }
-        if (r == D2O_LEASE_E_NOT_LIVE) {
-            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_withdrawn",
-                     "%s; working the shard on", err);
-            sh->stop = STOP_NONE;
-            return;
-        }
-        if (r == 0) {
-            D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id,
-                     handoff ? "lease_handed_over" : "lease_released", "%s at checkpoint %s",
-                     handoff ? "handed the lease over" : "released the lease",
-                     sh->lease.checkpoint);
-            if (w->m) {
-                d2o_metrics_add(w->m, D2O_M_LEASES_RELEASED, 1);
-            }
-        }
-        sh->stop = STOP_DONE;
+        shard_op(sh, D2O_LEASE_OP_HAND_OVER, w->renew_ms * 5 / 2, w->renew_ms * 2);
+    } else if (sh->stop == STOP_RELEASE) {
+        shard_op(sh, D2O_LEASE_OP_RELEASE, 0, 0);
     }
 }
 
@@ -1370,7 +1434,7 @@ static void shards_reap(struct worker *w)
         struct shard *sh = w->shards[i];
 
         if ((sh->stop == STOP_DONE || sh->stop == STOP_LOST) && !sh->call_in_flight &&
-            sh->in_sink == 0 && !sh->commit_in_flight) {
+            sh->in_sink == 0 && !sh->commit_in_flight && !sh->op_in_flight) {
             if (w->m) {
                 d2o_metrics_shard_remove(w->m, sh->lease.shard_id);
             }
@@ -1396,7 +1460,8 @@ static bool in_list(const struct d2o_lease_list *l, const char *shard_id, int64_
     return false;
 }
 
-/* The shards' lag and throughput (d2o_lease_report), built when the statement goes out. */
+/* The shards' lag and throughput (d2o_lease_report), built when the statement goes out; one
+ * at a time. */
 static int report_send(struct worker *w, PGconn *c)
 {
     struct d2o_lease_progress *p = calloc(w->n_shards ? w->n_shards : 1, sizeof(*p));
@@ -1429,29 +1494,23 @@ static int report_send(struct worker *w, PGconn *c)
     return r;
 }
 
-/* The heartbeat, with the leases held when it goes out. A draining worker already said it
- * stopped; a heartbeat would count it live again: none goes out then. */
-static int heartbeat_send(struct worker *w, PGconn *c)
-{
-    if (w->draining) {
-        return 1;
-    }
-    return d2o_lease_heartbeat_send(c, w->conf->application, w->id, w->host, (int)getpid(),
-                                    w->task_id, (int)shards_active(w));
-}
-
 /* A statement whose answer is only checked. */
 static void command_done(struct worker *w, PGresult *r, const char *why)
 {
     char err[512];
 
-    (void)w;
     if (!r && why) {
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", why);
     } else if (r && d2o_pg_result_ok(w->apg.c, r, PGRES_COMMAND_OK, "lease tick", err,
                                      sizeof(err)) < 0) {
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
     }
+}
+
+static void report_done(struct worker *w, PGresult *r, const char *why)
+{
+    w->report_in_flight = false;
+    command_done(w, r, why);
 }
 
 /* A worker is live while its heartbeat is younger than 2.5 renewals: a dead one drops out of the
@@ -1516,10 +1575,22 @@ void worker_on_taken(struct worker *w, const struct d2o_lease_list *taken)
     }
 }
 
+/* A release of a lease the worker does not work. */
+static void release_done(struct worker *w, void *arg, enum d2o_lease_op op, int rc, int64_t ts_ms,
+                         const char *err)
+{
+    (void)w;
+    (void)arg;
+    (void)op;
+    (void)ts_ms;
+    if (rc < 0 && rc != -ECANCELED) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+    }
+}
+
 /* A renewal's answer (worker_pg.c): the leases renewed by the statement sent at sent_ms. */
 void worker_on_renewed(struct worker *w, const struct d2o_lease_list *renewed, int64_t sent_ms)
 {
-    char err[512];
     size_t i;
 
     w->pg_ok_ms = d2o_mono_ms();
@@ -1531,7 +1602,9 @@ void worker_on_renewed(struct worker *w, const struct d2o_lease_list *renewed, i
     for (i = 0; i < w->n_shards; i++) {
         struct shard *sh = w->shards[i];
 
+        /* A finish, hand-over or release on its way ran before this renewal: not lost. */
         if ((sh->stop == STOP_NONE || sh->stop == STOP_HANDOFF || sh->stop == STOP_RELEASE) &&
+            !(sh->op_in_flight && (sh->state == S_ENDED || sh->stop != STOP_NONE)) &&
             sh->added_ms < sent_ms && !in_list(renewed, sh->lease.shard_id, sh->lease.counter)) {
             shard_lost(sh, "the lease was not renewed (it expired or was taken)");
         }
@@ -1546,10 +1619,8 @@ void worker_on_renewed(struct worker *w, const struct d2o_lease_list *renewed, i
                 d2o_metrics_add(w->m, D2O_M_LEASES_STOLEN, 1);
             }
         } else if (!sh) {
-            if (worker_pg_ok(w) &&
-                d2o_lease_release(w->pg, w->conf->application, l, err, sizeof(err)) == -EIO) {
-                worker_pg_failed(w, err);
-            }
+            /* handed over while the worker drains: given back */
+            worker_lease_op_async(w, D2O_LEASE_OP_RELEASE, l, 0, 0, release_done, NULL);
         } else if (l->pending_owner && sh->stop == STOP_NONE) {
             D2O_LOG_(D2O_LOG_INFO, D2O_CAT_LEASE, sh->lease.shard_id, "handoff_requested",
                      "%s asked for the lease; handing over at the next batch boundary",
@@ -1571,9 +1642,12 @@ static void lease_tick(struct worker *w, int64_t now)
         /* Nothing written lately: probe OpenSearch so /readyz knows it is reachable. */
         (void)d2o_bulk_ping(w->sink);
     }
+    /* the heartbeat goes with the renewal */
     worker_renew_async(w);
-    worker_apg_call(w, heartbeat_send, command_done);
-    worker_apg_call(w, report_send, command_done);
+    if (!w->report_in_flight) {
+        w->report_in_flight = true;
+        worker_apg_call(w, report_send, report_done);
+    }
     if (!w->draining && !w->census_in_flight) {
         w->census_in_flight = true;
         worker_apg_call(w, census_send, census_done);
@@ -1585,6 +1659,11 @@ static void lease_tick(struct worker *w, int64_t now)
 
 /* ---- the loop ---- */
 
+static int stopped_send(struct worker *w, PGconn *c)
+{
+    return d2o_lease_worker_stopped_send(c, w->conf->application, w->id);
+}
+
 static void begin_drain(struct worker *w, int64_t now)
 {
     size_t i;
@@ -1594,14 +1673,8 @@ static void begin_drain(struct worker *w, int64_t now)
     }
     w->draining = true;
     w->drain_deadline = now + w->conf->drain_timeout_ms;
-    if (worker_pg_ok(w)) {
-        char err[512];
-
-        /* Out of the census at once: the other workers raise their targets now. */
-        if (d2o_lease_worker_stopped(w->pg, w->conf->application, w->id, err, sizeof(err)) < 0) {
-            worker_pg_failed(w, err);
-        }
-    }
+    /* Out of the census at once: the other workers raise their targets now. */
+    worker_apg_call(w, stopped_send, command_done);
     for (i = 0; i < w->n_shards; i++) {
         if (w->shards[i]->stop == STOP_NONE || w->shards[i]->stop == STOP_HANDOFF) {
             w->shards[i]->stop = STOP_RELEASE;
@@ -1673,7 +1746,7 @@ static int64_t next_timeout(const struct worker *w, int64_t now)
     for (i = 0; i < w->n_shards; i++) {
         const struct shard *sh = w->shards[i];
 
-        if (sh->stop == STOP_NONE && !sh->call_in_flight &&
+        if (sh->stop == STOP_NONE && !sh->call_in_flight && !sh->op_in_flight &&
             (sh->state == S_NEED_ITER || sh->state == S_CONFIRM_END ||
              (sh->state == S_READY && !backpressure(sh)))) {
             int64_t d = sh->next_get_ms - now;

@@ -92,6 +92,7 @@ struct worker {
     bool renew_in_flight;
     bool checkpoint_in_flight;
     bool census_in_flight;
+    bool report_in_flight;
     bool take_in_flight;   /* a lease take (or the handoff request after it) is on its way */
     bool sync_in_flight;   /* the shard sync's listing is on its way */
     unsigned sync_attempt; /* its failed page calls in a row */
@@ -100,6 +101,8 @@ struct worker {
 /* worker.c */
 int worker_loop(struct worker *w);
 void worker_free_shards(struct worker *w);
+/* The leases the worker works (for the heartbeat). */
+int worker_shards_held(const struct worker *w);
 void worker_on_bulk_done(void *cookie, const struct d2o_bulk_result *res, void *arg);
 void worker_on_bulk_answer(int64_t total_us, long status, void *arg);
 /* The sink's keep: false for an item of a shard whose lease is lost or finished, and for every
@@ -149,6 +152,23 @@ void worker_apg_close(struct worker *w);
 typedef int (*worker_apg_send_fn)(struct worker *w, PGconn *c);
 typedef void (*worker_apg_done_fn)(struct worker *w, PGresult *r, const char *why);
 void worker_apg_call(struct worker *w, worker_apg_send_fn send, worker_apg_done_fn done);
+/* The same with an argument for both. */
+typedef int (*worker_apg_send_arg_fn)(struct worker *w, PGconn *c, void *arg);
+typedef void (*worker_apg_done_arg_fn)(struct worker *w, PGresult *r, const char *why, void *arg);
+void worker_apg_call_arg(struct worker *w, worker_apg_send_arg_fn send,
+                         worker_apg_done_arg_fn done, void *arg);
+/* The same for a statement on the data path (the delete store's check): it queues with the
+ * checkpoints. */
+void worker_apg_call_data(struct worker *w, worker_apg_send_arg_fn send,
+                          worker_apg_done_arg_fn done, void *arg);
+/* A fenced statement on lease l (copied; d2o_lease_op_send), ms0 and ms1 its milliseconds:
+ * done(w, arg, op, rc, ts_ms, err) gets d2o_lease_op_read's answer, -EIO when the session
+ * failed, -ENOMEM, or -ECANCELED (the worker exits; err ""). A HAND_OVER that finds the pending
+ * owner not live withdraws the request next and answers D2O_LEASE_E_NOT_LIVE. */
+typedef void (*worker_lease_op_fn)(struct worker *w, void *arg, enum d2o_lease_op op, int rc,
+                                   int64_t ts_ms, const char *err);
+void worker_lease_op_async(struct worker *w, enum d2o_lease_op op, const struct d2o_lease *l,
+                           int64_t ms0, int64_t ms1, worker_lease_op_fn done, void *arg);
 /* At exit: waits (up to timeout_ms) for the statement on its way, whose answer its owner gets
  * as usual, and sends nothing more. @blocking yes: only for the worker's last releases. */
 void worker_apg_settle(struct worker *w, int64_t timeout_ms);
@@ -187,9 +207,13 @@ bool worker_source_settled(struct worker *w);
 bool worker_source_superseded(struct worker *w, const char *stream);
 
 /* A DynamoDB stream: the version a shard's next record goes on from (its checkpoint's, or at
- * its start its parent's final one; 0 for Kinesis). 0 or -EIO with err. @blocking yes. */
-int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int64_t *ver,
-                                char *err, size_t err_size);
+ * its start its parent's final one), read on the asynchronous session: done(w, arg, rc, ver,
+ * err) gets it (rc 0), or rc -EIO with err, or -ECANCELED (the worker exits). Returns 1 (done
+ * comes later), 0 for Kinesis (no version: done is not called) or -ENOMEM. */
+typedef void (*worker_version_fn)(struct worker *w, void *arg, int rc, int64_t ver,
+                                  const char *err);
+int worker_source_start_version_async(struct worker *w, const struct d2o_lease *l,
+                                      worker_version_fn done, void *arg);
 /* The version of record kr read after one at prev (0 for Kinesis: the record's own). */
 int64_t worker_source_version(const struct worker *w, int64_t prev,
                               const struct d2o_kinesis_record *kr);
@@ -208,9 +232,10 @@ int worker_shard_listed_async(struct worker *w, const char *stream, const char *
                               worker_listed_fn cb, void *arg);
 
 /* worker_deletes.c */
-/* The sink's pre-send filter: records the request's deletes and drops writes they outrank. */
-int worker_deletes_filter(void *arg, const struct d2o_bulk_filter_item *items, size_t n,
-                          bool *drop);
+/* The sink's pre-send check (d2o_bulk_filter_start_fn) on the asynchronous session: records the
+ * request's deletes and drops writes they outrank. */
+int worker_deletes_filter_start(void *arg, const struct d2o_bulk_filter_item *items, size_t n,
+                                struct d2o_bulk_check *check);
 /* The delete store's retention job, when due (from the lease tick). */
 void worker_deletes_tick(struct worker *w, int64_t now);
 

@@ -1,15 +1,18 @@
 /*
- * The worker's asynchronous PostgreSQL connection: lease renewals and checkpoints (with their
- * dead-letter rows) go through it without ever blocking the event loop.
+ * The worker's asynchronous PostgreSQL connection: every statement of the loop goes through it
+ * without ever blocking the event loop: lease renewals (with the heartbeat), checkpoints (with
+ * their dead-letter rows), the census, lease takes and the handoff request after them,
+ * discovery's lease rows, and the fenced statements on one lease (release, hand-over, a shard's
+ * finish, LATEST's resolution), a DynamoDB stream's start version and the delete store's check.
  *
- * Lease takes and the handoff request after them go through it too.
- *
- * It is a second session beside the worker's synchronous one (which keeps LISTEN, discovery
- * and the delete store's check): a statement in flight here never stands in the way
- * of those, and they never wait for it. The socket is polled with the loop's other descriptors;
+ * It is a second session beside the worker's synchronous one, which keeps LISTEN and what runs
+ * only at the start or the exit. The socket is polled with the loop's other descriptors;
  * libpq's non-blocking interface (PQsendQueryParams, PQflush, PQconsumeInput, PQisBusy,
- * PQgetResult) reads the answer as it arrives. Requests queue in order, one statement in flight
- * at a time. The session has the same bounds as the synchronous one (statement, lock and
+ * PQgetResult) reads the answer as it arrives. One statement is in flight at a time, and the
+ * queue has three ranks: the renewal goes first (it waits behind at most the statement in
+ * flight), then checkpoints, then the rest in order; a checkpoint passes each of the rest at
+ * most once, so a steady flow of checkpoints delays a census or a take by one statement, never
+ * for good. The session has the same bounds as the synchronous one (statement, lock and
  * idle-in-transaction timeouts, keepalives); a broken connection fails every queued request (its
  * owner sends again later) and is opened again with backoff.
  */
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "d2o/clock.h"
 #include "d2o/conf.h"
@@ -37,7 +41,8 @@ struct apg_req {
     /* the last result (NULL when the request failed, with why) */
     void (*done)(struct worker *w, PGresult *r, const char *why, struct apg_req *q);
     int64_t sent_ms, sent_us;
-    bool urgent;                        /* goes before the queued requests that are not */
+    int rank;    /* RANK_*: where it queues */
+    bool passed; /* a checkpoint went ahead of it: the next one does not */
     struct d2o_checkpoint_batch *batch; /* checkpoints */
     void *owner;                        /* checkpoints: the worker's handle for the batch */
     worker_apg_send_fn call_send;       /* worker_apg_call */
@@ -47,7 +52,17 @@ struct apg_req {
     char *stream;
     bool read_all;
     const char *why; /* what found the shards: for the log */
+    worker_apg_send_arg_fn arg_send; /* worker_apg_call_arg */
+    worker_apg_done_arg_fn arg_done;
+    void *arg;
+    enum d2o_lease_op op; /* worker_lease_op_async: op on lease (a copy) */
+    struct d2o_lease lease;
+    int64_t ms0, ms1;
+    worker_lease_op_fn op_done;
 };
+
+/* The ranks of the queue, first to last. */
+enum { RANK_OTHER = 0, RANK_CHECKPOINT = 1, RANK_RENEWAL = 2 };
 
 static void apg_fail_all(struct worker *w, const char *why)
 {
@@ -140,14 +155,14 @@ static void apg_finish_head(struct worker *w, PGresult *r, const char *why)
 
 static struct apg_req *
 apg_req_new(int (*send)(struct worker *, PGconn *, struct apg_req *),
-            void (*done)(struct worker *, PGresult *, const char *, struct apg_req *), bool urgent)
+            void (*done)(struct worker *, PGresult *, const char *, struct apg_req *), int rank)
 {
     struct apg_req *q = calloc(1, sizeof(*q));
 
     if (q) {
         q->send = send;
         q->done = done;
-        q->urgent = urgent;
+        q->rank = rank;
     }
     return q;
 }
@@ -191,20 +206,27 @@ static void apg_kick(struct worker *w)
     }
 }
 
-/* Queues q: an urgent request (renewal, checkpoints) after the statement in flight and the
- * urgent ones already queued, the others at the end. */
+/* Queues q by its rank: a renewal after the statement in flight (and a renewal queued, which
+ * there is not: one is on its way at a time); a checkpoint after the renewal, the checkpoints
+ * queued and the other requests a checkpoint went ahead of already; the others at the end. */
 static void apg_submit(struct worker *w, struct apg_req *q)
 {
     struct worker_apg *a = &w->apg;
-    struct apg_req **pp = a->in_flight ? &a->head->next : &a->head;
+    struct apg_req **pp = a->in_flight ? &a->head->next : &a->head, *p;
 
-    while (*pp && (!q->urgent || (*pp)->urgent)) {
+    while (*pp && ((*pp)->rank > q->rank ||
+                   ((*pp)->rank == q->rank && q->rank != RANK_CHECKPOINT) ||
+                   (q->rank == RANK_CHECKPOINT && ((*pp)->rank == RANK_CHECKPOINT ||
+                                                   (*pp)->passed)))) {
         pp = &(*pp)->next;
     }
     q->next = *pp;
     *pp = q;
     if (!q->next) {
         a->tail = q;
+    }
+    for (p = q->rank == RANK_CHECKPOINT ? q->next : NULL; p; p = p->next) {
+        p->passed = true;
     }
     apg_kick(w);
 }
@@ -221,7 +243,7 @@ static void call_done(struct worker *w, PGresult *r, const char *why, struct apg
 
 void worker_apg_call(struct worker *w, worker_apg_send_fn send, worker_apg_done_fn done)
 {
-    struct apg_req *q = apg_req_new(call_send, call_done, false);
+    struct apg_req *q = apg_req_new(call_send, call_done, RANK_OTHER);
 
     if (!q) {
         done(w, NULL, "out of memory");
@@ -319,10 +341,16 @@ void worker_apg_close(struct worker *w)
 
 /* ---- lease renewal ---- */
 
+/* The renewal carries the heartbeat: it never waits behind more than the statement in flight.
+ * A draining worker already said it stopped, and a heartbeat would count it live again. */
 static int renew_send(struct worker *w, PGconn *c, struct apg_req *q)
 {
     (void)q;
-    return d2o_lease_renew_all_send(c, w->conf->application, w->id, w->conf->lease_ms);
+    if (w->draining) {
+        return d2o_lease_renew_all_send(c, w->conf->application, w->id, w->conf->lease_ms);
+    }
+    return d2o_lease_renew_beat_send(c, w->conf->application, w->id, w->conf->lease_ms, w->host,
+                                     (int)getpid(), w->task_id, worker_shards_held(w));
 }
 
 static void renew_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
@@ -352,7 +380,7 @@ void worker_renew_async(struct worker *w)
     if (w->renew_in_flight) {
         return; /* the answer to the last one is still on its way */
     }
-    q = apg_req_new(renew_send, renew_done, true);
+    q = apg_req_new(renew_send, renew_done, RANK_RENEWAL);
     if (!q) {
         return;
     }
@@ -397,7 +425,7 @@ static void checkpoints_done(struct worker *w, PGresult *r, const char *why, str
 
 void worker_checkpoints_async(struct worker *w, struct d2o_checkpoint_batch *b, void *owner)
 {
-    struct apg_req *q = apg_req_new(checkpoints_send, checkpoints_done, true);
+    struct apg_req *q = apg_req_new(checkpoints_send, checkpoints_done, RANK_CHECKPOINT);
 
     if (!q) {
         worker_on_checkpoints(w, owner, b, -ENOMEM, NULL, "checkpoint: out of memory", 0);
@@ -470,7 +498,7 @@ static void take_done(struct worker *w, PGresult *r, const char *why, struct apg
     if (rc < 0 || q->held + rc >= q->target || q->live <= 1 || w->draining) {
         return;
     }
-    h = apg_req_new(handoff_send, handoff_done, false);
+    h = apg_req_new(handoff_send, handoff_done, RANK_OTHER);
     if (!h) {
         return;
     }
@@ -487,7 +515,7 @@ void worker_take_async(struct worker *w, int want, int held, int target, int liv
     if (w->take_in_flight || want <= 0) {
         return;
     }
-    q = apg_req_new(take_send, take_done, false);
+    q = apg_req_new(take_send, take_done, RANK_OTHER);
     if (!q) {
         return;
     }
@@ -530,7 +558,7 @@ static void seeds_done(struct worker *w, PGresult *r, const char *why, struct ap
 void worker_seeds_async(struct worker *w, const char *stream, struct d2o_lease_seeds *seeds,
                         bool read_all, const char *why)
 {
-    struct apg_req *q = apg_req_new(seeds_send, seeds_done, false);
+    struct apg_req *q = apg_req_new(seeds_send, seeds_done, RANK_OTHER);
 
     if (!q || !(q->stream = strdup(stream))) {
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error",
@@ -542,5 +570,132 @@ void worker_seeds_async(struct worker *w, const char *stream, struct d2o_lease_s
     q->seeds = seeds;
     q->read_all = read_all;
     q->why = why;
+    apg_submit(w, q);
+}
+
+/* ---- any statement with an argument ---- */
+
+static int arg_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    return q->arg_send(w, c, q->arg);
+}
+
+static void arg_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    q->arg_done(w, r, why, q->arg);
+}
+
+static void call_arg(struct worker *w, worker_apg_send_arg_fn send, worker_apg_done_arg_fn done,
+                     void *arg, int rank)
+{
+    struct apg_req *q = apg_req_new(arg_send, arg_done, rank);
+
+    if (!q) {
+        done(w, NULL, "out of memory", arg);
+        return;
+    }
+    q->arg_send = send;
+    q->arg_done = done;
+    q->arg = arg;
+    apg_submit(w, q);
+}
+
+void worker_apg_call_arg(struct worker *w, worker_apg_send_arg_fn send,
+                         worker_apg_done_arg_fn done, void *arg)
+{
+    call_arg(w, send, done, arg, RANK_OTHER);
+}
+
+void worker_apg_call_data(struct worker *w, worker_apg_send_arg_fn send,
+                          worker_apg_done_arg_fn done, void *arg)
+{
+    call_arg(w, send, done, arg, RANK_CHECKPOINT);
+}
+
+/* ---- the fenced statements on one lease ---- */
+
+static void op_free(struct apg_req *q)
+{
+    free(q->lease.stream);
+    free(q->lease.shard_id);
+    free(q->lease.owner);
+}
+
+static int op_send(struct worker *w, PGconn *c, struct apg_req *q)
+{
+    return d2o_lease_op_send(c, q->op, w->conf->application, &q->lease, q->ms0, q->ms1);
+}
+
+static struct apg_req *op_new(enum d2o_lease_op op, const struct d2o_lease *l, int64_t ms0,
+                              int64_t ms1, worker_lease_op_fn done, void *arg);
+
+static void op_done(struct worker *w, PGresult *r, const char *why, struct apg_req *q)
+{
+    char err[512] = "";
+    int64_t ts_ms = 0;
+    int rc;
+
+    if (!r) {
+        snprintf(err, sizeof(err), "%s", why ? why : "");
+        rc = why ? -EIO : -ECANCELED;
+    } else {
+        rc = d2o_lease_op_read(w->apg.c, r, q->op, &q->lease, &ts_ms, err, sizeof(err));
+    }
+    if (q->op == D2O_LEASE_OP_HAND_OVER && rc == D2O_LEASE_E_LOST) {
+        /* Not handed over: the lease is gone, or the pending owner is not live. */
+        struct apg_req *wd = op_new(D2O_LEASE_OP_WITHDRAW, &q->lease, 0, 0, q->op_done, q->arg);
+
+        if (wd) {
+            apg_submit(w, wd);
+            op_free(q);
+            return;
+        }
+        rc = -ENOMEM;
+        snprintf(err, sizeof(err), "withdrawing a handoff: out of memory");
+    } else if (q->op == D2O_LEASE_OP_WITHDRAW && rc == 0) {
+        snprintf(err, sizeof(err),
+                 "the pending owner of shard %s is not live; the handoff request is withdrawn",
+                 q->lease.shard_id);
+        rc = D2O_LEASE_E_NOT_LIVE;
+    }
+    q->op_done(w, q->arg, q->op == D2O_LEASE_OP_WITHDRAW ? D2O_LEASE_OP_HAND_OVER : q->op, rc,
+               ts_ms, err);
+    op_free(q);
+}
+
+static struct apg_req *op_new(enum d2o_lease_op op, const struct d2o_lease *l, int64_t ms0,
+                              int64_t ms1, worker_lease_op_fn done, void *arg)
+{
+    struct apg_req *q = apg_req_new(op_send, op_done, RANK_OTHER);
+
+    if (!q) {
+        return NULL;
+    }
+    q->op = op;
+    q->lease.stream = strdup(l->stream);
+    q->lease.shard_id = strdup(l->shard_id);
+    q->lease.owner = strdup(l->owner ? l->owner : "");
+    q->lease.counter = l->counter;
+    q->ms0 = ms0;
+    q->ms1 = ms1;
+    q->op_done = done;
+    q->arg = arg;
+    if (!q->lease.stream || !q->lease.shard_id || !q->lease.owner) {
+        op_free(q);
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+void worker_lease_op_async(struct worker *w, enum d2o_lease_op op, const struct d2o_lease *l,
+                           int64_t ms0, int64_t ms1, worker_lease_op_fn done, void *arg)
+{
+    struct apg_req *q = op_new(op, l, ms0, ms1, done, arg);
+
+    if (!q) {
+        done(w, arg, op, -ENOMEM, 0, "out of memory");
+        return;
+    }
     apg_submit(w, q);
 }

@@ -316,7 +316,7 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
     bo.keep = worker_keep_item;
     bo.done_arg = w;
     if (c->delete_mode == D2O_DELETE_DELETE) {
-        bo.filter = worker_deletes_filter;
+        bo.filter_start = worker_deletes_filter_start;
         bo.filter_arg = w;
     }
     if (c->opensearch_auth == D2O_OS_AUTH_SIGV4) {

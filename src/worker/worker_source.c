@@ -8,6 +8,7 @@
  * old one is finished (worker_source_follow). A stream named by its ARN is only ever that stream.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -263,8 +264,14 @@ bool worker_source_superseded(struct worker *w, const char *stream)
     return superseded;
 }
 
-int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int64_t *ver,
-                                char *err, size_t err_size)
+/* A start version's request on the asynchronous session. */
+struct version_req {
+    char *stream, *shard_id;
+    worker_version_fn done;
+    void *arg;
+};
+
+static int version_send(struct worker *w, PGconn *c, void *arg)
 {
     /* The shard's own checkpoint when it has one (it went on from its parent's), else the
      * greatest final version of its parents, and never below a version of the table's earlier
@@ -277,23 +284,54 @@ int worker_source_start_version(struct worker *w, const struct d2o_lease *l, int
         " COALESCE((SELECT max(o.version_last_ms) FROM leases o"
         " WHERE o.application = l.application AND o.stream <> l.stream), 0))"
         " FROM leases l WHERE l.application = $1 AND l.stream = $2 AND l.shard_id = $3";
-    const char *values[3] = {w->conf->application, l->stream, l->shard_id};
-    PGresult *r;
-    int ret = 0;
+    struct version_req *q = arg;
+    const char *values[3] = {w->conf->application, q->stream, q->shard_id};
 
-    *ver = 0;
+    return PQsendQueryParams(c, sql, 3, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+static void version_done(struct worker *w, PGresult *r, const char *why, void *arg)
+{
+    struct version_req *q = arg;
+    char err[512] = "";
+    int64_t ver = 0;
+    int rc = 0;
+
+    if (!r) {
+        snprintf(err, sizeof(err), "reading the shard's stream version: %s", why ? why : "");
+        rc = why ? -EIO : -ECANCELED;
+    } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        d2o_pg_error(w->apg.c, r, "reading the shard's stream version", err, sizeof(err));
+        rc = -EIO;
+    } else if (PQntuples(r) == 1) {
+        ver = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    }
+    q->done(w, q->arg, rc, ver, err);
+    free(q->stream);
+    free(q->shard_id);
+    free(q);
+}
+
+int worker_source_start_version_async(struct worker *w, const struct d2o_lease *l,
+                                      worker_version_fn done, void *arg)
+{
+    struct version_req *q;
+
     if (w->conf->source != D2O_SOURCE_DYNAMODB_STREAMS) {
         return 0;
     }
-    r = PQexecParams(w->pg, sql, 3, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        d2o_pg_error(w->pg, r, "reading the shard's stream version", err, err_size);
-        ret = -EIO;
-    } else if (PQntuples(r) == 1) {
-        *ver = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    q = calloc(1, sizeof(*q));
+    if (!q || !(q->stream = strdup(l->stream)) || !(q->shard_id = strdup(l->shard_id))) {
+        if (q) {
+            free(q->stream);
+        }
+        free(q);
+        return -ENOMEM;
     }
-    PQclear(r);
-    return ret;
+    q->done = done;
+    q->arg = arg;
+    worker_apg_call_arg(w, version_send, version_done, q);
+    return 1;
 }
 
 int64_t worker_source_version(const struct worker *w, int64_t prev,
