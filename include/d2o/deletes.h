@@ -77,6 +77,13 @@ void d2o_deletes_query_free(struct d2o_deletes_query *q);
 int64_t d2o_deletes_expire(PGconn *c, const char *application, int64_t retention_ms, int64_t limit,
                            char *errstr, size_t errstr_size);
 
+/* Its halves, for a non-blocking connection: _send (0 or -EIO), _read (the number removed or
+ * -EIO with errstr). */
+__attribute__((warn_unused_result)) int d2o_deletes_expire_send(PGconn *c, const char *application,
+                                                                int64_t retention_ms,
+                                                                int64_t limit);
+int64_t d2o_deletes_expire_read(PGconn *c, PGresult *res, char *errstr, size_t errstr_size);
+
 /* Context for d2o_deletes_filter: a connection and the application it records deletes for. */
 struct d2o_deletes_ctx {
     PGconn *pg;

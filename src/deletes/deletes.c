@@ -129,6 +129,9 @@ int d2o_deletes_query_read(PGconn *c, PGresult *res, const struct d2o_deletes_qu
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         d2o_pg_error(c, res, "checking writes against recorded deletes", errstr, errstr_size);
+        for (i = 0; i < q->n; i++) {
+            drop[i] = false;
+        }
         return -EIO;
     }
     for (i = 0; i < (size_t)PQntuples(res); i++) {
@@ -165,6 +168,7 @@ int d2o_deletes_check(PGconn *c, const char *application, const struct d2o_bulk_
     }
     if (!q) {
         snprintf(errstr, errstr_size, "checking writes against recorded deletes: no memory");
+        memset(drop, 0, n * sizeof(*drop));
         return -ENOMEM;
     }
     if (q->m == 0) {
@@ -173,6 +177,7 @@ int d2o_deletes_check(PGconn *c, const char *application, const struct d2o_bulk_
     }
     if (d2o_deletes_query_send(c, application, q) < 0) {
         d2o_pg_error(c, NULL, "checking writes against recorded deletes", errstr, errstr_size);
+        memset(drop, 0, n * sizeof(*drop));
         d2o_deletes_query_free(q);
         return -EIO;
     }
@@ -183,36 +188,55 @@ int d2o_deletes_check(PGconn *c, const char *application, const struct d2o_bulk_
     return r;
 }
 
-int64_t d2o_deletes_expire(PGconn *c, const char *application, int64_t retention_ms, int64_t limit,
-                           char *errstr, size_t errstr_size)
+/* The age is tested again on the row being deleted: a delete recorded again in the meantime (a
+ * newer version, deleted_at moved) is kept, as EvalPlanQual re-checks it. */
+static const char expire_sql[] =
+    "DELETE FROM deletes d"
+    " WHERE (d.application, d.index_name, d.doc_id) IN ("
+    "   SELECT o.application, o.index_name, o.doc_id FROM deletes o"
+    "    WHERE o.application = $1"
+    "      AND o.deleted_at < now() - $2::int8 * interval '1 millisecond'"
+    "      AND NOT EXISTS (SELECT 1 FROM dlq q WHERE q.application = o.application"
+    "            AND q.state = 'pending' AND q.index_name = o.index_name"
+    "            AND q.doc_id = o.doc_id AND q.version < o.version)"
+    "    LIMIT $3)"
+    "   AND d.deleted_at < now() - $2::int8 * interval '1 millisecond'";
+
+int d2o_deletes_expire_send(PGconn *c, const char *application, int64_t retention_ms,
+                            int64_t limit)
 {
-    /* The age is tested again on the row being deleted: a delete recorded again in the meantime
-     * (a newer version, deleted_at moved) is kept, as EvalPlanQual re-checks it. */
-    static const char sql[] =
-        "DELETE FROM deletes d"
-        " WHERE (d.application, d.index_name, d.doc_id) IN ("
-        "   SELECT o.application, o.index_name, o.doc_id FROM deletes o"
-        "    WHERE o.application = $1"
-        "      AND o.deleted_at < now() - $2::int8 * interval '1 millisecond'"
-        "      AND NOT EXISTS (SELECT 1 FROM dlq q WHERE q.application = o.application"
-        "            AND q.state = 'pending' AND q.index_name = o.index_name"
-        "            AND q.doc_id = o.doc_id AND q.version < o.version)"
-        "    LIMIT $3)"
-        "   AND d.deleted_at < now() - $2::int8 * interval '1 millisecond'";
     char ms[24], lim[24];
     const char *values[3] = {application, ms, lim};
-    PGresult *res;
-    int64_t removed = 0;
 
     snprintf(ms, sizeof(ms), "%" PRId64, retention_ms);
     snprintf(lim, sizeof(lim), "%" PRId64, limit);
-    res = PQexecParams(c, sql, 3, NULL, values, NULL, NULL, 0);
+    return PQsendQueryParams(c, expire_sql, 3, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
+}
+
+int64_t d2o_deletes_expire_read(PGconn *c, PGresult *res, char *errstr, size_t errstr_size)
+{
+    int64_t removed = 0;
+
     if (PQresultStatus(res) != PGRES_COMMAND_OK ||
         d2o_parse_i64(PQcmdTuples(res), 0, INT64_MAX, &removed) < 0) {
         d2o_pg_error(c, res, "expiring recorded deletes", errstr, errstr_size);
-        PQclear(res);
         return -EIO;
     }
+    return removed;
+}
+
+int64_t d2o_deletes_expire(PGconn *c, const char *application, int64_t retention_ms, int64_t limit,
+                           char *errstr, size_t errstr_size)
+{
+    PGresult *res;
+    int64_t removed;
+
+    if (d2o_deletes_expire_send(c, application, retention_ms, limit) < 0) {
+        d2o_pg_error(c, NULL, "expiring recorded deletes", errstr, errstr_size);
+        return -EIO;
+    }
+    res = d2o_pg_last_result(c);
+    removed = d2o_deletes_expire_read(c, res, errstr, errstr_size);
     PQclear(res);
     return removed;
 }
