@@ -1652,9 +1652,7 @@ static void lease_tick(struct worker *w, int64_t now)
         w->census_in_flight = true;
         worker_apg_call(w, census_send, census_done);
     }
-    if (worker_pg_ok(w)) {
-        worker_deletes_tick(w, now);
-    }
+    worker_deletes_tick(w, now);
 }
 
 /* ---- the loop ---- */

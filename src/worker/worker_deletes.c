@@ -15,7 +15,7 @@
 #include "worker_int.h"
 
 /* How often each worker runs the retention job, and how many rows one statement removes; a run
- * repeats the statement up to EXPIRE_ROUNDS times so the loop is never held long. */
+ * repeats the statement up to EXPIRE_ROUNDS times, one after the other's answer. */
 #define EXPIRE_EVERY_MS (10 * 60 * 1000)
 #define EXPIRE_LIMIT 5000
 #define EXPIRE_ROUNDS 4
@@ -90,30 +90,57 @@ int worker_deletes_filter_start(void *arg, const struct d2o_bulk_filter_item *it
     return 0;
 }
 
+/* One statement of the retention job on the asynchronous session; the next round goes when
+ * its answer says there may be more. */
+static int expire_send(struct worker *w, PGconn *c)
+{
+    return d2o_deletes_expire_send(c, w->conf->application,
+                                   w->conf->stream_retention_ms + w->conf->dlq_replay_window_ms,
+                                   EXPIRE_LIMIT);
+}
+
+static void expire_done(struct worker *w, PGresult *r, const char *why)
+{
+    char err[512];
+    int64_t n;
+
+    if (!r) {
+        if (why) {
+            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "expiring recorded deletes: %s",
+                     why);
+        }
+        w->expire_round = 0;
+        return;
+    }
+    n = d2o_deletes_expire_read(w->apg.c, r, err, sizeof(err));
+    if (n < 0) {
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_error", "%s", err);
+        w->expire_round = 0;
+        return;
+    }
+    w->expire_removed += n;
+    if (n == EXPIRE_LIMIT && ++w->expire_round <= EXPIRE_ROUNDS) {
+        worker_apg_call(w, expire_send, expire_done);
+        return;
+    }
+    if (w->expire_removed) {
+        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_PG, NULL, "deletes_expired",
+                 "%lld recorded deletes older than %lld ms forgotten",
+                 (long long)w->expire_removed,
+                 (long long)(w->conf->stream_retention_ms + w->conf->dlq_replay_window_ms));
+    }
+    w->expire_round = 0;
+}
+
 void worker_deletes_tick(struct worker *w, int64_t now)
 {
-    int64_t retention = w->conf->stream_retention_ms + w->conf->dlq_replay_window_ms, removed = 0,
-            n = EXPIRE_LIMIT;
-    int round;
-    char err[512];
-
-    if (w->conf->delete_mode != D2O_DELETE_DELETE || now < w->next_expire_ms || !w->pg) {
+    if (w->conf->delete_mode != D2O_DELETE_DELETE || now < w->next_expire_ms ||
+        w->expire_round > 0) {
         return;
     }
     /* Jittered, so the workers of a pool do not all run it at once. */
     w->next_expire_ms = now + EXPIRE_EVERY_MS / 2 + (int64_t)d2o_rand_below(EXPIRE_EVERY_MS);
-    for (round = 0; round < EXPIRE_ROUNDS && n == EXPIRE_LIMIT; round++) {
-        n = d2o_deletes_expire(w->pg, w->conf->application, retention, EXPIRE_LIMIT, err,
-                               sizeof(err));
-        if (n < 0) {
-            worker_pg_failed(w, err);
-            return;
-        }
-        removed += n;
-    }
-    if (removed) {
-        D2O_LOG_(D2O_LOG_INFO, D2O_CAT_PG, NULL, "deletes_expired",
-                 "%lld recorded deletes older than %lld ms forgotten", (long long)removed,
-                 (long long)retention);
-    }
+    w->expire_round = 1;
+    w->expire_removed = 0;
+    worker_apg_call(w, expire_send, expire_done);
 }

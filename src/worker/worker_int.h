@@ -88,6 +88,8 @@ struct worker {
     int server_fd;
     struct d2o_deletes_ctx deletes; /* the sink's pre-send check (delete_mode = delete) */
     int64_t next_expire_ms;         /* next run of the delete store's retention job */
+    int expire_round;               /* its statement on its way (1..), or 0 */
+    int64_t expire_removed;         /* rows it removed so far */
     struct worker_apg apg;          /* renewals and checkpoints, never blocking the loop */
     bool renew_in_flight;
     bool checkpoint_in_flight;
