@@ -16,6 +16,14 @@ TakesUnderSlowPostgres: a worker 1.5 s away from PostgreSQL takes over the lease
 killed with -9 while it keeps reading its own shards; its loop never stops for the takes (it
 answers /healthz, which it serves itself in single-process mode, within a fraction of a round
 trip the whole time).
+
+LoopUnderSlowPostgres: the same worker, 1.5 s away from PostgreSQL, answers /healthz within a
+fraction of a round trip while it hands leases over to a new worker and releases the rest at its
+drain, finishes a shard that was split (SHARD_END, then the lease let go before the children are
+taken), resolves LATEST on every shard it takes, and checks every bulk request against the
+delete store (delete_mode = delete) while changes flow; and its renewal, which carries the
+heartbeat, is never starved by a steady flow of checkpoints: the heartbeat and every lease stay
+younger than a renewal plus two round trips.
 """
 import datetime
 import os
@@ -290,6 +298,266 @@ class TakesUnderSlowPostgres(ProxiedPostgres):
 
         # Nothing is lost: changes to every shard land, with PostgreSQL still slow.
         env.put(self.items.workload(4 * SHARDS, 1, prefix="x"))
+        self.converge(timeout=60)
+        self.pgproxy.set({"latency_ms": 0})
+        self.assertEqual(a.stop(), 0)
+
+
+SLOW_MS = 1500
+
+
+class Prober:
+    """Asks a worker's /healthz every 50 ms from a thread: (start time, seconds to answer)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.probes = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.is_set():
+            t0 = time.time()
+            status, _ = poolkit.http_get(self.port, "/healthz")
+            if status == 0 and time.time() - t0 < 1:
+                break  # the worker is gone
+            self.probes.append((t0, time.time() - t0))
+            time.sleep(0.05)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(10)
+
+    def slowest(self, start=0, end=float("inf")):
+        window = [p for p in self.probes if start <= p[0] <= end]
+        return len(window), max(window, key=lambda p: p[1]) if window else (0, 0)
+
+
+class LoopUnderSlowPostgres(ProxiedPostgres):
+    """A worker 1.5 s from PostgreSQL whose loop serves /healthz itself (single process)."""
+    tag = "pgloop"
+
+    def slow_worker(self, shards, extra=(), lease_ms=TAKE_LEASE_MS, latency_now=False):
+        env = self.env
+        env.create_stream(shards)
+        host, port = conninfo_target(env.pg)
+        self.pgproxy = edges_test.FaultProxy("%s:%s" % (host, port), {}, max_seconds=300,
+                                             tcp=True)
+        if latency_now:
+            self.pgproxy.set({"latency_ms": SLOW_MS})
+        self.port = poolkit.free_port()
+        saved = env.pg
+        env.pg = conninfo_via(env.pg, self.pgproxy.port)
+        try:
+            a = poolkit.Supervisor(edges_test.BINARY, env, "A", workers=1, lease_ms=lease_ms,
+                                   metrics_port=self.port,
+                                   extra=["--single-process", "--shard-sync-ms", "120000",
+                                          "--memory-budget", "256MiB"] + list(extra))
+        finally:
+            env.pg = saved
+        self.sups.append(a)
+        return a
+
+    def log_text(self, sup):
+        with open(sup.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def a_holds(self, n):
+        return lambda: len([r for r in self.lease() if r[1].startswith("A:")]) == n
+
+    def assert_never_stalled(self, prober, start, end, what, a):
+        n, slowest = prober.slowest(start, end)
+        print("%s at %d ms per round trip: slowest /healthz answer %.0f ms of %d"
+              % (what, SLOW_MS, slowest[1] * 1000, n))
+        self.assertGreater(n, 10)
+        self.assertLess(slowest[1] * 1000, SLOW_MS * 0.6,
+                        "A's loop answered /healthz after %.0f ms while it %s (PostgreSQL %d ms "
+                        "away); A's log then:\n%s"
+                        % (slowest[1] * 1000, what, SLOW_MS,
+                           lines_between(self.log_text(a), slowest[0], slowest[0] + slowest[1])))
+
+    def writes(self, n, prefix):
+        """n changes (inserts: a tombstone mode index holds deletes as documents)."""
+        return [self.items.change("%s-%05d" % (prefix, i), "INSERT", {"title": "t%d" % i})
+                for i in range(n)]
+
+    def flow(self, seconds, prefix, every=0.3, per_round=40, removes=False):
+        """Puts per_round changes every `every` s for `seconds` from a thread; join() it."""
+        errors = []
+
+        def run():
+            try:
+                end = time.time() + seconds
+                r = 0
+                while time.time() < end:
+                    p = "%s%d-" % (prefix, r)
+                    self.env.put(self.items.workload(per_round, 1, prefix=p) if removes
+                                 else self.writes(per_round, p))
+                    r += 1
+                    time.sleep(every)
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                errors.append(e)
+        t = threading.Thread(target=run)
+        t.start()
+        t.errors = errors
+        return t
+
+    def test_handing_over_and_releasing_stall_nothing(self):
+        env = self.env
+        a = self.slow_worker(SHARDS, ["--delete-mode", "tombstone"])
+        poolkit.wait_for("A to hold every lease", self.a_holds(SHARDS), 90, step=0.5)
+        env.put(self.writes(4 * SHARDS, "w"))
+        self.converge(timeout=60)
+        self.pgproxy.set({"latency_ms": SLOW_MS})
+        time.sleep(2 * SLOW_MS / 1000.0)
+        prober = Prober(self.port)
+        t0 = time.time()
+        traffic = self.flow(20, "h")
+        # B asks A for leases; A hands them over at its next batch boundaries.
+        b = poolkit.Supervisor(edges_test.BINARY, env, "B", workers=1, lease_ms=TAKE_LEASE_MS,
+                               extra=["--delete-mode", "tombstone", "--shard-sync-ms", "120000"])
+        self.sups.append(b)
+        poolkit.wait_for("A and B to hold 4 leases each", self.balanced(SHARDS, 4, 2), 120,
+                         step=0.5)
+        traffic.join()
+        self.assertEqual(traffic.errors, [])
+        t1 = time.time()
+        self.assertIn("lease_handed_over", self.log_text(a))
+        self.converge(timeout=60)
+        # A drains: it releases its leases, one statement each.
+        t2 = time.time()
+        a.signal(signal.SIGTERM)
+        self.assertEqual(a.wait(60), 0)
+        t3 = time.time()
+        prober.stop()
+        self.assertGreater(self.pgproxy.stats()["delayed_chunks"], 0)
+        self.assertIn("lease_released", self.log_text(a))
+        self.assert_never_stalled(prober, t0, t1, "handed leases over", a)
+        n, slowest = prober.slowest(t2, t3)
+        print("drain: slowest /healthz answer %.0f ms of %d" % (slowest[1] * 1000, n))
+        self.assertLess(slowest[1] * 1000, SLOW_MS * 0.6,
+                        "A's loop stopped %.0f ms while it released its leases:\n%s"
+                        % (slowest[1] * 1000, lines_between(self.log_text(a), slowest[0],
+                                                            slowest[0] + slowest[1])))
+        self.assertNotIn("lease_lost", self.log_text(a))
+        poolkit.wait_for("B to hold every lease", lambda: len(
+            [r for r in self.lease() if r[1].startswith("B:")]) == SHARDS, 60, step=0.5)
+        self.converge(timeout=60)
+
+    def test_finishing_a_split_shard_stalls_nothing(self):
+        env = self.env
+        a = self.slow_worker(2, ["--delete-mode", "tombstone"])
+        poolkit.wait_for("A to hold both leases", self.a_holds(2), 90, step=0.5)
+        env.put(self.writes(20, "w"))
+        self.converge(timeout=60)
+        self.pgproxy.set({"latency_ms": SLOW_MS})
+        time.sleep(2 * SLOW_MS / 1000.0)
+        prober = Prober(self.port)
+        t0 = time.time()
+        s0 = env.shards()[0]
+        lo = int(s0["HashKeyRange"]["StartingHashKey"])
+        hi = int(s0["HashKeyRange"]["EndingHashKey"])
+        env.kinesis.split_shard(StreamName=env.stream, ShardToSplit=s0["ShardId"],
+                                NewStartingHashKey=str((lo + hi) // 2))
+        env.wait_active()
+        traffic = self.flow(10, "s")
+
+        def children_taken():
+            rows = env.rows("SELECT shard_id, owner, checkpoint FROM leases WHERE application ="
+                            " '%s' AND '%s' = ANY (parent_shard_ids)" % (env.app, s0["ShardId"]))
+            return len(rows) == 2 and all(r[1].startswith("A:") for r in rows)
+        poolkit.wait_for("A to finish the parent and take both children", children_taken, 120,
+                         step=0.5)
+        traffic.join()
+        self.assertEqual(traffic.errors, [])
+        t1 = time.time()
+        self.converge(timeout=60)
+        prober.stop()
+        self.assertIn("shard_finished", self.log_text(a))
+        self.assert_never_stalled(prober, t0, t1, "finished a shard", a)
+        self.assertEqual(a.stop(), 0)
+
+    def test_resolving_latest_stalls_nothing(self):
+        env = self.env
+        a = self.slow_worker(SHARDS, ["--delete-mode", "tombstone", "--initial-position",
+                                      "LATEST"], latency_now=True)
+        # The loop runs once the worker's heartbeat is in (it goes with the first renewal).
+        poolkit.wait_for("A's heartbeat", lambda: env.sql(
+            "SELECT count(*) FROM workers WHERE application = '%s'" % env.app) == "1", 120,
+            step=0.3)
+        prober = Prober(self.port)
+        t0 = time.time()
+
+        def resolved():
+            cps = [r[0] for r in env.rows("SELECT checkpoint FROM leases WHERE application ="
+                                           " '%s'" % env.app)]
+            return len(cps) == SHARDS and all(cp == "AT_TIMESTAMP" for cp in cps)
+        poolkit.wait_for("LATEST resolved on every shard", resolved, 120, step=0.3)
+        time.sleep(1)
+        t1 = time.time()
+        prober.stop()
+        self.assertIn("latest_resolved", self.log_text(a))
+        self.assert_never_stalled(prober, t0, t1, "resolved LATEST", a)
+        # What comes after the resolution is read.
+        time.sleep(2 * SLOW_MS / 1000.0)
+        env.put(self.writes(4 * SHARDS, "x"))
+        self.converge(timeout=60)
+        self.assertEqual(a.stop(), 0)
+
+    def test_checking_the_delete_store_stalls_nothing(self):
+        env = self.env
+        a = self.slow_worker(4, ["--delete-mode", "delete"])
+        poolkit.wait_for("A to hold every lease", self.a_holds(4), 90, step=0.5)
+        env.put(self.items.workload(20, 1, prefix="w"))
+        self.converge(timeout=60)
+        self.pgproxy.set({"latency_ms": SLOW_MS})
+        time.sleep(2 * SLOW_MS / 1000.0)
+        prober = Prober(self.port)
+        t0 = time.time()
+        traffic = self.flow(15, "d", removes=True)
+        traffic.join()
+        self.assertEqual(traffic.errors, [])
+        self.converge(timeout=60)
+        t1 = time.time()
+        prober.stop()
+        self.assertGreater(int(env.sql("SELECT count(*) FROM deletes WHERE application = '%s'"
+                                       % env.app)), 0)
+        self.assert_never_stalled(prober, t0, t1, "checked bulk requests against the deletes", a)
+        self.assertEqual(a.stop(), 0)
+
+    def test_the_renewal_and_heartbeat_are_never_starved_by_checkpoints(self):
+        env = self.env
+        lease_ms = 12000
+        renew_ms = lease_ms // 3
+        a = self.slow_worker(SHARDS, ["--delete-mode", "tombstone"], lease_ms=lease_ms)
+        poolkit.wait_for("A to hold every lease", self.a_holds(SHARDS), 90, step=0.5)
+        self.pgproxy.set({"latency_ms": SLOW_MS})
+        time.sleep(2 * SLOW_MS / 1000.0)
+        # Changes into every shard all the time: a checkpoint statement is always due.
+        traffic = self.flow(30, "r", every=0.2)
+        worst_beat = worst_renewal = 0.0
+        while traffic.is_alive():
+            beat = float(env.sql("SELECT extract(epoch FROM clock_timestamp() - heartbeat_at)"
+                                 " FROM workers WHERE application = '%s'" % env.app))
+            renewal = float(env.sql(
+                "SELECT max(%d / 1000.0 - extract(epoch FROM expires_at - clock_timestamp()))"
+                " FROM leases WHERE application = '%s'" % (lease_ms, env.app)))
+            worst_beat = max(worst_beat, beat)
+            worst_renewal = max(worst_renewal, renewal)
+            time.sleep(0.5)
+        traffic.join()
+        self.assertEqual(traffic.errors, [])
+        print("renewal every %d ms at %d ms per round trip, changes on every shard: oldest"
+              " heartbeat %.1f s, oldest renewal %.1f s" % (renew_ms, SLOW_MS, worst_beat,
+                                                             worst_renewal))
+        # A renewal waits behind at most the statement in flight: both are younger than a
+        # renewal period plus that statement and its own round trip (and the sampling).
+        bound = (renew_ms + 2 * SLOW_MS + 1000) / 1000.0
+        self.assertLess(worst_beat, bound, "the heartbeat waited behind the checkpoints\n%s"
+                        % a.tail(60))
+        self.assertLess(worst_renewal, bound, "the renewal waited behind the checkpoints")
+        self.assertNotIn("lease_lost", self.log_text(a))
         self.converge(timeout=60)
         self.pgproxy.set({"latency_ms": 0})
         self.assertEqual(a.stop(), 0)
