@@ -1653,6 +1653,8 @@ static void lease_tick(struct worker *w, int64_t now)
         worker_apg_call(w, census_send, census_done);
     }
     worker_deletes_tick(w, now);
+    /* LISTEN's session: opened again when it broke (only this waits, at most once a tick) */
+    (void)worker_pg_ok(w);
 }
 
 /* ---- the loop ---- */
