@@ -144,7 +144,7 @@ struct d2o_bulk_opts {
      * failed in transport), with done_arg; for the latency histogram. A health probe
      * (d2o_bulk_ping) reports total_us -1. */
     void (*observe)(int64_t total_us, long status, void *arg);
-    d2o_bulk_filter_fn filter; /* optional, with filter_arg */
+    d2o_bulk_filter_fn filter;             /* optional, with filter_arg */
     d2o_bulk_filter_start_fn filter_start; /* optional, with filter_arg; instead of filter */
     void *filter_arg;
     /* Optional: whether an item may still be sent, with its cookie and done_arg. Every item is

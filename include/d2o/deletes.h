@@ -58,14 +58,14 @@ struct d2o_deletes_query {
     size_t *map;                         /* the query's item i is items[map[i]] */
     size_t n, m;
 };
-struct d2o_deletes_query *d2o_deletes_query_new(const struct d2o_bulk_filter_item *items,
-                                                size_t n);
+struct d2o_deletes_query *d2o_deletes_query_new(const struct d2o_bulk_filter_item *items, size_t n);
 size_t d2o_deletes_query_size(const struct d2o_deletes_query *q);
-__attribute__((warn_unused_result)) int
-d2o_deletes_query_send(PGconn *c, const char *application, const struct d2o_deletes_query *q);
-__attribute__((warn_unused_result)) int
-d2o_deletes_query_read(PGconn *c, PGresult *res, const struct d2o_deletes_query *q, bool *drop,
-                       size_t *n_dropped, char *errstr, size_t errstr_size);
+__attribute__((warn_unused_result)) int d2o_deletes_query_send(PGconn *c, const char *application,
+                                                               const struct d2o_deletes_query *q);
+__attribute__((warn_unused_result)) int d2o_deletes_query_read(PGconn *c, PGresult *res,
+                                                               const struct d2o_deletes_query *q,
+                                                               bool *drop, size_t *n_dropped,
+                                                               char *errstr, size_t errstr_size);
 void d2o_deletes_query_free(struct d2o_deletes_query *q);
 
 /*
@@ -79,9 +79,8 @@ int64_t d2o_deletes_expire(PGconn *c, const char *application, int64_t retention
 
 /* Its halves, for a non-blocking connection: _send (0 or -EIO), _read (the number removed or
  * -EIO with errstr). */
-__attribute__((warn_unused_result)) int d2o_deletes_expire_send(PGconn *c, const char *application,
-                                                                int64_t retention_ms,
-                                                                int64_t limit);
+__attribute__((warn_unused_result)) int
+d2o_deletes_expire_send(PGconn *c, const char *application, int64_t retention_ms, int64_t limit);
 int64_t d2o_deletes_expire_read(PGconn *c, PGresult *res, char *errstr, size_t errstr_size);
 
 /* Context for d2o_deletes_filter: a connection and the application it records deletes for. */

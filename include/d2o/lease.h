@@ -182,9 +182,8 @@ __attribute__((warn_unused_result)) int d2o_lease_op_send(PGconn *c, enum d2o_le
                                                           int64_t ms1);
 __attribute__((warn_unused_result)) int d2o_lease_op_read(PGconn *c, PGresult *r,
                                                           enum d2o_lease_op op,
-                                                          const struct d2o_lease *l,
-                                                          int64_t *ts_ms, char *errstr,
-                                                          size_t errstr_size);
+                                                          const struct d2o_lease *l, int64_t *ts_ms,
+                                                          char *errstr, size_t errstr_size);
 
 /* Releases one lease (fenced on owner and counter). Returns 0, D2O_LEASE_E_LOST or -EIO. */
 __attribute__((warn_unused_result)) int d2o_lease_release(PGconn *c, const char *application,
@@ -295,8 +294,7 @@ __attribute__((warn_unused_result)) int d2o_lease_worker_stopped(PGconn *c, cons
                                                                  const char *id, char *errstr,
                                                                  size_t errstr_size);
 /* Its send half, for a non-blocking connection (the answer is PGRES_COMMAND_OK). */
-__attribute__((warn_unused_result)) int d2o_lease_worker_stopped_send(PGconn *c,
-                                                                      const char *application,
-                                                                      const char *id);
+__attribute__((warn_unused_result)) int
+d2o_lease_worker_stopped_send(PGconn *c, const char *application, const char *id);
 
 #endif

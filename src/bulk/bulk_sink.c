@@ -101,7 +101,7 @@ struct d2o_bulk {
     size_t *lens;                        /* scratch for d2o_bulk_batch_count */
     struct d2o_bulk_filter_item *fitems; /* scratch for the pre-send filter (max_items each) */
     bool *fdrop;
-    struct ping *ping; /* the health probe in flight, if any */
+    struct ping *ping;             /* the health probe in flight, if any */
     struct d2o_bulk_check *checks; /* asynchronous pre-send checks on their way */
 };
 
@@ -309,6 +309,7 @@ static void free_list(struct list *l)
 
 void d2o_bulk_free(struct d2o_bulk *b)
 {
+    struct d2o_bulk_check *ck;
     struct request *rq;
     size_t i;
 
@@ -333,7 +334,8 @@ void d2o_bulk_free(struct d2o_bulk *b)
     }
     free_list(&b->ready);
     free_list(&b->delayed);
-    for (struct d2o_bulk_check *ck = b->checks; ck; ck = ck->next) {
+    /* Checks on their way own their items from now on; d2o_bulk_check_done frees them. */
+    for (ck = b->checks; ck; ck = ck->next) {
         ck->b = NULL;
     }
     /* In-flight requests own their items from now on; on_response frees them. */
@@ -1296,9 +1298,9 @@ static bool ready_due(const struct d2o_bulk *b, int64_t now)
 {
     const struct item *h = b->ready.head;
 
-    return h && (b->flush_all || b->ready.n >= b->o.max_items || b->ready.bytes >= b->o.max_bytes ||
-                 h->attempts > 0 || h->max_batch > 0 || h->checked ||
-                 h->enq_ms + b->o.flush_ms <= now);
+    return h &&
+           (b->flush_all || b->ready.n >= b->o.max_items || b->ready.bytes >= b->o.max_bytes ||
+            h->attempts > 0 || h->max_batch > 0 || h->checked || h->enq_ms + b->o.flush_ms <= now);
 }
 
 static void send_due(struct d2o_bulk *b, int64_t now)

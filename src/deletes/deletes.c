@@ -119,8 +119,8 @@ int d2o_deletes_query_send(PGconn *c, const char *application, const struct d2o_
     return PQsendQueryParams(c, check_sql, 5, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
 }
 
-int d2o_deletes_query_read(PGconn *c, PGresult *res, const struct d2o_deletes_query *q,
-                           bool *drop, size_t *n_dropped, char *errstr, size_t errstr_size)
+int d2o_deletes_query_read(PGconn *c, PGresult *res, const struct d2o_deletes_query *q, bool *drop,
+                           size_t *n_dropped, char *errstr, size_t errstr_size)
 {
     size_t i, dropped = 0;
 
@@ -202,8 +202,7 @@ static const char expire_sql[] =
     "    LIMIT $3)"
     "   AND d.deleted_at < now() - $2::int8 * interval '1 millisecond'";
 
-int d2o_deletes_expire_send(PGconn *c, const char *application, int64_t retention_ms,
-                            int64_t limit)
+int d2o_deletes_expire_send(PGconn *c, const char *application, int64_t retention_ms, int64_t limit)
 {
     char ms[24], lim[24];
     const char *values[3] = {application, ms, lim};

@@ -568,7 +568,7 @@ int d2o_lease_op_send(PGconn *c, enum d2o_lease_op op, const char *application,
     values[5] = extra[0];
     values[6] = extra[1];
     return PQsendQueryParams(c, ops[op].sql, 5 + ops[op].n_ms, NULL, values, NULL, NULL, 0) ? 0
-                                                                                           : -EIO;
+                                                                                            : -EIO;
 }
 
 int d2o_lease_op_read(PGconn *c, PGresult *r, enum d2o_lease_op op, const struct d2o_lease *l,
@@ -595,8 +595,8 @@ int d2o_lease_op_read(PGconn *c, PGresult *r, enum d2o_lease_op op, const struct
 
 /* One fenced statement, waiting for its answer. */
 static int op_run(PGconn *c, enum d2o_lease_op op, const char *application,
-                  const struct d2o_lease *l, int64_t ms0, int64_t ms1, int64_t *ts_ms,
-                  char *errstr, size_t errstr_size)
+                  const struct d2o_lease *l, int64_t ms0, int64_t ms1, int64_t *ts_ms, char *errstr,
+                  size_t errstr_size)
 {
     PGresult *r;
     int ret;
@@ -626,8 +626,7 @@ int d2o_lease_aged_out(PGconn *c, const char *application, const struct d2o_leas
 int d2o_lease_resolve_latest(PGconn *c, const char *application, const struct d2o_lease *l,
                              int64_t *ts_ms, char *errstr, size_t errstr_size)
 {
-    return op_run(c, D2O_LEASE_OP_RESOLVE_LATEST, application, l, 0, 0, ts_ms, errstr,
-                  errstr_size);
+    return op_run(c, D2O_LEASE_OP_RESOLVE_LATEST, application, l, 0, 0, ts_ms, errstr, errstr_size);
 }
 
 int d2o_lease_finish(PGconn *c, const char *application, const struct d2o_lease *l, char *errstr,

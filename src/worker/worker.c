@@ -83,7 +83,7 @@ struct shard {
     enum shard_state state;
     enum shard_stop stop;
     bool call_in_flight;
-    bool op_in_flight;       /* a statement on the asynchronous session (worker_pg.c) */
+    bool op_in_flight;        /* a statement on the asynchronous session (worker_pg.c) */
     int64_t op_not_before_ms; /* after a failed one: the next no sooner */
     char *iterator;
     char *last_seq; /* last record read in this epoch; the iterator refresh starts after it */
@@ -1302,8 +1302,8 @@ static void checkpoints_send(struct worker *w)
 
 /* A shard's finish (aged out first, when it left the stream), a hand-over or a release has
  * its answer (d2o_lease_op on the asynchronous session). */
-static void shard_op_done(struct worker *w, void *arg, enum d2o_lease_op op, int rc,
-                          int64_t ts_ms, const char *err)
+static void shard_op_done(struct worker *w, void *arg, enum d2o_lease_op op, int rc, int64_t ts_ms,
+                          const char *err)
 {
     struct shard *sh = arg;
     bool handoff = op == D2O_LEASE_OP_HAND_OVER;

@@ -43,8 +43,7 @@ static void check_done(struct worker *w, PGresult *r, const char *why, void *arg
 
     if (!r) {
         rc = why ? -EIO : -ECANCELED;
-        snprintf(err, sizeof(err), "checking writes against recorded deletes: %s",
-                 why ? why : "");
+        snprintf(err, sizeof(err), "checking writes against recorded deletes: %s", why ? why : "");
     } else if (!drop) {
         rc = -ENOMEM;
         snprintf(err, sizeof(err), "checking writes against recorded deletes: no memory");
@@ -125,8 +124,7 @@ static void expire_done(struct worker *w, PGresult *r, const char *why)
     }
     if (w->expire_removed) {
         D2O_LOG_(D2O_LOG_INFO, D2O_CAT_PG, NULL, "deletes_expired",
-                 "%lld recorded deletes older than %lld ms forgotten",
-                 (long long)w->expire_removed,
+                 "%lld recorded deletes older than %lld ms forgotten", (long long)w->expire_removed,
                  (long long)(w->conf->stream_retention_ms + w->conf->dlq_replay_window_ms));
     }
     w->expire_round = 0;

@@ -157,8 +157,8 @@ void worker_apg_call(struct worker *w, worker_apg_send_fn send, worker_apg_done_
 /* The same with an argument for both. */
 typedef int (*worker_apg_send_arg_fn)(struct worker *w, PGconn *c, void *arg);
 typedef void (*worker_apg_done_arg_fn)(struct worker *w, PGresult *r, const char *why, void *arg);
-void worker_apg_call_arg(struct worker *w, worker_apg_send_arg_fn send,
-                         worker_apg_done_arg_fn done, void *arg);
+void worker_apg_call_arg(struct worker *w, worker_apg_send_arg_fn send, worker_apg_done_arg_fn done,
+                         void *arg);
 /* The same for a statement on the data path (the delete store's check): it queues with the
  * checkpoints. */
 void worker_apg_call_data(struct worker *w, worker_apg_send_arg_fn send,

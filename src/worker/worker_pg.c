@@ -41,8 +41,8 @@ struct apg_req {
     /* the last result (NULL when the request failed, with why) */
     void (*done)(struct worker *w, PGresult *r, const char *why, struct apg_req *q);
     int64_t sent_ms, sent_us;
-    int rank;    /* RANK_*: where it queues */
-    bool passed; /* a checkpoint went ahead of it: the next one does not */
+    int rank;                           /* RANK_*: where it queues */
+    bool passed;                        /* a checkpoint went ahead of it: the next one does not */
     struct d2o_checkpoint_batch *batch; /* checkpoints */
     void *owner;                        /* checkpoints: the worker's handle for the batch */
     worker_apg_send_fn call_send;       /* worker_apg_call */
@@ -51,7 +51,7 @@ struct apg_req {
     struct d2o_lease_seeds *seeds; /* lease rows to create, of stream */
     char *stream;
     bool read_all;
-    const char *why; /* what found the shards: for the log */
+    const char *why;                 /* what found the shards: for the log */
     worker_apg_send_arg_fn arg_send; /* worker_apg_call_arg */
     worker_apg_done_arg_fn arg_done;
     void *arg;
@@ -214,10 +214,9 @@ static void apg_submit(struct worker *w, struct apg_req *q)
     struct worker_apg *a = &w->apg;
     struct apg_req **pp = a->in_flight ? &a->head->next : &a->head, *p;
 
-    while (*pp && ((*pp)->rank > q->rank ||
-                   ((*pp)->rank == q->rank && q->rank != RANK_CHECKPOINT) ||
-                   (q->rank == RANK_CHECKPOINT && ((*pp)->rank == RANK_CHECKPOINT ||
-                                                   (*pp)->passed)))) {
+    while (*pp &&
+           ((*pp)->rank > q->rank || ((*pp)->rank == q->rank && q->rank != RANK_CHECKPOINT) ||
+            (q->rank == RANK_CHECKPOINT && ((*pp)->rank == RANK_CHECKPOINT || (*pp)->passed)))) {
         pp = &(*pp)->next;
     }
     q->next = *pp;
@@ -600,8 +599,8 @@ static void call_arg(struct worker *w, worker_apg_send_arg_fn send, worker_apg_d
     apg_submit(w, q);
 }
 
-void worker_apg_call_arg(struct worker *w, worker_apg_send_arg_fn send,
-                         worker_apg_done_arg_fn done, void *arg)
+void worker_apg_call_arg(struct worker *w, worker_apg_send_arg_fn send, worker_apg_done_arg_fn done,
+                         void *arg)
 {
     call_arg(w, send, done, arg, RANK_OTHER);
 }
