@@ -403,8 +403,12 @@ static struct {
     char ids[MAX_OUT][16];
     int64_t versions[MAX_OUT];
     bool dels[MAX_OUT];
-    const char *drop_id; /* drop writes of this document ... */
-    int64_t drop_below;  /* ... below this version */
+    const char *drop_id;          /* drop writes of this document ... */
+    int64_t drop_below;           /* ... below this version */
+    bool async;                   /* sink_new installs the asynchronous form */
+    bool at_once;                 /* the asynchronous form answers before it returns */
+    struct d2o_bulk_check *check; /* its last check, unanswered */
+    bool drop[MAX_OUT];           /* and its answer */
 } flt;
 
 static int fake_filter(void *arg, const struct d2o_bulk_filter_item *items, size_t n, bool *drop)
@@ -430,6 +434,36 @@ static int fake_filter(void *arg, const struct d2o_bulk_filter_item *items, size
                   items[i].version < flt.drop_below;
     }
     return 0;
+}
+
+/* The asynchronous form: decides as fake_filter, and answers when the test says (or at once). */
+static int fake_filter_start(void *arg, const struct d2o_bulk_filter_item *items, size_t n,
+                             struct d2o_bulk_check *check)
+{
+    bool drop[MAX_OUT] = {false};
+    int r = fake_filter(arg, items, n, drop);
+
+    if (r < 0 && !flt.at_once) {
+        return r;
+    }
+    if (flt.at_once) {
+        d2o_bulk_check_done(check, r, drop);
+        return 0;
+    }
+    ck_assert_ptr_null(flt.check);
+    flt.check = check;
+    memcpy(flt.drop, drop, sizeof(drop));
+    return 0;
+}
+
+/* Answers the asynchronous filter's last check. */
+static void check_answer(int rc)
+{
+    struct d2o_bulk_check *check = flt.check;
+
+    ck_assert_ptr_nonnull(check);
+    flt.check = NULL;
+    d2o_bulk_check_done(check, rc, flt.drop);
 }
 
 static int64_t fake_clock(void)
@@ -513,7 +547,10 @@ static struct d2o_bulk *sink_new_keep(size_t max_items, size_t max_bytes, unsign
     o.done = on_done;
     o.now_ms = fake_clock;
     o.start = fake_start;
-    if (flt.on) {
+    if (flt.on && flt.async) {
+        o.filter_start = fake_filter_start;
+        o.filter_arg = &flt;
+    } else if (flt.on) {
         o.filter = fake_filter;
         o.filter_arg = &flt;
     }
@@ -1197,6 +1234,77 @@ START_TEST(a_retried_write_is_checked_again)
 }
 END_TEST
 
+/* The asynchronous filter: the items wait for its answer in a request slot, and the request goes
+ * out with it; what it drops finishes stale, and the dropped document's next change is checked
+ * on its own. A check still on its way when the sink is freed frees its items with the answer. */
+START_TEST(the_asynchronous_filter_sends_with_its_answer)
+{
+    struct d2o_bulk *b;
+
+    memset(&flt, 0, sizeof(flt));
+    flt.on = true;
+    flt.async = true;
+    flt.drop_id = "c";
+    flt.drop_below = 5;
+    b = sink_new(10, 1 << 20, 2);
+    add(b, 0, "a", 5, false);
+    add(b, 1, "b", 7, true);
+    add(b, 2, "c", 3, false);
+    add(b, 3, "c", 9, false);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_int_eq(flt.calls, 1);
+    ck_assert_uint_eq(flt.n, 3);
+    ck_assert_uint_eq(n_sent, 0); /* waiting for the answer */
+    ck_assert_uint_eq(d2o_bulk_pending(b), 4);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_int_eq(flt.calls, 1); /* c v9 waits behind c v3 */
+    fake_now += 10;
+    check_answer(0);
+    ck_assert_uint_eq(n_sent, 1);
+    ck_assert_uint_eq(items_in(0), 2);
+    ck_assert(carries(0, "a") && carries(0, "b") && !carries(0, "c"));
+    ck_assert_int_eq(outs[2].res.outcome, D2O_BULK_STALE);
+    /* c v9: its own check, then its request */
+    ck_assert_int_eq(flt.calls, 2);
+    ck_assert_uint_eq(flt.n, 1);
+    ck_assert_int_eq(flt.versions[0], 9);
+    check_answer(0);
+    ck_assert_uint_eq(n_sent, 2);
+    ck_assert_ptr_nonnull(strstr(sent[1].body, "\"version\":9,"));
+    answer_items(0, NULL);
+    answer_items(1, NULL);
+    ck_assert_int_eq(outs[0].res.outcome, D2O_BULK_DONE);
+    ck_assert_int_eq(outs[3].res.outcome, D2O_BULK_DONE);
+    ck_assert_uint_eq(d2o_bulk_stats(b)->filtered, 1);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+    /* a failed answer holds the items with backoff; one that comes at once works too */
+    add(b, 4, "d", 1, false);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    check_answer(-EIO);
+    ck_assert_uint_eq(n_sent, 2);
+    ck_assert_uint_eq(d2o_bulk_stats(b)->filter_failures, 1);
+    ck_assert_int_gt(d2o_bulk_next_ms(b, fake_now), 0);
+    flt.at_once = true;
+    fake_now += 1000;
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 3);
+    answer_items(2, NULL);
+    ck_assert_int_eq(outs[4].res.outcome, D2O_BULK_DONE);
+    /* freed with a check on its way */
+    flt.at_once = false;
+    add(b, 5, "e", 1, false);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_ptr_nonnull(flt.check);
+    d2o_bulk_free(b);
+    check_answer(0);
+    ck_assert_int_eq(outs[5].seen, 0);
+    flt.on = false;
+}
+END_TEST
+
 /* A filter that cannot decide sends nothing: the items wait with backoff and go out checked. */
 START_TEST(a_failed_filter_holds_the_items)
 {
@@ -1302,6 +1410,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(sender, the_pre_send_filter_drops_items_before_they_go_out);
     tcase_add_test(sender, a_retried_write_is_checked_again);
     tcase_add_test(sender, a_failed_filter_holds_the_items);
+    tcase_add_test(sender, the_asynchronous_filter_sends_with_its_answer);
     tcase_add_test(sender, a_lost_shard_s_items_are_dropped_before_the_next_send);
     tcase_add_test(sender, basic_auth_header_and_free_with_pending_items);
     suite_add_tcase(s, pure);
