@@ -21,7 +21,8 @@ LoopUnderSlowPostgres: the same worker, 1.5 s away from PostgreSQL, answers /hea
 fraction of a round trip while it hands leases over to a new worker and releases the rest at its
 drain, finishes a shard that was split (SHARD_END, then the lease let go before the children are
 taken), resolves LATEST on every shard it takes, and checks every bulk request against the
-delete store (delete_mode = delete) while changes flow; and its renewal, which carries the
+delete store (delete_mode = delete) while changes flow, and reads a DynamoDB stream's start
+version before its first read of a shard; and its renewal, which carries the
 heartbeat, is never starved by a steady flow of checkpoints: the heartbeat and every lease stay
 younger than a renewal plus two round trips.
 """
@@ -320,8 +321,8 @@ class Prober:
         while not self.done.is_set():
             t0 = time.time()
             status, _ = poolkit.http_get(self.port, "/healthz")
-            if status == 0 and time.time() - t0 < 1:
-                break  # the worker is gone
+            if status == 0 and time.time() - t0 < 4.5:
+                break  # the worker is gone, or its loop ended (what it does at exit is not timed)
             self.probes.append((t0, time.time() - t0))
             time.sleep(0.05)
 
@@ -340,7 +341,8 @@ class LoopUnderSlowPostgres(ProxiedPostgres):
 
     def slow_worker(self, shards, extra=(), lease_ms=TAKE_LEASE_MS, latency_now=False):
         env = self.env
-        env.create_stream(shards)
+        if shards:
+            env.create_stream(shards)
         host, port = conninfo_target(env.pg)
         self.pgproxy = edges_test.FaultProxy("%s:%s" % (host, port), {}, max_seconds=300,
                                              tcp=True)
@@ -561,6 +563,42 @@ class LoopUnderSlowPostgres(ProxiedPostgres):
         self.converge(timeout=60)
         self.pgproxy.set({"latency_ms": 0})
         self.assertEqual(a.stop(), 0)
+
+
+class StreamStartUnderSlowPostgres(LoopUnderSlowPostgres):
+    """A DynamoDB stream (DynamoDB Local): a shard's start version comes from PostgreSQL."""
+    tag = "pgddb"
+
+    def test_reading_a_start_version_stalls_nothing(self):
+        import ddbstreams_test
+        env = self.env
+        table = ddbstreams_test.Table(env.stream)
+        try:
+            for i in range(10):
+                table.put("s-%03d" % i, "t%d" % i, 100 + i)
+            a = self.slow_worker(0, [
+                "--source", "dynamodb-streams", "--streams-endpoint",
+                poolkit.need("D2O_TEST_DYNAMODB"), "--index-map",
+                "%s=%s" % (table.name, env.index), "--key-schema", "%s=book_id" % table.name,
+                "--delete-mode", "tombstone"], latency_now=True)
+            poolkit.wait_for("A's heartbeat", lambda: env.sql(
+                "SELECT count(*) FROM workers WHERE application = '%s'" % env.app) == "1", 120,
+                step=0.3)
+            prober = Prober(self.port)
+            t0 = time.time()
+
+            def read():
+                docs = env.documents()
+                return not table.mismatches(docs) and docs
+            poolkit.wait_for("the table's items in OpenSearch", read, 120, step=0.5)
+            t1 = time.time()
+            prober.stop()
+            self.assertGreater(int(env.sql(
+                "SELECT count(*) FROM leases WHERE application = '%s'" % env.app)), 0)
+            self.assert_never_stalled(prober, t0, t1, "read the shards' start versions", a)
+            self.assertEqual(a.stop(), 0)
+        finally:
+            table.drop()
 
 
 if __name__ == "__main__":
