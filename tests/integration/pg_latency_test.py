@@ -335,9 +335,8 @@ class Prober:
         return len(window), max(window, key=lambda p: p[1]) if window else (0, 0)
 
 
-class LoopUnderSlowPostgres(ProxiedPostgres):
+class SlowLoop(ProxiedPostgres):
     """A worker 1.5 s from PostgreSQL whose loop serves /healthz itself (single process)."""
-    tag = "pgloop"
 
     def slow_worker(self, shards, extra=(), lease_ms=TAKE_LEASE_MS, latency_now=False):
         env = self.env
@@ -404,6 +403,11 @@ class LoopUnderSlowPostgres(ProxiedPostgres):
         t.start()
         t.errors = errors
         return t
+
+
+
+class LoopUnderSlowPostgres(SlowLoop):
+    tag = "pgloop"
 
     def test_handing_over_and_releasing_stall_nothing(self):
         env = self.env
@@ -568,7 +572,7 @@ class LoopUnderSlowPostgres(ProxiedPostgres):
         self.assertEqual(a.stop(), 0)
 
 
-class StreamStartUnderSlowPostgres(LoopUnderSlowPostgres):
+class StreamStartUnderSlowPostgres(SlowLoop):
     """A DynamoDB stream (DynamoDB Local): a shard's start version comes from PostgreSQL."""
     tag = "pgddb"
 
