@@ -52,6 +52,9 @@ against OpenSearch alone"); and each server's CPU milliseconds per 1000 records 
 second table sums it up per run: ddb2os's drain against OpenSearch alone, the source alone and
 both at once, and those CPU costs.
 
+With --os-alone the script first posts a fifth of the workload to a throwaway index, untimed,
+so that OpenSearch's JIT warm-up after a start does not land on the first drain.
+
 --pin runs everything with OpenSearch on the last CPU and kinesalite, PostgreSQL, ddb2os and
 the script's own clients on the others (sched_setaffinity of every thread; put back on all CPUs
 at the end): the stream is then not served from the search node's cores, as in production.
@@ -169,7 +172,8 @@ def pin(on):
         try:
             pids = server_pids(name)
         except (OSError, ValueError) as e:
-            sys.exit("--pin: no pid of %s (%s): start the servers with scripts/services" % (name, e))
+            sys.exit("--pin: no pid of %s (%s): start the servers with scripts/services"
+                     % (name, e))
         for p in pids:
             set_affinity(p, search if name == "opensearch" else rest)
     os.sched_setaffinity(0, rest)
@@ -340,8 +344,14 @@ def bulk_bodies(binary, env, batch, index, connections=2, by="document",
     return [cut[0][k::connections] for k in range(connections)]
 
 
+# What ddb2os posts to (include/d2o/bulk.h, D2O_BULK_PATH): OpenSearch alone sends the same
+# requests, response filter included (it lowered OpenSearch's CPU per document by up to a
+# tenth in bench/peer/os_bodies.py).
+BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error,items.*._id"
+
+
 def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by="document",
-             path="/_bulk"):
+             path=BULK_PATH):
     """OpenSearch alone on ddb2os's bodies: records/s over `connections` parallel posters, each
     posting its bodies one after the other (bulk_bodies()). bodies: made beforehand, so they are
     not timed."""
@@ -375,7 +385,8 @@ def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by
     env.os_call("DELETE", "/%s" % index)
     assert not errors, errors[:3]
     return {"records_per_s": len(batch) / secs, "seconds": secs,
-            "bodies": sum(len(b) for b in bodies), "body_bytes": sum(len(x) for b in bodies for x in b),
+            "bodies": sum(len(b) for b in bodies),
+            "body_bytes": sum(len(x) for b in bodies for x in b),
             "servers": cpu_text(servers), "server_cpu": servers, "stale": stale[0]}
 
 
@@ -568,6 +579,8 @@ def main():
     if "--pin" in args:
         pin(True)
     try:
+        if "--os-alone" in args:
+            warm_up(binary)
         runs(binary, args, n_target, shards, heap, limit, only, rows)
     finally:
         if "--pin" in args:
@@ -583,6 +596,20 @@ def main():
         print("|---|---|---|---|---|---|---|---|---|---|")
         print("\n".join(RATIO_ROWS), flush=True)
     sys.exit(1 if any(not ok for _, ok in rows) else 0)
+
+
+def warm_up(binary):
+    """Posts a fifth of the workload's items to a throwaway index, untimed: OpenSearch's JIT
+    (C1 only as scripts/services starts it) compiles its indexing paths during the first
+    documents after its start, and that CPU would otherwise land on the first run's first
+    phase, ddb2os's drain (in one run right after a start, OpenSearch spent 106 ms per 1000
+    documents on ddb2os's bodies against 58-88 in every later phase)."""
+    env = poolkit.Env("warm", kinesis="D2O_TEST_KINESALITE")
+    batch = poolkit.Items().workload(5000, 4, prefix="w")
+    a = os_alone(binary, env, batch, suffix="-warm")
+    print("warm-up: %d changes into a throwaway index in %.1f s (OpenSearch %.1f CPU s)"
+          % (len(batch), a["seconds"], a["server_cpu"].get("opensearch", float("nan"))),
+          flush=True)
 
 
 def runs(binary, args, n_target, shards, heap, limit, only, rows):
@@ -620,7 +647,7 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
     env = poolkit.Env("peer", kinesis="D2O_TEST_KINESALITE")
     batch = []
     n_records, live = preload(env, n_target, shards, batch)
-    ddb2os_index, kcl_index = env.index, env.index + "-kcl"
+    kcl_index = env.index + "-kcl"
     results, errors = {}, {}
     variants = ddb2os_variants(binary, args, run)
     trace = "--trace" in args
@@ -633,8 +660,9 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
                            extra=extra, trace=trace, task="S" if name == "ddb2os" else "SB")
             r["documents"] = live_documents(venv, venv.index)
             r["problems"] = "%d records to the DLQ" % r.pop("refused")
+            # The next phase starts with the node as this one did: no index of a drain left.
+            venv.delete_index()
             if name != "ddb2os":
-                venv.delete_index()
                 venv.forget_rows()
             results[name] = r
             print_row(name, n_records, r)
