@@ -603,7 +603,7 @@ def warm_up(binary):
     (C1 only as scripts/services starts it) compiles its indexing paths during the first
     documents after its start, and that CPU would otherwise land on the first run's first
     phase, ddb2os's drain (in one run right after a start, OpenSearch spent 106 ms per 1000
-    documents on ddb2os's bodies against 58-88 in every later phase)."""
+    documents on ddb2os's bodies against 58-92 in every later phase)."""
     env = poolkit.Env("warm", kinesis="D2O_TEST_KINESALITE")
     batch = poolkit.Items().workload(5000, 4, prefix="w")
     a = os_alone(binary, env, batch, suffix="-warm")
