@@ -2,7 +2,8 @@
 """ddb2os and a KCL consumer side by side on one preloaded stream (numbers in docs/performance.md).
 
 usage: compare.py DDB2OS_BINARY [--records N] [--shards S] [--limit L] [--kcl-heap SIZE]
-                  [--skip-build] [--only ddb2os] [--repeat R] [--os-alone]
+                  [--skip-build] [--only ddb2os] [--repeat R] [--os-alone] [--pin] [--trace]
+                  [--set KEY=VALUE]... [--b BINARY] [--b-set KEY=VALUE]...
 
 A fresh kinesalite stream of S shards (default 8) is loaded with about N change records (default
 100 000; 200-byte items created, updated three times, one in five deleted: the workload of
@@ -46,10 +47,29 @@ seconds the local servers used (kinesalite, OpenSearch, PostgreSQL: utime + stim
 the processes in $D2O_SERVICES_DIR/run/*.pid, PostgreSQL with its backends): on a machine where
 they share the cores with ddb2os, end to end can be no faster than the sum of every process's
 CPU over the number of cores, whatever the consumer does (docs/performance.md, "End to end
-against OpenSearch alone").
+against OpenSearch alone"); and each server's CPU milliseconds per 1000 records of the phase
+(OpenSearch's on ddb2os's bulk bodies next to its own on the 5 MiB ones). With --os-alone a
+second table sums it up per run: ddb2os's drain against OpenSearch alone, the source alone and
+both at once, and those CPU costs.
+
+With --os-alone the script first posts a fifth of the workload to a throwaway index, untimed,
+so that OpenSearch's JIT warm-up after a start does not land on the first drain.
+
+--pin runs everything with OpenSearch on the last CPU and kinesalite, PostgreSQL, ddb2os and
+the script's own clients on the others (sched_setaffinity of every thread; put back on all CPUs
+at the end): the stream is then not served from the search node's cores, as in production.
+--trace runs the worker at log level debug for kinesis and sink and sums up its log: GetRecords
+calls (records a call, Limit asked, empty answers) and bulk requests (items, bytes, in flight,
+how long the first item waited). --set KEY=VALUE (repeatable) adds a setting to ddb2os's
+command line. --b BINARY and/or --b-set KEY=VALUE (repeatable) add a second ddb2os drain of the
+same stream (its own application name and index) with that binary and those settings; the
+two drains take turns going first from run to run, so an A/B comparison sees the same records,
+the same phase order and the same minutes.
 """
+import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -104,36 +124,148 @@ def load_now():
 SERVERS = ("kinesalite", "opensearch", "pg")
 
 
+def server_pids(name):
+    """The pids of a local server this script talks to, from $D2O_SERVICES_DIR/run/NAME.pid
+    (PostgreSQL with its backends); OSError when its pid file is not there (servers started
+    some other way)."""
+    run = os.path.join(os.environ.get("D2O_SERVICES_DIR") or
+                       os.path.join(HERE, "..", "..", ".services"), "run")
+    with open(os.path.join(run, name + ".pid")) as f:
+        pids = [int(f.read())]
+    if name == "pg":
+        pids += [int(p) for p in subprocess.run(
+            ["pgrep", "-P", str(pids[0])], capture_output=True, text=True).stdout.split()]
+    return pids
+
+
 def server_cpu():
     """CPU seconds used so far by each local server this script talks to (None when its pid file
     is not there: servers started some other way). PostgreSQL counts with its backends."""
-    run = os.path.join(os.environ.get("D2O_SERVICES_DIR") or
-                       os.path.join(HERE, "..", "..", ".services"), "run")
     out = {}
     for name in SERVERS:
         try:
-            with open(os.path.join(run, name + ".pid")) as f:
-                pids = [int(f.read())]
-            if name == "pg":
-                pids += [int(p) for p in subprocess.run(
-                    ["pgrep", "-P", str(pids[0])], capture_output=True, text=True).stdout.split()]
-            out[name] = sum(proc_cpu_s(p) for p in pids)
+            out[name] = sum(proc_cpu_s(p) for p in server_pids(name))
         except (OSError, ValueError):
             out[name] = None
     return out
 
 
+def set_affinity(pid, cpus):
+    """Every thread of pid on cpus (a thread that ends meanwhile is skipped)."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def pin(on):
+    """--pin: OpenSearch on the last CPU, everything else of the run (kinesalite, PostgreSQL
+    and the backends it forks, this script and what it starts: ddb2os, the posters, the bare
+    reader) on the others; on=False puts every one back on all CPUs. Where the stream is not
+    served from the search cluster's cores, as in production."""
+    cpus = sorted(os.sched_getaffinity(0) if on else range(os.cpu_count()))
+    if on and len(cpus) < 2:
+        sys.exit("--pin needs at least 2 CPUs")
+    search, rest = ({cpus[-1]}, set(cpus[:-1])) if on else (set(cpus), set(cpus))
+    for name in SERVERS:
+        try:
+            pids = server_pids(name)
+        except (OSError, ValueError) as e:
+            sys.exit("--pin: no pid of %s (%s): start the servers with scripts/services"
+                     % (name, e))
+        for p in pids:
+            set_affinity(p, search if name == "opensearch" else rest)
+    os.sched_setaffinity(0, rest)
+    if on:
+        print("pinned: OpenSearch on CPU %s, kinesalite, PostgreSQL, ddb2os and this script on "
+              "CPU %s" % (",".join(map(str, sorted(search))), ",".join(map(str, sorted(rest)))),
+              flush=True)
+
+
 def server_cpu_used(before):
     """"kinesalite 12.1, opensearch 16.0, pg 0.8" CPU seconds since before (server_cpu())."""
+    return cpu_text(server_cpu_delta(before))
+
+
+def server_cpu_delta(before):
+    """name -> CPU seconds each server used since before (server_cpu())."""
     now = server_cpu()
-    return ", ".join("%s %.1f" % (k, now[k] - before[k]) for k in SERVERS
-                     if before.get(k) is not None and now.get(k) is not None)
+    return {k: now[k] - before[k] for k in SERVERS
+            if before.get(k) is not None and now.get(k) is not None}
 
 
-def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000):
+def cpu_text(delta):
+    return ", ".join("%s %.1f" % (k, delta[k]) for k in SERVERS if k in delta)
+
+
+def ms_1000(delta, name, n):
+    """A server's CPU milliseconds per 1000 records of a phase, as text."""
+    return "%.0f" % (1e6 * delta[name] / n) if name in delta and n else "?"
+
+
+RATIO_ROWS = []
+
+
+def per_1000(delta, name, n):
+    """"opensearch 172 ms per 1000 records": a server's CPU per 1000 records of a phase."""
+    if name not in delta or not n:
+        return "%s ? ms per 1000 records" % name
+    return "%s %.0f ms per 1000 records" % (name, 1e6 * delta[name] / n)
+
+
+def trace_summary(log_path):
+    """What the worker's debug log (log_debug kinesis,sink) says about its GetRecords calls and
+    bulk requests: counts, sizes, and the bulk requests in flight when each was sent."""
+    calls, records, limits, bulks, in_flight, waited = [], [], [], [], [], []
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if "get_records_call" in line:
+                m = re.search(r"Limit (\d+)", line)
+                if m:
+                    limits.append(int(m.group(1)))
+            elif "get_records" in line and "get_records_capped" not in line:
+                m = re.search(r"(\d+) records in (\d+) ms", line)
+                if m:
+                    records.append(int(m.group(1)))
+                    calls.append(int(m.group(2)))
+            elif "bulk_sent" in line:
+                m = re.search(r"(\d+) items, (\d+) bytes, (\d+) in flight, the first one "
+                              r"waited (-?\d+) ms", line)
+                if m:
+                    bulks.append((int(m.group(1)), int(m.group(2))))
+                    in_flight.append(int(m.group(3)))
+                    waited.append(int(m.group(4)))
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else 0.0
+
+    def median(xs):
+        return sorted(xs)[len(xs) // 2] if xs else 0
+
+    items = [b[0] for b in bulks]
+    sizes = [b[1] for b in bulks]
+    return ("GetRecords: %d calls, %.0f records a call (median %d, %d empty), Limit asked "
+            "%.0f on average, %.0f ms to answer; bulk requests: %d, %.0f items (median %d, "
+            "largest %d), %.0f KB (median %.0f, largest %.0f) each, %.2f in flight once sent, "
+            "first item waited %.0f ms (median %d)"
+            % (len(records), mean(records), median(records), records.count(0), mean(limits),
+               mean(calls), len(bulks), mean(items), median(items), max(items or [0]),
+               mean(sizes) / 1000, median(sizes) / 1000, max(sizes or [0]) / 1000,
+               mean(in_flight), mean(waited), median(waited)))
+
+
+def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000, extra=(),
+               trace=False, task="S"):
+    """ddb2os run, 1 worker, on env's stream into env's index, until the stream is drained and
+    checkpointed. extra: more command-line settings; trace: the worker's debug log of its
+    GetRecords calls and bulk requests, summed up in the result's "trace"."""
     t0 = time.time()
-    sup = poolkit.Supervisor(binary, env, "S", workers=1, lease_ms=10000, metrics_port=port,
-                             extra=["--get-records-limit", str(limit)])
+    extra = ["--get-records-limit", str(limit)] + list(extra)
+    if trace:
+        extra += ["--log-level", "debug", "--log-debug", "kinesis,sink"]
+    sup = poolkit.Supervisor(binary, env, task, workers=1, lease_ms=10000, metrics_port=port,
+                             extra=extra)
 
     try:
         poolkit.wait_for("ddb2os's first record read", lambda: (metric_total(
@@ -150,7 +282,7 @@ def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000):
         # Looks at /metrics 4 times a second: the supervisor renders each one.
         wait_drained(port, n_records, TIME_LIMIT_S, step=0.25)
         t_done = time.time()
-        servers = server_cpu_used(servers0)
+        servers = server_cpu_delta(servers0)
         cpu = sum(proc_cpu_s(p) for p in pids) - cpu0
         sup_cpu = proc_cpu_s(sup.proc.pid) - sup0
         rss = sum(proc_hwm_mib(p) for p in pids)
@@ -159,9 +291,13 @@ def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000):
                     metric_values(port, "ddb2os_documents_total") if 'outcome="stale"' in x)
     finally:
         sup.stop()
-    return {"first_read_s": t_first - t0, "drain_s": t_done - t_first, "cpu_s": cpu,
-            "of_which": ", supervisor %.2f" % sup_cpu, "rss_mib": rss, "refused": refused,
-            "load": (load0, load_now()), "servers": servers, "stale": stale}
+    out = {"first_read_s": t_first - t0, "drain_s": t_done - t_first, "cpu_s": cpu,
+           "of_which": ", supervisor %.2f" % sup_cpu, "rss_mib": rss, "refused": refused,
+           "load": (load0, load_now()), "servers": cpu_text(servers), "server_cpu": servers,
+           "stale": stale}
+    if trace:
+        out["trace"] = trace_summary(sup.log_path)
+    return out
 
 
 def bulk_bodies(binary, env, batch, index, connections=2, by="document",
@@ -208,7 +344,14 @@ def bulk_bodies(binary, env, batch, index, connections=2, by="document",
     return [cut[0][k::connections] for k in range(connections)]
 
 
-def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by="document"):
+# What ddb2os posts to (include/d2o/bulk.h, D2O_BULK_PATH): OpenSearch alone sends the same
+# requests, response filter included (it lowered OpenSearch's CPU per document by up to a
+# tenth in bench/peer/os_bodies.py).
+BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error,items.*._id"
+
+
+def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by="document",
+             path=BULK_PATH):
     """OpenSearch alone on ddb2os's bodies: records/s over `connections` parallel posters, each
     posting its bodies one after the other (bulk_bodies()). bodies: made beforehand, so they are
     not timed."""
@@ -220,7 +363,7 @@ def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by
 
     def poster(mine):
         for body in mine:
-            req = urllib.request.Request(env.opensearch + "/_bulk", data=body, method="POST",
+            req = urllib.request.Request(env.opensearch + path, data=body, method="POST",
                                          headers={"Content-Type": "application/x-ndjson"})
             with urllib.request.urlopen(req, timeout=300) as r:
                 res = json.loads(r.read())
@@ -238,11 +381,13 @@ def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by
     for th in threads:
         th.join()
     secs = time.time() - t
-    servers = server_cpu_used(servers0)
+    servers = server_cpu_delta(servers0)
     env.os_call("DELETE", "/%s" % index)
     assert not errors, errors[:3]
     return {"records_per_s": len(batch) / secs, "seconds": secs,
-            "bodies": sum(len(b) for b in bodies), "servers": servers, "stale": stale[0]}
+            "bodies": sum(len(b) for b in bodies),
+            "body_bytes": sum(len(x) for b in bodies for x in b),
+            "servers": cpu_text(servers), "server_cpu": servers, "stale": stale[0]}
 
 
 def source_alone(env, limit):
@@ -263,8 +408,9 @@ def source_alone(env, limit):
                 break  # at the tip (kinesalite keeps an open shard's iterator)
             it = res.get("NextShardIterator")
     secs = time.time() - t
+    servers = server_cpu_delta(servers0)
     return {"records": records, "calls": calls, "seconds": secs,
-            "servers": server_cpu_used(servers0)}
+            "servers": cpu_text(servers), "server_cpu": servers}
 
 
 def both_alone(binary, env, batch, limit):
@@ -280,7 +426,8 @@ def both_alone(binary, env, batch, limit):
     sink.start()
     source_alone(env, limit)
     sink.join()
-    return {"seconds": time.time() - t, "servers": server_cpu_used(servers0),
+    servers = server_cpu_delta(servers0)
+    return {"seconds": time.time() - t, "servers": cpu_text(servers), "server_cpu": servers,
             "sink_seconds": out.get("seconds", float("nan"))}
 
 
@@ -396,7 +543,7 @@ def num(x):
 def table_rows(run, results, live, limit, errors, names):
     """docs/performance.md's table rows for one run."""
     rows = []
-    for name, label in (("ddb2os", "ddb2os"), ("kcl", "KCL")):
+    for name, label in (("ddb2os", "ddb2os"), ("ddb2os-b", "ddb2os B"), ("kcl", "KCL")):
         if name not in names:
             continue
         r = results.get(name)
@@ -428,57 +575,144 @@ def main():
         poolkit.need("D2O_TEST_DYNAMODB")
     if only is None and "--skip-build" not in args:
         subprocess.run(["mvn", "-B", "-q", "package"], cwd=HERE, check=True)
-    rows, failed = [], 0
-    for run in range(int(opt(args, "--repeat", "1"))):
-        print("== run %d" % (run + 1), flush=True)
-        run_rows, ok = compare(binary, n_target, shards, heap, limit, only, "--os-alone" in args,
-                               run + 1)
-        rows += run_rows
-        failed += not ok
+    rows = []
+    if "--pin" in args:
+        pin(True)
+    try:
+        if "--os-alone" in args:
+            warm_up(binary)
+        runs(binary, args, n_target, shards, heap, limit, only, rows)
+    finally:
+        if "--pin" in args:
+            pin(False)
     print("\n| Run | Consumer | GetRecords limit | First read after start | Records/s "
           "| Records per CPU-second | Peak RSS | Documents | Load average |")
     print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows), flush=True)
-    sys.exit(1 if failed else 0)
+    print("\n".join(r for r, _ in rows), flush=True)
+    if RATIO_ROWS:
+        print("\n| Run | Consumer | Cores | Drain | / OpenSearch alone | / source alone "
+              "| / both at once | OpenSearch CPU ms per 1000 records: drain / alone / both "
+              "| kinesalite CPU ms per 1000 records: drain / source alone | Load |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(RATIO_ROWS), flush=True)
+    sys.exit(1 if any(not ok for _, ok in rows) else 0)
 
 
-def compare(binary, n_target, shards, heap, limit, only, alone, run):
+def warm_up(binary):
+    """Posts a fifth of the workload's items to a throwaway index, untimed: OpenSearch's JIT
+    (C1 only as scripts/services starts it) compiles its indexing paths during the first
+    documents after its start, and that CPU would otherwise land on the first run's first
+    phase, ddb2os's drain (in one run right after a start, OpenSearch spent 106 ms per 1000
+    documents on ddb2os's bodies against 58-92 in every later phase)."""
+    env = poolkit.Env("warm", kinesis="D2O_TEST_KINESALITE")
+    batch = poolkit.Items().workload(5000, 4, prefix="w")
+    a = os_alone(binary, env, batch, suffix="-warm")
+    print("warm-up: %d changes into a throwaway index in %.1f s (OpenSearch %.1f CPU s)"
+          % (len(batch), a["seconds"], a["server_cpu"].get("opensearch", float("nan"))),
+          flush=True)
+
+
+def runs(binary, args, n_target, shards, heap, limit, only, rows):
+    """--repeat runs of compare(); appends (table row, whether it passed) to rows."""
+    for run in range(int(opt(args, "--repeat", "1"))):
+        print("== run %d" % (run + 1), flush=True)
+        run_rows, ok = compare(binary, n_target, shards, heap, limit, only, "--os-alone" in args,
+                               run + 1, args)
+        rows += [(r, ok) for r in run_rows]
+
+
+def settings(args, name):
+    """Every KEY=VALUE given with name, as ddb2os command-line settings."""
+    out = []
+    for i, a in enumerate(args[:-1]):
+        if a == name:
+            key, _, value = args[i + 1].partition("=")
+            out += ["--" + key.replace("_", "-"), value]
+    return out
+
+
+def ddb2os_variants(binary, args, run):
+    """(name, binary, settings) of each ddb2os drain of a run: the binary with --set's settings,
+    and with --b or --b-set a second one on the same stream, in turn first and second."""
+    out = [("ddb2os", binary, settings(args, "--set"))]
+    if "--b" in args or "--b-set" in args:
+        out.append(("ddb2os-b", opt(args, "--b", binary), settings(args, "--b-set")))
+        if run % 2 == 0:
+            out.reverse()
+    return out
+
+
+def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
     """One run; returns (its table rows, whether every consumer finished)."""
     env = poolkit.Env("peer", kinesis="D2O_TEST_KINESALITE")
     batch = []
     n_records, live = preload(env, n_target, shards, batch)
-    ddb2os_index, kcl_index = env.index, env.index + "-kcl"
+    kcl_index = env.index + "-kcl"
     results, errors = {}, {}
+    variants = ddb2os_variants(binary, args, run)
+    trace = "--trace" in args
     try:
-        r = run_ddb2os(binary, env, n_records, 19500 + os.getpid() % 400, limit=limit)
-        r["documents"] = live_documents(env, ddb2os_index)
-        r["problems"] = "%d records to the DLQ" % r.pop("refused")
-        results["ddb2os"] = r
-        print_row("ddb2os", n_records, r)
-        print("       servers' CPU s during ddb2os's drain: %s" % r["servers"], flush=True)
+        for name, vbinary, extra in variants:
+            venv = copy.copy(env)
+            if name != "ddb2os":
+                venv.app, venv.index = env.app + "b", env.index + "-b"
+            r = run_ddb2os(vbinary, venv, n_records, 19500 + os.getpid() % 400, limit=limit,
+                           extra=extra, trace=trace, task="S" if name == "ddb2os" else "SB")
+            r["documents"] = live_documents(venv, venv.index)
+            r["problems"] = "%d records to the DLQ" % r.pop("refused")
+            # The next phase starts with the node as this one did: no index of a drain left.
+            venv.delete_index()
+            if name != "ddb2os":
+                venv.forget_rows()
+            results[name] = r
+            print_row(name, n_records, r)
+            print("       %s %s; servers' CPU s during the drain: %s; %s"
+                  % (os.path.basename(vbinary), " ".join(extra) or "(default settings)",
+                     r["servers"], per_1000(r["server_cpu"], "opensearch", n_records)),
+                  flush=True)
+            if trace:
+                print("       %s" % r["trace"], flush=True)
         if alone:
             a = os_alone(binary, env, batch)
-            print("alone  OpenSearch alone on the same items (%d bodies of <= 5 MiB, 2 "
-                  "connections, a document's changes on one, in order): %.2f s, %.0f records/s "
-                  "(%d stale, 409; ddb2os: %d); ddb2os end to end at %.0f %%; servers' CPU s: %s; "
-                  "load average %.1f"
-                  % (a["bodies"], a["seconds"], a["records_per_s"], a["stale"], r["stale"],
-                     100.0 * r["records_per_s"] / a["records_per_s"], a["servers"], load_now()),
-                  flush=True)
+            print("alone  OpenSearch alone on the same items (%d bodies of <= 5 MiB, %.0f KB on "
+                  "average, 2 connections, a document's changes on one, in order): %.2f s, %.0f "
+                  "records/s (%d stale, 409); servers' CPU s: %s; %s; load average %.1f"
+                  % (a["bodies"], a["body_bytes"] / 1000.0 / max(1, a["bodies"]), a["seconds"],
+                     a["records_per_s"], a["stale"], a["servers"],
+                     per_1000(a["server_cpu"], "opensearch", n_records), load_now()), flush=True)
             k = source_alone(env, limit)
             print("source the source alone, one bare client, Limit %d: %d records in %d calls, "
-                  "%.2f s, %.0f records/s; ddb2os end to end at %.0f %% of it; servers' CPU s: "
-                  "%s; load average %.1f"
+                  "%.2f s, %.0f records/s; servers' CPU s: %s; %s; load average %.1f"
                   % (limit, k["records"], k["calls"], k["seconds"], k["records"] / k["seconds"],
-                     100.0 * r["records_per_s"] * k["seconds"] / k["records"], k["servers"],
+                     k["servers"], per_1000(k["server_cpu"], "kinesalite", k["records"]),
                      load_now()), flush=True)
             b = both_alone(binary, env, batch, limit)
             print("both   OpenSearch alone and the source alone at the same time: %.2f s "
-                  "(OpenSearch's part %.2f s), %.0f records/s; ddb2os end to end at %.0f %% of "
-                  "it; servers' CPU s: %s; load average %.1f"
-                  % (b["seconds"], b["sink_seconds"], len(batch) / b["seconds"],
-                     100.0 * b["seconds"] / r["drain_s"], b["servers"],
+                  "(OpenSearch's part %.2f s), %.0f records/s; servers' CPU s: %s; load "
+                  "average %.1f"
+                  % (b["seconds"], b["sink_seconds"], len(batch) / b["seconds"], b["servers"],
                      load_now()), flush=True)
+            for name, _, _ in variants:
+                r = results[name]
+                r["vs"] = (100.0 * r["records_per_s"] / a["records_per_s"],
+                           100.0 * r["records_per_s"] * k["seconds"] / k["records"],
+                           100.0 * b["seconds"] / r["drain_s"])
+                RATIO_ROWS.append(
+                    "| %d | %s | %s | %.1f s | **%.0f %%** (%.1f s) | %.0f %% (%.1f s) | %.0f %% "
+                    "(%.1f s) | %s / %s / %s | %s / %s | %.1f–%.1f |"
+                    % (run, "ddb2os" if name == "ddb2os" else "ddb2os B",
+                       "pinned" if "--pin" in args else "shared", r["drain_s"], r["vs"][0],
+                       a["seconds"], r["vs"][1], k["seconds"], r["vs"][2], b["seconds"],
+                       ms_1000(r["server_cpu"], "opensearch", n_records),
+                       ms_1000(a["server_cpu"], "opensearch", n_records),
+                       ms_1000(b["server_cpu"], "opensearch", n_records),
+                       ms_1000(r["server_cpu"], "kinesalite", n_records),
+                       ms_1000(k["server_cpu"], "kinesalite", k["records"]),
+                       r["load"][0], load_now()))
+                print("%-6s end to end at %.0f %% of OpenSearch alone, %.0f %% of the source "
+                      "alone, %.0f %% of both at once; %d stale (409) against OpenSearch "
+                      "alone's %d" % (name if name == "ddb2os" else "B", r["vs"][0], r["vs"][1],
+                                      r["vs"][2], r["stale"], a["stale"]), flush=True)
         if not only:
             try:
                 r = run_kcl(env, n_records, heap, kcl_index, limit)
@@ -503,7 +737,7 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run):
               "(goal: >= 3x at <= 0.25)" % (d["records_per_cpu_s"] / k["records_per_cpu_s"],
                                             d["records_per_s"] / k["records_per_s"],
                                             d["rss_mib"] / k["rss_mib"]), flush=True)
-    names = ("ddb2os",) if only else ("ddb2os", "kcl")
+    names = tuple(name for name, _, _ in variants) + (() if only else ("kcl",))
     return table_rows(run, results, live, limit, errors, names), all(
         name in results and results[name]["documents"] == live for name in names)
 
