@@ -98,6 +98,7 @@ struct d2o_bulk {
     char *basic_header; /* "Basic <base64>" */
     struct list ready;
     struct heap delayed;
+    size_t items; /* every item queued and not finished, wherever it is */
     size_t blocked, blocked_bytes;
     size_t in_flight_items, in_flight_bytes;
     unsigned in_flight;
@@ -619,7 +620,7 @@ int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
     int r = -ENOMEM;
 
     /* every item may come to wait in the delayed heap at once */
-    if (heap_reserve(&b->delayed, d2o_bulk_pending(b) + 1) < 0) {
+    if (heap_reserve(&b->delayed, b->items + 1) < 0) {
         goto out;
     }
     it = d2o_calloc(1, sizeof(*it));
@@ -676,6 +677,7 @@ int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
         }
         make_ready(b, it, false);
     }
+    b->items++;
     it = NULL;
     r = 0;
 out:
@@ -780,6 +782,7 @@ static void finish(struct d2o_bulk *b, struct item *it, enum d2o_bulk_outcome ou
         break;
     }
     unchain(b, it);
+    b->items--;
     b->o.done(it->cookie, &res, b->o.done_arg);
     item_free(it);
 }
