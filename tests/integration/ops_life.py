@@ -39,6 +39,20 @@ def alive(pid):
         return False
 
 
+def serve(sock, deadline, handle):
+    """Hands each connection accepted on sock to handle(conn), until deadline() has passed or
+    sock is closed."""
+    sock.settimeout(0.2)
+    while time.time() < deadline():
+        try:
+            c, _ = sock.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        handle(c)
+
+
 class Stall:
     """An HTTP server that reads requests and never answers them, as a hung OpenSearch would.
     seen() is what it received so far. Stops by itself after max_seconds."""
@@ -52,20 +66,13 @@ class Stall:
         self.conns = []
         self.lock = threading.Lock()
         self.deadline = time.time() + max_seconds
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=serve, args=(self.sock, lambda: self.deadline, self._accept),
+                         daemon=True).start()
 
-    def _accept(self):
-        self.sock.settimeout(0.2)
-        while time.time() < self.deadline:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.conns.append(c)
-            threading.Thread(target=self._read, args=(c,), daemon=True).start()
+    def _accept(self, c):
+        with self.lock:
+            self.conns.append(c)
+        threading.Thread(target=self._read, args=(c,), daemon=True).start()
 
     def _read(self, c):
         c.settimeout(0.2)
@@ -108,29 +115,22 @@ class TcpCut:
         self.cut = False
         self.lock = threading.Lock()
         self.deadline = time.time() + max_seconds
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=serve, args=(self.sock, lambda: self.deadline, self._accept),
+                         daemon=True).start()
 
-    def _accept(self):
-        self.sock.settimeout(0.2)
-        while time.time() < self.deadline:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if self.cut:
-                c.close()
-                continue
-            try:
-                u = socket.create_connection(self.up, timeout=5)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.conns += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+    def _accept(self, c):
+        if self.cut:
+            c.close()
+            return
+        try:
+            u = socket.create_connection(self.up, timeout=5)
+        except OSError:
+            c.close()
+            return
+        with self.lock:
+            self.conns += [c, u]
+        threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
 
     @staticmethod
     def _pipe(a, b):

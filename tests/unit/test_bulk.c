@@ -1234,6 +1234,16 @@ static void check_due_order(const int64_t *due, const size_t *seq, size_t n_item
     ck_assert_msg(!why[0], "%s", why);
 }
 
+/* Queues n numbered items (add_numbered), flushes, and checks that requests requests went out. */
+static void send_numbered(struct d2o_bulk *b, const char *prefix, size_t n, size_t requests)
+{
+    n_resent = 0;
+    add_numbered(b, prefix, n);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, requests);
+}
+
 /* Six items, one per request, held with due times 30, 10, 30, 20, 10 and 40 ms ahead (in that
  * order): they go out at those times, in the order 1 4 3 0 2 5; with the clock jumping past all
  * of them, in that order in one tick. */
@@ -1249,11 +1259,7 @@ START_TEST(delayed_items_go_out_in_due_order_equal_times_in_the_order_held)
         struct d2o_bulk *b = sink_new(1, 1 << 20, 8);
         int64_t t0 = fake_now;
 
-        n_resent = 0;
-        add_numbered(b, "e", 6);
-        d2o_bulk_flush(b);
-        d2o_bulk_tick(b, fake_now);
-        ck_assert_uint_eq(n_sent, 6);
+        send_numbered(b, "e", 6, 6);
         for (i = 0; i < 6; i++) {
             ck_assert(carries(i, (char[]){'e', (char)('0' + i), '\0'}));
             due[i] = t0 + ahead[i];
@@ -1288,11 +1294,7 @@ START_TEST(delayed_items_removed_from_the_middle_keep_the_rest_in_order)
 
     memset(shard_of, 0, sizeof(shard_of));
     lost_mask = 0;
-    n_resent = 0;
-    add_numbered(b, "r", 24);
-    d2o_bulk_flush(b);
-    d2o_bulk_tick(b, fake_now);
-    ck_assert_uint_eq(n_sent, 24);
+    send_numbered(b, "r", 24, 24);
     for (i = 0; i < 24; i++) {
         due[i] = t0 + 10 + (int64_t)((i * 5) % 12) * 5; /* pairs share a due time */
         seq[i] = i;
