@@ -4,7 +4,7 @@
  *
  * Every pending item is in exactly one state, and each state is a place:
  *   READY      on the ready list (FIFO; retried and split items go to its front)
- *   DELAYED    on the delayed list, until not_before_ms (backoff)
+ *   DELAYED    in the delayed heap, until not_before_ms (backoff)
  *   BLOCKED    only on its document's chain, behind an earlier item of the same document
  *   IN_FLIGHT  in a request's item map (the request's items[], in body order)
  *   CHECKING   in a check's item map (struct d2o_bulk_check): the asynchronous pre-send filter
@@ -36,7 +36,7 @@ enum item_state { ST_READY, ST_DELAYED, ST_BLOCKED, ST_IN_FLIGHT, ST_CHECKING };
 struct doc;
 
 struct item {
-    struct item *prev, *next; /* ready or delayed list */
+    struct item *prev, *next; /* ready list */
     struct item *doc_next;    /* the next item of the same document */
     struct doc *doc;          /* NULL: no ordering key could be read */
     enum item_state state;
@@ -48,6 +48,8 @@ struct item {
     unsigned attempts;
     int64_t enq_ms;
     int64_t not_before_ms;
+    uint64_t delay_seq; /* when it was delayed: orders items of equal not_before_ms */
+    size_t heap_at;     /* its place in the delayed heap while DELAYED */
     int64_t first_fail_us;
     int64_t last_fail_us;
     size_t max_batch;     /* 0: no cap; set when a request was split */
@@ -70,6 +72,18 @@ struct list {
     size_t n, bytes;
 };
 
+/*
+ * The delayed items, a binary min-heap ordered by (not_before_ms, delay_seq): the next due item is
+ * at a[0], and taking it, adding one or removing one from the middle costs O(log n). Its array
+ * always has room for every item the sink holds (reserved when an item is queued), so delaying an
+ * item never allocates.
+ */
+struct heap {
+    struct item **a;
+    size_t n, cap, bytes;
+    uint64_t seq; /* delay_seq of the next delayed item */
+};
+
 struct request {
     struct request *prev, *next; /* the sink's in-flight requests */
     struct d2o_bulk *b;          /* NULL once the sink was freed */
@@ -86,7 +100,9 @@ struct d2o_bulk {
     char *base_url;
     char *url;
     char *basic_header; /* "Basic <base64>" */
-    struct list ready, delayed;
+    struct list ready;
+    struct heap delayed;
+    size_t items; /* every item queued and not finished, wherever it is */
     size_t blocked, blocked_bytes;
     size_t in_flight_items, in_flight_bytes;
     unsigned in_flight;
@@ -191,6 +207,110 @@ static void list_push_front(struct list *l, struct item *it)
     l->head = it;
     l->n++;
     l->bytes += it->len;
+}
+
+/* ---- the delayed heap ---- */
+
+static bool due_before(const struct item *x, const struct item *y)
+{
+    return x->not_before_ms < y->not_before_ms ||
+           (x->not_before_ms == y->not_before_ms && x->delay_seq < y->delay_seq);
+}
+
+static void heap_place(struct heap *h, size_t i, struct item *it)
+{
+    h->a[i] = it;
+    it->heap_at = i;
+}
+
+static void sift_up(struct heap *h, size_t i)
+{
+    struct item *it = h->a[i];
+
+    while (i > 0 && due_before(it, h->a[(i - 1) / 2])) {
+        heap_place(h, i, h->a[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_place(h, i, it);
+}
+
+static void sift_down(struct heap *h, size_t i)
+{
+    struct item *it = h->a[i];
+
+    for (;;) {
+        size_t c = 2 * i + 1;
+
+        if (c >= h->n) {
+            break;
+        }
+        if (c + 1 < h->n && due_before(h->a[c + 1], h->a[c])) {
+            c++;
+        }
+        if (!due_before(h->a[c], it)) {
+            break;
+        }
+        heap_place(h, i, h->a[c]);
+        i = c;
+    }
+    heap_place(h, i, it);
+}
+
+/* Makes room for n items. 0 or -ENOMEM. */
+static int heap_reserve(struct heap *h, size_t n)
+{
+    size_t cap = h->cap ? h->cap : 64;
+    struct item **a;
+
+    if (n <= h->cap) {
+        return 0;
+    }
+    while (cap < n) {
+        cap *= 2;
+    }
+    a = realloc(h->a, cap * sizeof(*a));
+    if (!a) {
+        return -ENOMEM;
+    }
+    h->a = a;
+    h->cap = cap;
+    return 0;
+}
+
+/* Adds it (not_before_ms set); the room was reserved when it was queued. */
+static void heap_push(struct heap *h, struct item *it)
+{
+    it->delay_seq = h->seq++;
+    h->a[h->n] = it;
+    it->heap_at = h->n++;
+    h->bytes += it->len;
+    sift_up(h, it->heap_at);
+}
+
+static void heap_remove(struct heap *h, struct item *it)
+{
+    size_t i = it->heap_at;
+    struct item *last = h->a[--h->n];
+
+    h->bytes -= it->len;
+    if (last != it) {
+        heap_place(h, i, last);
+        sift_down(h, i);
+        sift_up(h, last->heap_at);
+    }
+}
+
+/* Restores the order of a[0..n) after items were taken out of it in place (O(n)). */
+static void heapify(struct heap *h)
+{
+    size_t i;
+
+    for (i = 0; i < h->n; i++) {
+        h->a[i]->heap_at = i;
+    }
+    for (i = h->n / 2; i-- > 0;) {
+        sift_down(h, i);
+    }
 }
 
 /* ---- documents ---- */
@@ -333,7 +453,10 @@ void d2o_bulk_free(struct d2o_bulk *b)
         }
     }
     free_list(&b->ready);
-    free_list(&b->delayed);
+    for (i = 0; i < b->delayed.n; i++) {
+        item_free(b->delayed.a[i]);
+    }
+    free(b->delayed.a);
     /* Checks on their way own their items from now on; d2o_bulk_check_done frees them. */
     for (ck = b->checks; ck; ck = ck->next) {
         ck->b = NULL;
@@ -518,6 +641,10 @@ int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
     bool nl = in->len > 0 && in->ndjson[in->len - 1] == '\n';
     int r = -ENOMEM;
 
+    /* every item may come to wait in the delayed heap at once */
+    if (heap_reserve(&b->delayed, b->items + 1) < 0) {
+        goto out;
+    }
     it = d2o_calloc(1, sizeof(*it));
     if (!it) {
         goto out;
@@ -572,6 +699,7 @@ int d2o_bulk_add_item(struct d2o_bulk *b, const struct d2o_bulk_item *in)
         }
         make_ready(b, it, false);
     }
+    b->items++;
     it = NULL;
     r = 0;
 out:
@@ -676,6 +804,7 @@ static void finish(struct d2o_bulk *b, struct item *it, enum d2o_bulk_outcome ou
         break;
     }
     unchain(b, it);
+    b->items--;
     b->o.done(it->cookie, &res, b->o.done_arg);
     item_free(it);
 }
@@ -694,8 +823,16 @@ static void delay(struct d2o_bulk *b, struct item *it, int64_t not_before)
 {
     it->state = ST_DELAYED;
     it->not_before_ms = not_before;
-    list_push_back(&b->delayed, it);
+    it->prev = it->next = NULL;
     b->stats.retried++;
+    if (b->delayed.n == b->delayed.cap && heap_reserve(&b->delayed, b->delayed.n + 1) < 0) {
+        /* cannot happen: d2o_bulk_add_item reserved room for every item; send it again now */
+        d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_delay_nomem",
+                "no room to hold an item for its retry; sending it again without waiting");
+        make_ready(b, it, true);
+        return;
+    }
+    heap_push(&b->delayed, it);
 }
 
 /* Retries every item of a request that failed as a whole; never dead-letters them. */
@@ -841,6 +978,30 @@ static void purge_list(struct d2o_bulk *b, struct list *l, struct item **out)
     }
 }
 
+/* The same for the delayed heap: keeps the items keep accepts in place, then orders them again. */
+static void purge_heap(struct d2o_bulk *b, struct item **out)
+{
+    struct heap *h = &b->delayed;
+    size_t i, n = 0;
+
+    for (i = 0; i < h->n; i++) {
+        struct item *it = h->a[i];
+
+        if (kept(b, it)) {
+            h->a[n++] = it;
+            continue;
+        }
+        h->bytes -= it->len;
+        unchain(b, it);
+        it->doc_next = *out;
+        *out = it;
+    }
+    if (n < h->n) {
+        h->n = n;
+        heapify(h);
+    }
+}
+
 /*
  * Drops every item that is not in flight and that keep refuses: blocked items leave their
  * chains, ready and delayed ones too (their document's next item becomes ready), and each gets
@@ -882,7 +1043,7 @@ static void purge(struct d2o_bulk *b)
         }
     }
     purge_list(b, &b->ready, &dropped);
-    purge_list(b, &b->delayed, &dropped);
+    purge_heap(b, &dropped);
     while (dropped) {
         it = dropped;
         dropped = it->doc_next;
@@ -1279,18 +1440,34 @@ void d2o_bulk_check_done(struct d2o_bulk_check *ck, int rc, const bool *drop)
     }
 }
 
-/* Moves delayed items whose backoff has passed to the front of the ready list. */
+/*
+ * Moves delayed items whose backoff has passed to the front of the ready list, in the order they
+ * became due (items due at the same time in the order they were delayed). O(k log n) for k due
+ * items out of n delayed.
+ */
 static void promote_delayed(struct d2o_bulk *b, int64_t now)
 {
-    struct item *it, *next;
+    struct list due = {0};
+    struct item *it;
 
-    for (it = b->delayed.tail; it; it = next) {
-        next = it->prev;
-        if (it->not_before_ms <= now) {
-            list_remove(&b->delayed, it);
-            make_ready(b, it, true);
-        }
+    while (b->delayed.n > 0 && b->delayed.a[0]->not_before_ms <= now) {
+        it = b->delayed.a[0];
+        heap_remove(&b->delayed, it);
+        it->state = ST_READY;
+        list_push_back(&due, it);
     }
+    if (!due.head) {
+        return;
+    }
+    due.tail->next = b->ready.head;
+    if (b->ready.head) {
+        b->ready.head->prev = due.tail;
+    } else {
+        b->ready.tail = due.tail;
+    }
+    b->ready.head = due.head;
+    b->ready.n += due.n;
+    b->ready.bytes += due.bytes;
 }
 
 /* Whether the ready list should go out now. */
@@ -1376,7 +1553,6 @@ void d2o_bulk_tick(struct d2o_bulk *b, int64_t now_ms)
 
 int64_t d2o_bulk_next_ms(const struct d2o_bulk *b, int64_t now_ms)
 {
-    const struct item *it;
     int64_t next = INT64_MAX;
 
     if (b->in_flight < b->o.max_in_flight && b->ready.head) {
@@ -1385,10 +1561,8 @@ int64_t d2o_bulk_next_ms(const struct d2o_bulk *b, int64_t now_ms)
         }
         next = b->ready.head->enq_ms + b->o.flush_ms;
     }
-    for (it = b->delayed.head; it; it = it->next) {
-        if (it->not_before_ms < next) {
-            next = it->not_before_ms;
-        }
+    if (b->delayed.n > 0 && b->delayed.a[0]->not_before_ms < next) {
+        next = b->delayed.a[0]->not_before_ms;
     }
     if (next == INT64_MAX) {
         return -1;

@@ -216,7 +216,10 @@ class LatestPosition(EdgeTest):
         a = self.start("A", extra=["--initial-position", "LATEST"])
         poolkit.wait_for("A to hold the lease", lambda: any(
             r[1].startswith("A:") for r in self.lease()), 4 * LEASE_MS / 1000)
-        time.sleep(2)  # A has its iterator and reads an empty shard
+        # A resolved LATEST and stored it (as AT_TIMESTAMP) before its first read
+        poolkit.wait_for("A to store its starting position", lambda: env.sql(
+            "SELECT checkpoint FROM leases WHERE application = '%s'" % env.app) == "AT_TIMESTAMP",
+            30, step=0.2)
         self.assertEqual(a.stop(), 0)
         # Records that arrive while nobody reads: the next owner must start where A started.
         env.put(self.items.workload(10, 1, prefix="l"))
@@ -255,7 +258,10 @@ class IndexBlocked(EdgeTest):
         status, why = http_get(port, "/readyz")
         self.assertEqual(status, 503)
         self.assertIn("cluster_block_exception", why)
-        time.sleep(2)  # several retries, all blocked
+        # several retries, all blocked: two more rounds of every item after the first
+        seen = counter(port, "ddb2os_bulk_items_blocked_total")
+        poolkit.wait_for("more blocked retries", lambda: counter(
+            port, "ddb2os_bulk_items_blocked_total") >= 3 * seen, 30, step=0.2)
         self.assertEqual(env.sql("SELECT count(*) FROM dlq WHERE application = '%s'" % env.app),
                          "0")
         status, res = env.os_call("PUT", "/%s/_settings" % env.index,

@@ -39,6 +39,67 @@ def alive(pid):
         return False
 
 
+def serve(sock, deadline, handle):
+    """Hands each connection accepted on sock to handle(conn), until deadline() has passed or
+    sock is closed."""
+    sock.settimeout(0.2)
+    while time.time() < deadline():
+        try:
+            c, _ = sock.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        handle(c)
+
+
+class Stall:
+    """An HTTP server that reads requests and never answers them, as a hung OpenSearch would.
+    seen() is what it received so far. Stops by itself after max_seconds."""
+
+    def __init__(self, max_seconds=120):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.data = b""
+        self.conns = []
+        self.lock = threading.Lock()
+        self.deadline = time.time() + max_seconds
+        threading.Thread(target=serve, args=(self.sock, lambda: self.deadline, self._accept),
+                         daemon=True).start()
+
+    def _accept(self, c):
+        with self.lock:
+            self.conns.append(c)
+        threading.Thread(target=self._read, args=(c,), daemon=True).start()
+
+    def _read(self, c):
+        c.settimeout(0.2)
+        while time.time() < self.deadline:
+            try:
+                data = c.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                self.data += data
+
+    def seen(self):
+        with self.lock:
+            return self.data
+
+    def close(self):
+        self.deadline = 0
+        with self.lock:
+            for c in self.conns:
+                c.close()
+        self.sock.close()
+
+
 class TcpCut:
     """A TCP forwarder to PostgreSQL that can be cut: then it closes every connection and
     refuses new ones, as a lost network would. Stops by itself after max_seconds."""
@@ -54,29 +115,22 @@ class TcpCut:
         self.cut = False
         self.lock = threading.Lock()
         self.deadline = time.time() + max_seconds
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=serve, args=(self.sock, lambda: self.deadline, self._accept),
+                         daemon=True).start()
 
-    def _accept(self):
-        self.sock.settimeout(0.2)
-        while time.time() < self.deadline:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if self.cut:
-                c.close()
-                continue
-            try:
-                u = socket.create_connection(self.up, timeout=5)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.conns += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+    def _accept(self, c):
+        if self.cut:
+            c.close()
+            return
+        try:
+            u = socket.create_connection(self.up, timeout=5)
+        except OSError:
+            c.close()
+            return
+        with self.lock:
+            self.conns += [c, u]
+        threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
 
     @staticmethod
     def _pipe(a, b):
@@ -199,11 +253,13 @@ class Signals(Base):
 
     def test_group_signal_is_one_drain(self):
         env = self.env
-        run = self.start_holding("G", 2, workers=2)
+        # The drain must end by itself, not by its timeout: a generous one, for a loaded machine
+        # where OpenSearch answers the last bulk requests slowly.
+        run = self.start_holding("G", 2, workers=2, extra=["--drain-timeout-ms", "60000"])
         env.put(self.items.workload(50, 2, prefix="g"))
         # What Ctrl-C, `timeout`, systemd and docker do: the signal goes to the whole group.
         os.killpg(run.proc.pid, signal.SIGTERM)
-        self.assertEqual(run.proc.wait(timeout=30), 0, run.text()[-3000:])
+        self.assertEqual(run.proc.wait(timeout=90), 0, run.text()[-3000:])
         log = run.text()
         self.assertIn(" drain: ", log)
         self.assertNotIn("stop_now", log, "one signal to the group was taken as two")
@@ -214,11 +270,11 @@ class Signals(Base):
 
     def test_drained_workers_show_stopped(self):
         env = self.env
-        run = self.start_holding("W", 2, workers=2)
+        run = self.start_holding("W", 2, workers=2, extra=["--drain-timeout-ms", "60000"])
         env.put(self.items.workload(20, 1, prefix="w"))
         time.sleep(1)
         run.proc.send_signal(signal.SIGTERM)
-        self.assertEqual(run.proc.wait(timeout=30), 0)
+        self.assertEqual(run.proc.wait(timeout=90), 0)
         cli_env = dict(os.environ, DDB2OS_PG_CONNINFO=env.pg, DDB2OS_APPLICATION=env.app)
         out = subprocess.run([BINARY, "workers", "--json"], env=cli_env, capture_output=True,
                              text=True, timeout=30)
@@ -230,21 +286,28 @@ class Signals(Base):
         env = self.env
         env.create_stream(1)
         # OpenSearch that never answers keeps the drain waiting for its bulk request.
-        stall = socket.socket()
-        stall.bind(("127.0.0.1", 0))
-        stall.listen(8)
+        stall = Stall()
         try:
             run = self.start("Q", workers=1, extra=[
-                "--opensearch-url", "http://127.0.0.1:%d" % stall.getsockname()[1],
-                "--http-timeout-ms", "30000"])
-            poolkit.wait_for("the lease", self.held(1), 6 * LEASE_MS / 1000)
+                "--opensearch-url", "http://127.0.0.1:%d" % stall.port,
+                "--http-timeout-ms", "30000", "--drain-timeout-ms", "60000"])
+            poolkit.wait_for("the lease", self.held(1), 10 * LEASE_MS / 1000)
             env.put(self.items.workload(5, 1, prefix="q"))
-            time.sleep(2)  # read, and stuck in the sink
+            # read, and stuck in the sink: its bulk request reached the server that never answers
+            poolkit.wait_for("the bulk request", lambda: b"POST /_bulk" in stall.seen(), 60)
             os.killpg(run.proc.pid, signal.SIGTERM)
+            # Both the supervisor and the worker took the first signal ...
+            poolkit.wait_for("the drain to begin", lambda: " stop signal: " in run.text()
+                             and " draining: " in run.text(), 30)
+            # ... and the second one comes later than a repeat of the same request could
+            # (D2O_STOP_REPEAT_MS, 1 s, from when each read the first).
             time.sleep(1.5)
             os.killpg(run.proc.pid, signal.SIGTERM)
-            self.assertEqual(run.proc.wait(timeout=10), 0)
+            # It exits because of the second signal, with the bulk request still unanswered and
+            # long before the drain timeout (60 s) would have ended the drain.
+            self.assertEqual(run.proc.wait(timeout=50), 0)
             self.assertIn("stop_now", run.text())
+            self.assertNotIn("drain_timeout", run.text())
         finally:
             stall.close()
 

@@ -62,6 +62,15 @@ class PoolTest(unittest.TestCase):
             logs = "\n".join("--- %s\n%s" % (s.task, s.tail()) for s in self.sups)
             self.fail("OpenSearch differs from the table:\n  %s\n%s" % ("\n  ".join(bad), logs))
 
+    def lease_events(self, shard, since):
+        """(shard, event, previous owner, owner, at) of shard's lease events after since (the
+        database's clock), oldest first; a missing owner is ""."""
+        return [(r[0], r[1], r[2], r[3], float(r[4])) for r in self.env.rows(
+            "SELECT shard_id, event, coalesce(previous_owner, ''), coalesce(owner, ''),"
+            " extract(epoch FROM at) FROM lease_events WHERE application = '%s'"
+            " AND shard_id = '%s' AND at > to_timestamp(%f) ORDER BY at, id"
+            % (self.env.app, shard, since))]
+
     def balanced(self, n_shards, per_owner, owners):
         def check():
             o = self.env.owners()
@@ -89,7 +98,9 @@ class TwoSupervisors(PoolTest):
         env.put(self.items.workload(200, 3, prefix="x"))
         self.converge()
 
-        # kill -9 of one worker: its shards resume elsewhere within lease + 2 s
+        # kill -9 of one worker: its shards resume elsewhere once their leases ran out. How soon
+        # (lease + 2 s on an idle machine) is bench/pool_bench.py failover's to measure: a loaded
+        # machine delays the takers, not the outcome.
         victim = a.worker_pids()[0]
         before = env.owners()
         lost = sorted(s for s, o in before.items() if o.endswith(":%d" % victim))
@@ -101,17 +112,22 @@ class TwoSupervisors(PoolTest):
         def resumed():
             o = env.owners()
             return all(s in o and not o[s].endswith(":%d" % victim) for s in lost)
-        poolkit.wait_for("the dead worker's shards to be taken", resumed, LEASE_MS / 1000 + 5)
-        taken_at = float(env.sql(
-            "SELECT extract(epoch FROM max(at)) FROM lease_events WHERE application = '%s'"
-            " AND shard_id IN (%s) AND event IN ('expire', 'take', 'steal') AND at > to_timestamp(%f)"
-            % (env.app, ",".join("'%s'" % s for s in lost), t0)))
-        failover = taken_at - t0
-        print("failover after kill -9: %.2f s (lease %.1f s)" % (failover, LEASE_MS / 1000))
-        self.assertLessEqual(failover, LEASE_MS / 1000 + 2)
+        poolkit.wait_for("the dead worker's shards to be taken", resumed, 10 * LEASE_MS / 1000)
+        # each lost shard's first change of owner: its lease expired, the dead worker's
+        firsts = [self.lease_events(shard, t0)[0] for shard in lost]
+        print("failover after kill -9: %.2f s (lease %.1f s)"
+              % (max(at for _, _, _, _, at in firsts) - t0, LEASE_MS / 1000))
+        for shard, event, previous, _, _ in firsts:
+            self.assertEqual((event, previous.rsplit(":", 1)[-1]), ("expire", str(victim)), shard)
         self.converge()
 
-        # SIGTERM of supervisor B: its shards are handed off within 1 s
+        # The respawned worker has its share again: no handoff is under way when B stops.
+        poolkit.wait_for("8 leases shared 2-2-2-2 again", self.balanced(8, 2, 4),
+                         10 * LEASE_MS / 1000)
+
+        # SIGTERM of supervisor B: its shards are handed off, each released by B and then taken
+        # by A, without waiting for an expiry. How soon (1 s on an idle machine) is
+        # bench/pool_bench.py handoff's to measure.
         b_shards = sorted(s for s, o in env.owners().items() if o.startswith("B:"))
         self.assertTrue(b_shards)
         t0 = env.db_now()
@@ -120,14 +136,16 @@ class TwoSupervisors(PoolTest):
         def moved():
             o = env.owners()
             return all(s in o and o[s].startswith("A:") for s in b_shards)
-        poolkit.wait_for("B's shards to move to A", moved, 10, step=0.05)
-        moved_at = float(env.sql(
-            "SELECT extract(epoch FROM max(at)) FROM lease_events WHERE application = '%s'"
-            " AND shard_id IN (%s) AND owner LIKE 'A:%%' AND at > to_timestamp(%f)"
-            % (env.app, ",".join("'%s'" % s for s in b_shards), t0)))
-        print("handoff after SIGTERM: %.2f s for %d shards" % (moved_at - t0, len(b_shards)))
-        self.assertLessEqual(moved_at - t0, 1.0)
-        self.assertEqual(b.wait(15), 0)
+        poolkit.wait_for("B's shards to move to A", moved, 10 * LEASE_MS / 1000, step=0.05)
+        self.assertEqual(b.wait(60), 0)
+        events = {shard: self.lease_events(shard, t0) for shard in b_shards}
+        print("handoff after SIGTERM: %.2f s for %d shards"
+              % (max(ev[1][4] for ev in events.values() if len(ev) > 1) - t0, len(b_shards)))
+        for shard, ev in events.items():
+            # released by B, then taken as a free lease by A: no expiry, no steal
+            self.assertEqual([(e, p.split(":")[0], o.split(":")[0]) for _, e, p, o, _ in ev[:2]],
+                             [("release", "B", ""), ("take", "", "A")], (shard, ev))
+            self.assertNotIn("expire", [e for _, e, _, _, _ in ev], (shard, ev))
         released = env.sql("SELECT count(*) FROM lease_events WHERE application = '%s'"
                            " AND event = 'release' AND previous_owner LIKE 'B:%%'" % env.app)
         self.assertEqual(int(released), len(b_shards))

@@ -366,8 +366,8 @@ END_TEST
 
 /* ---- the sender, over a scripted transport ---- */
 
-#define MAX_REQ 64
-#define MAX_OUT 64
+#define MAX_REQ 4096
+#define MAX_OUT 2048
 
 struct sent {
     char *body;
@@ -1138,6 +1138,294 @@ START_TEST(a_lost_shard_s_items_are_dropped_before_the_next_send)
 }
 END_TEST
 
+/* ---- the delayed items: due order ---- */
+
+/*
+ * Answers request r as the HTTP layer does when the process stops (-ECANCELED): the sink holds its
+ * items, due at the clock's time of the answer, here at. That due time is exact (no random
+ * backoff), which lets the tests below choose each item's due time.
+ */
+static void answer_cancelled_at(size_t r, int64_t at)
+{
+    struct d2o_http_response resp;
+    int64_t now = fake_now;
+
+    ck_assert_uint_lt(r, n_sent);
+    ck_assert(!sent[r].answered);
+    memset(&resp, 0, sizeof(resp));
+    resp.err = -ECANCELED;
+    sent[r].answered = true;
+    fake_now = at;
+    sent[r].cb(&resp, sent[r].arg);
+    fake_now = now;
+}
+
+/* Each item sent again: its cookie and the clock when it went out. */
+static struct {
+    size_t k;
+    int64_t at;
+} resent[MAX_OUT];
+static size_t n_resent;
+
+/* The cookie of the item with id <letter><k>. */
+static size_t id_cookie(const char *id)
+{
+    return (size_t)strtoul(id + 1, NULL, 10);
+}
+
+/* The cookies of the index items of request r, from their ids, without an assertion per item. */
+static size_t cookies_in(size_t r, size_t *ks, size_t max)
+{
+    const char *p = sent[r].body, *id;
+    size_t n = 0;
+
+    while (n < max && (id = strstr(p, "\"_id\":\"")) != NULL) {
+        ks[n++] = id_cookie(id + 7);
+        p = id + 7;
+    }
+    return n;
+}
+
+/*
+ * Records the items of request r (index items only) in resent[] and answers each 201. Asserts
+ * once, not per item: every passing Check assertion is a write to the runner, and thousands of
+ * them make a test slow on a loaded machine.
+ */
+static void record_and_answer(size_t r)
+{
+    struct d2o_buf out = D2O_BUF_INIT;
+    const char *p = sent[r].body, *end = sent[r].body + sent[r].len, *id;
+    bool ok = d2o_buf_puts(&out, "{\"errors\":false,\"items\":[") == 0;
+    size_t n = 0;
+
+    while (ok && p < end && (id = strstr(p, "\"_id\":\"")) != NULL) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+        id += 7;
+        ok = nl && n_resent < MAX_OUT && strchr(id, '"') &&
+             d2o_buf_printf(&out, "%s{\"index\":{\"_id\":\"%.*s\",\"status\":201}}", n ? "," : "",
+                            (int)(strchr(id, '"') - id), id) == 0;
+        if (ok) {
+            resent[n_resent].k = id_cookie(id);
+            resent[n_resent].at = fake_now;
+            n_resent++;
+            n++;
+            nl = memchr(nl + 1, '\n', (size_t)(end - nl - 1)); /* the document line */
+            p = nl ? nl + 1 : end;
+        }
+    }
+    ck_assert_msg(ok && n > 0 && d2o_buf_puts(&out, "]}") == 0, "request %zu: %s", r, sent[r].body);
+    answer_raw(r, 200, out.data, CURLE_OK);
+    d2o_buf_free(&out);
+}
+
+/*
+ * Runs the clock from fake_now to until, 1 ms per tick (or, with jump, one tick at until). Every
+ * request sent is recorded item by item in resent[] and answered 201 at once.
+ */
+static void tick_until(struct d2o_bulk *b, int64_t until, bool jump)
+{
+    if (jump) {
+        fake_now = until;
+    }
+    for (;;) {
+        size_t r = n_sent;
+
+        d2o_bulk_tick(b, fake_now);
+        for (; r < n_sent; r++) { /* answering may send more: n_sent grows */
+            record_and_answer(r);
+        }
+        if (fake_now >= until) {
+            break;
+        }
+        fake_now++;
+    }
+}
+
+/*
+ * Checks resent[] against the items' due times and the order they were held in (seq): due order,
+ * equal due times in the order held, each sent at its due tick (on_time), none twice.
+ */
+static void check_due_order(const int64_t *due, const size_t *seq, size_t n_items, bool on_time)
+{
+    char why[256] = "";
+    size_t i;
+
+    ck_assert_uint_eq(n_resent, n_items);
+    for (i = 0; i < n_resent && !why[0]; i++) {
+        size_t k = resent[i].k, p = i > 0 ? resent[i - 1].k : 0;
+
+        if (k >= n_items || outs[k].seen != 1) {
+            snprintf(why, sizeof(why), "item %zu: outcome seen %d times", k,
+                     k < n_items ? outs[k].seen : -1);
+        } else if (on_time && resent[i].at != due[k]) {
+            snprintf(why, sizeof(why), "item %zu due at %lld went out at %lld", k,
+                     (long long)due[k], (long long)resent[i].at);
+        } else if (i > 0 && !(due[p] < due[k] || (due[p] == due[k] && seq[p] < seq[k]))) {
+            snprintf(why, sizeof(why),
+                     "item %zu (due %lld, held %zu.) went out before item %zu (due %lld, held "
+                     "%zu.)",
+                     p, (long long)due[p], seq[p], k, (long long)due[k], seq[k]);
+        }
+    }
+    ck_assert_msg(!why[0], "%s", why);
+}
+
+/* Queues n numbered items (add_numbered), flushes, and checks that requests requests went out. */
+static void send_numbered(struct d2o_bulk *b, const char *prefix, size_t n, size_t requests)
+{
+    n_resent = 0;
+    add_numbered(b, prefix, n);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, requests);
+}
+
+/* Six items, one per request, held with due times 30, 10, 30, 20, 10 and 40 ms ahead (in that
+ * order): they go out at those times, in the order 1 4 3 0 2 5; with the clock jumping past all
+ * of them, in that order in one tick. */
+START_TEST(delayed_items_go_out_in_due_order_equal_times_in_the_order_held)
+{
+    static const int64_t ahead[] = {30, 10, 30, 20, 10, 40};
+    static const size_t want[] = {1, 4, 3, 0, 2, 5};
+    int64_t due[6];
+    size_t seq[6], i;
+    int pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        struct d2o_bulk *b = sink_new(1, 1 << 20, 8);
+        int64_t t0 = fake_now;
+
+        send_numbered(b, "e", 6, 6);
+        for (i = 0; i < 6; i++) {
+            ck_assert(carries(i, (char[]){'e', (char)('0' + i), '\0'}));
+            due[i] = t0 + ahead[i];
+            seq[i] = i;
+            answer_cancelled_at(i, due[i]);
+        }
+        ck_assert_uint_eq(d2o_bulk_pending(b), 6);
+        ck_assert_int_eq(d2o_bulk_next_ms(b, t0), 10);
+        ck_assert_int_eq(d2o_bulk_next_ms(b, t0 + 10), 0);
+        tick_until(b, t0 + 40, pass == 1);
+        check_due_order(due, seq, 6, pass == 0);
+        for (i = 0; i < 6; i++) {
+            ck_assert_uint_eq(resent[i].k, want[i]);
+        }
+        ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+        ck_assert_uint_eq(d2o_bulk_pending_bytes(b), 0);
+        ck_assert_int_eq(d2o_bulk_next_ms(b, fake_now), -1);
+        d2o_bulk_free(b);
+    }
+}
+END_TEST
+
+/* Items of a lost lease leave the delayed items from anywhere among them: the rest keep their
+ * due times and order, the lost ones are dropped before anything is sent. */
+START_TEST(delayed_items_removed_from_the_middle_keep_the_rest_in_order)
+{
+    struct d2o_bulk *b = sink_new_keep(1, 1 << 20, 32, keep_unlost);
+    int64_t t0 = fake_now, due[24];
+    size_t seq[24], i, n_kept = 0, kept_bytes = 0;
+    static int64_t kdue[24];
+    static size_t kseq[24], idx[24];
+
+    memset(shard_of, 0, sizeof(shard_of));
+    lost_mask = 0;
+    send_numbered(b, "r", 24, 24);
+    for (i = 0; i < 24; i++) {
+        due[i] = t0 + 10 + (int64_t)((i * 5) % 12) * 5; /* pairs share a due time */
+        seq[i] = i;
+        shard_of[i] = i % 3 == 1 ? 1 : 2;
+        answer_cancelled_at(i, due[i]);
+        if (shard_of[i] == 2) {
+            kept_bytes += sent[i].len;
+        }
+    }
+    ck_assert_uint_eq(d2o_bulk_pending(b), 24);
+    lost_mask = 1u << 1;
+    d2o_bulk_recheck(b);
+    d2o_bulk_tick(b, fake_now); /* nothing due yet: only the drop */
+    ck_assert_uint_eq(n_sent, 24);
+    for (i = 0; i < 24; i++) {
+        ck_assert_int_eq(outs[i].seen, shard_of[i] == 1);
+        if (shard_of[i] == 1) {
+            ck_assert_int_eq(outs[i].res.outcome, D2O_BULK_DROPPED);
+        }
+    }
+    ck_assert_uint_eq(d2o_bulk_pending(b), 16);
+    ck_assert_uint_eq(d2o_bulk_pending_bytes(b), kept_bytes);
+    ck_assert_int_eq(d2o_bulk_next_ms(b, t0), 10);
+    tick_until(b, t0 + 70, false);
+    /* check_due_order over the kept items only, renumbered 0..15 */
+    for (i = 0; i < 24; i++) {
+        if (shard_of[i] == 2) {
+            kdue[n_kept] = due[i];
+            kseq[n_kept] = seq[i];
+            idx[i] = n_kept++;
+        }
+    }
+    for (i = 0; i < n_resent; i++) {
+        ck_assert_uint_eq(shard_of[resent[i].k], 2);
+        ck_assert_int_eq(outs[resent[i].k].res.outcome, D2O_BULK_DONE);
+        resent[i].k = idx[resent[i].k];
+    }
+    memset(outs, 0, sizeof(outs));
+    for (i = 0; i < n_resent; i++) {
+        outs[resent[i].k].seen = 1;
+    }
+    check_due_order(kdue, kseq, n_kept, true);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+    ck_assert_uint_eq(d2o_bulk_pending_bytes(b), 0);
+    d2o_bulk_free(b);
+}
+END_TEST
+
+/* 2000 items held in 250 requests answered in a scrambled order, due within 200 ms (many share a
+ * due time): each goes out at its due tick, in due order, equal times in the order held. */
+START_TEST(many_delayed_items_go_out_in_due_order)
+{
+    enum { N = 2000, PER = 8, RQ = N / PER };
+    struct d2o_bulk *b = sink_new(PER, 1 << 20, RQ + 8);
+    static int64_t due[N];
+    static size_t seq[N];
+    int64_t t0 = fake_now;
+    uint32_t x = 12345;
+    size_t i, held = 0;
+
+    n_resent = 0;
+    for (i = 0; i < N; i++) {
+        char id[16];
+
+        snprintf(id, sizeof(id), "m%zu", i);
+        add(b, i, id, 1, false);
+    }
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, RQ);
+    for (i = 0; i < RQ; i++) {
+        size_t r = (i * 97) % RQ, n, j, ks[PER + 1];
+        int64_t at;
+
+        x = x * 1103515245u + 12345u;
+        at = t0 + 1 + (int64_t)((x >> 8) % 200);
+        n = cookies_in(r, ks, PER + 1);
+        ck_assert_uint_eq(n, PER);
+        for (j = 0; j < n; j++) {
+            due[ks[j]] = at;
+            seq[ks[j]] = held++;
+        }
+        answer_cancelled_at(r, at);
+    }
+    ck_assert_uint_eq(d2o_bulk_pending(b), N);
+    tick_until(b, t0 + 201, false);
+    check_due_order(due, seq, N, true);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+    ck_assert_uint_eq(d2o_bulk_pending_bytes(b), 0);
+    ck_assert_uint_eq(d2o_bulk_stats(b)->done, N);
+    d2o_bulk_free(b);
+}
+END_TEST
+
 START_TEST(a_failed_start_keeps_the_items)
 {
     struct d2o_bulk *b = sink_new(10, 1 << 20, 2);
@@ -1388,6 +1676,11 @@ Suite *d2o_test_suite(void)
     TCase *pure = tcase_create("pure");
     TCase *sender = tcase_create("sender");
 
+    /* Check's default is 4 s of wall time; a loaded machine or a sanitizer build needs more,
+     * and the suite's meson timeout (60 s) still bounds it. */
+    tcase_set_timeout(pure, 60);
+    tcase_set_timeout(sender, 60);
+
     tcase_add_test(pure, batch_count_honours_size_and_count);
     tcase_add_test(pure, action_key_reads_index_and_id);
     tcase_add_test(pure, parses_captured_responses);
@@ -1412,6 +1705,9 @@ Suite *d2o_test_suite(void)
     tcase_add_test(sender, a_failed_filter_holds_the_items);
     tcase_add_test(sender, the_asynchronous_filter_sends_with_its_answer);
     tcase_add_test(sender, a_lost_shard_s_items_are_dropped_before_the_next_send);
+    tcase_add_test(sender, delayed_items_go_out_in_due_order_equal_times_in_the_order_held);
+    tcase_add_test(sender, delayed_items_removed_from_the_middle_keep_the_rest_in_order);
+    tcase_add_test(sender, many_delayed_items_go_out_in_due_order);
     tcase_add_test(sender, basic_auth_header_and_free_with_pending_items);
     suite_add_tcase(s, pure);
     suite_add_tcase(s, sender);
