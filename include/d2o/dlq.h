@@ -101,8 +101,8 @@ d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream, con
                          int64_t counter, const char *position, int64_t stream_version,
                          const struct d2o_dlq_row *rows, size_t n, char *errstr,
                          size_t errstr_size);
-/* Prepares the statement on the session (once per connection; saves its planning on every
- * batch). 0 or -EIO. @blocking yes. */
+/* Prepares the statements on the session, with and without DLQ rows (once per connection; saves
+ * their planning on every batch). 0 or -EIO. @blocking yes. */
 __attribute__((warn_unused_result)) int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr,
                                                                      size_t errstr_size);
 /* Sends the statement (prepared: as d2o_checkpoint_batch_prepare left it) without waiting (the
