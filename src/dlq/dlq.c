@@ -142,9 +142,8 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
 #define BATCH_LOCKED                                                                               \
     "WITH l AS (SELECT v.i, v.stream, v.shard_id, v.counter, v.pos, v.sver, k.tid, k.checkpoint,"  \
     "   k.tid IS NOT NULL AND " NOT_BACK " AS fwd"                                                 \
-    "   FROM (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $7::bigint[])" \
-    "     WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)"                           \
-    /* a limit that is not a constant: the generic plan expects one shard, see above */            \
+    "   FROM (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[],"              \
+    "     $7::bigint[]) WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)"             \
     "     LIMIT cardinality($3::text[])) v"                                                        \
     "   LEFT JOIN LATERAL (SELECT l.ctid AS tid, l.checkpoint FROM leases l"                       \
     "     WHERE l.application = $1 AND l.stream = v.stream AND l.shard_id = v.shard_id"            \
@@ -154,41 +153,41 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
 /* Moves the checkpoints of the shards that passed (fwd: their row is locked with the fence and
  * the position does not move back; found again by its address) and answers: the moved ones
  * from the UPDATE, the others from l (no row locked: lost; else back, with the stored
- * position). */
+ * position). version_last_ms: a DynamoDB stream's version at the checkpoint (0: none). */
 #define BATCH_UPDATE                                                                               \
     " u AS (UPDATE leases t SET checkpoint = l.pos, owner_switches = 0,"                           \
     "   checkpointed_at = now(), updated_at = now(),"                                              \
-    /* a DynamoDB stream's version at the checkpoint (0: none) */                                  \
     "   version_last_ms = CASE WHEN l.sver > 0 THEN l.sver ELSE t.version_last_ms END FROM l"      \
     "   WHERE l.fwd AND t.ctid = l.tid AND t.owner = $6 AND t.lease_counter = l.counter"           \
     "   RETURNING l.i)"                                                                            \
     " SELECT u.i, 'ok', NULL FROM u UNION ALL SELECT l.i, CASE WHEN l.tid IS NULL THEN 'lost'"     \
     "   ELSE 'back' END, l.checkpoint FROM l WHERE l.fwd IS NOT TRUE"
 
-static const char batch_sql[] = BATCH_LOCKED BATCH_UPDATE;
-
-static const char batch_dlq_sql[] =
-    BATCH_LOCKED
-    " x AS (SELECT DISTINCT ON (x.stream, x.shard_id, x.seq, x.idx, x.doc) x.* FROM unnest("
-    "   $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
-    "   $15::bigint[], $16::text[], $17::text[], $18::int[], $19::text[], $20::int[],"
-    "   $21::float8[], $22::float8[]) WITH ORDINALITY AS x(stream, shard_id, seq, pk, tbl, idx,"
-    "   doc, ver, raw, cls, status, msg, attempts, first, last, n)"
-    "   JOIN l ON l.fwd AND l.stream = x.stream AND l.shard_id = x.shard_id"
-    "   ORDER BY x.stream, x.shard_id, x.seq, x.idx, x.doc, x.n DESC),"
-    " d AS (INSERT INTO dlq (application, stream, shard_id, sequence_number, partition_key,"
-    "   table_name, index_name, doc_id, version, raw_record, error_class, http_status,"
-    "   error_message, attempts, first_failed_at, last_failed_at)"
-    "   SELECT $1, stream, shard_id, seq, pk, tbl, idx, doc, ver, decode(raw, 'hex'), cls,"
-    "   status, msg, attempts, to_timestamp(first), to_timestamp(last) FROM x"
-    "   ON CONFLICT (application, stream, shard_id, sequence_number, index_name, doc_id)"
-    "   DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"
-    "   last_failed_at = EXCLUDED.last_failed_at, error_class = EXCLUDED.error_class,"
-    "   http_status = EXCLUDED.http_status, error_message = EXCLUDED.error_message,"
-    /* A row the operator discarded stays discarded when the shard is read again. */
-    "   state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE 'pending' END,"
+/* The DLQ rows of the shards that passed, the newest of each (stream, shard, sequence number,
+ * index, document) once. A row the operator discarded stays discarded when the shard is read
+ * again. */
+#define BATCH_DLQ                                                                                  \
+    " x AS (SELECT DISTINCT ON (x.stream, x.shard_id, x.seq, x.idx, x.doc) x.* FROM unnest("       \
+    "   $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"  \
+    "   $15::bigint[], $16::text[], $17::text[], $18::int[], $19::text[], $20::int[],"             \
+    "   $21::float8[], $22::float8[]) WITH ORDINALITY AS x(stream, shard_id, seq, pk, tbl, idx,"   \
+    "   doc, ver, raw, cls, status, msg, attempts, first, last, n)"                                \
+    "   JOIN l ON l.fwd AND l.stream = x.stream AND l.shard_id = x.shard_id"                       \
+    "   ORDER BY x.stream, x.shard_id, x.seq, x.idx, x.doc, x.n DESC),"                            \
+    " d AS (INSERT INTO dlq (application, stream, shard_id, sequence_number, partition_key,"       \
+    "   table_name, index_name, doc_id, version, raw_record, error_class, http_status,"            \
+    "   error_message, attempts, first_failed_at, last_failed_at)"                                 \
+    "   SELECT $1, stream, shard_id, seq, pk, tbl, idx, doc, ver, decode(raw, 'hex'), cls,"        \
+    "   status, msg, attempts, to_timestamp(first), to_timestamp(last) FROM x"                     \
+    "   ON CONFLICT (application, stream, shard_id, sequence_number, index_name, doc_id)"          \
+    "   DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"                                \
+    "   last_failed_at = EXCLUDED.last_failed_at, error_class = EXCLUDED.error_class,"             \
+    "   http_status = EXCLUDED.http_status, error_message = EXCLUDED.error_message,"               \
+    "   state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE 'pending' END,"              \
     "   replay_result = CASE WHEN dlq.state = 'discarded' THEN dlq.replay_result END),"
-    BATCH_UPDATE;
+
+static const char batch_sql[] = BATCH_LOCKED BATCH_UPDATE;
+static const char batch_dlq_sql[] = BATCH_LOCKED BATCH_DLQ BATCH_UPDATE;
 
 /* The array parameters, in the order of $2..$5, $7 and $8..$22. */
 enum {
@@ -417,8 +416,8 @@ int d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, b
         ok = PQsendQueryPrepared(c, b->n_rows ? BATCH_DLQ_STATEMENT : BATCH_STATEMENT, params,
                                  values, NULL, NULL, 0);
     } else if (r == 0) {
-        ok = PQsendQueryParams(c, b->n_rows ? batch_dlq_sql : batch_sql, params, NULL, values,
-                               NULL, NULL, 0);
+        ok = PQsendQueryParams(c, b->n_rows ? batch_dlq_sql : batch_sql, params, NULL, values, NULL,
+                               NULL, 0);
     }
     for (i = 0; i < cols; i++) {
         d2o_buf_free(&lit[i]);

@@ -1250,7 +1250,8 @@ static void checkpoints_send(struct worker *w)
         if (r < 0) {
             free(sh->commit_sent_pos);
             sh->commit_sent_pos = NULL;
-            failed = true; /* out of memory: the batch is dropped below, and tried again next turn */
+            /* out of memory: the batch is dropped below, and tried again next turn */
+            failed = true;
             continue;
         }
         sh->commit_in_flight = true;

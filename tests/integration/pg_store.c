@@ -340,9 +340,9 @@ static void batch_turn(PGconn *c, int n, const char *pos, int turn, bool with_dl
         snprintf(id, sizeof(id), "shard-%03d", i);
         snprintf(docs[i], sizeof(docs[i]), "t%d-%s", turn, id);
         r[0] = row(pos, docs[i]);
-        ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", id, 7, pos, 0, r, with_dlq ? 1 : 0, err,
-                                                  sizeof(err)),
-                         0);
+        ck_assert_int_eq(
+            d2o_checkpoint_batch_add(b, "s", id, 7, pos, 0, r, with_dlq ? 1 : 0, err, sizeof(err)),
+            0);
     }
     ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);
     d2o_checkpoint_batch_free(b);
@@ -480,12 +480,11 @@ START_TEST(migration_9_keeps_the_lease_rows_and_their_checkpoints)
     d2o_checkpoint_batch_free(b);
     /* with a DLQ row; the version of a DynamoDB stream's record */
     b = d2o_checkpoint_batch_new("app", "w1");
-    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shard-a", 7, "1400", 1732500000999999, r0,
-                                              1, err, sizeof(err)),
+    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shard-a", 7, "1400", 1732500000999999, r0, 1,
+                                              err, sizeof(err)),
                      0);
-    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s2", "shard-300", 7, "301", 0, NULL, 0, err,
-                                              sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s2", "shard-300", 7, "301", 0, NULL, 0, err, sizeof(err)), 0);
     ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);
     ck_assert_int_eq(outcome[0], 0);
     ck_assert_int_eq(outcome[1], 0);
