@@ -91,7 +91,7 @@ __attribute__((warn_unused_result)) int d2o_dlq_commit(PGconn *c, const struct d
 struct d2o_checkpoint_batch;
 /* The shards a worker puts in one statement at most: the statement's time grows with its shards
  * (docs/performance.md, "the fenced checkpoint"); the shards left out go with the next one. */
-#define D2O_CHECKPOINT_BATCH_MAX 64
+#define D2O_CHECKPOINT_BATCH_MAX 32
 struct d2o_checkpoint_batch *d2o_checkpoint_batch_new(const char *application, const char *owner);
 void d2o_checkpoint_batch_free(struct d2o_checkpoint_batch *b);
 size_t d2o_checkpoint_batch_size(const struct d2o_checkpoint_batch *b);
