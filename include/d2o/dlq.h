@@ -89,6 +89,9 @@ __attribute__((warn_unused_result)) int d2o_dlq_commit(PGconn *c, const struct d
  * application and owner must outlive the batch.
  */
 struct d2o_checkpoint_batch;
+/* The shards a worker puts in one statement at most: the statement's time grows with its shards
+ * (docs/performance.md, "the fenced checkpoint"); the shards left out go with the next one. */
+#define D2O_CHECKPOINT_BATCH_MAX 32
 struct d2o_checkpoint_batch *d2o_checkpoint_batch_new(const char *application, const char *owner);
 void d2o_checkpoint_batch_free(struct d2o_checkpoint_batch *b);
 size_t d2o_checkpoint_batch_size(const struct d2o_checkpoint_batch *b);
@@ -101,8 +104,8 @@ d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream, con
                          int64_t counter, const char *position, int64_t stream_version,
                          const struct d2o_dlq_row *rows, size_t n, char *errstr,
                          size_t errstr_size);
-/* Prepares the statement on the session (once per connection; saves its planning on every
- * batch). 0 or -EIO. @blocking yes. */
+/* Prepares the statements on the session, with and without DLQ rows (once per connection; saves
+ * their planning on every batch). 0 or -EIO. @blocking yes. */
 __attribute__((warn_unused_result)) int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr,
                                                                      size_t errstr_size);
 /* Sends the statement (prepared: as d2o_checkpoint_batch_prepare left it) without waiting (the

@@ -72,6 +72,10 @@ PGconn *d2o_pg_connect_bounded(const char *conninfo, const char *application_nam
  */
 __attribute__((warn_unused_result)) int d2o_pg_migrate(PGconn *c, int *from, int *to, char *errstr,
                                                        size_t errstr_size);
+/* The same up to version target (at most d2o_pg_schema_latest): for tests that start from an
+ * older schema. */
+__attribute__((warn_unused_result)) int d2o_pg_migrate_to(PGconn *c, int target, int *from, int *to,
+                                                          char *errstr, size_t errstr_size);
 
 /* 0 when the database's schema is the one this binary knows; else -ENOENT with what to do
  * ("run 'ddb2os migrate'") in errstr, or -EIO. For commands that must not change the schema. */

@@ -108,8 +108,8 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
     " WHEN " x " = 'SHARD_END' THEN 2 ELSE 1 END, CASE WHEN " x " IN ('TRIM_HORIZON', 'LATEST',"   \
     " 'AT_TIMESTAMP', 'SHARD_END') THEN 0 ELSE " x "::numeric END)"
 
-/* The shard's new position does not move back from the stored one. */
-#define NOT_BACK POSKEY("l.pos") " >= " POSKEY("l.checkpoint")
+/* The shard's new position (v.pos) does not move back from the stored one (k.checkpoint). */
+#define NOT_BACK POSKEY("v.pos") " >= " POSKEY("k.checkpoint")
 
 /*
  * One statement: lock every listed lease row that still names this owner with the shard's
@@ -124,60 +124,78 @@ static int insert_row(PGconn *c, const struct d2o_checkpoint *cp, const struct d
  *     of the shards with the lease rows may be planned as a nested loop that scans all of the
  *     owner's leases for every shard (quadratic: 200 shards, 40 000 rows locked and filtered);
  *   - the shards are carried through by their ordinal, never joined again by stream and shard
- *     (only their DLQ rows, rare, are), and the answer looks the updated ordinals up in a
- *     hashed subplan;
+ *     (only their DLQ rows, rare, are); whether a shard moves forward is computed once (fwd);
  *   - a table without statistics makes the owner index (application, owner, stream, shard_id)
  *     look as cheap as the primary key: both find a shard's row in one probe;
  *   - the shards' rows end in LIMIT cardinality(shards), which changes nothing but the generic
  *     plan's guess: one shard instead of unnest's ten. With ten, a custom plan for one or a few
  *     shards looked cheaper than the generic one, and PostgreSQL planned the statement again
  *     on every turn (more than the statement's own work for one shard).
+ * A turn whose shards pass no DLQ rows (nearly every turn) sends the statement without the DLQ
+ * insert (BATCH_SQL): an INSERT ... ON CONFLICT into the dead-letter table opens that table and
+ * its seven indexes on every execution even when it inserts nothing, which was about a third of
+ * the statement's cost for a few shards (docs/performance.md, "the fenced checkpoint").
+ *
+ * $1 application, $2..$5 the shards' streams, ids, counters and positions, $6 owner, $7 the
+ * shards' stream versions; with DLQ rows, $8..$22 their columns.
  */
-static const char batch_sql[] =
-    "WITH l AS (SELECT v.i, v.counter, v.pos, v.sver, k.tid, k.stream, k.shard_id, k.checkpoint"
-    "   FROM (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $22::bigint[])"
-    "     WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)"
-    /* a limit that is not a constant: the generic plan expects one shard, see above */
-    "     LIMIT cardinality($3::text[])) v"
-    "   LEFT JOIN LATERAL (SELECT l.ctid AS tid, l.stream, l.shard_id, l.checkpoint FROM leases l"
-    "     WHERE l.application = $1 AND l.stream = v.stream AND l.shard_id = v.shard_id"
-    "     AND l.owner = $6 AND l.lease_counter = v.counter AND l.expires_at > clock_timestamp()"
+#define BATCH_LOCKED                                                                               \
+    "WITH l AS (SELECT v.i, v.stream, v.shard_id, v.counter, v.pos, v.sver, k.tid, k.checkpoint,"  \
+    "   k.tid IS NOT NULL AND " NOT_BACK " AS fwd"                                                 \
+    "   FROM (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[],"              \
+    "     $7::bigint[]) WITH ORDINALITY AS v(stream, shard_id, counter, pos, sver, i)"             \
+    "     LIMIT cardinality($3::text[])) v"                                                        \
+    "   LEFT JOIN LATERAL (SELECT l.ctid AS tid, l.checkpoint FROM leases l"                       \
+    "     WHERE l.application = $1 AND l.stream = v.stream AND l.shard_id = v.shard_id"            \
+    "     AND l.owner = $6 AND l.lease_counter = v.counter AND l.expires_at > clock_timestamp()"   \
     "     FOR UPDATE OF l NOWAIT) k ON true),"
-    " ok AS (SELECT * FROM l WHERE l.tid IS NOT NULL AND " NOT_BACK "),"
-    " x AS (SELECT DISTINCT ON (x.stream, x.shard_id, x.seq, x.idx, x.doc) x.* FROM unnest("
-    "   $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
-    "   $14::bigint[], $15::text[], $16::text[], $17::int[], $18::text[], $19::int[],"
-    "   $20::float8[], $21::float8[]) WITH ORDINALITY AS x(stream, shard_id, seq, pk, tbl, idx,"
-    "   doc, ver, raw, cls, status, msg, attempts, first, last, n)"
-    "   JOIN ok ON ok.stream = x.stream AND ok.shard_id = x.shard_id"
-    "   ORDER BY x.stream, x.shard_id, x.seq, x.idx, x.doc, x.n DESC),"
-    " d AS (INSERT INTO dlq (application, stream, shard_id, sequence_number, partition_key,"
-    "   table_name, index_name, doc_id, version, raw_record, error_class, http_status,"
-    "   error_message, attempts, first_failed_at, last_failed_at)"
-    "   SELECT $1, stream, shard_id, seq, pk, tbl, idx, doc, ver, decode(raw, 'hex'), cls,"
-    "   status, msg, attempts, to_timestamp(first), to_timestamp(last) FROM x"
-    "   ON CONFLICT (application, stream, shard_id, sequence_number, index_name, doc_id)"
-    "   DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"
-    "   last_failed_at = EXCLUDED.last_failed_at, error_class = EXCLUDED.error_class,"
-    "   http_status = EXCLUDED.http_status, error_message = EXCLUDED.error_message,"
-    /* A row the operator discarded stays discarded when the shard is read again. */
-    "   state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE 'pending' END,"
-    "   replay_result = CASE WHEN dlq.state = 'discarded' THEN dlq.replay_result END),"
-    " u AS (UPDATE leases t SET checkpoint = ok.pos, owner_switches = 0,"
-    "   checkpointed_at = now(), updated_at = now(),"
-    /* a DynamoDB stream's version at the checkpoint (0: none) */
-    "   version_last_ms = CASE WHEN ok.sver > 0 THEN ok.sver ELSE t.version_last_ms END FROM ok"
-    /* the rows locked above, by their address */
-    "   WHERE t.ctid = ok.tid AND t.owner = $6 AND t.lease_counter = ok.counter RETURNING ok.i)"
-    " SELECT l.i, CASE WHEN l.i IN (SELECT u.i FROM u) THEN 'ok' WHEN l.tid IS NOT NULL"
-    "   THEN 'back' ELSE 'lost' END, l.checkpoint FROM l";
 
-/* The array parameters, in the order of $2..$5, $7..$21 and $22. */
+/* Moves the checkpoints of the shards that passed (fwd: their row is locked with the fence and
+ * the position does not move back; found again by its address) and answers: the moved ones
+ * from the UPDATE, the others from l (no row locked: lost; else back, with the stored
+ * position). version_last_ms: a DynamoDB stream's version at the checkpoint (0: none). */
+#define BATCH_UPDATE                                                                               \
+    " u AS (UPDATE leases t SET checkpoint = l.pos, owner_switches = 0,"                           \
+    "   checkpointed_at = now(), updated_at = now(),"                                              \
+    "   version_last_ms = CASE WHEN l.sver > 0 THEN l.sver ELSE t.version_last_ms END FROM l"      \
+    "   WHERE l.fwd AND t.ctid = l.tid AND t.owner = $6 AND t.lease_counter = l.counter"           \
+    "   RETURNING l.i)"                                                                            \
+    " SELECT u.i, 'ok', NULL FROM u UNION ALL SELECT l.i, CASE WHEN l.tid IS NULL THEN 'lost'"     \
+    "   ELSE 'back' END, l.checkpoint FROM l WHERE l.fwd IS NOT TRUE"
+
+/* The DLQ rows of the shards that passed, the newest of each (stream, shard, sequence number,
+ * index, document) once. A row the operator discarded stays discarded when the shard is read
+ * again. */
+#define BATCH_DLQ                                                                                  \
+    " x AS (SELECT DISTINCT ON (x.stream, x.shard_id, x.seq, x.idx, x.doc) x.* FROM unnest("       \
+    "   $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"  \
+    "   $15::bigint[], $16::text[], $17::text[], $18::int[], $19::text[], $20::int[],"             \
+    "   $21::float8[], $22::float8[]) WITH ORDINALITY AS x(stream, shard_id, seq, pk, tbl, idx,"   \
+    "   doc, ver, raw, cls, status, msg, attempts, first, last, n)"                                \
+    "   JOIN l ON l.fwd AND l.stream = x.stream AND l.shard_id = x.shard_id"                       \
+    "   ORDER BY x.stream, x.shard_id, x.seq, x.idx, x.doc, x.n DESC),"                            \
+    " d AS (INSERT INTO dlq (application, stream, shard_id, sequence_number, partition_key,"       \
+    "   table_name, index_name, doc_id, version, raw_record, error_class, http_status,"            \
+    "   error_message, attempts, first_failed_at, last_failed_at)"                                 \
+    "   SELECT $1, stream, shard_id, seq, pk, tbl, idx, doc, ver, decode(raw, 'hex'), cls,"        \
+    "   status, msg, attempts, to_timestamp(first), to_timestamp(last) FROM x"                     \
+    "   ON CONFLICT (application, stream, shard_id, sequence_number, index_name, doc_id)"          \
+    "   DO UPDATE SET attempts = dlq.attempts + EXCLUDED.attempts,"                                \
+    "   last_failed_at = EXCLUDED.last_failed_at, error_class = EXCLUDED.error_class,"             \
+    "   http_status = EXCLUDED.http_status, error_message = EXCLUDED.error_message,"               \
+    "   state = CASE WHEN dlq.state = 'discarded' THEN dlq.state ELSE 'pending' END,"              \
+    "   replay_result = CASE WHEN dlq.state = 'discarded' THEN dlq.replay_result END),"
+
+static const char batch_sql[] = BATCH_LOCKED BATCH_UPDATE;
+static const char batch_dlq_sql[] = BATCH_LOCKED BATCH_DLQ BATCH_UPDATE;
+
+/* The array parameters, in the order of $2..$5, $7 and $8..$22. */
 enum {
     B_STREAM,
     B_SHARD,
     B_COUNTER,
     B_POS,
+    B_VER, /* $7 */
     B_D_STREAM,
     B_D_SHARD,
     B_D_SEQ,
@@ -193,9 +211,12 @@ enum {
     B_D_ATTEMPTS,
     B_D_FIRST,
     B_D_LAST,
-    B_VER, /* $22 */
     B_COLS
 };
+
+/* Parameters of the statement without DLQ rows ($1..$7) and with them ($1..$22). */
+#define B_PARAMS 7
+#define B_PARAMS_DLQ 22
 
 struct d2o_checkpoint_batch {
     const char *application, *owner;
@@ -353,12 +374,17 @@ int d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream,
 }
 
 #define BATCH_STATEMENT "d2o_checkpoint_batch"
+#define BATCH_DLQ_STATEMENT "d2o_checkpoint_batch_dlq"
 
 int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr, size_t errstr_size)
 {
-    PGresult *r = PQprepare(c, BATCH_STATEMENT, batch_sql, 22, NULL);
+    PGresult *r = PQprepare(c, BATCH_STATEMENT, batch_sql, B_PARAMS, NULL);
     int ret = 0;
 
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+        PQclear(r);
+        r = PQprepare(c, BATCH_DLQ_STATEMENT, batch_dlq_sql, B_PARAMS_DLQ, NULL);
+    }
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         d2o_pg_error(c, r, "preparing the checkpoint statement", errstr, errstr_size);
         ret = -EIO;
@@ -369,11 +395,13 @@ int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr, size_t errstr_size)
 
 int d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, bool prepared)
 {
+    /* Without DLQ rows the statement without the DLQ insert (see batch_sql). */
+    int cols = b->n_rows ? B_COLS : B_VER + 1, params = b->n_rows ? B_PARAMS_DLQ : B_PARAMS;
     struct d2o_buf lit[B_COLS];
-    const char *values[22];
+    const char *values[B_PARAMS_DLQ];
     int i, r = 0, ok = 0;
 
-    for (i = 0; i < B_COLS; i++) {
+    for (i = 0; i < cols; i++) {
         lit[i] = (struct d2o_buf)D2O_BUF_INIT;
         r |= d2o_buf_putc(&lit[i], '{') |
              (b->col[i].len ? d2o_buf_append(&lit[i], b->col[i].data, b->col[i].len) : 0) |
@@ -381,14 +409,17 @@ int d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, b
     }
     values[0] = b->application;
     values[5] = b->owner;
-    for (i = 0; i < B_COLS && r == 0; i++) {
+    for (i = 0; i < cols && r == 0; i++) {
         values[i < 4 ? i + 1 : i + 2] = lit[i].data;
     }
-    if (r == 0) {
-        ok = prepared ? PQsendQueryPrepared(c, BATCH_STATEMENT, 22, values, NULL, NULL, 0)
-                      : PQsendQueryParams(c, batch_sql, 22, NULL, values, NULL, NULL, 0);
+    if (r == 0 && prepared) {
+        ok = PQsendQueryPrepared(c, b->n_rows ? BATCH_DLQ_STATEMENT : BATCH_STATEMENT, params,
+                                 values, NULL, NULL, 0);
+    } else if (r == 0) {
+        ok = PQsendQueryParams(c, b->n_rows ? batch_dlq_sql : batch_sql, params, NULL, values, NULL,
+                               NULL, 0);
     }
-    for (i = 0; i < B_COLS; i++) {
+    for (i = 0; i < cols; i++) {
         d2o_buf_free(&lit[i]);
     }
     return r ? -ENOMEM : ok ? 0 : -EIO;

@@ -1220,49 +1220,56 @@ void worker_on_checkpoints(struct worker *w, void *owner, struct d2o_checkpoint_
     free(in);
 }
 
+static bool commit_ready(const struct shard *sh)
+{
+    return sh->commit_dirty && !sh->commit_in_flight && sh->stop != STOP_LOST &&
+           sh->stop != STOP_DONE;
+}
+
 /*
- * The checkpoints of every shard whose acknowledged prefix moved, with the DLQ rows they pass,
+ * The checkpoints of the shards whose acknowledged prefix moved, with the DLQ rows they pass,
  * in one statement fenced per shard (d2o_checkpoint_batch), sent without waiting; at most one
- * such statement is on its way.
+ * such statement is on its way. At most D2O_CHECKPOINT_BATCH_MAX shards go in one statement, so
+ * that it stays short (docs/performance.md); the next one starts with the shards left out, so
+ * each waits at most ceil(ready / D2O_CHECKPOINT_BATCH_MAX) statements.
  */
 static void checkpoints_send(struct worker *w)
 {
     struct d2o_checkpoint_batch *b;
     struct shard **in;
-    size_t i, n = 0;
+    size_t i, k, n = 0, cap, start;
+    bool failed = false;
     char err[512];
 
     if (w->checkpoint_in_flight) {
         return;
     }
     for (i = 0; i < w->n_shards; i++) {
-        const struct shard *sh = w->shards[i];
-
-        n += sh->commit_dirty && !sh->commit_in_flight && sh->stop != STOP_LOST &&
-             sh->stop != STOP_DONE;
+        n += commit_ready(w->shards[i]);
     }
     if (n == 0) {
         return;
     }
+    cap = n < D2O_CHECKPOINT_BATCH_MAX ? n : D2O_CHECKPOINT_BATCH_MAX;
     b = d2o_checkpoint_batch_new(w->conf->application, w->id);
-    in = d2o_calloc(n, sizeof(*in));
+    in = d2o_calloc(cap, sizeof(*in));
+    start = w->checkpoint_next < w->n_shards ? w->checkpoint_next : 0;
     n = 0;
-    for (i = 0; b && in && i < w->n_shards; i++) {
-        struct shard *sh = w->shards[i];
+    for (k = 0; b && in && k < w->n_shards && n < cap && !failed; k++) {
+        struct shard *sh = w->shards[(start + k) % w->n_shards];
         struct d2o_dlq_row *rows = NULL;
-        size_t k;
+        size_t j;
         int r = -ENOMEM;
 
-        if (!sh->commit_dirty || sh->commit_in_flight || sh->stop == STOP_LOST ||
-            sh->stop == STOP_DONE) {
+        if (!commit_ready(sh)) {
             continue;
         }
         sh->commit_sent_pos = d2o_strdup(sh->commit_pos);
         if (sh->n_commit_dlq) {
             rows = d2o_calloc(sh->n_commit_dlq, sizeof(*rows));
         }
-        for (k = 0; rows && k < sh->n_commit_dlq; k++) {
-            rows[k] = ((struct dlq_item *)sh->commit_dlq[k])->row;
+        for (j = 0; rows && j < sh->n_commit_dlq; j++) {
+            rows[j] = ((struct dlq_item *)sh->commit_dlq[j])->row;
         }
         if (sh->commit_sent_pos && (rows || !sh->n_commit_dlq)) {
             r = d2o_checkpoint_batch_add(b, sh->lease.stream, sh->lease.shard_id, sh->lease.counter,
@@ -1281,13 +1288,16 @@ static void checkpoints_send(struct worker *w)
         if (r < 0) {
             free(sh->commit_sent_pos);
             sh->commit_sent_pos = NULL;
-            break; /* out of memory: the batch is dropped below, and tried again next turn */
+            /* out of memory: the batch is dropped below, and tried again next turn */
+            failed = true;
+            continue;
         }
         sh->commit_in_flight = true;
         sh->commit_sent_dlq = sh->n_commit_dlq;
         in[n++] = sh;
     }
-    if (!b || !in || i < w->n_shards || n == 0) {
+    w->checkpoint_next = w->n_shards ? (start + k) % w->n_shards : 0;
+    if (!b || !in || failed || n == 0) {
         for (i = 0; i < n; i++) {
             in[i]->commit_in_flight = false;
             free(in[i]->commit_sent_pos);

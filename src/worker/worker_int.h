@@ -93,6 +93,7 @@ struct worker {
     struct worker_apg apg;          /* renewals and checkpoints, never blocking the loop */
     bool renew_in_flight;
     bool checkpoint_in_flight;
+    size_t checkpoint_next; /* the shard the next checkpoint statement starts with */
     bool census_in_flight;
     bool report_in_flight;
     bool take_in_flight;   /* a lease take (or the handoff request after it) is on its way */

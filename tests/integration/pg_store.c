@@ -323,9 +323,10 @@ START_TEST(a_batch_fences_each_shard_on_its_own)
 }
 END_TEST
 
-/* One turn of the many-shard batch test: every shard checkpoints to pos with one DLQ row; the
- * outcomes land in outcome[]. */
-static void batch_turn(PGconn *c, int n, const char *pos, int turn, int *outcome)
+/* One turn of the many-shard batch test: every shard checkpoints to pos, with one DLQ row each
+ * when with_dlq (the statement with the DLQ insert, else the one without); the outcomes land in
+ * outcome[]. */
+static void batch_turn(PGconn *c, int n, const char *pos, int turn, bool with_dlq, int *outcome)
 {
     struct d2o_checkpoint_batch *b = d2o_checkpoint_batch_new("app", "w1");
     static char docs[256][48];
@@ -339,20 +340,22 @@ static void batch_turn(PGconn *c, int n, const char *pos, int turn, int *outcome
         snprintf(id, sizeof(id), "shard-%03d", i);
         snprintf(docs[i], sizeof(docs[i]), "t%d-%s", turn, id);
         r[0] = row(pos, docs[i]);
-        ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", id, 7, pos, 0, r, 1, err, sizeof(err)),
-                         0);
+        ck_assert_int_eq(
+            d2o_checkpoint_batch_add(b, "s", id, 7, pos, 0, r, with_dlq ? 1 : 0, err, sizeof(err)),
+            0);
     }
     ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);
     d2o_checkpoint_batch_free(b);
 }
 
-/* 200 shards in one statement, turn after turn (the prepared statement's generic plan from the
- * sixth on; the table first without statistics, then analysed): a shard another worker stole,
- * one its own worker re-took with a new counter and one whose lease ran out are refused as lost
- * in the batch, and keep their checkpoint and get no DLQ row, while every other shard moves. */
+/* 200 shards in one statement, turn after turn (the prepared statements' generic plans from the
+ * sixth on; the table first without statistics, then analysed; turns with DLQ rows and without
+ * alternate, one statement each): a shard another worker stole, one its own worker re-took with
+ * a new counter and one whose lease ran out are refused as lost in the batch, and keep their
+ * checkpoint and get no DLQ row, while every other shard moves. */
 START_TEST(a_batch_of_many_shards_refuses_each_lease_taken_elsewhere)
 {
-    enum { N = 200, TURNS = 10 };
+    enum { N = 200, TURNS = 20 };
     PGconn *c = migrated(), *other = pgfx_conn();
     static bool gone[N];
     int outcome[N], turn, i;
@@ -367,6 +370,7 @@ START_TEST(a_batch_of_many_shards_refuses_each_lease_taken_elsewhere)
         int stolen = (turn * 37) % N, retaken = (turn * 37 + 11) % N,
             expired = (turn * 37 + 23) % N;
         int moved = 0;
+        bool with_dlq = turn % 2 == 0;
 
         if (turn == TURNS / 2) {
             pgfx_sql(c, "ANALYZE leases");
@@ -389,7 +393,7 @@ START_TEST(a_batch_of_many_shards_refuses_each_lease_taken_elsewhere)
         pgfx_sql(other, q);
         gone[stolen] = gone[retaken] = gone[expired] = true;
         snprintf(pos, sizeof(pos), "%d", 1000 + turn);
-        batch_turn(c, N, pos, turn, outcome);
+        batch_turn(c, N, pos, turn, with_dlq, outcome);
         for (i = 0; i < N; i++) {
             ck_assert_msg(outcome[i] == (gone[i] ? D2O_LEASE_E_LOST : 0),
                           "turn %d shard %d: outcome %d", turn, i, outcome[i]);
@@ -403,12 +407,98 @@ START_TEST(a_batch_of_many_shards_refuses_each_lease_taken_elsewhere)
                  "   AND (owner <> 'w1' OR lease_counter <> 7 OR expires_at < now()))",
                  pos, turn, pos, turn);
         v = pgfx_scalar(c, q);
-        snprintf(q, sizeof(q), "%d/%d/0", moved, moved);
+        snprintf(q, sizeof(q), "%d/%d/0", moved, with_dlq ? moved : 0);
         ck_assert_msg(strcmp(v, q) == 0, "turn %d: moved/dlq/fenced-but-written %s, want %s", turn,
                       v, q);
         free(v);
     }
     PQfinish(other);
+    PQfinish(c);
+}
+END_TEST
+
+/* Migration 9 (a fillfactor and the position check without a regular expression) on a lease
+ * table that has rows: every column of every row is as before, and the rows checkpoint with
+ * their fences, with and without DLQ rows, in both directions of the position order. */
+START_TEST(migration_9_keeps_the_lease_rows_and_their_checkpoints)
+{
+    PGconn *c = pgfx_conn();
+    struct d2o_checkpoint_batch *b;
+    struct d2o_dlq_row r0[1] = {row("1300", "m-1")};
+    static const char rows_sql[] = "SELECT string_agg(l::text, E'\\n' ORDER BY l.shard_id) FROM"
+                                   " leases l";
+    char err[512], *before, *after, *v;
+    int outcome[4] = {9, 9, 9, 9}, from = -1, to = -1;
+
+    ck_assert_msg(d2o_pg_migrate_to(c, 8, &from, &to, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(to, 8);
+    pgfx_sql(c, "INSERT INTO leases (application, stream, shard_id, owner, lease_counter,"
+                " expires_at, checkpoint, version_last_ms, parent_shard_ids, hash_key_start,"
+                " hash_key_end, throughput, checkpointed_at) VALUES"
+                " ('app', 's', 'shard-a', 'w1', 7, now() + interval '10 minutes',"
+                "  '000000000000000000001234', 1732500000123456, '{shard-p}', 0,"
+                "  340282366920938463463374607431768211455, 12.5, now()),"
+                " ('app', 's', 'shard-b', 'w1', 7, now() + interval '10 minutes',"
+                "  '49590338271490256608559692538361571095921575989136588898', 0, '{}', NULL,"
+                "  NULL, 0, NULL),"
+                " ('app', 's', 'shard-c', 'w2', 3, now() + interval '10 minutes', 'SHARD_END', 0,"
+                "  '{}', NULL, NULL, 0, NULL),"
+                " ('app', 's', 'shard-d', NULL, 0, NULL, 'TRIM_HORIZON', 0, '{}', NULL, NULL, 0,"
+                "  NULL)");
+    /* more rows than one page holds, so that the table's pages are full before the migration */
+    pgfx_sql(c, "INSERT INTO leases (application, stream, shard_id, owner, lease_counter,"
+                " expires_at, checkpoint) SELECT 'app', 's2', 'shard-' || g, 'w1', 7,"
+                " now() + interval '10 minutes', g::text FROM generate_series(1, 300) g");
+    before = pgfx_scalar(c, rows_sql);
+    ck_assert_msg(d2o_pg_migrate(c, &from, &to, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(from, 8);
+    ck_assert_int_eq(to, d2o_pg_schema_latest);
+    after = pgfx_scalar(c, rows_sql);
+    ck_assert_str_eq(after, before);
+    free(before);
+    free(after);
+    v = pgfx_scalar(c, "SELECT array_to_string(reloptions, ',') FROM pg_class"
+                       " WHERE oid = 'leases'::regclass");
+    ck_assert_str_eq(v, "fillfactor=50");
+    free(v);
+    ck_assert_msg(d2o_checkpoint_batch_prepare(c, err, sizeof(err)) == 0, "%s", err);
+    /* without DLQ rows: a padded position moves on by its value, one moves back, one is fenced */
+    b = d2o_checkpoint_batch_new("app", "w1");
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shard-a", 7, "1235", 0, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shard-b", 7, "4959", 0, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s", "shard-c", 3, "SHARD_END", 0, NULL, 0, err, sizeof(err)),
+        0);
+    ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(outcome[0], 0);
+    ck_assert_int_eq(outcome[1], -EINVAL);
+    ck_assert_int_eq(outcome[2], D2O_LEASE_E_LOST);
+    d2o_checkpoint_batch_why(b, 1, outcome[1], err, sizeof(err));
+    ck_assert_ptr_nonnull(strstr(err, "would move back from 49590338271490256608559692538361571"));
+    d2o_checkpoint_batch_free(b);
+    /* with a DLQ row; the version of a DynamoDB stream's record */
+    b = d2o_checkpoint_batch_new("app", "w1");
+    ck_assert_int_eq(d2o_checkpoint_batch_add(b, "s", "shard-a", 7, "1400", 1732500000999999, r0, 1,
+                                              err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(
+        d2o_checkpoint_batch_add(b, "s2", "shard-300", 7, "301", 0, NULL, 0, err, sizeof(err)), 0);
+    ck_assert_msg(d2o_checkpoint_batch_exec(c, b, true, outcome, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(outcome[0], 0);
+    ck_assert_int_eq(outcome[1], 0);
+    d2o_checkpoint_batch_free(b);
+    v = pgfx_scalar(c, "SELECT string_agg(shard_id || ':' || checkpoint || ':' || version_last_ms"
+                       " || ':' || array_to_string(parent_shard_ids, ','), ' ' ORDER BY shard_id)"
+                       " FROM leases WHERE stream = 's' OR shard_id = 'shard-300'");
+    ck_assert_str_eq(v, "shard-300:301:0: shard-a:1400:1732500000999999:shard-p"
+                        " shard-b:49590338271490256608559692538361571095921575989136588898:0:"
+                        " shard-c:SHARD_END:0: shard-d:TRIM_HORIZON:0:");
+    free(v);
+    v = pgfx_scalar(c, "SELECT shard_id || ':' || doc_id FROM dlq");
+    ck_assert_str_eq(v, "shard-a:m-1");
+    free(v);
     PQfinish(c);
 }
 END_TEST
@@ -574,6 +664,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, a_batch_fences_each_shard_on_its_own);
     tcase_add_test(tc, a_batch_of_many_shards_refuses_each_lease_taken_elsewhere);
     tcase_add_test(tc, a_lease_row_holds_only_positions);
+    tcase_add_test(tc, migration_9_keeps_the_lease_rows_and_their_checkpoints);
     tcase_add_test(tc, the_fence_reads_the_clock_not_the_transaction_start);
     tcase_add_test(tc, a_checkpoint_does_not_wait_for_a_locked_lease_row);
     tcase_add_test(tc, a_bounded_session_cannot_hold_a_lease_row);
