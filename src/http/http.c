@@ -409,7 +409,6 @@ static int body_room(struct xfer *x, size_t n)
     size_t need = b->len + n + 1, cap = b->cap ? b->cap * 2 : 256;
     size_t limit = (size_t)x->max_bytes + 1;
     curl_off_t cl = -1;
-    char *p;
 
     if (need <= b->cap) {
         return 0;
@@ -424,13 +423,7 @@ static int body_room(struct xfer *x, size_t n)
     if (cap > limit) {
         cap = need > limit ? need : limit;
     }
-    p = realloc(b->data, cap);
-    if (!p) {
-        return -ENOMEM;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 0;
+    return d2o_buf_set_cap(b, cap);
 }
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
