@@ -881,11 +881,20 @@ int d2o_http_run(struct d2o_http *h, struct curl_waitfd *extra_fds, unsigned n_e
         }
     }
     if (h->timer_at >= 0 && d2o_mono_ms() >= h->timer_at) {
-        h->timer_at = -1; /* the action may set a new one */
+        long next = -1;
+
         mc = curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         if (mc != CURLM_OK) {
             return multi_err(mc);
         }
+        /* Asked again rather than left to timer_cb: libcurl calls it only when its earliest
+         * expiry changes, and a timer run a fraction of a millisecond early (this clock counts
+         * whole milliseconds) leaves that expiry where it was. */
+        mc = curl_multi_timeout(h->multi, &next);
+        if (mc != CURLM_OK) {
+            return multi_err(mc);
+        }
+        h->timer_at = next < 0 ? -1 : d2o_mono_ms() + next;
     }
     n += collect(h, h->multi);
     n += deliver_pending(h);
