@@ -64,7 +64,7 @@ struct d2o_http {
     struct xfer *active;  /* in the async multi */
     struct xfer *pending; /* failed before starting; delivered by the next d2o_http_run() */
     size_t n_in_flight;
-    bool cancelled; /* d2o_http_cancel_all: no request starts any more */
+    bool cancelled;   /* d2o_http_cancel_all: no request starts any more */
     int epfd;         /* the sockets libcurl waits on (socket_cb), and wakefd */
     int wakefd;       /* eventfd: d2o_http_wakeup() */
     int64_t timer_at; /* when libcurl wants its timeouts run (monotonic ms), -1: never */
@@ -159,6 +159,8 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 struct d2o_http *d2o_http_new(const struct d2o_http_opts *opts, char *errstr, size_t errstr_size)
 {
+    struct epoll_event ev;
+    char ebuf[128];
     struct d2o_http *h = NULL;
     struct d2o_http *ret = NULL;
     struct d2o_http_opts o;
@@ -214,20 +216,13 @@ struct d2o_http *d2o_http_new(const struct d2o_http_opts *opts, char *errstr, si
     }
     h->epfd = epoll_create1(EPOLL_CLOEXEC);
     h->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (h->epfd < 0 || h->wakefd < 0) {
-        snprintf(errstr, errstr_size, "cannot create the HTTP event set: %s", strerror(errno));
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.fd = h->wakefd;
+    if (h->epfd < 0 || h->wakefd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->wakefd, &ev) < 0) {
+        snprintf(errstr, errstr_size, "cannot create the HTTP event set: %s",
+                 d2o_strerror(errno, ebuf, sizeof(ebuf)));
         goto out;
-    }
-    {
-        struct epoll_event ev;
-
-        memset(&ev, 0, sizeof(ev));
-        ev.events = EPOLLIN;
-        ev.data.fd = h->wakefd;
-        if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->wakefd, &ev) < 0) {
-            snprintf(errstr, errstr_size, "cannot watch the HTTP wakeup: %s", strerror(errno));
-            goto out;
-        }
     }
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
@@ -413,8 +408,9 @@ static int body_room(struct xfer *x, size_t n)
     if (need <= b->cap) {
         return 0;
     }
-    if (!b->cap && curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
-                       CURLE_OK && cl > 0 && (size_t)cl + 1 >= need && (size_t)cl < limit) {
+    if (!b->cap &&
+        curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK && cl > 0 &&
+        (size_t)cl + 1 >= need && (size_t)cl < limit) {
         cap = (size_t)cl + 1;
     }
     while (cap < need) {

@@ -29,7 +29,7 @@ START_TEST(set_cap_allocates_exactly)
     ck_assert_int_eq(d2o_buf_set_cap(&b, 1001), 0);
     ck_assert_uint_eq(b.cap, 1001);
     ck_assert_int_eq(d2o_buf_append(&b, "abc", 3), 0);
-    ck_assert_uint_eq(b.cap, 1001); /* no growth while it fits */
+    ck_assert_uint_eq(b.cap, 1001);                    /* no growth while it fits */
     ck_assert_int_eq(d2o_buf_set_cap(&b, 3), -EINVAL); /* below the content and its NUL */
     ck_assert_int_eq(d2o_buf_set_cap(&b, 4), 0);
     ck_assert_str_eq(b.data, "abc");
