@@ -3,6 +3,7 @@
 
 usage: budget_bench.py DDB2OS_BINARY memory|shards|backlog|all [--shards 1,8,50,100,200]
                        [--records N] [--per-shard N] [--repeat N] [--extra "--KEY VALUE ..."]
+                       [--wrapper "valgrind --tool=callgrind ..."]
 
   memory  peak resident size (VmHWM from /proc) of one worker with default settings draining a
           preloaded backlog: 1 and 200 shards, with 1 KB records (50 000 on 1 shard, 100 000 on
@@ -22,6 +23,12 @@ same interval, GetRecords calls, records per call and the worker's VmHWM.
 
 Every run uses a fresh kinesalite stream, application and index, stops by itself (each drain
 has a time limit) and deletes what it made. The servers share the machine with the benchmark.
+
+--wrapper runs ddb2os under a command (a profiler: callgrind follows the supervisor's fork into
+the worker, so `--wrapper "valgrind --tool=callgrind --toggle-collect=worker_loop
+--callgrind-out-file=DIR/cg.%p"` counts the worker's instructions per record and per shard count;
+docs/performance.md, "Where a worker's CPU goes on 8 and on 200 shards"). Its CPU and records/s
+then measure the profiler, not ddb2os.
 """
 import argparse
 import collections
@@ -37,6 +44,7 @@ import poolkit  # noqa: E402
 from pool_bench import metric_total, proc_cpu_s, wait_drained  # noqa: E402
 
 LEASE_MS = 10000
+WRAPPER = []         # --wrapper: the command ddb2os runs under
 KB_BLOB = 800        # a 1 KB change record (with its keys and attributes)
 MB_BLOB = 1000000    # a 1 MB change record, below Kinesis's 1 MiB
 
@@ -194,7 +202,7 @@ def drain_once(env, binary, shards, n, extra, debug, timeout, step, pgids):
             args += ["--log-level", "debug", "--log-debug", "kinesis"]
         load = os.getloadavg()
         sup = poolkit.Supervisor(binary, env, "B", workers=1, lease_ms=LEASE_MS,
-                                 metrics_port=port, extra=args)
+                                 metrics_port=port, extra=args, wrapper=WRAPPER)
         t0 = time.time()
         poolkit.wait_for("the first record read", lambda: (metric_total(
             port, "ddb2os_records_read_total") or 0) > 0, 180, step=0.05)
@@ -276,7 +284,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--shards", default="1,8,50,100,200")
     parser.add_argument("--extra", default="", help="more ddb2os run flags, in one string")
+    parser.add_argument("--wrapper", default="", help="a command ddb2os runs under (a profiler)")
     a = parser.parse_args()
+    WRAPPER[:] = a.wrapper.split()
     extra = a.extra.split()
     if a.what in ("memory", "all"):
         for binary in a.binary.split(","):

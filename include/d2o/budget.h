@@ -31,6 +31,12 @@
  * whole budget while the others are idle, and gives it back as its writes are acknowledged once
  * they need it.
  *
+ * Call size: a member whose records waiting for their acknowledgement hold more than the call
+ * it could make beside them would reserve waits for them instead (outside the queue: the room
+ * is its own), and then makes one call of about twice the records. On 200 shards a fair share
+ * holds a few dozen records, and calls of a handful each cost a request, a signature and an
+ * answer's envelope per handful on both sides.
+ *
  * Single-threaded, no allocation: members are embedded in the caller's structures.
  */
 #ifndef D2O_BUDGET_H
@@ -52,8 +58,11 @@
 /*
  * The reservation's factors, per byte of an answer's largest wire size (docs/performance.md,
  * "A worker's memory"):
- * RECEIVE, for every call in flight: the response buffer, which grows by doubling and so holds
- *   up to twice the body.
+ * RECEIVE, for every call in flight: the response buffer, which the HTTP layer sizes to the
+ *   body (the Content-Length exactly; without one, growth by doubling stops at the cap), so it
+ *   holds at most the answer's cap; and, once the answer is taken and its reservation returned,
+ *   the room its records are charged from (raw bytes and the document twice: about twice the
+ *   wire size for 1 KB records). So the factor stays 2 although the buffer is 1.
  * PARSE, once, for the largest answer in flight: what parsing one answer holds besides its
  *   buffer. A Kinesis answer is read by a streaming parser (src/core/yjson.c) that holds only
  *   the records packed into one block (three quarters of the base64 size): below 1x. A
@@ -116,10 +125,12 @@ size_t d2o_budget_call_cost(size_t limit, size_t est);
 size_t d2o_budget_record_cost(size_t raw_len, size_t doc_len);
 
 /* The Limit (1..max_limit) the member's next GetRecords may ask for now, or 0 when the
- * budget has no room for it. Changes nothing. */
+ * budget has no room for it or the member waits for its own records (see "Call size").
+ * Changes nothing. */
 size_t d2o_budget_limit(const struct d2o_budget_acct *a, size_t max_limit);
 /* No room now for a call of up to max_limit records: queue the member (once) so the room it
- * needs (up to its fair share) is kept for it. */
+ * needs (up to its fair share) is kept for it. A member that waits for its own records is not
+ * queued. */
 void d2o_budget_wait(struct d2o_budget_acct *a, size_t max_limit);
 /* The member no longer waits (stopped, or held back by something else). */
 void d2o_budget_unwait(struct d2o_budget_acct *a);

@@ -30,6 +30,9 @@ void d2o_buf_free(struct d2o_buf *b);
 void d2o_buf_reset(struct d2o_buf *b);
 /* Ensures room for extra more bytes plus the terminating NUL. */
 __attribute__((warn_unused_result)) int d2o_buf_reserve(struct d2o_buf *b, size_t extra);
+/* Makes the allocation exactly cap bytes (at least len + 1: -EINVAL otherwise), for a buffer
+ * whose final size is known. */
+__attribute__((warn_unused_result)) int d2o_buf_set_cap(struct d2o_buf *b, size_t cap);
 /* Appending grows the buffer out of line (d2o_buf_grow_append) only when the bytes do not fit:
  * the common case, on every record's document and action line, is inline. */
 __attribute__((warn_unused_result)) int d2o_buf_grow_append(struct d2o_buf *b, const void *p,

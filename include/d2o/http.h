@@ -39,7 +39,8 @@ struct d2o_http_opts {
     int64_t max_response_bytes; /* default 64 MiB */
     const char *ca_file;        /* CA bundle (CURLOPT_CAINFO); NULL = system default. Copied. */
     bool tls_insecure;          /* true disables peer/host verification: tests only */
-    long max_host_connections;  /* per host:port; default 8 */
+    long max_host_connections;  /* per host:port; default 0: no limit (the callers bound their
+                                 * own requests in flight) */
     size_t pool_size;           /* easy handles kept for reuse; default 8 */
 };
 
@@ -95,6 +96,9 @@ struct d2o_http_response {
     char errstr[CURL_ERROR_SIZE]; /* curl's error text, or the signing/setup error */
     int64_t total_us;             /* CURLINFO_TOTAL_TIME_T */
     long local_port;              /* CURLINFO_LOCAL_PORT: shows connection reuse */
+    uint64_t visits;              /* how often libcurl drove the transfer while it ran (its
+                                   * progress callback): a waiting transfer is driven only when
+                                   * its socket is ready or its timer is due */
     uint64_t id;                  /* the id d2o_http_start() returned */
     char date[64];                /* Date: the server's clock (DynamoDB's time), "" when absent */
 };
@@ -142,15 +146,18 @@ __attribute__((warn_unused_result)) int d2o_http_start(struct d2o_http *h,
                                                        uint64_t *id_out);
 
 /*
- * Waits up to timeout_ms (curl_multi_poll) for network activity on the in-flight transfers or
- * for one of the extra fds (their revents are filled in), drives the transfers and delivers the
- * completions. Returns the number of completions delivered (>= 0) or a negative errno.
- * d2o_http_wakeup() makes a waiting call return early. @blocking up to timeout_ms.
+ * Waits up to timeout_ms for network activity on the in-flight transfers or for one of the extra
+ * fds (at most 15; their revents are filled in), drives the transfers whose sockets are ready or
+ * whose timers are due, and delivers the completions. One poll() over the extra fds and the
+ * epoll set that holds every socket libcurl waits on, so a call costs what the ready sockets
+ * cost, whatever the number of transfers in flight. Returns the number of completions delivered
+ * (>= 0) or a negative errno. d2o_http_wakeup() makes a waiting call return early.
+ * @blocking up to timeout_ms.
  */
 __attribute__((warn_unused_result)) int
 d2o_http_run(struct d2o_http *h, struct curl_waitfd *extra_fds, unsigned n_extra, int timeout_ms);
 
-/* Interrupts a d2o_http_run() that is waiting (curl_multi_wakeup). Async-signal-safe: no. */
+/* Interrupts a d2o_http_run() that is waiting (an eventfd in its set). */
 void d2o_http_wakeup(struct d2o_http *h);
 
 /* Number of async requests started and not yet delivered. */

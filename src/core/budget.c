@@ -126,7 +126,22 @@ static size_t room(const struct d2o_budget_acct *a)
     return sub0(free, b->owed - (a->waiting ? a->need : 0));
 }
 
-size_t d2o_budget_limit(const struct d2o_budget_acct *a, size_t max_limit)
+/*
+ * Whether the member waits for its own records instead of making a call of limit records now:
+ * its records that wait for their acknowledgement hold more than the call could reserve. They
+ * come back within a bulk round trip, and the call then carries about twice the records. On
+ * many shards, where a fair share holds a few dozen records, a call for the crumbs left beside
+ * them costs what a full one costs (a request, a signature, an answer's envelope, on both sides)
+ * for a handful of records.
+ */
+static bool waits_for_own(const struct d2o_budget_acct *a, size_t limit, size_t max_limit)
+{
+    return limit < max_limit &&
+           a->charged > d2o_budget_response_bytes(limit, plan_est(a)) * D2O_BUDGET_RECEIVE_FACTOR;
+}
+
+/* The Limit the member could ask for now, before waits_for_own. */
+static size_t limit_now(const struct d2o_budget_acct *a, size_t max_limit)
 {
     const struct d2o_budget *b = a->b;
     size_t share = d2o_budget_share(b), own = a->reserved + a->charged;
@@ -163,6 +178,13 @@ size_t d2o_budget_limit(const struct d2o_budget_acct *a, size_t max_limit)
     return lo;
 }
 
+size_t d2o_budget_limit(const struct d2o_budget_acct *a, size_t max_limit)
+{
+    size_t lo = limit_now(a, max_limit);
+
+    return lo && !waits_for_own(a, lo, max_limit) ? lo : 0;
+}
+
 void d2o_budget_wait(struct d2o_budget_acct *a, size_t max_limit)
 {
     struct d2o_budget *b = a->b;
@@ -171,6 +193,10 @@ void d2o_budget_wait(struct d2o_budget_acct *a, size_t max_limit)
 
     if (a->waiting || !a->member) {
         return;
+    }
+    need = limit_now(a, max_limit);
+    if (need && waits_for_own(a, need, max_limit)) {
+        return; /* the room it waits for is its own: nobody else's is kept for it */
     }
     need = sub0(share, own);
     if (need < admit_cost(b, 1, plan_est(a))) {

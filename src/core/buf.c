@@ -29,7 +29,6 @@ void d2o_buf_reset(struct d2o_buf *b)
 int d2o_buf_reserve(struct d2o_buf *b, size_t extra)
 {
     size_t need, cap;
-    char *p;
 
     if (extra > SIZE_MAX - b->len - 1) {
         return -ENOMEM;
@@ -45,6 +44,16 @@ int d2o_buf_reserve(struct d2o_buf *b, size_t extra)
             break;
         }
         cap *= 2;
+    }
+    return d2o_buf_set_cap(b, cap);
+}
+
+int d2o_buf_set_cap(struct d2o_buf *b, size_t cap)
+{
+    char *p;
+
+    if (cap < b->len + 1) {
+        return -EINVAL;
     }
     p = realloc(b->data, cap);
     if (!p) {

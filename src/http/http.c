@@ -1,14 +1,25 @@
 /*
  * HTTP client: one curl multi handle per process, a pool of reusable easy handles, optional
  * SigV4 signing right before each transfer starts.
+ *
+ * The async multi is driven through libcurl's socket interface: libcurl tells which sockets it
+ * waits on (socket_cb, kept in an epoll set) and when it wants to be called for its timeouts
+ * (timer_cb), and d2o_http_run() hands it only the sockets that are ready. A loop turn therefore
+ * costs what its active connections cost, not one visit (and one poll) per transfer in flight:
+ * a worker on 200 shards has up to 200 GetRecords calls waiting at once.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "d2o/clock.h"
 #include "d2o/conf.h"
 #include "d2o/http.h"
 #include "d2o/sigv4.h"
@@ -18,9 +29,14 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_RESPONSE_BYTES (64 * 1024 * 1024)
-#define DEFAULT_MAX_HOST_CONNECTIONS 8
+/* No limit per host: every caller bounds its own requests in flight (one GetRecords per shard,
+ * bulk_concurrency bulk requests), and a transfer that libcurl queues for a connection is
+ * planned again (URL, proxy environment, connection cache) every time a connection frees. */
+#define DEFAULT_MAX_HOST_CONNECTIONS 0
 #define DEFAULT_POOL_SIZE 8
 #define MAX_SIGN_HEADERS 32
+#define MAX_EXTRA_FDS 15
+#define EPOLL_BATCH 64
 
 struct xfer {
     struct d2o_http *h;
@@ -32,6 +48,7 @@ struct xfer {
     int64_t max_bytes;
     bool too_large;
     bool done;
+    uint64_t visits; /* how often libcurl drove the transfer (its progress callback) */
     struct d2o_http_response resp;
     struct xfer *prev, *next;
 };
@@ -47,7 +64,10 @@ struct d2o_http {
     struct xfer *active;  /* in the async multi */
     struct xfer *pending; /* failed before starting; delivered by the next d2o_http_run() */
     size_t n_in_flight;
-    bool cancelled; /* d2o_http_cancel_all: no request starts any more */
+    bool cancelled;   /* d2o_http_cancel_all: no request starts any more */
+    int epfd;         /* the sockets libcurl waits on (socket_cb), and wakefd */
+    int wakefd;       /* eventfd: d2o_http_wakeup() */
+    int64_t timer_at; /* when libcurl wants its timeouts run (monotonic ms), -1: never */
 };
 
 static uint64_t next_id = 1;
@@ -97,8 +117,50 @@ void d2o_http_opts_from_config(struct d2o_http_opts *o, const struct d2o_config 
     o->tls_insecure = !c->tls_verify;
 }
 
+/* libcurl waits on socket s for what (CURL_POLL_*): kept in the epoll set. A socket is marked
+ * as watched with curl_multi_assign, so the first call adds it and the others modify it. An
+ * epoll failure fails the multi (libcurl then reports CURLM_ABORTED_BY_CALLBACK). */
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct d2o_http *h = userp;
+    struct epoll_event ev;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (socketp) {
+            epoll_ctl(h->epfd, EPOLL_CTL_DEL, s, NULL);
+            curl_multi_assign(h->multi, s, NULL);
+        }
+        return 0;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+    ev.data.fd = s;
+    if (socketp) {
+        return epoll_ctl(h->epfd, EPOLL_CTL_MOD, s, &ev) == 0 ? 0 : -1;
+    }
+    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, s, &ev) < 0 &&
+        (errno != EEXIST || epoll_ctl(h->epfd, EPOLL_CTL_MOD, s, &ev) < 0)) {
+        return -1;
+    }
+    curl_multi_assign(h->multi, s, h);
+    return 0;
+}
+
+/* libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT) in timeout_ms (-1: not at all). */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct d2o_http *h = userp;
+
+    (void)multi;
+    h->timer_at = timeout_ms < 0 ? -1 : d2o_mono_ms() + timeout_ms;
+    return 0;
+}
+
 struct d2o_http *d2o_http_new(const struct d2o_http_opts *opts, char *errstr, size_t errstr_size)
 {
+    struct epoll_event ev;
+    char ebuf[128];
     struct d2o_http *h = NULL;
     struct d2o_http *ret = NULL;
     struct d2o_http_opts o;
@@ -133,6 +195,9 @@ struct d2o_http *d2o_http_new(const struct d2o_http_opts *opts, char *errstr, si
         goto out;
     }
     h->opts = o;
+    h->epfd = -1;
+    h->wakefd = -1;
+    h->timer_at = -1;
     if (o.ca_file) {
         h->ca_file = strdup(o.ca_file);
         if (!h->ca_file) {
@@ -149,9 +214,25 @@ struct d2o_http *d2o_http_new(const struct d2o_http_opts *opts, char *errstr, si
         snprintf(errstr, errstr_size, "out of memory creating curl handles");
         goto out;
     }
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, o.max_host_connections);
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, o.max_host_connections * 4);
-    curl_multi_setopt(h->sync_multi, CURLMOPT_MAX_HOST_CONNECTIONS, o.max_host_connections);
+    h->epfd = epoll_create1(EPOLL_CLOEXEC);
+    h->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.fd = h->wakefd;
+    if (h->epfd < 0 || h->wakefd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->wakefd, &ev) < 0) {
+        snprintf(errstr, errstr_size, "cannot create the HTTP event set: %s",
+                 d2o_strerror(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    if (o.max_host_connections > 0) {
+        curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, o.max_host_connections);
+        curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, o.max_host_connections * 4);
+        curl_multi_setopt(h->sync_multi, CURLMOPT_MAX_HOST_CONNECTIONS, o.max_host_connections);
+    }
     ret = h;
     h = NULL;
 out:
@@ -252,6 +333,7 @@ void d2o_http_cancel_all(struct d2o_http *h)
         list_unlink(list, x);
         h->n_in_flight--;
         x->resp.err = -ECANCELED;
+        x->resp.visits = x->visits;
         snprintf(x->resp.errstr, sizeof(x->resp.errstr), "cancelled: the process is stopping");
         x->cb(&x->resp, x->arg);
         xfer_free(x);
@@ -286,8 +368,58 @@ void d2o_http_free(struct d2o_http *h)
     if (h->sync_multi) {
         curl_multi_cleanup(h->sync_multi);
     }
+    /* after the multi's cleanup, which tells socket_cb to forget its sockets */
+    if (h->epfd >= 0) {
+        close(h->epfd);
+    }
+    if (h->wakefd >= 0) {
+        close(h->wakefd);
+    }
     free(h->ca_file);
     free(h);
+}
+
+static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct xfer *x = userdata;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    x->visits++;
+    return 0;
+}
+
+/*
+ * Makes room for n more body bytes. The buffer never holds more than the body can reach: the
+ * first piece allocates the announced Content-Length exactly, and growth by doubling stops at
+ * the response cap. So a capped answer's buffer is at most its cap (plus the NUL), not twice
+ * the body, which is what the memory budget reserves per GetRecords call in flight.
+ */
+static int body_room(struct xfer *x, size_t n)
+{
+    struct d2o_buf *b = &x->resp.body;
+    size_t need = b->len + n + 1, cap = b->cap ? b->cap * 2 : 256;
+    size_t limit = (size_t)x->max_bytes + 1;
+    curl_off_t cl = -1;
+
+    if (need <= b->cap) {
+        return 0;
+    }
+    if (!b->cap &&
+        curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK && cl > 0 &&
+        (size_t)cl + 1 >= need && (size_t)cl < limit) {
+        cap = (size_t)cl + 1;
+    }
+    while (cap < need) {
+        cap *= 2;
+    }
+    if (cap > limit) {
+        cap = need > limit ? need : limit;
+    }
+    return d2o_buf_set_cap(b, cap);
 }
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -299,7 +431,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
         x->too_large = true;
         return 0; /* aborts the transfer */
     }
-    if (d2o_buf_append(&x->resp.body, ptr, n) < 0) {
+    if (body_room(x, n) < 0 || d2o_buf_append(&x->resp.body, ptr, n) < 0) {
         return 0;
     }
     return n;
@@ -464,6 +596,9 @@ static int setup_easy(struct xfer *x, const struct d2o_http_request *req)
     cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     cc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     cc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    cc |= curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    cc |= curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+    cc |= curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
     cc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->resp.errstr);
     cc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     cc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
@@ -592,6 +727,7 @@ static void fill_result(struct xfer *x, CURLcode cc)
     x->resp.status = status;
     x->resp.total_us = (int64_t)t;
     x->resp.local_port = port;
+    x->resp.visits = x->visits;
     if (cc != CURLE_OK && !x->resp.errstr[0]) {
         snprintf(x->resp.errstr, sizeof(x->resp.errstr), "%s", curl_easy_strerror(cc));
     }
@@ -648,25 +784,113 @@ static int deliver_pending(struct d2o_http *h)
     return n;
 }
 
+static short to_poll(short curl_events)
+{
+    return (short)(((curl_events & CURL_WAIT_POLLIN) ? POLLIN : 0) |
+                   ((curl_events & CURL_WAIT_POLLPRI) ? POLLPRI : 0) |
+                   ((curl_events & CURL_WAIT_POLLOUT) ? POLLOUT : 0));
+}
+
+static short from_poll(short revents)
+{
+    return (short)(((revents & (POLLIN | POLLHUP | POLLERR)) ? CURL_WAIT_POLLIN : 0) |
+                   ((revents & POLLPRI) ? CURL_WAIT_POLLPRI : 0) |
+                   ((revents & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
+}
+
+static int multi_err(CURLMcode mc)
+{
+    return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+}
+
+/* Hands libcurl the sockets epoll found ready; each drives only the transfers on it. */
+static int act_on_ready(struct d2o_http *h)
+{
+    struct epoll_event evs[EPOLL_BATCH];
+    int n, i, running = 0;
+    CURLMcode mc;
+
+    n = epoll_wait(h->epfd, evs, EPOLL_BATCH, 0);
+    if (n < 0) {
+        return errno == EINTR ? 0 : -errno;
+    }
+    for (i = 0; i < n; i++) {
+        int fd = evs[i].data.fd, mask = 0;
+
+        if (fd == h->wakefd) {
+            uint64_t v;
+
+            if (read(h->wakefd, &v, sizeof(v)) < 0) {
+                /* EAGAIN: already read */
+            }
+            continue;
+        }
+        mask |= (evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0;
+        mask |= (evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0;
+        mask |= (evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0;
+        mc = curl_multi_socket_action(h->multi, fd, mask, &running);
+        if (mc != CURLM_OK) {
+            return multi_err(mc);
+        }
+    }
+    return 0;
+}
+
 int d2o_http_run(struct d2o_http *h, struct curl_waitfd *extra_fds, unsigned n_extra,
                  int timeout_ms)
 {
-    int running = 0, n = 0;
+    struct pollfd pfd[1 + MAX_EXTRA_FDS];
+    int n = 0, running = 0, r;
+    unsigned i;
     CURLMcode mc;
 
-    if (!h || (n_extra > 0 && !extra_fds)) {
+    if (!h || (n_extra > 0 && !extra_fds) || n_extra > MAX_EXTRA_FDS) {
         return -EINVAL;
     }
-    if (h->pending) {
+    if (h->pending || timeout_ms < 0) {
         timeout_ms = 0;
     }
-    mc = curl_multi_poll(h->multi, extra_fds, n_extra, timeout_ms < 0 ? 0 : timeout_ms, NULL);
-    if (mc != CURLM_OK) {
-        return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+    if (h->timer_at >= 0) {
+        int64_t t = h->timer_at - d2o_mono_ms();
+
+        timeout_ms = t <= 0 ? 0 : t < timeout_ms ? (int)t : timeout_ms;
     }
-    mc = curl_multi_perform(h->multi, &running);
-    if (mc != CURLM_OK) {
-        return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+    pfd[0].fd = h->epfd;
+    pfd[0].events = POLLIN;
+    pfd[0].revents = 0;
+    for (i = 0; i < n_extra; i++) {
+        pfd[1 + i].fd = extra_fds[i].fd;
+        pfd[1 + i].events = to_poll(extra_fds[i].events);
+        pfd[1 + i].revents = 0;
+    }
+    r = poll(pfd, 1 + n_extra, timeout_ms);
+    if (r < 0 && errno != EINTR) {
+        return -errno;
+    }
+    for (i = 0; i < n_extra; i++) {
+        extra_fds[i].revents = r > 0 ? from_poll(pfd[1 + i].revents) : 0;
+    }
+    if (r > 0 && pfd[0].revents) {
+        r = act_on_ready(h);
+        if (r < 0) {
+            return r;
+        }
+    }
+    if (h->timer_at >= 0 && d2o_mono_ms() >= h->timer_at) {
+        long next = -1;
+
+        mc = curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (mc != CURLM_OK) {
+            return multi_err(mc);
+        }
+        /* Asked again rather than left to timer_cb: libcurl calls it only when its earliest
+         * expiry changes, and a timer run a fraction of a millisecond early (this clock counts
+         * whole milliseconds) leaves that expiry where it was. */
+        mc = curl_multi_timeout(h->multi, &next);
+        if (mc != CURLM_OK) {
+            return multi_err(mc);
+        }
+        h->timer_at = next < 0 ? -1 : d2o_mono_ms() + next;
     }
     n += collect(h, h->multi);
     n += deliver_pending(h);
@@ -675,8 +899,10 @@ int d2o_http_run(struct d2o_http *h, struct curl_waitfd *extra_fds, unsigned n_e
 
 void d2o_http_wakeup(struct d2o_http *h)
 {
-    if (h) {
-        curl_multi_wakeup(h->multi);
+    uint64_t one = 1;
+
+    if (h && write(h->wakefd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: a wakeup is already waiting */
     }
 }
 

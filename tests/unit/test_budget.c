@@ -262,6 +262,58 @@ END_TEST
 /* Random shards plan, reserve, get answers of random sizes up to what they planned for, and
  * have their writes acknowledged: the budget is never passed, and no shard that wants to read
  * waits for ever. */
+/*
+ * On 200 shards a fair share holds a few dozen 1 KB records. A shard whose records still wait
+ * for OpenSearch hold more than the call it could make beside them does not call for the
+ * crumbs: it waits (without taking anyone's room in the queue) until they are acknowledged,
+ * then calls for about twice the records.
+ */
+START_TEST(a_shard_waits_for_its_own_records_rather_than_call_for_crumbs)
+{
+    struct d2o_budget b;
+    struct d2o_budget_acct a[200];
+    size_t share, i, full, beside, rec = d2o_budget_record_cost(1250, 1000);
+
+    d2o_budget_init(&b, 32 * MiB);
+    for (i = 0; i < 200; i++) {
+        d2o_budget_join(&b, &a[i]);
+        a[i].est = 1250;
+        a[i].fresh = false;
+    }
+    share = d2o_budget_share(&b);
+    /* a call of 40 records in flight on another shard (the parse's share is kept for it), and
+     * the others hold the rest: the shard's room is its share */
+    (void)d2o_budget_reserve(&a[1], 40);
+    for (i = 2; i < 200; i++) {
+        d2o_budget_charge(&a[i], (b.total - share - b.used) / (200 - i));
+    }
+    ck_assert_uint_eq(b.total - b.used, share);
+    full = d2o_budget_limit(&a[0], 1000);
+    ck_assert_uint_gt(full, 30);
+    ck_assert_uint_lt(full, 1000);
+    /* two thirds of its share in records on their way to OpenSearch */
+    d2o_budget_charge(&a[0], share / 3 * 2 / rec * rec);
+    ck_assert_uint_eq(d2o_budget_limit(&a[0], 1000), 0);
+    d2o_budget_wait(&a[0], 1000);
+    ck_assert(!a[0].waiting);
+    ck_assert_uint_eq(b.owed, 0);
+    /* a call that takes all it asks for is made whatever the shard holds */
+    ck_assert_uint_eq(d2o_budget_limit(&a[0], 5), 5);
+    /* a third of its share: a call beside them is still worth making */
+    d2o_budget_release(&a[0], a[0].charged);
+    d2o_budget_charge(&a[0], share / 3 / rec * rec);
+    beside = d2o_budget_limit(&a[0], 1000);
+    ck_assert_uint_gt(beside, 0);
+    ck_assert_uint_gt(full, beside);
+    d2o_budget_release(&a[0], a[0].charged);
+    ck_assert_uint_eq(d2o_budget_limit(&a[0], 1000), full);
+    for (i = 0; i < 200; i++) {
+        d2o_budget_leave(&a[i]);
+    }
+    ck_assert_uint_eq(b.used, 0);
+}
+END_TEST
+
 START_TEST(random_shards_never_pass_the_budget_and_all_progress)
 {
     enum { N = 50, ROUNDS = 20000 };
@@ -337,6 +389,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, the_parse_share_is_the_largest_in_flight_after_every_answer);
     tcase_add_test(tc, a_new_shard_plans_with_what_the_others_showed);
     tcase_add_test(tc, the_estimate_follows_the_records_and_caps_the_answer);
+    tcase_add_test(tc, a_shard_waits_for_its_own_records_rather_than_call_for_crumbs);
     tcase_add_test(tc, random_shards_never_pass_the_budget_and_all_progress);
     suite_add_tcase(s, tc);
     return s;

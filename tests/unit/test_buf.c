@@ -22,6 +22,21 @@ START_TEST(append_grows_and_terminates)
 }
 END_TEST
 
+START_TEST(set_cap_allocates_exactly)
+{
+    struct d2o_buf b = D2O_BUF_INIT;
+
+    ck_assert_int_eq(d2o_buf_set_cap(&b, 1001), 0);
+    ck_assert_uint_eq(b.cap, 1001);
+    ck_assert_int_eq(d2o_buf_append(&b, "abc", 3), 0);
+    ck_assert_uint_eq(b.cap, 1001);                    /* no growth while it fits */
+    ck_assert_int_eq(d2o_buf_set_cap(&b, 3), -EINVAL); /* below the content and its NUL */
+    ck_assert_int_eq(d2o_buf_set_cap(&b, 4), 0);
+    ck_assert_str_eq(b.data, "abc");
+    d2o_buf_free(&b);
+}
+END_TEST
+
 START_TEST(printf_appends)
 {
     struct d2o_buf b = D2O_BUF_INIT;
@@ -199,6 +214,7 @@ Suite *d2o_test_suite(void)
 
     tcase_add_test(tc, append_grows_and_terminates);
     tcase_add_test(tc, printf_appends);
+    tcase_add_test(tc, set_cap_allocates_exactly);
     tcase_add_test(tc, json_string_escapes);
     tcase_add_test(tc, json_string_every_byte_everywhere);
     tcase_add_test(tc, putc_and_append_at_every_length);
