@@ -396,11 +396,24 @@ int d2o_lease_take_read(PGconn *c, PGresult *r, struct d2o_lease_list *out, char
     return read_rows(c, r, out, "taking leases", errstr, errstr_size);
 }
 
-static const char renew_sql[] = "UPDATE leases SET expires_at = " AFTER_MS(
-    "$3") ", updated_at = now()"
-          " WHERE application = $1 AND owner = $2 AND expires_at > clock_timestamp()"
-          " RETURNING stream, shard_id, owner, lease_counter, checkpoint,"
-          "   pending_owner, " TS_MS("checkpoint_timestamp");
+#define RENEW_SQL                                                                                  \
+    "UPDATE leases SET expires_at = " AFTER_MS("$3") ", updated_at = now()"                        \
+                                                     " WHERE application = $1 AND owner = $2"      \
+                                                     " AND expires_at > clock_timestamp()"         \
+                                                     " RETURNING stream, shard_id, owner,"         \
+                                                     " lease_counter, checkpoint,"                 \
+                                                     "   pending_owner, " TS_MS(                   \
+                                                         "checkpoint_timestamp")
+
+/* A live worker's row, its heartbeat: VALUES gives (application, id, host, pid, task_id,
+ * leases_held). */
+#define WORKER_UPSERT(values)                                                                      \
+    "INSERT INTO workers (application, id, host, pid, task_id, leases_held) VALUES " values        \
+    " ON CONFLICT (application, id) DO UPDATE SET heartbeat_at = now(),"                           \
+    "   leases_held = EXCLUDED.leases_held, host = EXCLUDED.host, pid = EXCLUDED.pid,"             \
+    "   task_id = EXCLUDED.task_id, stopped_at = NULL"
+
+static const char renew_sql[] = RENEW_SQL;
 
 int d2o_lease_renew_all_send(PGconn *c, const char *application, const char *owner,
                              int64_t lease_ms)
@@ -421,21 +434,10 @@ int d2o_lease_renew_beat_send(PGconn *c, const char *application, const char *ow
 {
     /* A data-modifying WITH runs to its end whether or not the query reads it. */
     static const char sql[] =
-        "WITH beat AS (INSERT INTO workers (application, id, host, pid, task_id, leases_held)"
-        " VALUES ($1, $2, $4, $5, $6, $7)"
-        " ON CONFLICT (application, id) DO UPDATE SET heartbeat_at = now(),"
-        "   leases_held = EXCLUDED.leases_held, host = EXCLUDED.host, pid = EXCLUDED.pid,"
-        "   task_id = EXCLUDED.task_id, stopped_at = NULL) ";
+        "WITH beat AS (" WORKER_UPSERT("($1, $2, $4, $5, $6, $7)") ") " RENEW_SQL;
     char ms[24], pids[16], held[16];
     const char *values[7];
-    char *text = malloc(sizeof(sql) + sizeof(renew_sql));
-    int r;
 
-    if (!text) {
-        return -ENOMEM;
-    }
-    memcpy(text, sql, sizeof(sql) - 1);
-    memcpy(text + sizeof(sql) - 1, renew_sql, sizeof(renew_sql));
     snprintf(ms, sizeof(ms), "%" PRId64, lease_ms);
     snprintf(pids, sizeof(pids), "%d", pid);
     snprintf(held, sizeof(held), "%d", leases_held);
@@ -446,9 +448,7 @@ int d2o_lease_renew_beat_send(PGconn *c, const char *application, const char *ow
     values[4] = pids;
     values[5] = task_id;
     values[6] = held;
-    r = PQsendQueryParams(c, text, 7, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
-    free(text);
-    return r;
+    return PQsendQueryParams(c, sql, 7, NULL, values, NULL, NULL, 0) ? 0 : -EIO;
 }
 
 int d2o_lease_renew_all_read(PGconn *c, PGresult *r, struct d2o_lease_list *out, char *errstr,
@@ -714,12 +714,7 @@ int d2o_lease_request_handoff(PGconn *c, const char *application, const char *st
 int d2o_lease_heartbeat_send(PGconn *c, const char *application, const char *id, const char *host,
                              int pid, const char *task_id, int leases_held)
 {
-    static const char sql[] =
-        "INSERT INTO workers (application, id, host, pid, task_id, leases_held)"
-        " VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (application, id) DO UPDATE SET heartbeat_at = now(),"
-        "   leases_held = EXCLUDED.leases_held, host = EXCLUDED.host, pid = EXCLUDED.pid,"
-        "   task_id = EXCLUDED.task_id, stopped_at = NULL";
+    static const char sql[] = WORKER_UPSERT("($1, $2, $3, $4, $5, $6)");
     char pids[16], held[16];
     const char *values[6];
 
