@@ -1250,6 +1250,31 @@ fail:
     return r;
 }
 
+/* The pre-send filter's view of item it, at place i of the batch. */
+static void set_fitem(struct d2o_bulk *b, size_t i, const struct item *it)
+{
+    b->fitems[i].index = it->doc ? it->doc->key : NULL;
+    b->fitems[i].id = it->doc ? it->doc->id : NULL;
+    b->fitems[i].version = it->version;
+    b->fitems[i].is_delete = it->is_delete;
+    b->fitems[i].cookie = it->cookie;
+}
+
+/* The pre-send check of n items failed with rc (either form of the filter): counts it, says so
+ * and returns how long the items wait. */
+static int64_t filter_failed(struct d2o_bulk *b, size_t n, int rc)
+{
+    int64_t wait;
+
+    b->failure_streak++;
+    b->stats.filter_failures++;
+    wait = d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, b->failure_streak - 1);
+    d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_filter_failed",
+            "the pre-send check of %zu items failed (errno %d); holding them for %lld ms", n, -rc,
+            (long long)wait);
+    return wait;
+}
+
 /*
  * Runs the pre-send filter over the first n ready items. Dropped items leave the ready list (so
  * the first kept items lead it) and are moved to *dropped, to be finished after the request went
@@ -1263,23 +1288,13 @@ static long filter_batch(struct d2o_bulk *b, size_t n, struct item **dropped, in
     int r;
 
     for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
-        b->fitems[i].index = it->doc ? it->doc->key : NULL;
-        b->fitems[i].id = it->doc ? it->doc->id : NULL;
-        b->fitems[i].version = it->version;
-        b->fitems[i].is_delete = it->is_delete;
-        b->fitems[i].cookie = it->cookie;
+        set_fitem(b, i, it);
         b->fdrop[i] = false;
     }
     r = b->o.filter(b->o.filter_arg, b->fitems, n, b->fdrop);
     if (r < 0) {
-        int64_t wait;
+        int64_t wait = filter_failed(b, n, r);
 
-        b->failure_streak++;
-        b->stats.filter_failures++;
-        wait = d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, b->failure_streak - 1);
-        d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_filter_failed",
-                "the pre-send check of %zu items failed (errno %d); holding them for %lld ms", n,
-                -r, (long long)wait);
         for (i = 0, it = b->ready.head; i < n; i++, it = next) {
             next = it->next;
             list_remove(&b->ready, it);
@@ -1326,14 +1341,8 @@ static void check_apply(struct d2o_bulk *b, struct d2o_bulk_check *ck, int64_t n
             delay(b, ck->items[i], now);
         }
     } else if (ck->rc < 0) {
-        int64_t wait;
+        int64_t wait = filter_failed(b, ck->n, ck->rc);
 
-        b->failure_streak++;
-        b->stats.filter_failures++;
-        wait = d2o_backoff_ms(b->o.retry_base_ms, b->o.retry_cap_ms, b->failure_streak - 1);
-        d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_filter_failed",
-                "the pre-send check of %zu items failed (errno %d); holding them for %lld ms",
-                ck->n, -ck->rc, (long long)wait);
         for (i = 0; i < ck->n; i++) {
             delay(b, ck->items[i], now + wait);
         }
@@ -1374,11 +1383,7 @@ static int start_check(struct d2o_bulk *b, size_t n, int64_t now)
         return -ENOMEM;
     }
     for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
-        b->fitems[i].index = it->doc ? it->doc->key : NULL;
-        b->fitems[i].id = it->doc ? it->doc->id : NULL;
-        b->fitems[i].version = it->version;
-        b->fitems[i].is_delete = it->is_delete;
-        b->fitems[i].cookie = it->cookie;
+        set_fitem(b, i, it);
         ck->items[i] = it;
     }
     for (i = 0; i < n; i++) {
