@@ -15,17 +15,32 @@
  *               NOWAIT with the fence, UPDATE, COMMIT): four round trips per shard
  *
  * Printed per case: statements per turn, the wall time of one statement (p50, p99), the CPU time
- * the PostgreSQL backend spent on it (p50, p99; from /proc/PID/schedstat when the server runs on
- * this machine, else "-"), and the wall time until every shard of the turn is checkpointed (p50,
- * p99). On a loaded machine the wall time includes waiting for a core; the backend's CPU time
- * does not. With a network between the worker and the database each statement adds its RTT.
+ * the PostgreSQL backend spent on it (srv p50, p99), the wall time without the time the backend
+ * and this process spent waiting for a core (nowait p50, p99), the wall time until every shard of
+ * the turn is checkpointed (turn p50, p99), and how busy the machine's cores were with anything
+ * else meanwhile (other: percent of all cores). The CPU and wait times come from
+ * /proc/PID/schedstat (its first two fields: time on a core, time runnable but waiting for one),
+ * so they are known only when the server runs on this machine ("-" otherwise). On a machine whose
+ * cores are busy with other programs the wall time includes waiting for a core, for the backend
+ * to start on the statement and for this process to read the answer; "nowait" is the same
+ * statement without those waits, what an idle machine gives (docs/performance.md, "Checkpoint
+ * p99: waiting for a core"). With a network between the worker and the database each statement
+ * adds its RTT.
  *
- * usage: bench_checkpoint CONNINFO [ROUNDS]   (default 2000)
+ * usage: bench_checkpoint CONNINFO [ROUNDS [WAYS]]   (default 2000 rounds, every way; WAYS: some
+ *        of the names above, comma-separated)
+ *
+ * D2O_BENCH_TRACE=FILE writes every statement's times to FILE (see statement()) and, after every
+ * case, how often PostgreSQL planned the statement and the lease table's statistics.
+ * D2O_BENCH_FIFO=1 runs this process and its backend at SCHED_FIFO priority 1 (root, local
+ * server only), so that neither waits for a core behind other programs: the check of "nowait".
  */
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench_pg.h"
 #include "d2o/clock.h"
@@ -34,22 +49,105 @@
 
 #define MAX_SHARDS 200
 
-/* CPU time (ns) the backend has run, or -1 when its schedstat cannot be read. */
-static int64_t backend_cpu_ns(int pid)
+static FILE *trace; /* D2O_BENCH_TRACE */
+
+/* What a task has done so far: time on a core and time runnable but waiting for one (ns, -1 when
+ * /proc/PID/schedstat can't be read), page faults (minor and major; only for the trace). */
+struct sched {
+    int64_t run, wait, faults;
+};
+
+static int64_t faults_of(const char *stat_path)
+{
+    char line[1024], *p;
+    long long minflt, majflt;
+    FILE *f = fopen(stat_path, "r");
+    size_t n = f ? fread(line, 1, sizeof(line) - 1, f) : 0;
+
+    if (f) {
+        fclose(f);
+    }
+    line[n] = 0;
+    p = strrchr(line, ')'); /* the command name may hold spaces */
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %lld %*u %lld", &minflt, &majflt) != 2) {
+        return -1;
+    }
+    return minflt + majflt;
+}
+
+/* pid 0: this process */
+static struct sched sched_of(int pid)
 {
     char path[64];
-    long long ns = -1;
+    long long run = -1, wait = -1;
     FILE *f;
 
-    snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+    snprintf(path, sizeof(path), pid ? "/proc/%d/schedstat" : "/proc/self/schedstat", pid);
     f = fopen(path, "r");
     if (f) {
-        if (fscanf(f, "%lld", &ns) != 1) {
-            ns = -1;
+        if (fscanf(f, "%lld %lld", &run, &wait) != 2) {
+            run = wait = -1;
         }
         fclose(f);
     }
-    return ns;
+    if (!trace) {
+        return (struct sched){run, wait, -1};
+    }
+    snprintf(path, sizeof(path), pid ? "/proc/%d/stat" : "/proc/self/stat", pid);
+    return (struct sched){run, wait, faults_of(path)};
+}
+
+/* The backend's and this process's progress at one moment. */
+struct probe {
+    struct sched backend, self;
+    int64_t mono_us;
+};
+
+static struct probe probe_take(int pid)
+{
+    struct probe p;
+
+    p.backend = sched_of(pid);
+    p.self = sched_of(0);
+    p.mono_us = d2o_mono_us();
+    return p;
+}
+
+/* Between a and b: the backend's CPU time and the wall time without either task's wait for a
+ * core (us, -1 when unknown). */
+static void probe_diff(const struct probe *a, const struct probe *b, int64_t *cpu_us,
+                       int64_t *nowait_us)
+{
+    bool known = a->backend.run >= 0 && b->backend.run >= 0 && a->self.wait >= 0;
+
+    *cpu_us = known ? (b->backend.run - a->backend.run) / 1000 : -1;
+    *nowait_us = -1;
+    if (known) {
+        int64_t waits = b->backend.wait - a->backend.wait + b->self.wait - a->self.wait;
+
+        /* the two reads of schedstat bracket the clock's: never below 0 */
+        *nowait_us = b->mono_us - a->mono_us - waits / 1000;
+        *nowait_us = *nowait_us < 0 ? 0 : *nowait_us;
+    }
+}
+
+/* Busy time of all cores so far (ns): user, nice, system, irq, softirq and steal of /proc/stat. */
+static int64_t machine_busy_ns(void)
+{
+    unsigned long long user, nice, sys, idle, iowait, irq, softirq, steal = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    int n = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle,
+                       &iowait, &irq, &softirq, &steal)
+              : 0;
+
+    if (f) {
+        fclose(f);
+    }
+    if (n < 7) {
+        return -1;
+    }
+    return (int64_t)((user + nice + sys + irq + softirq + steal) *
+                     (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK)));
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -83,16 +181,17 @@ static void seed(PGconn *c, int shards)
     }
 }
 
-/* One statement for the shards [from, to): its wall time; the backend's CPU time in *cpu_us
- * (-1 when unknown). With dlq, each shard passes one DLQ row. */
+/* One statement for the shards [from, to): its wall time; the backend's CPU time and the wall
+ * time without waits for a core in *cpu_us and *nowait_us (-1 when unknown). With dlq, each shard
+ * passes one DLQ row. */
 static int64_t statement(PGconn *c, int pid, int from, int to, int64_t pos, bool prepared, bool dlq,
-                         int64_t *cpu_us)
+                         int64_t *cpu_us, int64_t *nowait_us)
 {
     struct d2o_checkpoint_batch *b = d2o_checkpoint_batch_new("bench", "w1");
     static const char raw[] = "{\"eventName\":\"INSERT\",\"dynamodb\":{}}";
     int outcome[MAX_SHARDS];
     char err[512], p[32];
-    int64_t t0, c0;
+    struct probe p0, p1;
     int i;
 
     snprintf(p, sizeof(p), "%" PRId64, pos);
@@ -115,14 +214,25 @@ static int64_t statement(PGconn *c, int pid, int from, int to, int64_t pos, bool
             exit(1);
         }
     }
-    c0 = backend_cpu_ns(pid);
-    t0 = d2o_mono_us();
+    p0 = probe_take(pid);
     if (d2o_checkpoint_batch_exec(c, b, prepared, outcome, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         exit(1);
     }
-    t0 = d2o_mono_us() - t0;
-    *cpu_us = c0 < 0 ? -1 : (backend_cpu_ns(pid) - c0) / 1000;
+    p1 = probe_take(pid);
+    probe_diff(&p0, &p1, cpu_us, nowait_us);
+    if (trace) {
+        /* the statement's end (wall clock, us), its first shard and number of shards, its wall
+         * time, the backend's CPU time and wait for a core, this process's CPU time and wait
+         * (us), the backend's and this process's page faults */
+        fprintf(trace,
+                "%" PRId64 " %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                " %" PRId64 " %" PRId64 "\n",
+                d2o_wall_us(), from, to - from, p1.mono_us - p0.mono_us, *cpu_us,
+                (p1.backend.wait - p0.backend.wait) / 1000, (p1.self.run - p0.self.run) / 1000,
+                (p1.self.wait - p0.self.wait) / 1000, p1.backend.faults - p0.backend.faults,
+                p1.self.faults - p0.self.faults);
+    }
     for (i = 0; i < to - from; i++) {
         if (outcome[i] != 0) {
             fprintf(stderr, "shard %d refused (%d)\n", from + i, outcome[i]);
@@ -130,7 +240,7 @@ static int64_t statement(PGconn *c, int pid, int from, int to, int64_t pos, bool
         }
     }
     d2o_checkpoint_batch_free(b);
-    return t0;
+    return p1.mono_us - p0.mono_us;
 }
 
 static void must(PGconn *c, PGresult *r, ExecStatusType want)
@@ -175,7 +285,58 @@ static int64_t turn_per_shard(PGconn *c, int shards, int64_t pos)
     return d2o_mono_us() - t0;
 }
 
+/* Into the trace: how often PostgreSQL planned the prepared statement, and what the lease
+ * table's statistics say (updates, HOT updates, dead rows, autovacuum and autoanalyze runs). */
+static void trace_tables(PGconn *c)
+{
+    PGresult *r;
+
+    bench_pg_sql(c, "SELECT pg_stat_force_next_flush()");
+    r = PQexec(c, "SELECT (SELECT generic_plans || ' ' || custom_plans FROM pg_prepared_statements"
+                  " WHERE name = 'd2o_checkpoint_batch'), n_tup_upd, n_tup_hot_upd, n_dead_tup,"
+                  " autovacuum_count, autoanalyze_count FROM pg_stat_user_tables"
+                  " WHERE relname = 'leases' AND schemaname = current_schema()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        fprintf(trace,
+                "tables plans(generic custom) %s updates %s hot %s dead %s autovacuum %s"
+                " autoanalyze %s\n",
+                PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3),
+                PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5));
+    }
+    PQclear(r);
+}
+
 enum { W_BATCH, W_ONE, W_DLQ, W_UNPREPARED, W_PER_SHARD, W_WAYS };
+
+static const char *const way_names[W_WAYS] = {"batch", "one-stmt", "dlq", "unprepared",
+                                              "per-shard"};
+
+/* The ways named in list (comma-separated) as bits; -1 (and a message) for a name that is none. */
+static int ways_of(const char *list)
+{
+    int bits = 0;
+
+    while (*list) {
+        size_t n = strcspn(list, ",");
+        int way;
+
+        for (way = 0; way < W_WAYS; way++) {
+            if (strlen(way_names[way]) == n && strncmp(list, way_names[way], n) == 0) {
+                break;
+            }
+        }
+        if (way == W_WAYS) {
+            fprintf(stderr,
+                    "bench_checkpoint: no way named '%.*s' (batch, one-stmt, dlq,"
+                    " unprepared, per-shard)\n",
+                    (int)n, list);
+            return -1;
+        }
+        bits |= 1 << way;
+        list += n + (list[n] == ',');
+    }
+    return bits;
+}
 
 static void print_pct(int64_t *v, size_t n)
 {
@@ -191,40 +352,63 @@ int main(int argc, char **argv)
 {
     const char *base = argc > 1 ? argv[1] : getenv("D2O_TEST_PG");
     int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 2000;
+    int ways = argc > 3 && *argv[3] ? ways_of(argv[3]) : (1 << W_WAYS) - 1;
     static const int cases[] = {1, 8, 64, 200};
-    static const char *const names[] = {"batch", "one-stmt", "dlq", "unprepared", "per-shard"};
+    size_t most = (size_t)rounds * (MAX_SHARDS / D2O_CHECKPOINT_BATCH_MAX + 1);
+    int64_t *lat, *cpu, *nowait, *turn;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     char err[512];
-    int64_t *lat, *cpu, *turn;
     PGconn *c;
     size_t k;
     int pid;
 
-    if (!base || rounds < 100) {
-        fprintf(stderr, "usage: bench_checkpoint CONNINFO [ROUNDS >= 100]\n");
+    if (!base || rounds < 100 || ways < 0) {
+        fprintf(stderr, "usage: bench_checkpoint CONNINFO [ROUNDS >= 100 [WAYS]]\n");
         return 2;
     }
-    lat = calloc((size_t)rounds * (MAX_SHARDS / D2O_CHECKPOINT_BATCH_MAX + 1), sizeof(*lat));
-    cpu = calloc((size_t)rounds * (MAX_SHARDS / D2O_CHECKPOINT_BATCH_MAX + 1), sizeof(*cpu));
+    if (getenv("D2O_BENCH_TRACE") && !(trace = fopen(getenv("D2O_BENCH_TRACE"), "w"))) {
+        perror(getenv("D2O_BENCH_TRACE"));
+        return 1;
+    }
+    lat = calloc(most, sizeof(*lat));
+    cpu = calloc(most, sizeof(*cpu));
+    nowait = calloc(most, sizeof(*nowait));
     turn = calloc((size_t)rounds, sizeof(*turn));
+    if (!lat || !cpu || !nowait || !turn) {
+        return 1;
+    }
     c = bench_pg_schema(base, "bench_checkpoint");
     pid = PQbackendPID(c);
-    if (!lat || !cpu || !turn) {
-        return 1;
+    if (getenv("D2O_BENCH_FIFO")) {
+        struct sched_param sp = {.sched_priority = 1};
+
+        if (sched_setscheduler(pid, SCHED_FIFO, &sp) < 0 ||
+            sched_setscheduler(0, SCHED_FIFO, &sp) < 0) {
+            perror("bench_checkpoint: SCHED_FIFO for the backend and this process");
+            return 1;
+        }
+        printf("this process and its backend at SCHED_FIFO 1\n");
     }
     if (d2o_checkpoint_batch_prepare(c, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     printf("at most %d shards a statement\n", D2O_CHECKPOINT_BATCH_MAX);
-    printf("%-10s %6s %5s %9s %9s %9s %9s %9s %9s\n", "way", "shards", "stmts", "p50 us", "p99 us",
-           "srv p50", "srv p99", "turn p50", "turn p99");
+    printf("%-10s %6s %5s %9s %9s %9s %9s %9s %9s %9s %9s %6s\n", "way", "shards", "stmts",
+           "p50 us", "p99 us", "srv p50", "srv p99", "nowait 50", "nowait 99", "turn p50",
+           "turn p99", "other");
     for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         int way;
 
         for (way = 0; way < W_WAYS; way++) {
             int shards = cases[k], i, per = rounds, bound = D2O_CHECKPOINT_BATCH_MAX, stmts;
+            struct probe start, end;
+            int64_t busy;
             size_t n = 0;
 
+            if (!(ways & 1 << way)) {
+                continue;
+            }
             if (way == W_ONE) {
                 if (shards <= bound) {
                     continue; /* the same as batch */
@@ -239,15 +423,22 @@ int main(int argc, char **argv)
             }
             stmts = way == W_PER_SHARD ? 4 * shards : (shards + bound - 1) / bound;
             seed(c, shards);
+            if (trace) {
+                fprintf(trace, "case %s %d\n", way_names[way], shards);
+            }
+            busy = machine_busy_ns();
+            start = probe_take(pid);
             for (i = 0; i < per; i++) {
                 int64_t pos = 2000 + i + (int64_t)k * rounds * W_WAYS + (int64_t)way * rounds;
                 int from;
 
                 if (way == W_PER_SHARD) {
-                    int64_t c0 = backend_cpu_ns(pid);
+                    struct probe p0 = probe_take(pid), p1;
 
                     turn[i] = lat[n] = turn_per_shard(c, shards, pos);
-                    cpu[n++] = c0 < 0 ? -1 : (backend_cpu_ns(pid) - c0) / 1000;
+                    p1 = probe_take(pid);
+                    probe_diff(&p0, &p1, &cpu[n], &nowait[n]);
+                    n++;
                     continue;
                 }
                 turn[i] = 0;
@@ -255,22 +446,39 @@ int main(int argc, char **argv)
                     int to = from + bound < shards ? from + bound : shards;
 
                     lat[n] = statement(c, pid, from, to, pos, way != W_UNPREPARED, way == W_DLQ,
-                                       &cpu[n]);
+                                       &cpu[n], &nowait[n]);
                     turn[i] += lat[n++];
                 }
             }
-            printf("%-10s %6d %5d", names[way], shards, stmts);
+            end = probe_take(pid);
+            busy = busy < 0 ? -1 : machine_busy_ns() - busy;
+            if (trace) {
+                trace_tables(c);
+            }
+            printf("%-10s %6d %5d", way_names[way], shards, stmts);
             print_pct(lat, n);
             print_pct(cpu, n);
+            print_pct(nowait, n);
             print_pct(turn, (size_t)per);
-            printf("\n");
+            if (busy < 0 || start.backend.run < 0) {
+                printf(" %6s\n", "-");
+            } else {
+                /* the cores' busy time less the backend's and this process's own */
+                busy -= end.backend.run - start.backend.run + end.self.run - start.self.run;
+                printf(" %5.1f%%\n", 100.0 * (double)busy / 1000.0 /
+                                         (double)(end.mono_us - start.mono_us) / (double)cores);
+            }
             fflush(stdout);
         }
     }
     PQfinish(c);
+    if (trace) {
+        fclose(trace);
+    }
     bench_pg_drop(base, "bench_checkpoint");
     free(lat);
     free(cpu);
+    free(nowait);
     free(turn);
     return 0;
 }
