@@ -463,8 +463,10 @@ int main(int argc, char **argv)
             if (busy < 0 || start.backend.run < 0) {
                 printf(" %6s\n", "-");
             } else {
-                /* the cores' busy time less the backend's and this process's own */
+                /* the cores' busy time less the backend's and this process's own; /proc/stat
+                 * counts in ticks, so on an idle machine the difference may fall below 0 */
                 busy -= end.backend.run - start.backend.run + end.self.run - start.self.run;
+                busy = busy < 0 ? 0 : busy;
                 printf(" %5.1f%%\n", 100.0 * (double)busy / 1000.0 /
                                          (double)(end.mono_us - start.mono_us) / (double)cores);
             }
