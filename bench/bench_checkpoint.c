@@ -460,15 +460,18 @@ int main(int argc, char **argv)
             print_pct(cpu, n);
             print_pct(nowait, n);
             print_pct(turn, (size_t)per);
-            if (busy < 0 || start.backend.run < 0) {
+            /* /proc/stat counts the cores' busy time in ticks of 10 ms: for a case shorter than
+             * 0.1 s the share would be off by more than a tenth of the cores, so it is not shown */
+            if (busy < 0 || start.backend.run < 0 || end.mono_us - start.mono_us < 100000) {
                 printf(" %6s\n", "-");
             } else {
-                /* the cores' busy time less the backend's and this process's own; /proc/stat
-                 * counts in ticks, so on an idle machine the difference may fall below 0 */
+                double share;
+
+                /* the cores' busy time less the backend's and this process's own */
                 busy -= end.backend.run - start.backend.run + end.self.run - start.self.run;
-                busy = busy < 0 ? 0 : busy;
-                printf(" %5.1f%%\n", 100.0 * (double)busy / 1000.0 /
-                                         (double)(end.mono_us - start.mono_us) / (double)cores);
+                share = 100.0 * (double)busy / 1000.0 / (double)(end.mono_us - start.mono_us) /
+                        (double)cores;
+                printf(" %5.1f%%\n", share < 0 ? 0 : share > 100 ? 100 : share);
             }
             fflush(stdout);
         }
