@@ -1722,16 +1722,24 @@ static void read_signals(struct worker *w, int64_t now)
     struct signalfd_siginfo si;
 
     while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        bool forwarded = (int)si.ssi_signo == D2O_STOP_FORWARD_SIG &&
+                         si.ssi_code == SI_QUEUE && (pid_t)si.ssi_pid == getppid();
+
+        if ((int)si.ssi_signo == D2O_STOP_FORWARD_SIG) {
+            si.ssi_signo = SIGTERM; /* from anyone else: a stop like any other */
+        }
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
             /* A stop sent to the process group reaches the worker directly and again through
-             * the supervisor: only a repeat at least D2O_STOP_REPEAT_MS after the first is a
-             * second request. */
+             * the supervisor: the two copies are one request (d2o/worker.h). */
+            if (!d2o_stop_signal_is_new(&w->stops, forwarded,
+                                        forwarded ? si.ssi_int : (int)si.ssi_pid)) {
+                break;
+            }
             if (!w->draining) {
                 begin_drain(w, now);
-            } else if (now - (w->drain_deadline - w->conf->drain_timeout_ms) >=
-                       D2O_STOP_REPEAT_MS) {
+            } else {
                 d2o_warn("stop_now", "second stop signal: releasing the leases and exiting now");
                 w->stop_now = true;
             }
@@ -1942,6 +1950,7 @@ int worker_signalfd(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, D2O_STOP_FORWARD_SIG);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
         return -errno;
     }

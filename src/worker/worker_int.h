@@ -16,6 +16,7 @@
 #include "d2o/kinesis.h"
 #include "d2o/lease.h"
 #include "d2o/metrics.h"
+#include "d2o/worker.h"
 
 struct d2o_config;
 struct d2o_creds;
@@ -75,6 +76,7 @@ struct worker {
     int target;
     bool draining;
     bool stop_now;
+    struct d2o_stop_copies stops; /* stop signals, paired (read_signals) */
     int64_t drain_deadline;
     int sigfd;
     struct d2o_metrics_worker *m;
