@@ -1663,7 +1663,7 @@ static void lease_tick(struct worker *w, int64_t now)
         worker_apg_call(w, census_send, census_done);
     }
     worker_deletes_tick(w, now);
-    /* LISTEN's session: opened again when it broke (only this waits, at most once a tick) */
+    /* LISTEN's session: opened again when it broke, without waiting (the loop drives it) */
     (void)worker_pg_ok(w);
 }
 
@@ -1866,14 +1866,7 @@ int worker_loop(struct worker *w)
             fds[nfds].revents = 0;
             nfds++;
         }
-        pg_slot = -1;
-        if (w->pg && PQstatus(w->pg) == CONNECTION_OK && PQsocket(w->pg) >= 0) {
-            pg_slot = (int)nfds;
-            fds[nfds].fd = PQsocket(w->pg);
-            fds[nfds].events = CURL_WAIT_POLLIN;
-            fds[nfds].revents = 0;
-            nfds++;
-        }
+        pg_slot = worker_pg_fd(w, &fds[nfds]) ? (int)nfds++ : -1;
         apg_slot = worker_apg_fd(w, &fds[nfds]) ? (int)nfds++ : -1;
         r = d2o_http_run(w->http, fds, nfds, (int)next_timeout(w, now));
         if (r < 0) {
