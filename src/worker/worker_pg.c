@@ -14,7 +14,8 @@
  * most once, so a steady flow of checkpoints delays a census or a take by one statement, never
  * for good. The session has the same bounds as the synchronous one (statement, lock and
  * idle-in-transaction timeouts, keepalives); a broken connection fails every queued request (its
- * owner sends again later) and is opened again with backoff.
+ * owner sends again later) and is opened again with backoff, also without waiting
+ * (d2o_pg_open_start): the queue waits for the opening.
  */
 #include <errno.h>
 #include <inttypes.h>
