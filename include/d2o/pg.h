@@ -93,8 +93,7 @@ int64_t d2o_pg_open_deadline(const struct d2o_pg_opening *o);
 /* Takes the next step (call it when the socket is ready, or at least by the deadline): 1 while
  * under way, 0 with the session in *out (non-blocking; the caller owns it), or < 0 with errstr
  * (the deadline passed, or a step failed). */
-int d2o_pg_open_continue(struct d2o_pg_opening *o, PGconn **out, char *errstr,
-                         size_t errstr_size);
+int d2o_pg_open_continue(struct d2o_pg_opening *o, PGconn **out, char *errstr, size_t errstr_size);
 /* Ends an opening under way (nothing when it gave its session). NULL-safe. */
 void d2o_pg_open_free(struct d2o_pg_opening *o);
 

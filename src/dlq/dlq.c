@@ -398,8 +398,8 @@ int d2o_checkpoint_batch_prepare_send(PGconn *c, unsigned i)
     if (i > 1) {
         return 1;
     }
-    return PQsendPrepare(c, i ? BATCH_DLQ_STATEMENT : BATCH_STATEMENT, i ? batch_dlq_sql : batch_sql,
-                         i ? B_PARAMS_DLQ : B_PARAMS, NULL)
+    return PQsendPrepare(c, i ? BATCH_DLQ_STATEMENT : BATCH_STATEMENT,
+                         i ? batch_dlq_sql : batch_sql, i ? B_PARAMS_DLQ : B_PARAMS, NULL)
                ? 0
                : -EIO;
 }

@@ -335,8 +335,8 @@ static int params_build(struct conn_params *p, const char *conninfo, const char 
     p->keys[n] = "connect_timeout";
     p->values[n++] = D2O_PG_CONNECT_TIMEOUT_S;
     if (password_fn) {
-        if (password_fn(password_arg, conninfo ? conninfo : "", &p->password, errstr,
-                        errstr_size) < 0) {
+        if (password_fn(password_arg, conninfo ? conninfo : "", &p->password, errstr, errstr_size) <
+            0) {
             return -EIO;
         }
         p->keys[n] = "password";

@@ -423,7 +423,8 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
                     d2o_info("drain", "stop signal: the workers drain and release their leases");
                     draining = true;
                 } else {
-                    d2o_info("stop_again", "stop signal again (from pid %u): forwarded; a worker "
+                    d2o_info("stop_again",
+                             "stop signal again (from pid %u): forwarded; a worker "
                              "that did not get it from the process group as well exits now",
                              (unsigned)si.ssi_pid);
                 }

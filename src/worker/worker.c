@@ -1722,8 +1722,8 @@ static void read_signals(struct worker *w, int64_t now)
     struct signalfd_siginfo si;
 
     while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        bool forwarded = (int)si.ssi_signo == D2O_STOP_FORWARD_SIG &&
-                         si.ssi_code == SI_QUEUE && (pid_t)si.ssi_pid == getppid();
+        bool forwarded = (int)si.ssi_signo == D2O_STOP_FORWARD_SIG && si.ssi_code == SI_QUEUE &&
+                         (pid_t)si.ssi_pid == getppid();
 
         if ((int)si.ssi_signo == D2O_STOP_FORWARD_SIG) {
             si.ssi_signo = SIGTERM; /* from anyone else: a stop like any other */

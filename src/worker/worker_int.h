@@ -60,9 +60,9 @@ struct worker {
     struct d2o_bulk *sink;
     PGconn *pg;
     struct d2o_pg_opening *pg_opening; /* pg being opened (without waiting) */
-    int64_t pg_retry_ms; /* next reconnect attempt while the connection is bad */
-    unsigned pg_attempt; /* reconnects in a row */
-    int64_t pg_ok_ms;    /* last successful lease renewal */
+    int64_t pg_retry_ms;               /* next reconnect attempt while the connection is bad */
+    unsigned pg_attempt;               /* reconnects in a row */
+    int64_t pg_ok_ms;                  /* last successful lease renewal */
     struct shard **shards;
     size_t n_shards, cap_shards;
     struct rec_cookie *cookies;
