@@ -230,20 +230,23 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
     *next_ms = now + wait;
 }
 
-void worker_refresh_creds(struct worker *w)
+/* New credentials (a refresh's answer): every client signs with them from now on. */
+static void creds_refreshed(void *arg, const struct d2o_aws_creds *ac)
 {
-    const struct d2o_aws_creds *ac;
-    char err[1024];
+    struct worker *w = arg;
 
-    if (!w->creds) {
-        return;
-    }
-    if (d2o_creds_get(w->creds, time(NULL), &ac, err, sizeof(err)) < 0) {
-        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_AWS, NULL, "credentials", "%s", err);
-        return;
-    }
     d2o_kinesis_set_creds(w->kin, ac);
     d2o_bulk_set_creds(w->sink, ac);
+}
+
+void worker_refresh_creds(struct worker *w)
+{
+    /* On the multi handle: a slow credentials endpoint stalls no shard, and the current
+     * credentials stay in use until the answer (or until they expire). */
+    if (w->creds && d2o_creds_refresh_async(w->creds, time(NULL), creds_refreshed, w) < 0) {
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_AWS, NULL, "credentials",
+                 "cannot start refreshing the AWS credentials: out of memory");
+    }
 }
 
 /* ---- discovery ---- */

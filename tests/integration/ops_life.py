@@ -165,10 +165,37 @@ class TcpCut:
         self.sock.close()
 
 
+class SlowCredentials(Stall):
+    """An ECS container credentials endpoint that answers the first request with credentials
+    due for a refresh (they expire in 200 s, within the 5 minutes ddb2os refreshes ahead) and
+    then hangs: every refresh reaches it and gets no answer."""
+
+    def _accept(self, c):
+        with self.lock:
+            first = not getattr(self, "answered", False)
+            self.answered = True
+        if not first:
+            return super()._accept(c)
+        c.settimeout(5)
+        try:
+            c.recv(65536)
+            exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 200))
+            body = json.dumps({"AccessKeyId": "AKIDSLOWCREDS", "SecretAccessKey": "slow-secret",
+                               "Token": "slow-token", "Expiration": exp}).encode()
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                      b"%d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        finally:
+            c.close()
+
+    def refreshes(self):
+        return self.seen().count(b"GET /creds")
+
+
 class Run:
     """One `ddb2os run` in its own process group, logging to a file."""
 
-    def __init__(self, env, task, workers=2, extra=(), pg=None, stream=None, conf_file=None):
+    def __init__(self, env, task, workers=2, extra=(), pg=None, stream=None, conf_file=None,
+                 environ=None):
         self.log_path = os.path.join(env.logdir, "%s.log" % task)
         args = [BINARY, "run"]
         if conf_file:
@@ -187,6 +214,11 @@ class Run:
         args += list(extra)
         proc_env = dict(os.environ)
         proc_env.update(poolkit.ENV_AWS)
+        for k, v in (environ or {}).items():
+            if v is None:
+                proc_env.pop(k, None)
+            else:
+                proc_env[k] = v
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=proc_env, start_new_session=True)
@@ -411,6 +443,39 @@ class Health(Base):
             run = self.start("B", workers=1, extra=["--metrics-port", str(port)])
             self.assertEqual(run.proc.wait(timeout=20), 78)
         self.assertIn("127.0.0.1:%d" % port, run.text())
+
+    def test_a_hung_credentials_endpoint_stalls_no_shard(self):
+        env = self.env
+        env.create_stream(2)
+        creds = SlowCredentials()
+        self.addCleanup(creds.close)
+        port = free_port()
+        # single process: the worker's own loop answers /healthz
+        run = self.start("C", workers=1, extra=["--single-process", "--metrics-port", str(port)],
+                         environ={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                                  "AWS_EC2_METADATA_DISABLED": "true",
+                                  "AWS_CONTAINER_CREDENTIALS_FULL_URI":
+                                  "http://127.0.0.1:%d/creds" % creds.port})
+        poolkit.wait_for("2 leases", self.held(2), 6 * LEASE_MS / 1000)
+        # Every lease tick (about 1 s) tries to refresh the credentials, and each try hangs until
+        # its 1 s timeout: the loop must answer /healthz meanwhile, and records keep flowing.
+        poolkit.wait_for("a refresh to reach the endpoint", lambda: creds.refreshes() >= 1, 20)
+        env.put(self.items.workload(20, 2, prefix="c"))
+        slowest = 0.0
+        end = time.time() + 6
+        while time.time() < end:
+            t0 = time.time()
+            code, _ = http_get(port, "/healthz")
+            self.assertEqual(code, 200)
+            slowest = max(slowest, time.time() - t0)
+            time.sleep(0.05)
+        print("slowest /healthz answer while refreshes hung: %.0f ms (%d refreshes)"
+              % (slowest * 1000, creds.refreshes()))
+        self.assertGreaterEqual(creds.refreshes(), 3)
+        self.assertLess(slowest, 0.5, run.text()[-2000:])
+        self.assertIn("creds_refresh_failed", run.text())
+        poolkit.wait_for("the records in OpenSearch",
+                         lambda: not self.items.mismatches(env.documents()), 30, step=0.5)
 
     def test_leases_held_drops_when_postgresql_is_lost(self):
         from prometheus_client.parser import text_string_to_metric_families
