@@ -82,6 +82,16 @@ typedef void (*d2o_creds_refreshed_fn)(void *arg, const struct d2o_aws_creds *cr
 int d2o_creds_refresh_async(struct d2o_creds *c, time_t now, d2o_creds_refreshed_fn done,
                             void *arg);
 
+/*
+ * The credentials already in hand, for a caller that must not wait: *out as d2o_creds_get gives
+ * them when they are valid at now (a refresh that is due but not done yet leaves the current ones
+ * valid until they expire). Never fetches nor refreshes. Returns 0, -ENOENT before the chain
+ * resolved, or -EKEYEXPIRED when they expired (errstr says since when). @blocking no.
+ */
+__attribute__((warn_unused_result)) int d2o_creds_cached(const struct d2o_creds *c, time_t now,
+                                                         const struct d2o_aws_creds **out,
+                                                         char *errstr, size_t errstr_size);
+
 /* Forces the next d2o_creds_get() to refresh (after an ExpiredToken-like error). */
 void d2o_creds_invalidate(struct d2o_creds *c);
 

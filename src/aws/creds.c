@@ -1040,6 +1040,24 @@ int d2o_creds_refresh_async(struct d2o_creds *c, time_t now, d2o_creds_refreshed
     return 1;
 }
 
+int d2o_creds_cached(const struct d2o_creds *c, time_t now, const struct d2o_aws_creds **out,
+                     char *errstr, size_t errstr_size)
+{
+    if (c->provider < 0 || !c->cur.key_id) {
+        snprintf(errstr, errstr_size, "no AWS credentials were fetched yet");
+        return -ENOENT;
+    }
+    if (c->cur.expiration && now >= c->cur.expiration) {
+        snprintf(errstr, errstr_size,
+                 "the AWS credentials from %s expired %lld s ago and no refresh has brought new "
+                 "ones yet",
+                 provider_names[c->provider], (long long)(now - c->cur.expiration));
+        return -EKEYEXPIRED;
+    }
+    *out = &c->view;
+    return 0;
+}
+
 void d2o_creds_invalidate(struct d2o_creds *c)
 {
     c->force_refresh = true;

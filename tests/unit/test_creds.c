@@ -336,10 +336,24 @@ static void run_until(struct d2o_http *h, const struct d2o_aws_creds **got, int6
     }
 }
 
-START_TEST(a_refresh_on_the_multi_handle_never_waits)
+/* A chain on a fake ECS endpoint (*fk) whose credentials expire at *exp; e1 (n bytes) is the
+ * environment entry of o->envp that names the endpoint. */
+static struct d2o_creds *ecs_chain(struct d2o_http *h, const struct d2o_creds_opts *o, char *e1,
+                                   size_t n, struct fake *fk, time_t *exp)
 {
     char doc[512];
     struct route routes[1];
+
+    snprintf(doc, sizeof(doc), ecs_doc_fmt, "2026-11-25T12:00:00Z");
+    routes[0] = (struct route){"GET", "/creds", "", NULL, 200, doc};
+    *fk = fake_start(routes, 1);
+    snprintf(e1, n, "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:%d/creds", fk->port);
+    ck_assert_int_eq(d2o_creds_parse_time("2026-11-25T12:00:00Z", exp), 0);
+    return d2o_creds_new(h, o);
+}
+
+START_TEST(a_refresh_on_the_multi_handle_never_waits)
+{
     struct fake fk;
     char e1[300], e2[] = "AWS_EC2_METADATA_DISABLED=true";
     char *env[] = {e1, e2, NULL};
@@ -354,13 +368,7 @@ START_TEST(a_refresh_on_the_multi_handle_never_waits)
     time_t exp;
     int hung;
 
-    snprintf(doc, sizeof(doc), ecs_doc_fmt, "2026-11-25T12:00:00Z");
-    routes[0] = (struct route){"GET", "/creds", "", NULL, 200, doc};
-    fk = fake_start(routes, 1);
-    snprintf(e1, sizeof(e1), "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:%d/creds",
-             fk.port);
-    c = d2o_creds_new(h, &o);
-    ck_assert_int_eq(d2o_creds_parse_time("2026-11-25T12:00:00Z", &exp), 0);
+    c = ecs_chain(h, &o, e1, sizeof(e1), &fk, &exp);
     ck_assert_int_eq(d2o_creds_get(c, exp - 3600, &ac, err, sizeof(err)), 0);
     ck_assert_uint_eq(d2o_creds_fetches(c), 1);
     /* Not due: nothing starts. */
@@ -396,6 +404,38 @@ START_TEST(a_refresh_on_the_multi_handle_never_waits)
     ck_assert_uint_eq(d2o_creds_fetches(c), 2);
     ck_assert_int_eq(d2o_creds_get(c, exp - 3000, &ac, err, sizeof(err)), 0);
     close(hung);
+    d2o_creds_free(c);
+    d2o_http_free(h);
+}
+END_TEST
+
+/* What a PostgreSQL opening with pg_iam_auth signs with in a worker: the credentials in hand,
+ * never a request, and an error that says so once they expired. */
+START_TEST(cached_credentials_never_fetch)
+{
+    struct fake fk;
+    char e1[300], e2[] = "AWS_EC2_METADATA_DISABLED=true";
+    char *env[] = {e1, e2, NULL};
+    struct d2o_creds_opts o = {.envp = env, .refresh_ahead_s = 300};
+    struct d2o_http *h = http();
+    struct d2o_creds *c;
+    const struct d2o_aws_creds *ac;
+    char err[1024] = "";
+    time_t exp;
+
+    c = ecs_chain(h, &o, e1, sizeof(e1), &fk, &exp);
+    ck_assert_int_eq(d2o_creds_cached(c, exp - 3600, &ac, err, sizeof(err)), -ENOENT);
+    ck_assert_uint_eq(d2o_creds_fetches(c), 0);
+    ck_assert_int_eq(d2o_creds_get(c, exp - 3600, &ac, err, sizeof(err)), 0);
+    fake_stop(&fk);
+    /* A refresh is due: the current ones still serve, and nothing is asked. */
+    d2o_creds_invalidate(c);
+    ck_assert_int_eq(d2o_creds_cached(c, exp - 10, &ac, err, sizeof(err)), 0);
+    ck_assert_str_eq(ac->access_key_id, "AKIDECS");
+    ck_assert_uint_eq(d2o_creds_fetches(c), 1);
+    ck_assert_int_eq(d2o_creds_cached(c, exp + 5, &ac, err, sizeof(err)), -EKEYEXPIRED);
+    ck_assert_ptr_nonnull(strstr(err, "from ecs expired 5 s ago"));
+    ck_assert_uint_eq(d2o_creds_fetches(c), 1);
     d2o_creds_free(c);
     d2o_http_free(h);
 }
@@ -564,6 +604,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, web_identity_through_sts);
     tcase_add_test(tc, times_parse);
     tcase_add_test(tc, a_refresh_on_the_multi_handle_never_waits);
+    tcase_add_test(tc, cached_credentials_never_fetch);
     suite_add_tcase(s, tc);
     return s;
 }
