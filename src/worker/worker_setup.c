@@ -24,6 +24,7 @@
 #include "d2o/metrics.h"
 #include "d2o/pg.h"
 #include "d2o/rand.h"
+#include "d2o/rdsauth.h"
 #include "d2o/sigv4.h"
 #include "d2o/util.h"
 #include "d2o/worker.h"
@@ -381,6 +382,11 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
         d2o_err("credentials", "no AWS credentials: %s", err);
         return 1;
     }
+    if (c->pg_iam_auth) {
+        /* Each opening's token is signed with these, refreshed on the multi handle: a
+         * reconnect in the loop makes no request for credentials and never waits for one. */
+        d2o_rds_pg_auth_use_creds(w->creds);
+    }
     rc = worker_source_open(w, c, ac);
     if (rc != 0) {
         return rc;
@@ -492,6 +498,7 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     d2o_kinesis_free(w->kin);
     free(w->stream_arn);
     d2o_sigv4_signer_free(w->os_signer);
+    d2o_rds_pg_auth_use_creds(NULL);
     d2o_creds_free(w->creds);
     d2o_http_free(w->http);
     if (w->pg) {

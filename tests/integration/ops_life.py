@@ -165,6 +165,21 @@ class TcpCut:
         self.sock.close()
 
 
+def answer_credentials(c, key_id, valid_s):
+    """Reads a request on c and answers it as an ECS container credentials endpoint, with
+    credentials that expire in valid_s seconds; then closes c."""
+    c.settimeout(5)
+    try:
+        c.recv(65536)
+        exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + valid_s))
+        body = json.dumps({"AccessKeyId": key_id, "SecretAccessKey": "test-secret",
+                           "Token": "test-token", "Expiration": exp}).encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                  b"%d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    finally:
+        c.close()
+
+
 class SlowCredentials(Stall):
     """An ECS container credentials endpoint that answers the first request with credentials
     due for a refresh (they expire in 200 s, within the 5 minutes ddb2os refreshes ahead) and
@@ -176,18 +191,37 @@ class SlowCredentials(Stall):
             self.answered = True
         if not first:
             return super()._accept(c)
-        c.settimeout(5)
-        try:
-            c.recv(65536)
-            exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 200))
-            body = json.dumps({"AccessKeyId": "AKIDSLOWCREDS", "SecretAccessKey": "slow-secret",
-                               "Token": "slow-token", "Expiration": exp}).encode()
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                      b"%d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-        finally:
-            c.close()
+        answer_credentials(c, "AKIDSLOWCREDS", 200)
 
     def refreshes(self):
+        return self.seen().count(b"GET /creds")
+
+
+class CredentialsThenHang(Stall):
+    """An ECS container credentials endpoint that answers with credentials valid for an hour
+    (no refresh is due) until hang() is called, and from then on reads every request and never
+    answers it. answered() and hung() count the requests of each kind."""
+
+    def __init__(self, max_seconds=120):
+        super().__init__(max_seconds)
+        self.hanging = False
+        self.n_answered = 0
+
+    def hang(self):
+        self.hanging = True
+
+    def _accept(self, c):
+        if self.hanging:
+            return super()._accept(c)
+        answer_credentials(c, "AKIDHANGCREDS", 3600)
+        with self.lock:
+            self.n_answered += 1
+
+    def answered(self):
+        with self.lock:
+            return self.n_answered
+
+    def hung(self):
         return self.seen().count(b"GET /creds")
 
 
@@ -413,6 +447,19 @@ class Signals(Base):
 class Health(Base):
     tag = "lifehealth"
 
+    def slowest_healthz(self, port, seconds):
+        """Asks /healthz every 50 ms for seconds; each answer must be 200. Returns the slowest
+        answer's time in seconds."""
+        slowest = 0.0
+        end = time.time() + seconds
+        while time.time() < end:
+            t0 = time.time()
+            code, _ = http_get(port, "/healthz")
+            self.assertEqual(code, 200)
+            slowest = max(slowest, time.time() - t0)
+            time.sleep(0.05)
+        return slowest
+
     def test_healthz_answers_before_postgresql_is_reachable(self):
         port = free_port()
         dead_pg = "host=127.0.0.1 port=%d dbname=ddb2os user=postgres" % free_port()
@@ -461,14 +508,7 @@ class Health(Base):
         # its 1 s timeout: the loop must answer /healthz meanwhile, and records keep flowing.
         poolkit.wait_for("a refresh to reach the endpoint", lambda: creds.refreshes() >= 1, 20)
         env.put(self.items.workload(20, 2, prefix="c"))
-        slowest = 0.0
-        end = time.time() + 6
-        while time.time() < end:
-            t0 = time.time()
-            code, _ = http_get(port, "/healthz")
-            self.assertEqual(code, 200)
-            slowest = max(slowest, time.time() - t0)
-            time.sleep(0.05)
+        slowest = self.slowest_healthz(port, 6)
         print("slowest /healthz answer while refreshes hung: %.0f ms (%d refreshes)"
               % (slowest * 1000, creds.refreshes()))
         self.assertGreaterEqual(creds.refreshes(), 3)
@@ -476,6 +516,42 @@ class Health(Base):
         self.assertIn("creds_refresh_failed", run.text())
         poolkit.wait_for("the records in OpenSearch",
                          lambda: not self.items.mismatches(env.documents()), 30, step=0.5)
+
+    def test_iam_auth_reconnects_without_asking_for_credentials(self):
+        """With pg_iam_auth a worker signs each opening's token with the credentials it keeps
+        fresh on its multi handle: a reconnect asks no credentials endpoint and waits for none.
+        (The local PostgreSQL trusts every connection, so it does not check the token.)"""
+        env = self.env
+        env.create_stream(2)
+        creds = CredentialsThenHang()
+        self.addCleanup(creds.close)
+        port = free_port()
+        # single process: the worker's own loop answers /healthz
+        run = self.start("I", workers=1,
+                         extra=["--single-process", "--metrics-port", str(port), "--pg-iam-auth", "true"],
+                         environ={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                                  "AWS_EC2_METADATA_DISABLED": "true",
+                                  "AWS_CONTAINER_CREDENTIALS_FULL_URI":
+                                  "http://127.0.0.1:%d/creds" % creds.port})
+        poolkit.wait_for("2 leases", self.held(2), 6 * LEASE_MS / 1000)
+        self.assertGreaterEqual(creds.answered(), 1)
+        creds.hang()
+        sessions = ("SELECT count(*) FROM pg_stat_activity WHERE application_name IN"
+                    " ('ddb2os worker', 'ddb2os worker async')")
+        self.assertEqual(env.sql(sessions), "2")
+        # Both of the worker's sessions break; it opens them again while the endpoint hangs.
+        env.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name"
+                " IN ('ddb2os worker', 'ddb2os worker async')")
+        slowest = self.slowest_healthz(port, 4)
+        print("slowest /healthz answer while reconnecting: %.0f ms; credentials requests "
+              "after the hang: %d" % (slowest * 1000, creds.hung()))
+        poolkit.wait_for("both sessions open again", lambda: env.sql(sessions) == "2", 10)
+        self.assertEqual(creds.hung(), 0, run.text()[-2000:])
+        self.assertLess(slowest, 0.5, run.text()[-2000:])
+        env.put(self.items.workload(20, 2, prefix="i"))
+        poolkit.wait_for("the records in OpenSearch",
+                         lambda: not self.items.mismatches(env.documents()), 30, step=0.5)
+        poolkit.wait_for("2 leases held on", self.held(2), 2 * LEASE_MS / 1000)
 
     def test_leases_held_drops_when_postgresql_is_lost(self):
         from prometheus_client.parser import text_string_to_metric_families
