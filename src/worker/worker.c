@@ -1832,10 +1832,17 @@ int worker_loop(struct worker *w)
             }
             return 0;
         }
-        if ((w->lease_tick_now || now >= w->next_lease_ms) && worker_source_settled(w)) {
-            w->next_lease_ms = now + w->renew_ms;
+        if (w->lease_tick_now || now >= w->next_lease_ms) {
             worker_refresh_creds(w);
-            lease_tick(w, now);
+            if (worker_source_settled(w)) {
+                w->next_lease_ms = now + w->renew_ms;
+                lease_tick(w, now);
+            } else {
+                /* The stream to read first needs PostgreSQL: ask again after its reconnect's
+                 * backoff (at least 250 ms), not on every turn with a poll that never waits. */
+                w->lease_tick_now = false;
+                w->next_lease_ms = w->pg_retry_ms > now + 250 ? w->pg_retry_ms : now + 250;
+            }
         }
         if (!w->draining && now >= w->next_sync_ms) {
             w->next_sync_ms = now + w->conf->shard_sync_ms;
