@@ -67,6 +67,31 @@ __attribute__((warn_unused_result)) int d2o_creds_get(struct d2o_creds *c, time_
                                                       const struct d2o_aws_creds **out,
                                                       char *errstr, size_t errstr_size);
 
+/*
+ * The refresh of d2o_creds_get without waiting, for an event loop: when temporary credentials are
+ * due (refresh_ahead_s before they expire, or after d2o_creds_invalidate) and no refresh is on
+ * its way, starts it on the http handle's multi handle (each request bounded by
+ * metadata_timeout_ms) and returns 1; done(arg, creds) runs from d2o_http_run once the new
+ * credentials are in place (creds as d2o_creds_get gives them). Until then the current ones stay
+ * in use; a failed refresh is logged (creds_refresh_failed) and tried again at the next call.
+ * Returns 1 (started, or on its way), 0 (nothing due; environment and shared-file credentials
+ * are read at once, done runs before it returns) or -ENOMEM. The chain must be resolved already
+ * (d2o_creds_get). @blocking no.
+ */
+typedef void (*d2o_creds_refreshed_fn)(void *arg, const struct d2o_aws_creds *creds);
+int d2o_creds_refresh_async(struct d2o_creds *c, time_t now, d2o_creds_refreshed_fn done,
+                            void *arg);
+
+/*
+ * The credentials already in hand, for a caller that must not wait: *out as d2o_creds_get gives
+ * them when they are valid at now (a refresh that is due but not done yet leaves the current ones
+ * valid until they expire). Never fetches nor refreshes. Returns 0, -ENOENT before the chain
+ * resolved, or -EKEYEXPIRED when they expired (errstr says since when). @blocking no.
+ */
+__attribute__((warn_unused_result)) int d2o_creds_cached(const struct d2o_creds *c, time_t now,
+                                                         const struct d2o_aws_creds **out,
+                                                         char *errstr, size_t errstr_size);
+
 /* Forces the next d2o_creds_get() to refresh (after an ExpiredToken-like error). */
 void d2o_creds_invalidate(struct d2o_creds *c);
 

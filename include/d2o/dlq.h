@@ -108,6 +108,9 @@ d2o_checkpoint_batch_add(struct d2o_checkpoint_batch *b, const char *stream, con
  * their planning on every batch). 0 or -EIO. @blocking yes. */
 __attribute__((warn_unused_result)) int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr,
                                                                      size_t errstr_size);
+/* The same without waiting, for a session being opened (d2o_pg_open_start's setup): sends the
+ * i-th of the two PQsendPrepare; 0, 1 when i is past them, -EIO. */
+int d2o_checkpoint_batch_prepare_send(PGconn *c, unsigned i);
 /* Sends the statement (prepared: as d2o_checkpoint_batch_prepare left it) without waiting (the
  * connection may be non-blocking). 0, -ENOMEM, -EIO. */
 __attribute__((warn_unused_result)) int

@@ -65,6 +65,38 @@ PGconn *d2o_pg_connect(const char *conninfo, const char *application_name, char 
 PGconn *d2o_pg_connect_bounded(const char *conninfo, const char *application_name, int64_t bound_ms,
                                char *errstr, size_t errstr_size);
 
+/* How long opening a session may take (libpq's connect_timeout, and the deadline of
+ * d2o_pg_open_continue, which libpq leaves to its caller). */
+#define D2O_PG_CONNECT_TIMEOUT_S "10"
+#define D2O_PG_CONNECT_TIMEOUT_MS 10000
+
+/*
+ * Opening a session without waiting: d2o_pg_connect_bounded's connection and settings, each
+ * step sent when the socket is ready (PQconnectStartParams, PQconnectPoll, then the session's
+ * bounds and the caller's setup statements, answers read with PQconsumeInput). setup(c, i, arg),
+ * when given, sends the caller's i-th setup statement (PQsendQuery*; 0, or 1 when there is none
+ * left, or < 0). A host name is resolved when the opening starts (getaddrinfo, which waits:
+ * hostaddr in the conninfo avoids it), and a password source (d2o_pg_set_password_source) runs
+ * then too.
+ */
+struct d2o_pg_opening;
+typedef int (*d2o_pg_setup_fn)(PGconn *c, unsigned i, void *arg);
+/* NULL with errstr when it fails at once. */
+struct d2o_pg_opening *d2o_pg_open_start(const char *conninfo, const char *application_name,
+                                         int64_t bound_ms, d2o_pg_setup_fn setup, void *setup_arg,
+                                         char *errstr, size_t errstr_size);
+/* The socket to wait on now (it may change from one step to the next), and whether for writing
+ * (else reading). */
+int d2o_pg_open_fd(const struct d2o_pg_opening *o, bool *want_write);
+/* When d2o_pg_open_continue gives up (monotonic ms). */
+int64_t d2o_pg_open_deadline(const struct d2o_pg_opening *o);
+/* Takes the next step (call it when the socket is ready, or at least by the deadline): 1 while
+ * under way, 0 with the session in *out (non-blocking; the caller owns it), or < 0 with errstr
+ * (the deadline passed, or a step failed). */
+int d2o_pg_open_continue(struct d2o_pg_opening *o, PGconn **out, char *errstr, size_t errstr_size);
+/* Ends an opening under way (nothing when it gave its session). NULL-safe. */
+void d2o_pg_open_free(struct d2o_pg_opening *o);
+
 /*
  * Applies the missing migrations. *from and *to (optional) receive the versions before and
  * after. Returns 0, or -EIO with errstr (also when the database is newer than the binary).

@@ -42,4 +42,15 @@ struct d2o_config;
 __attribute__((warn_unused_result)) int d2o_rds_pg_auth_setup(const struct d2o_config *c,
                                                               char *errstr, size_t errstr_size);
 
+struct d2o_creds;
+
+/*
+ * From now on the tokens of d2o_rds_pg_auth_setup are signed with creds as they are (the caller
+ * keeps them fresh, a worker with d2o_creds_refresh_async): an opening then makes no request and
+ * never waits, and when they are missing or expired it fails at once with an error that says so
+ * (the caller retries). NULL goes back to fetching credentials for each connection. creds is
+ * borrowed: set NULL before freeing it. @blocking no.
+ */
+void d2o_rds_pg_auth_use_creds(const struct d2o_creds *creds);
+
 #endif

@@ -30,10 +30,28 @@
 struct d2o_config;
 struct d2o_metrics;
 
-/* A second SIGTERM or SIGINT at least this long after the first means "release the leases now";
- * one that comes sooner is the same request delivered twice (to the process group and forwarded
- * by the supervisor) and changes nothing. */
-#define D2O_STOP_REPEAT_MS 1000
+/*
+ * Stop signals. A SIGTERM or SIGINT sent to the process group (Ctrl-C, `timeout`, systemd) reaches
+ * each worker directly, and the supervisor forwards the one it got as well; one sent to the
+ * supervisor alone reaches the workers only forwarded. The supervisor forwards with
+ * D2O_STOP_FORWARD_SIG, a real-time signal (queued, never merged with the worker's own SIGTERM),
+ * whose value is the pid that sent the supervisor its signal (0: the kernel, e.g. the terminal's
+ * Ctrl-C). A worker pairs each forwarded copy with a direct one from the same sender, whichever
+ * comes first and however late: the pair is one request. The first request drains, any later
+ * one releases the leases and exits at once.
+ */
+#define D2O_STOP_FORWARD_SIG (SIGRTMIN + 1)
+
+/* The copies not paired yet, by sender: a worker's own (zeroed at the start). */
+struct d2o_stop_copies {
+    int direct[8];    /* senders of direct copies not paired yet, oldest first */
+    int forwarded[8]; /* senders of forwarded copies not paired yet */
+    unsigned n_direct, n_forwarded;
+};
+
+/* Takes a stop signal: true when it is a new request, false when it is the other copy of one
+ * already taken (a direct copy and a forwarded one from the same sender). */
+bool d2o_stop_signal_is_new(struct d2o_stop_copies *s, bool forwarded, int sender);
 
 struct d2o_worker_opts {
     const struct d2o_config *conf;

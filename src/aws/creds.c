@@ -50,6 +50,7 @@ struct d2o_creds {
     struct d2o_aws_creds view;
     bool force_refresh;
     unsigned long fetches;
+    struct creds_refresh *refresh; /* d2o_creds_refresh_async's, on its way */
 };
 
 static void reason(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -156,31 +157,73 @@ int d2o_creds_parse_time(const char *s, time_t *out)
 
 /* ---- HTTP helpers ---- */
 
-static int fetch(struct d2o_creds *c, const char *method, const char *url,
-                 const struct d2o_http_header *h, size_t nh, const char *body,
-                 struct d2o_http_response *resp, char *why, size_t wn)
-{
-    struct d2o_http_request req = {0};
-    int r;
+/*
+ * A provider's network steps (web identity: one POST to STS; ECS: one GET; IMDS: the session
+ * token, the role, the credentials), run synchronously (fetch_sync) or on the multi handle
+ * (d2o_creds_refresh_async) by the same code: plan_begin sets up the first request,
+ * plan_answer takes each answer and sets up the next one or yields the credentials.
+ */
+struct plan {
+    int provider;
+    int step;
+    const char *method;
+    char url[2048];
+    struct d2o_http_header h[2];
+    size_t nh;
+    char *secret;        /* owned value of h[0] (a token), cleansed */
+    struct d2o_buf body; /* owned request body (web identity's form), cleansed */
+    const char *role;    /* web identity: AWS_ROLE_ARN, for the error text */
+};
 
-    req.method = method;
-    req.url = url;
-    req.headers = h;
-    req.n_headers = nh;
-    req.body = body;
-    req.body_len = body ? strlen(body) : 0;
-    req.timeout_ms = c->metadata_timeout_ms;
-    req.max_response_bytes = 1 << 20;
-    memset(resp, 0, sizeof(*resp));
-    r = d2o_http_request_sync(c->http, &req, resp);
-    if (r < 0 || resp->curl_code != CURLE_OK) {
-        reason(why, wn, "%s %s: %s", method, url, resp->errstr[0] ? resp->errstr : "failed");
-        d2o_http_response_free(resp);
+/* A refresh on the multi handle (d2o_creds_refresh_async). */
+struct creds_refresh {
+    struct d2o_creds *c; /* NULL once c is freed: the answer only frees this */
+    struct plan plan;
+    d2o_creds_refreshed_fn done;
+    void *arg;
+};
+
+static void plan_free(struct plan *pl)
+{
+    cleanse_free(pl->secret);
+    pl->secret = NULL;
+    if (pl->body.data) {
+        OPENSSL_cleanse(pl->body.data, pl->body.len);
+    }
+    d2o_buf_free(&pl->body);
+}
+
+static void plan_request(const struct d2o_creds *c, const struct plan *pl,
+                         struct d2o_http_request *req)
+{
+    memset(req, 0, sizeof(*req));
+    req->method = pl->method;
+    req->url = pl->url;
+    req->headers = pl->h;
+    req->n_headers = pl->nh;
+    req->body = pl->body.data;
+    req->body_len = pl->body.len;
+    req->timeout_ms = c->metadata_timeout_ms;
+    req->max_response_bytes = 1 << 20;
+}
+
+/* 0 when resp is a 2xx answer, else -EIO with why. */
+static int answer_check(const struct plan *pl, int r, const struct d2o_http_response *resp,
+                        char *why, size_t wn)
+{
+    if (r < 0 || resp->err < 0 || resp->curl_code != CURLE_OK) {
+        reason(why, wn, "%s %s: %s", pl->method, pl->url,
+               resp->errstr[0] ? resp->errstr : "failed");
         return -EIO;
     }
     if (resp->status < 200 || resp->status > 299) {
-        reason(why, wn, "%s %s: HTTP %ld", method, url, resp->status);
-        d2o_http_response_free(resp);
+        reason(why, wn, "%s %s: HTTP %ld", pl->method, pl->url, resp->status);
+        if (pl->provider == P_WEB_IDENTITY && resp->status >= 400 && resp->status < 500) {
+            size_t used = strlen(why);
+
+            snprintf(why + used, wn - used, " (AssumeRoleWithWebIdentity for %s refused)",
+                     pl->role);
+        }
         return -EIO;
     }
     return 0;
@@ -346,18 +389,13 @@ static int form_append(struct d2o_buf *b, const char *key, const char *value)
     return r;
 }
 
-static int from_web_identity(struct d2o_creds *c, struct owned_creds *o, char *why, size_t wn)
+static int web_identity_begin(struct d2o_creds *c, struct plan *pl, char *why, size_t wn)
 {
     const char *token_file = getenv_in(c, "AWS_WEB_IDENTITY_TOKEN_FILE");
     const char *role = getenv_in(c, "AWS_ROLE_ARN");
     const char *session = getenv_in(c, "AWS_ROLE_SESSION_NAME");
-    struct d2o_http_header h[] = {{"Content-Type", "application/x-www-form-urlencoded"},
-                                  {"Accept", "application/xml"}};
-    struct d2o_http_response resp;
-    struct d2o_buf body = D2O_BUF_INIT;
-    char *token = NULL, *id = NULL, *secret = NULL, *stoken = NULL, *exp = NULL;
+    char *token = NULL;
     char session_buf[64];
-    time_t expiration = 0;
     int r;
 
     if (!token_file && !role) {
@@ -382,52 +420,47 @@ static int from_web_identity(struct d2o_creds *c, struct owned_creds *o, char *w
         snprintf(session_buf, sizeof(session_buf), "ddb2os-%d", (int)getpid());
         session = session_buf;
     }
-    r = form_append(&body, "Action", "AssumeRoleWithWebIdentity");
-    r |= form_append(&body, "Version", "2011-06-15");
-    r |= form_append(&body, "RoleArn", role);
-    r |= form_append(&body, "RoleSessionName", session);
-    r |= form_append(&body, "WebIdentityToken", token);
+    r = form_append(&pl->body, "Action", "AssumeRoleWithWebIdentity");
+    r |= form_append(&pl->body, "Version", "2011-06-15");
+    r |= form_append(&pl->body, "RoleArn", role);
+    r |= form_append(&pl->body, "RoleSessionName", session);
+    r |= form_append(&pl->body, "WebIdentityToken", token);
+    cleanse_free(token);
     if (r < 0) {
-        r = -ENOMEM;
-        goto out;
+        return -ENOMEM;
     }
-    r = fetch(c, "POST", c->sts_endpoint, h, D2O_ARRAY_SIZE(h), body.data, &resp, why, wn);
-    if (r < 0) {
-        if (strstr(why, "HTTP 4")) {
-            size_t used = strlen(why);
+    pl->role = role;
+    pl->h[0] = (struct d2o_http_header){"Content-Type", "application/x-www-form-urlencoded"};
+    pl->h[1] = (struct d2o_http_header){"Accept", "application/xml"};
+    pl->nh = 2;
+    pl->method = "POST";
+    snprintf(pl->url, sizeof(pl->url), "%s", c->sts_endpoint);
+    return 0;
+}
 
-            snprintf(why + used, wn - used, " (AssumeRoleWithWebIdentity for %s refused)", role);
-        }
-        goto out;
-    }
-    id = xml_text(resp.body.data ? resp.body.data : "", "AccessKeyId");
-    secret = xml_text(resp.body.data ? resp.body.data : "", "SecretAccessKey");
-    stoken = xml_text(resp.body.data ? resp.body.data : "", "SessionToken");
-    exp = xml_text(resp.body.data ? resp.body.data : "", "Expiration");
-    d2o_http_response_free(&resp);
+/* STS's answer: the credentials. */
+static int web_identity_answer(const char *xml, struct owned_creds *o, char *why, size_t wn)
+{
+    char *id = xml_text(xml, "AccessKeyId"), *secret = xml_text(xml, "SecretAccessKey");
+    char *stoken = xml_text(xml, "SessionToken"), *exp = xml_text(xml, "Expiration");
+    time_t expiration = 0;
+    int r;
+
     if (!id || !secret || !stoken || !exp || !*id || !*secret) {
         reason(why, wn,
                "the STS answer lacks AccessKeyId, SecretAccessKey, SessionToken or "
                "Expiration");
         r = -EIO;
-        goto out;
-    }
-    if (d2o_creds_parse_time(exp, &expiration) < 0) {
+    } else if (d2o_creds_parse_time(exp, &expiration) < 0) {
         reason(why, wn, "the STS answer has an unreadable Expiration '%.40s'", exp);
         r = -EIO;
-        goto out;
+    } else {
+        r = owned_set(o, id, secret, stoken, expiration);
     }
-    r = owned_set(o, id, secret, stoken, expiration);
-out:
-    cleanse_free(token);
     cleanse_free(secret);
     cleanse_free(stoken);
     free(id);
     free(exp);
-    if (body.data) {
-        OPENSSL_cleanse(body.data, body.len);
-    }
-    d2o_buf_free(&body);
     return r;
 }
 
@@ -560,104 +593,156 @@ static int from_shared(struct d2o_creds *c, struct owned_creds *o, char *why, si
     return r;
 }
 
-static int from_ecs(struct d2o_creds *c, struct owned_creds *o, char *why, size_t wn)
+static int ecs_begin(struct d2o_creds *c, struct plan *pl, char *why, size_t wn)
 {
     const char *rel = getenv_in(c, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
     const char *full = getenv_in(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
     const char *tok = getenv_in(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
     const char *tok_file = getenv_in(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-    struct d2o_http_header h[1];
-    struct d2o_http_response resp;
-    char url[2048];
-    char *file_tok = NULL;
-    size_t nh = 0;
-    int r;
 
     if (!rel && !full) {
         reason(why, wn, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and _FULL_URI are not set");
         return -ENOENT;
     }
     if (rel) {
-        snprintf(url, sizeof(url), "%s%s", c->ecs_endpoint, rel);
+        snprintf(pl->url, sizeof(pl->url), "%s%s", c->ecs_endpoint, rel);
     } else {
-        snprintf(url, sizeof(url), "%s", full);
+        snprintf(pl->url, sizeof(pl->url), "%s", full);
     }
     if (tok_file) {
-        file_tok = read_small_file(tok_file, why, wn);
-        if (!file_tok) {
+        pl->secret = read_small_file(tok_file, why, wn);
+        if (!pl->secret) {
             return -EIO;
         }
-        while (*file_tok && isspace((unsigned char)file_tok[strlen(file_tok) - 1])) {
-            file_tok[strlen(file_tok) - 1] = '\0';
+        while (*pl->secret && isspace((unsigned char)pl->secret[strlen(pl->secret) - 1])) {
+            pl->secret[strlen(pl->secret) - 1] = '\0';
         }
-        tok = file_tok;
+        tok = pl->secret;
     }
     if (tok) {
         d2o_log_add_secret(tok);
-        h[0].name = "Authorization";
-        h[0].value = tok;
-        nh = 1;
+        pl->h[0].name = "Authorization";
+        pl->h[0].value = tok;
+        pl->nh = 1;
     }
-    r = fetch(c, "GET", url, h, nh, NULL, &resp, why, wn);
-    if (r == 0) {
-        r = parse_json_creds(resp.body.data, o, why, wn);
-        d2o_http_response_free(&resp);
-    }
-    cleanse_free(file_tok);
-    return r;
+    pl->method = "GET";
+    return 0;
 }
 
-static int from_imds(struct d2o_creds *c, struct owned_creds *o, char *why, size_t wn)
+static int imds_begin(struct d2o_creds *c, struct plan *pl, char *why, size_t wn)
 {
     const char *disabled = getenv_in(c, "AWS_EC2_METADATA_DISABLED");
-    struct d2o_http_header ttl[] = {{"X-aws-ec2-metadata-token-ttl-seconds", "21600"}};
-    struct d2o_http_header auth[1];
-    struct d2o_http_response resp;
-    char url[1024], role[256];
-    char *token = NULL;
-    int r;
 
     if (disabled && d2o_streq_ci(disabled, "true")) {
         reason(why, wn, "AWS_EC2_METADATA_DISABLED is true");
         return -ENOENT;
     }
-    snprintf(url, sizeof(url), "%s/latest/api/token", c->imds_endpoint);
-    r = fetch(c, "PUT", url, ttl, 1, NULL, &resp, why, wn);
-    if (r < 0) {
-        return r;
+    snprintf(pl->url, sizeof(pl->url), "%s/latest/api/token", c->imds_endpoint);
+    pl->h[0].name = "X-aws-ec2-metadata-token-ttl-seconds";
+    pl->h[0].value = "21600";
+    pl->nh = 1;
+    pl->method = "PUT";
+    return 0;
+}
+
+/* IMDS's answers: the session token, then the role, then the credentials (1: the next request
+ * is set up; 0: the credentials are in o). */
+static int imds_answer(struct d2o_creds *c, struct plan *pl, struct d2o_http_response *resp,
+                       struct owned_creds *o, char *why, size_t wn)
+{
+    const char *body = resp->body.data;
+
+    switch (pl->step) {
+    case 0:
+        pl->secret = d2o_buf_steal(&resp->body);
+        if (!pl->secret || !*pl->secret) {
+            reason(why, wn, "IMDSv2 returned an empty session token");
+            return -EIO;
+        }
+        pl->h[0].name = "X-aws-ec2-metadata-token";
+        pl->h[0].value = pl->secret;
+        pl->method = "GET";
+        snprintf(pl->url, sizeof(pl->url), "%s/latest/meta-data/iam/security-credentials/",
+                 c->imds_endpoint);
+        return 1;
+    case 1:
+        if (!body || !*body) {
+            reason(why, wn, "the instance has no IAM role attached");
+            return -ENOENT;
+        }
+        snprintf(pl->url, sizeof(pl->url), "%s/latest/meta-data/iam/security-credentials/%.*s",
+                 c->imds_endpoint,
+                 (int)strcspn(body, "\r\n") > 255 ? 255 : (int)strcspn(body, "\r\n"), body);
+        return 1;
+    default:
+        return parse_json_creds(body, o, why, wn);
     }
-    token = d2o_buf_steal(&resp.body);
-    d2o_http_response_free(&resp);
-    if (!token || !*token) {
-        free(token);
-        reason(why, wn, "IMDSv2 returned an empty session token");
-        return -EIO;
+}
+
+/* The first request of provider p (a network provider). */
+static int plan_begin(struct d2o_creds *c, int p, struct plan *pl, char *why, size_t wn)
+{
+    memset(pl, 0, sizeof(*pl));
+    pl->body = (struct d2o_buf)D2O_BUF_INIT;
+    pl->provider = p;
+    return p == P_WEB_IDENTITY ? web_identity_begin(c, pl, why, wn)
+           : p == P_ECS        ? ecs_begin(c, pl, why, wn)
+                               : imds_begin(c, pl, why, wn);
+}
+
+/* Takes a 2xx answer: 1 when the next request is set up, 0 with the credentials in o, < 0. */
+static int plan_answer(struct d2o_creds *c, struct plan *pl, struct d2o_http_response *resp,
+                       struct owned_creds *o, char *why, size_t wn)
+{
+    int r;
+
+    if (pl->provider == P_WEB_IDENTITY) {
+        r = web_identity_answer(resp->body.data ? resp->body.data : "", o, why, wn);
+    } else if (pl->provider == P_ECS) {
+        r = parse_json_creds(resp->body.data, o, why, wn);
+    } else {
+        r = imds_answer(c, pl, resp, o, why, wn);
     }
-    auth[0].name = "X-aws-ec2-metadata-token";
-    auth[0].value = token;
-    snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", c->imds_endpoint);
-    r = fetch(c, "GET", url, auth, 1, NULL, &resp, why, wn);
-    if (r < 0) {
-        goto out;
-    }
-    if (!resp.body.data || !*resp.body.data) {
-        reason(why, wn, "the instance has no IAM role attached");
-        d2o_http_response_free(&resp);
-        r = -ENOENT;
-        goto out;
-    }
-    snprintf(role, sizeof(role), "%.*s", (int)strcspn(resp.body.data, "\r\n"), resp.body.data);
-    d2o_http_response_free(&resp);
-    snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", c->imds_endpoint,
-             role);
-    r = fetch(c, "GET", url, auth, 1, NULL, &resp, why, wn);
-    if (r == 0) {
-        r = parse_json_creds(resp.body.data, o, why, wn);
-        d2o_http_response_free(&resp);
-    }
-out:
-    cleanse_free(token);
+    pl->step++;
     return r;
+}
+
+/* Provider p's steps, each waiting for its answer (resolving the chain before the loop). */
+static int fetch_sync(struct d2o_creds *c, int p, struct owned_creds *o, char *why, size_t wn)
+{
+    struct plan pl;
+    int r = plan_begin(c, p, &pl, why, wn);
+
+    while (r == 0 || r == 1) {
+        struct d2o_http_request req;
+        struct d2o_http_response resp;
+
+        plan_request(c, &pl, &req);
+        memset(&resp, 0, sizeof(resp));
+        r = answer_check(&pl, d2o_http_request_sync(c->http, &req, &resp), &resp, why, wn);
+        if (r == 0) {
+            r = plan_answer(c, &pl, &resp, o, why, wn);
+            r = r == 0 ? 2 : r; /* 2: done */
+        }
+        d2o_http_response_free(&resp);
+    }
+    plan_free(&pl);
+    return r == 2 ? 0 : r;
+}
+
+static int from_web_identity(struct d2o_creds *c, struct owned_creds *o, char *why, size_t wn)
+{
+    return fetch_sync(c, P_WEB_IDENTITY, o, why, wn);
+}
+
+static int from_ecs(struct d2o_creds *c, struct owned_creds *o, char *why, size_t wn)
+{
+    return fetch_sync(c, P_ECS, o, why, wn);
+}
+
+static int from_imds(struct d2o_creds *c, struct owned_creds *o, char *why, size_t wn)
+{
+    return fetch_sync(c, P_IMDS, o, why, wn);
 }
 
 typedef int (*provider_fn)(struct d2o_creds *c, struct owned_creds *o, char *why, size_t wn);
@@ -721,6 +806,9 @@ void d2o_creds_free(struct d2o_creds *c)
 {
     if (!c) {
         return;
+    }
+    if (c->refresh) {
+        c->refresh->c = NULL; /* its answer frees it */
     }
     owned_free(&c->cur);
     free(c->region);
@@ -835,6 +923,139 @@ int d2o_creds_get(struct d2o_creds *c, time_t now, const struct d2o_aws_creds **
     snprintf(errstr, errstr_size, "AWS credentials from %s expired and could not be refreshed: %s",
              provider_names[c->provider], why);
     return -EIO;
+}
+
+/* A refresh is over: new credentials in o (r 0), or why it failed. */
+static void refresh_finish(struct creds_refresh *q, int r, struct owned_creds *o, char *why,
+                           bool cancelled)
+{
+    struct d2o_creds *c = q->c;
+
+    c->refresh = NULL;
+    if (r == 0) {
+        c->fetches++;
+        owned_free(&c->cur);
+        c->cur = *o;
+        c->force_refresh = false;
+        c->state = S_VALID;
+        publish(c);
+        q->done(q->arg, &c->view);
+    } else {
+        owned_free(o);
+        d2o_log_redact(why);
+        c->state = c->cur.key_id && (!c->cur.expiration || time(NULL) < c->cur.expiration)
+                       ? S_VALID
+                       : S_FAILED;
+        if (!cancelled) {
+            d2o_warn("creds_refresh_failed",
+                     "refreshing AWS credentials from %s failed, the current ones stay in use "
+                     "until they expire%s: %s",
+                     provider_names[c->provider], c->state == S_FAILED ? " (they have)" : "", why);
+        }
+    }
+    plan_free(&q->plan);
+    free(q);
+}
+
+static int refresh_send(struct creds_refresh *q);
+
+static void refresh_answer(struct d2o_http_response *resp, void *arg)
+{
+    struct creds_refresh *q = arg;
+    struct owned_creds o = {0};
+    char why[512] = "";
+    int r;
+
+    if (!q->c) {
+        plan_free(&q->plan);
+        free(q);
+        return;
+    }
+    r = answer_check(&q->plan, 0, resp, why, sizeof(why));
+    if (r == 0) {
+        r = plan_answer(q->c, &q->plan, resp, &o, why, sizeof(why));
+        if (r == 1) {
+            if (refresh_send(q) == 0) {
+                return;
+            }
+            reason(why, sizeof(why), "cannot start the next request");
+            r = -ENOMEM;
+        }
+    }
+    refresh_finish(q, r, &o, why, resp->err == -ECANCELED);
+}
+
+static int refresh_send(struct creds_refresh *q)
+{
+    struct d2o_http_request req;
+
+    plan_request(q->c, &q->plan, &req);
+    return d2o_http_start(q->c->http, &req, refresh_answer, q, NULL);
+}
+
+int d2o_creds_refresh_async(struct d2o_creds *c, time_t now, d2o_creds_refreshed_fn done, void *arg)
+{
+    struct creds_refresh *q;
+    struct owned_creds o = {0};
+    char why[512] = "";
+    int r;
+
+    if (c->refresh) {
+        return 1;
+    }
+    if (c->provider < 0 || c->state == S_REFRESHING ||
+        !(c->force_refresh ||
+          (c->cur.expiration && now + c->refresh_ahead_s >= c->cur.expiration))) {
+        return 0;
+    }
+    if (c->provider == P_ENV || c->provider == P_SHARED) {
+        /* files and the environment: nothing to wait for */
+        const struct d2o_aws_creds *ac;
+
+        if (d2o_creds_get(c, now, &ac, why, sizeof(why)) == 0) {
+            done(arg, ac);
+        }
+        return 0;
+    }
+    q = calloc(1, sizeof(*q));
+    if (!q) {
+        return -ENOMEM;
+    }
+    q->c = c;
+    q->done = done;
+    q->arg = arg;
+    c->refresh = q;
+    c->state = S_REFRESHING;
+    r = plan_begin(c, c->provider, &q->plan, why, sizeof(why));
+    if (r == 0) {
+        r = refresh_send(q);
+        if (r < 0) {
+            reason(why, sizeof(why), "cannot start the request");
+        }
+    }
+    if (r < 0) {
+        refresh_finish(q, r, &o, why, false);
+        return r;
+    }
+    return 1;
+}
+
+int d2o_creds_cached(const struct d2o_creds *c, time_t now, const struct d2o_aws_creds **out,
+                     char *errstr, size_t errstr_size)
+{
+    if (c->provider < 0 || !c->cur.key_id) {
+        snprintf(errstr, errstr_size, "no AWS credentials were fetched yet");
+        return -ENOENT;
+    }
+    if (c->cur.expiration && now >= c->cur.expiration) {
+        snprintf(errstr, errstr_size,
+                 "the AWS credentials from %s expired %lld s ago and no refresh has brought new "
+                 "ones yet",
+                 provider_names[c->provider], (long long)(now - c->cur.expiration));
+        return -EKEYEXPIRED;
+    }
+    *out = &c->view;
+    return 0;
 }
 
 void d2o_creds_invalidate(struct d2o_creds *c)

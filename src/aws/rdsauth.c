@@ -111,8 +111,43 @@ static int conninfo_target(const char *conninfo, struct target *t, char *errstr,
     return r;
 }
 
-/* d2o_pg_password_fn: a new token from fresh credentials; nothing outlives the call (no HTTP
- * handle survives into a fork()). */
+/* A worker's credentials, kept fresh on its multi handle (d2o_rds_pg_auth_use_creds). */
+static const struct d2o_creds *cached_creds;
+
+void d2o_rds_pg_auth_use_creds(const struct d2o_creds *creds)
+{
+    cached_creds = creds;
+}
+
+/* The token from the cached credentials: a local signature, no request. Expired credentials
+ * fail the opening at once (the caller retries it with backoff; the refresh runs meanwhile). */
+static int pg_password_cached(const struct d2o_config *c, const struct target *t, char **password,
+                              char *errstr, size_t n)
+{
+    struct d2o_sigv4_signer *signer = d2o_sigv4_signer_new(c->aws_region, "rds-db");
+    const struct d2o_aws_creds *ac;
+    char why[256];
+    int r;
+
+    if (!signer) {
+        snprintf(errstr, n, "pg_iam_auth: out of memory");
+        return -ENOMEM;
+    }
+    if (d2o_creds_cached(cached_creds, time(NULL), &ac, why, sizeof(why)) < 0) {
+        snprintf(errstr, n,
+                 "pg_iam_auth: no token for this connection without waiting: %s (the refresh "
+                 "runs in the background; the connection is tried again)",
+                 why);
+        r = -EAGAIN;
+    } else {
+        r = d2o_rds_token(signer, ac, t->host, t->port, t->user, time(NULL), password, errstr, n);
+    }
+    d2o_sigv4_signer_free(signer);
+    return r;
+}
+
+/* d2o_pg_password_fn: a new token; from the cached credentials in a worker, else from fresh
+ * ones, and then nothing outlives the call (no HTTP handle survives into a fork()). */
 static int pg_password(const void *arg, const char *conninfo, char **password, char *errstr,
                        size_t n)
 {
@@ -128,6 +163,9 @@ static int pg_password(const void *arg, const char *conninfo, char **password, c
 
     if (r < 0) {
         return r;
+    }
+    if (cached_creds) {
+        return pg_password_cached(c, &t, password, errstr, n);
     }
     d2o_http_opts_from_config(&ho, c);
     co.region = c->aws_region;

@@ -393,6 +393,17 @@ int d2o_checkpoint_batch_prepare(PGconn *c, char *errstr, size_t errstr_size)
     return ret;
 }
 
+int d2o_checkpoint_batch_prepare_send(PGconn *c, unsigned i)
+{
+    if (i > 1) {
+        return 1;
+    }
+    return PQsendPrepare(c, i ? BATCH_DLQ_STATEMENT : BATCH_STATEMENT,
+                         i ? batch_dlq_sql : batch_sql, i ? B_PARAMS_DLQ : B_PARAMS, NULL)
+               ? 0
+               : -EIO;
+}
+
 int d2o_checkpoint_batch_send(PGconn *c, const struct d2o_checkpoint_batch *b, bool prepared)
 {
     /* Without DLQ rows the statement without the DLQ insert (see batch_sql). */

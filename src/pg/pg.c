@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "d2o/clock.h"
 #include "d2o/log.h"
 #include "d2o/pg.h"
 #include "d2o/util.h"
@@ -297,77 +298,109 @@ void d2o_pg_set_password_source(d2o_pg_password_fn fn, const void *arg)
     password_arg = arg;
 }
 
-static PGconn *connect_with(const char *conninfo, const char *application_name, int64_t bound_ms,
-                            char *errstr, size_t errstr_size)
-{
+/* What a connection is opened with: libpq's keywords and values, and the buffers they point to. */
+struct conn_params {
     const char *keys[12], *values[12];
-    char idle[24], user_timeout[24], set[512];
-    char *password = NULL;
-    PGconn *c;
-    PGresult *r;
+    char idle[24], user_timeout[24];
+    char *password;
+};
+
+static int params_build(struct conn_params *p, const char *conninfo, const char *application_name,
+                        int64_t bound_ms, char *errstr, size_t errstr_size)
+{
     int n = 0;
 
+    memset(p, 0, sizeof(*p));
     d2o_pg_register_password(conninfo);
     if (bound_ms > 0) {
         /* Before dbname: a conninfo that sets them wins. */
-        snprintf(idle, sizeof(idle), "%lld", (long long)(bound_ms >= 2000 ? bound_ms / 2000 : 1));
-        snprintf(user_timeout, sizeof(user_timeout), "%lld", (long long)bound_ms);
-        keys[n] = "keepalives";
-        values[n++] = "1";
-        keys[n] = "keepalives_idle";
-        values[n++] = idle;
-        keys[n] = "keepalives_interval";
-        values[n++] = "1";
-        keys[n] = "keepalives_count";
-        values[n++] = "3";
-        keys[n] = "tcp_user_timeout";
-        values[n++] = user_timeout;
+        snprintf(p->idle, sizeof(p->idle), "%lld",
+                 (long long)(bound_ms >= 2000 ? bound_ms / 2000 : 1));
+        snprintf(p->user_timeout, sizeof(p->user_timeout), "%lld", (long long)bound_ms);
+        p->keys[n] = "keepalives";
+        p->values[n++] = "1";
+        p->keys[n] = "keepalives_idle";
+        p->values[n++] = p->idle;
+        p->keys[n] = "keepalives_interval";
+        p->values[n++] = "1";
+        p->keys[n] = "keepalives_count";
+        p->values[n++] = "3";
+        p->keys[n] = "tcp_user_timeout";
+        p->values[n++] = p->user_timeout;
     }
-    keys[n] = "dbname";
-    values[n++] = conninfo ? conninfo : "";
-    keys[n] = "application_name";
-    values[n++] = application_name ? application_name : "ddb2os";
-    keys[n] = "connect_timeout";
-    values[n++] = "10";
+    p->keys[n] = "dbname";
+    p->values[n++] = conninfo ? conninfo : "";
+    p->keys[n] = "application_name";
+    p->values[n++] = application_name ? application_name : "ddb2os";
+    p->keys[n] = "connect_timeout";
+    p->values[n++] = D2O_PG_CONNECT_TIMEOUT_S;
     if (password_fn) {
-        if (password_fn(password_arg, conninfo ? conninfo : "", &password, errstr, errstr_size) <
+        if (password_fn(password_arg, conninfo ? conninfo : "", &p->password, errstr, errstr_size) <
             0) {
-            return NULL;
+            return -EIO;
         }
-        keys[n] = "password";
-        values[n++] = password;
+        p->keys[n] = "password";
+        p->values[n++] = p->password;
     }
-    keys[n] = NULL;
-    values[n] = NULL;
+    p->keys[n] = NULL;
+    p->values[n] = NULL;
+    return 0;
+}
+
+static void params_free(struct conn_params *p)
+{
+    if (p->password) {
+        explicit_bzero(p->password, strlen(p->password));
+        free(p->password);
+        p->password = NULL;
+    }
+}
+
+/* The statement that bounds a session (see d2o_pg_connect_bounded), in set. */
+static void bound_sql(char *set, size_t size, const struct conn_params *p, int64_t bound_ms)
+{
+    snprintf(set, size,
+             "SET statement_timeout = %lld; SET lock_timeout = %lld;"
+             " SET idle_in_transaction_session_timeout = %lld;"
+             " SET tcp_keepalives_idle = %s; SET tcp_keepalives_interval = 1;"
+             " SET tcp_keepalives_count = 3; SET tcp_user_timeout = %lld",
+             (long long)bound_ms, (long long)bound_ms, (long long)bound_ms, p->idle,
+             (long long)bound_ms);
+}
+
+static PGconn *connect_with(const char *conninfo, const char *application_name, int64_t bound_ms,
+                            char *errstr, size_t errstr_size)
+{
+    struct conn_params p;
+    char set[512];
+    PGconn *c;
+    PGresult *r;
+
+    if (params_build(&p, conninfo, application_name, bound_ms, errstr, errstr_size) < 0) {
+        return NULL;
+    }
     /* expand_dbname: conninfo's own settings win over the defaults given here. */
-    c = PQconnectdbParams(keys, values, 1);
-    if (password) {
-        explicit_bzero(password, strlen(password));
-        free(password);
-    }
+    c = PQconnectdbParams(p.keys, p.values, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
         d2o_pg_error(c, NULL, "cannot connect to PostgreSQL", errstr, errstr_size);
         PQfinish(c);
+        params_free(&p);
         return NULL;
     }
     PQsetNoticeProcessor(c, notice, NULL);
     if (bound_ms > 0) {
-        snprintf(set, sizeof(set),
-                 "SET statement_timeout = %lld; SET lock_timeout = %lld;"
-                 " SET idle_in_transaction_session_timeout = %lld;"
-                 " SET tcp_keepalives_idle = %s; SET tcp_keepalives_interval = 1;"
-                 " SET tcp_keepalives_count = 3; SET tcp_user_timeout = %lld",
-                 (long long)bound_ms, (long long)bound_ms, (long long)bound_ms, idle,
-                 (long long)bound_ms);
+        bound_sql(set, sizeof(set), &p, bound_ms);
         r = PQexec(c, set);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             d2o_pg_error(c, r, "setting the session's timeouts", errstr, errstr_size);
             PQclear(r);
             PQfinish(c);
+            params_free(&p);
             return NULL;
         }
         PQclear(r);
     }
+    params_free(&p);
     return c;
 }
 
@@ -381,6 +414,179 @@ PGconn *d2o_pg_connect_bounded(const char *conninfo, const char *application_nam
                                char *errstr, size_t errstr_size)
 {
     return connect_with(conninfo, application_name, bound_ms, errstr, errstr_size);
+}
+
+/* ---- opening a session without waiting ---- */
+
+struct d2o_pg_opening {
+    PGconn *c;
+    bool polling;    /* PQconnectPoll still runs; then the setup statements */
+    bool want_write; /* what the socket is waited for */
+    bool sent;       /* a setup statement is on its way */
+    int64_t deadline_ms;
+    unsigned step; /* the caller's next setup statement */
+    d2o_pg_setup_fn setup;
+    void *setup_arg;
+    char set[512];
+};
+
+struct d2o_pg_opening *d2o_pg_open_start(const char *conninfo, const char *application_name,
+                                         int64_t bound_ms, d2o_pg_setup_fn setup, void *setup_arg,
+                                         char *errstr, size_t errstr_size)
+{
+    struct d2o_pg_opening *o = calloc(1, sizeof(*o));
+    struct conn_params p;
+
+    if (!o) {
+        snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: out of memory");
+        return NULL;
+    }
+    if (params_build(&p, conninfo, application_name, bound_ms, errstr, errstr_size) < 0) {
+        free(o);
+        return NULL;
+    }
+    /* libpq ignores connect_timeout here: the deadline is ours (the same 10 s). */
+    o->c = PQconnectStartParams(p.keys, p.values, 1);
+    if (bound_ms > 0) {
+        bound_sql(o->set, sizeof(o->set), &p, bound_ms);
+    }
+    params_free(&p);
+    if (!o->c || PQstatus(o->c) == CONNECTION_BAD) {
+        d2o_pg_error(o->c, NULL, "cannot connect to PostgreSQL", errstr, errstr_size);
+        d2o_pg_open_free(o);
+        return NULL;
+    }
+    PQsetNoticeProcessor(o->c, notice, NULL);
+    o->polling = true;
+    o->want_write = true; /* as libpq says to begin: as if PQconnectPoll had said WRITING */
+    o->setup = setup;
+    o->setup_arg = setup_arg;
+    o->deadline_ms = d2o_mono_ms() + D2O_PG_CONNECT_TIMEOUT_MS;
+    return o;
+}
+
+int d2o_pg_open_fd(const struct d2o_pg_opening *o, bool *want_write)
+{
+    *want_write = o->want_write;
+    return PQsocket(o->c);
+}
+
+int64_t d2o_pg_open_deadline(const struct d2o_pg_opening *o)
+{
+    return o->deadline_ms;
+}
+
+/* Sends the next setup statement: the session's bounds, then the caller's. 1 when there is none
+ * left, 0 when one is on its way, -EIO. */
+static int setup_next(struct d2o_pg_opening *o)
+{
+    int r;
+
+    if (o->set[0]) {
+        r = PQsendQuery(o->c, o->set) ? 0 : -EIO;
+        o->set[0] = '\0';
+    } else if (o->setup) {
+        r = o->setup(o->c, o->step++, o->setup_arg);
+    } else {
+        r = 1;
+    }
+    if (r == 0) {
+        o->sent = true;
+        r = PQflush(o->c);
+        if (r < 0) {
+            return -EIO;
+        }
+        o->want_write = r == 1;
+        return 0;
+    }
+    return r;
+}
+
+int d2o_pg_open_continue(struct d2o_pg_opening *o, PGconn **out, char *errstr, size_t errstr_size)
+{
+    int r;
+
+    *out = NULL;
+    if (d2o_mono_ms() >= o->deadline_ms) {
+        snprintf(errstr, errstr_size,
+                 "cannot connect to PostgreSQL: no session within %d s (connect_timeout)",
+                 D2O_PG_CONNECT_TIMEOUT_MS / 1000);
+        return -ETIMEDOUT;
+    }
+    if (o->polling) {
+        /* The socket may be another one after each call (another address, SSL refused): the
+         * caller asks d2o_pg_open_fd again every time. */
+        switch (PQconnectPoll(o->c)) {
+        case PGRES_POLLING_READING:
+            o->want_write = false;
+            return 1;
+        case PGRES_POLLING_WRITING:
+            o->want_write = true;
+            return 1;
+        case PGRES_POLLING_OK:
+            break;
+        default:
+            d2o_pg_error(o->c, NULL, "cannot connect to PostgreSQL", errstr, errstr_size);
+            return -EIO;
+        }
+        o->polling = false;
+        if (PQsetnonblocking(o->c, 1) != 0) {
+            d2o_pg_error(o->c, NULL, "cannot make the session non-blocking", errstr, errstr_size);
+            return -EIO;
+        }
+        o->want_write = false;
+    } else if (o->sent) {
+        if (o->want_write) {
+            r = PQflush(o->c);
+            if (r < 0) {
+                d2o_pg_error(o->c, NULL, "setting the session up", errstr, errstr_size);
+                return -EIO;
+            }
+            o->want_write = r == 1;
+        }
+        if (!PQconsumeInput(o->c)) {
+            d2o_pg_error(o->c, NULL, "setting the session up", errstr, errstr_size);
+            return -EIO;
+        }
+        while (o->sent && !PQisBusy(o->c)) {
+            PGresult *res = PQgetResult(o->c);
+
+            if (res) {
+                ExecStatusType st = PQresultStatus(res);
+
+                if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                    d2o_pg_error(o->c, res, "setting the session up", errstr, errstr_size);
+                    PQclear(res);
+                    return -EIO;
+                }
+                PQclear(res);
+                continue;
+            }
+            o->sent = false;
+        }
+        if (o->sent) {
+            return 1;
+        }
+    }
+    r = setup_next(o);
+    if (r < 0) {
+        d2o_pg_error(o->c, NULL, "setting the session up", errstr, errstr_size);
+        return -EIO;
+    }
+    if (r == 0) {
+        return 1;
+    }
+    *out = o->c;
+    o->c = NULL;
+    return 0;
+}
+
+void d2o_pg_open_free(struct d2o_pg_opening *o)
+{
+    if (o) {
+        PQfinish(o->c);
+        free(o);
+    }
 }
 
 static int exec_ok(PGconn *c, const char *sql, const char *what, char *errstr, size_t n)

@@ -151,11 +151,13 @@ static pid_t spawn(const struct d2o_config *c, const char *task_id, struct d2o_m
         if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
             _exit(1);
         }
-        /* Stop signals stay blocked until the worker's signalfd takes them. */
+        /* Stop signals stay blocked until the worker's signalfd takes them (the forwarded
+         * one too: a real-time signal's default action would end the worker). */
         sigemptyset(&none);
         sigaddset(&none, SIGTERM);
         sigaddset(&none, SIGINT);
         sigaddset(&none, SIGHUP);
+        sigaddset(&none, D2O_STOP_FORWARD_SIG);
         sigprocmask(SIG_SETMASK, &none, NULL);
         o.conf = c;
         o.task_id = task_id;
@@ -178,6 +180,45 @@ static void signal_all(struct slot *slots, unsigned n, int sig)
             kill(slots[i].pid, sig);
         }
     }
+}
+
+/* A stop signal sent to the supervisor by sender, forwarded so that a worker that got it from
+ * the process group as well takes the two as one (d2o/worker.h). */
+static void forward_stop(struct slot *slots, unsigned n, int sender)
+{
+    union sigval v = {.sival_int = sender};
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        if (slots[i].pid > 0) {
+            sigqueue(slots[i].pid, D2O_STOP_FORWARD_SIG, v);
+        }
+    }
+}
+
+bool d2o_stop_signal_is_new(struct d2o_stop_copies *s, bool forwarded, int sender)
+{
+    int *other = forwarded ? s->direct : s->forwarded;
+    unsigned *n_other = forwarded ? &s->n_direct : &s->n_forwarded;
+    int *mine = forwarded ? s->forwarded : s->direct;
+    unsigned *n_mine = forwarded ? &s->n_forwarded : &s->n_direct;
+    unsigned i;
+
+    for (i = 0; i < *n_other; i++) {
+        if (other[i] == sender) {
+            /* the other copy of a request already taken */
+            memmove(other + i, other + i + 1, (*n_other - i - 1) * sizeof(*other));
+            (*n_other)--;
+            return false;
+        }
+    }
+    if (*n_mine == D2O_ARRAY_SIZE(s->direct)) {
+        /* the oldest copy left unpaired (its twin went to a merged signal) makes room */
+        memmove(mine, mine + 1, (*n_mine - 1) * sizeof(*mine));
+        (*n_mine)--;
+    }
+    mine[(*n_mine)++] = sender;
+    return true;
 }
 
 static unsigned default_workers(void)
@@ -251,8 +292,7 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
     char ebuf[128];
     unsigned n = c->workers > 0 ? (unsigned)c->workers : default_workers(), i, alive;
     bool draining = false;
-    int64_t stop_ms = 0;
-    sigset_t set;
+    sigset_t set, forward;
     int sigfd = -1, rc;
 
     memset(slots, 0, sizeof(slots));
@@ -275,6 +315,10 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    /* Blocked from here, so a worker forked later has it blocked until its signalfd takes it. */
+    sigemptyset(&forward);
+    sigaddset(&forward, D2O_STOP_FORWARD_SIG);
+    sigprocmask(SIG_BLOCK, &forward, NULL);
     sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sigfd < 0) {
         return 1;
@@ -371,20 +415,20 @@ int d2o_supervisor_run(const struct d2o_config *c, bool single_process)
                 break;
             case SIGTERM:
             case SIGINT:
-                /* A signal to the process group (Ctrl-C, timeout, systemd, docker) reaches
-                 * every worker directly as well; the workers take a repeat within
-                 * D2O_STOP_REPEAT_MS as the same request, and so does the supervisor. */
-                now = d2o_mono_ms();
+                /* Every one is forwarded, with its sender: a signal to the process group
+                 * (Ctrl-C, timeout, systemd) reaches every worker directly as well, and the
+                 * worker pairs the two copies however late this one comes; a signal to the
+                 * supervisor alone reaches the workers only this way. */
                 if (!draining) {
                     d2o_info("drain", "stop signal: the workers drain and release their leases");
                     draining = true;
-                    stop_ms = now;
-                } else if (now - stop_ms >= D2O_STOP_REPEAT_MS) {
-                    d2o_warn("stop_now", "second stop signal: telling the workers to exit now");
                 } else {
-                    break;
+                    d2o_info("stop_again",
+                             "stop signal again (from pid %u): forwarded; a worker "
+                             "that did not get it from the process group as well exits now",
+                             (unsigned)si.ssi_pid);
                 }
-                signal_all(slots, n, SIGTERM);
+                forward_stop(slots, n, (int)si.ssi_pid);
                 break;
             case SIGHUP:
                 worker_reload(c, NULL);

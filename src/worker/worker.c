@@ -1663,7 +1663,7 @@ static void lease_tick(struct worker *w, int64_t now)
         worker_apg_call(w, census_send, census_done);
     }
     worker_deletes_tick(w, now);
-    /* LISTEN's session: opened again when it broke (only this waits, at most once a tick) */
+    /* LISTEN's session: opened again when it broke, without waiting (the loop drives it) */
     (void)worker_pg_ok(w);
 }
 
@@ -1722,16 +1722,24 @@ static void read_signals(struct worker *w, int64_t now)
     struct signalfd_siginfo si;
 
     while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        bool forwarded = (int)si.ssi_signo == D2O_STOP_FORWARD_SIG && si.ssi_code == SI_QUEUE &&
+                         (pid_t)si.ssi_pid == getppid();
+
+        if ((int)si.ssi_signo == D2O_STOP_FORWARD_SIG) {
+            si.ssi_signo = SIGTERM; /* from anyone else: a stop like any other */
+        }
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
             /* A stop sent to the process group reaches the worker directly and again through
-             * the supervisor: only a repeat at least D2O_STOP_REPEAT_MS after the first is a
-             * second request. */
+             * the supervisor: the two copies are one request (d2o/worker.h). */
+            if (!d2o_stop_signal_is_new(&w->stops, forwarded,
+                                        forwarded ? si.ssi_int : (int)si.ssi_pid)) {
+                break;
+            }
             if (!w->draining) {
                 begin_drain(w, now);
-            } else if (now - (w->drain_deadline - w->conf->drain_timeout_ms) >=
-                       D2O_STOP_REPEAT_MS) {
+            } else {
                 d2o_warn("stop_now", "second stop signal: releasing the leases and exiting now");
                 w->stop_now = true;
             }
@@ -1824,10 +1832,17 @@ int worker_loop(struct worker *w)
             }
             return 0;
         }
-        if ((w->lease_tick_now || now >= w->next_lease_ms) && worker_source_settled(w)) {
-            w->next_lease_ms = now + w->renew_ms;
+        if (w->lease_tick_now || now >= w->next_lease_ms) {
             worker_refresh_creds(w);
-            lease_tick(w, now);
+            if (worker_source_settled(w)) {
+                w->next_lease_ms = now + w->renew_ms;
+                lease_tick(w, now);
+            } else {
+                /* The stream to read first needs PostgreSQL: ask again after its reconnect's
+                 * backoff (at least 250 ms), not on every turn with a poll that never waits. */
+                w->lease_tick_now = false;
+                w->next_lease_ms = w->pg_retry_ms > now + 250 ? w->pg_retry_ms : now + 250;
+            }
         }
         if (!w->draining && now >= w->next_sync_ms) {
             w->next_sync_ms = now + w->conf->shard_sync_ms;
@@ -1858,14 +1873,7 @@ int worker_loop(struct worker *w)
             fds[nfds].revents = 0;
             nfds++;
         }
-        pg_slot = -1;
-        if (w->pg && PQstatus(w->pg) == CONNECTION_OK && PQsocket(w->pg) >= 0) {
-            pg_slot = (int)nfds;
-            fds[nfds].fd = PQsocket(w->pg);
-            fds[nfds].events = CURL_WAIT_POLLIN;
-            fds[nfds].revents = 0;
-            nfds++;
-        }
+        pg_slot = worker_pg_fd(w, &fds[nfds]) ? (int)nfds++ : -1;
         apg_slot = worker_apg_fd(w, &fds[nfds]) ? (int)nfds++ : -1;
         r = d2o_http_run(w->http, fds, nfds, (int)next_timeout(w, now));
         if (r < 0) {
@@ -1942,6 +1950,7 @@ int worker_signalfd(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, D2O_STOP_FORWARD_SIG);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
         return -errno;
     }

@@ -16,6 +16,7 @@
 #include "d2o/kinesis.h"
 #include "d2o/lease.h"
 #include "d2o/metrics.h"
+#include "d2o/worker.h"
 
 struct d2o_config;
 struct d2o_creds;
@@ -32,6 +33,7 @@ struct apg_req;
 /* The asynchronous PostgreSQL session (worker_pg.c). */
 struct worker_apg {
     PGconn *c;
+    struct d2o_pg_opening *opening; /* the session being opened (without waiting) */
     int64_t retry_ms;
     unsigned attempt;
     struct apg_req *head, *tail; /* queued; head is in flight when in_flight */
@@ -57,9 +59,10 @@ struct worker {
     struct d2o_kinesis *kin;
     struct d2o_bulk *sink;
     PGconn *pg;
-    int64_t pg_retry_ms; /* next reconnect attempt while the connection is bad */
-    unsigned pg_attempt; /* reconnects in a row */
-    int64_t pg_ok_ms;    /* last successful lease renewal */
+    struct d2o_pg_opening *pg_opening; /* pg being opened (without waiting) */
+    int64_t pg_retry_ms;               /* next reconnect attempt while the connection is bad */
+    unsigned pg_attempt;               /* reconnects in a row */
+    int64_t pg_ok_ms;                  /* last successful lease renewal */
     struct shard **shards;
     size_t n_shards, cap_shards;
     struct rec_cookie *cookies;
@@ -75,6 +78,7 @@ struct worker {
     int target;
     bool draining;
     bool stop_now;
+    struct d2o_stop_copies stops; /* stop signals, paired (read_signals) */
     int64_t drain_deadline;
     int sigfd;
     struct d2o_metrics_worker *m;
@@ -114,10 +118,19 @@ bool worker_keep_item(void *cookie, void *arg);
 int worker_signalfd(void);
 
 /* worker_setup.c */
+/* Whether the synchronous session is open; when it is not, opens it without waiting (the loop
+ * drives the opening through worker_pg_fd and worker_pg_notifications). */
 bool worker_pg_ok(struct worker *w);
+/* worker_pg_ok, waiting up to the connect timeout for the session: only outside the loop (the
+ * start, the stopped mark at exit). @blocking yes. */
+bool worker_pg_wait(struct worker *w);
+/* The synchronous session's descriptor to poll: the opening's, or the open session's (for
+ * notifications). */
+bool worker_pg_fd(struct worker *w, struct curl_waitfd *fd);
 void worker_pg_failed(struct worker *w, const char *why);
 /* Takes the lease channel's notifications libpq has queued (reading the socket first when it is
- * readable); one for this application asks for a lease tick. */
+ * readable); one for this application asks for a lease tick. While the session is being opened:
+ * its next step (readable: its descriptor was signalled). */
 void worker_pg_notifications(struct worker *w, bool readable);
 void worker_kinesis_error(struct worker *w, const char *shard_id, const char *call, int rc,
                           const struct d2o_kinesis_err *err, unsigned *attempt, int64_t *next_ms);

@@ -14,7 +14,8 @@
  * most once, so a steady flow of checkpoints delays a census or a take by one statement, never
  * for good. The session has the same bounds as the synchronous one (statement, lock and
  * idle-in-transaction timeouts, keepalives); a broken connection fails every queued request (its
- * owner sends again later) and is opened again with backoff.
+ * owner sends again later) and is opened again with backoff, also without waiting
+ * (d2o_pg_open_start): the queue waits for the opening.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -98,6 +99,48 @@ static void apg_broken(struct worker *w, const char *why)
     apg_fail_all(w, msg);
 }
 
+/* The session's setup once connected: the checkpoint statements, prepared. */
+static int prepare_send(PGconn *c, unsigned i, void *arg)
+{
+    (void)arg;
+    return d2o_checkpoint_batch_prepare_send(c, i);
+}
+
+/* The opening's next step (its socket was signalled, or its deadline passed): true once the
+ * session is open. A failed opening fails the queue (its owners send again later). */
+static bool apg_open_step(struct worker *w)
+{
+    struct worker_apg *a = &w->apg;
+    PGconn *c = NULL;
+    char err[512];
+    int r = d2o_pg_open_continue(a->opening, &c, err, sizeof(err));
+
+    if (r == 1) {
+        return false;
+    }
+    d2o_pg_open_free(a->opening);
+    a->opening = NULL;
+    if (r < 0) {
+        a->retry_ms = d2o_mono_ms() + d2o_backoff_ms(250, 5000, a->attempt++);
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",
+                 "cannot reach PostgreSQL for the asynchronous session (attempt %u): %s",
+                 a->attempt, err);
+        apg_fail_all(w, err);
+        return false;
+    }
+    a->c = c;
+    if (a->attempt) {
+        d2o_info("pg_reconnected",
+                 "the asynchronous session is connected to PostgreSQL again after %u attempts",
+                 a->attempt);
+    }
+    a->attempt = 0;
+    return true;
+}
+
+/* Whether the session is open. When it is not and the backoff has passed, it starts opening it
+ * without waiting: the loop polls the opening's socket (worker_apg_fd) and worker_apg_io takes
+ * its steps, while the queued requests wait for it. */
 static bool apg_connected(struct worker *w)
 {
     struct worker_apg *a = &w->apg;
@@ -110,33 +153,20 @@ static bool apg_connected(struct worker *w)
         apg_broken(w, PQerrorMessage(a->c));
         return false;
     }
-    if (d2o_mono_ms() < a->retry_ms) {
+    if (a->opening || d2o_mono_ms() < a->retry_ms) {
         return false;
     }
     /* The same bounds as the synchronous session: nothing this worker leaves open outlives a
      * quarter of the lease. */
-    a->c = d2o_pg_connect_bounded(w->conf->pg_conninfo, "ddb2os worker async",
-                                  w->conf->lease_ms / 4, err, sizeof(err));
-    if (a->c && d2o_checkpoint_batch_prepare(a->c, err, sizeof(err)) == 0 &&
-        PQsetnonblocking(a->c, 1) != 0) {
-        snprintf(err, sizeof(err), "cannot make the session non-blocking: %s",
-                 PQerrorMessage(a->c));
-        PQfinish(a->c);
-        a->c = NULL;
-    }
-    if (!a->c || PQisnonblocking(a->c) == 0) {
-        if (a->c) {
-            PQfinish(a->c);
-            a->c = NULL;
-        }
+    a->opening = d2o_pg_open_start(w->conf->pg_conninfo, "ddb2os worker async",
+                                   w->conf->lease_ms / 4, prepare_send, NULL, err, sizeof(err));
+    if (!a->opening) {
         a->retry_ms = d2o_mono_ms() + d2o_backoff_ms(250, 5000, a->attempt++);
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",
                  "cannot reach PostgreSQL for the asynchronous session (attempt %u): %s",
                  a->attempt, err);
-        return false;
     }
-    a->attempt = 0;
-    return true;
+    return false;
 }
 
 /* Takes the first request off the queue and gives its owner the answer (r, or NULL and why). */
@@ -177,9 +207,11 @@ static void apg_kick(struct worker *w)
         int r;
 
         if (!apg_connected(w)) {
-            /* Not now: fail the queue, its owners send again later. */
-            apg_fail_all(w, "PostgreSQL is not reachable");
-            return;
+            if (!a->opening) {
+                /* Not now: fail the queue, its owners send again later. */
+                apg_fail_all(w, "PostgreSQL is not reachable");
+            }
+            return; /* else the queue waits for the session */
         }
         q->sent_us = d2o_mono_us();
         q->sent_ms = q->sent_us / 1000;
@@ -257,6 +289,14 @@ bool worker_apg_fd(struct worker *w, struct curl_waitfd *fd)
 {
     struct worker_apg *a = &w->apg;
 
+    if (a->opening) {
+        bool want_write;
+
+        fd->fd = d2o_pg_open_fd(a->opening, &want_write);
+        fd->events = want_write ? CURL_WAIT_POLLOUT : CURL_WAIT_POLLIN;
+        fd->revents = 0;
+        return fd->fd >= 0;
+    }
     if (!a->in_flight || !a->c || PQsocket(a->c) < 0) {
         return false;
     }
@@ -270,6 +310,12 @@ void worker_apg_io(struct worker *w, bool ready)
 {
     struct worker_apg *a = &w->apg;
 
+    if (a->opening) {
+        if ((ready || d2o_mono_ms() >= d2o_pg_open_deadline(a->opening)) && apg_open_step(w)) {
+            apg_kick(w);
+        }
+        return;
+    }
     if (!a->in_flight) {
         apg_kick(w);
         return;
@@ -331,6 +377,8 @@ void worker_apg_settle(struct worker *w, int64_t timeout_ms)
 
 void worker_apg_close(struct worker *w)
 {
+    d2o_pg_open_free(w->apg.opening);
+    w->apg.opening = NULL;
     apg_fail_all(w, NULL);
     if (w->apg.c) {
         PQfinish(w->apg.c);

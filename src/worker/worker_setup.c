@@ -4,11 +4,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "d2o/clock.h"
 #include "d2o/cli.h"
@@ -21,12 +24,52 @@
 #include "d2o/metrics.h"
 #include "d2o/pg.h"
 #include "d2o/rand.h"
+#include "d2o/rdsauth.h"
 #include "d2o/sigv4.h"
 #include "d2o/util.h"
 #include "d2o/worker.h"
 #include "worker_int.h"
 
 /* ---- PostgreSQL ---- */
+
+/* The session's setup once connected: LISTEN on the lease channel. */
+static int listen_send(PGconn *c, unsigned i, void *arg)
+{
+    (void)arg;
+    if (i > 0) {
+        return 1;
+    }
+    return PQsendQuery(c, "LISTEN " D2O_LEASE_CHANNEL) ? 0 : -EIO;
+}
+
+/* The opening's next step: true once the session is open. */
+static bool pg_open_step(struct worker *w)
+{
+    PGconn *c = NULL;
+    char err[512];
+    int r = d2o_pg_open_continue(w->pg_opening, &c, err, sizeof(err));
+
+    if (r == 1) {
+        return false;
+    }
+    d2o_pg_open_free(w->pg_opening);
+    w->pg_opening = NULL;
+    if (r < 0) {
+        w->pg_retry_ms = d2o_mono_ms() + d2o_backoff_ms(250, 5000, w->pg_attempt++);
+        D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",
+                 "cannot reach PostgreSQL (attempt %u): %s", w->pg_attempt, err);
+        return false;
+    }
+    /* Blocking again, as the statements of the start and the exit expect. */
+    (void)PQsetnonblocking(c, 0);
+    w->pg = c;
+    if (w->pg_attempt) {
+        d2o_info("pg_reconnected", "connected to PostgreSQL again after %u attempts",
+                 w->pg_attempt);
+    }
+    w->pg_attempt = 0;
+    return true;
+}
 
 bool worker_pg_ok(struct worker *w)
 {
@@ -35,6 +78,9 @@ bool worker_pg_ok(struct worker *w)
 
     if (w->pg && PQstatus(w->pg) == CONNECTION_OK) {
         return true;
+    }
+    if (w->pg_opening) {
+        return false; /* the loop drives it */
     }
     now = d2o_mono_ms();
     if (now < w->pg_retry_ms) {
@@ -48,31 +94,53 @@ bool worker_pg_ok(struct worker *w)
         w->pg = NULL;
     }
     /* A quarter of the lease: a transaction this worker leaves open (frozen, partitioned) ends,
-     * and its row locks go, before the lease can expire and another worker takes it. */
-    w->pg = d2o_pg_connect_bounded(w->conf->pg_conninfo, "ddb2os worker", w->conf->lease_ms / 4,
-                                   err, sizeof(err));
-    if (!w->pg) {
+     * and its row locks go, before the lease can expire and another worker takes it. Opened
+     * without waiting: the loop polls its socket. */
+    w->pg_opening = d2o_pg_open_start(w->conf->pg_conninfo, "ddb2os worker", w->conf->lease_ms / 4,
+                                      listen_send, NULL, err, sizeof(err));
+    if (!w->pg_opening) {
         w->pg_retry_ms = now + d2o_backoff_ms(250, 5000, w->pg_attempt++);
         D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_unavailable",
                  "cannot reach PostgreSQL (attempt %u): %s", w->pg_attempt, err);
+    }
+    return false;
+}
+
+bool worker_pg_wait(struct worker *w)
+{
+    if (worker_pg_ok(w)) {
+        return true;
+    }
+    while (w->pg_opening) {
+        bool want_write;
+        struct pollfd p = {d2o_pg_open_fd(w->pg_opening, &want_write), 0, 0};
+        int64_t left = d2o_pg_open_deadline(w->pg_opening) - d2o_mono_ms();
+
+        p.events = want_write ? POLLOUT : POLLIN;
+        if (left > 0 && poll(&p, 1, (int)left) < 0 && errno != EINTR) {
+            break;
+        }
+        if (pg_open_step(w)) {
+            return true;
+        }
+    }
+    return w->pg && PQstatus(w->pg) == CONNECTION_OK;
+}
+
+bool worker_pg_fd(struct worker *w, struct curl_waitfd *fd)
+{
+    bool want_write = false;
+
+    if (w->pg_opening) {
+        fd->fd = d2o_pg_open_fd(w->pg_opening, &want_write);
+    } else if (w->pg && PQstatus(w->pg) == CONNECTION_OK) {
+        fd->fd = PQsocket(w->pg);
+    } else {
         return false;
     }
-    {
-        PGresult *r = PQexec(w->pg, "LISTEN " D2O_LEASE_CHANNEL);
-
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            D2O_LOG_(D2O_LOG_WARN, D2O_CAT_PG, NULL, "pg_listen",
-                     "LISTEN failed (leases freed by others are noticed at the next tick): %s",
-                     PQerrorMessage(w->pg));
-        }
-        PQclear(r);
-    }
-    if (w->pg_attempt) {
-        d2o_info("pg_reconnected", "connected to PostgreSQL again after %u attempts",
-                 w->pg_attempt);
-    }
-    w->pg_attempt = 0;
-    return true;
+    fd->events = want_write ? CURL_WAIT_POLLOUT : CURL_WAIT_POLLIN;
+    fd->revents = 0;
+    return fd->fd >= 0;
 }
 
 void worker_pg_failed(struct worker *w, const char *why)
@@ -89,6 +157,12 @@ void worker_pg_notifications(struct worker *w, bool readable)
 {
     PGnotify *n;
 
+    if (w->pg_opening) {
+        if (readable || d2o_mono_ms() >= d2o_pg_open_deadline(w->pg_opening)) {
+            (void)pg_open_step(w);
+        }
+        return;
+    }
     if (readable && !PQconsumeInput(w->pg)) {
         worker_pg_failed(w, PQerrorMessage(w->pg));
         return;
@@ -157,20 +231,23 @@ void worker_kinesis_error(struct worker *w, const char *shard_id, const char *ca
     *next_ms = now + wait;
 }
 
-void worker_refresh_creds(struct worker *w)
+/* New credentials (a refresh's answer): every client signs with them from now on. */
+static void creds_refreshed(void *arg, const struct d2o_aws_creds *ac)
 {
-    const struct d2o_aws_creds *ac;
-    char err[1024];
+    struct worker *w = arg;
 
-    if (!w->creds) {
-        return;
-    }
-    if (d2o_creds_get(w->creds, time(NULL), &ac, err, sizeof(err)) < 0) {
-        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_AWS, NULL, "credentials", "%s", err);
-        return;
-    }
     d2o_kinesis_set_creds(w->kin, ac);
     d2o_bulk_set_creds(w->sink, ac);
+}
+
+void worker_refresh_creds(struct worker *w)
+{
+    /* On the multi handle: a slow credentials endpoint stalls no shard, and the current
+     * credentials stay in use until the answer (or until they expire). */
+    if (w->creds && d2o_creds_refresh_async(w->creds, time(NULL), creds_refreshed, w) < 0) {
+        D2O_LOG_(D2O_LOG_ERROR, D2O_CAT_AWS, NULL, "credentials",
+                 "cannot start refreshing the AWS credentials: out of memory");
+    }
 }
 
 /* ---- discovery ---- */
@@ -305,6 +382,11 @@ static int setup(struct worker *w, const struct d2o_worker_opts *o)
         d2o_err("credentials", "no AWS credentials: %s", err);
         return 1;
     }
+    if (c->pg_iam_auth) {
+        /* Each opening's token is signed with these, refreshed on the multi handle: a
+         * reconnect in the loop makes no request for credentials and never waits for one. */
+        d2o_rds_pg_auth_use_creds(w->creds);
+    }
     rc = worker_source_open(w, c, ac);
     if (rc != 0) {
         return rc;
@@ -388,9 +470,11 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     if (rc == 0) {
         d2o_info("worker_started", "worker %s reading stream %s into %s", w->id,
                  o->conf->stream_name, o->conf->opensearch_url);
-        (void)worker_pg_ok(w);
+        /* The first session opens before the loop, waiting as the start does anyway (the
+         * asynchronous one opens in the loop); a reconnect in the loop never waits. */
+        (void)worker_pg_wait(w);
         rc = worker_loop(w);
-        if (rc == 0 && w->draining && worker_pg_ok(w)) {
+        if (rc == 0 && w->draining && worker_pg_wait(w)) {
             char err[512];
 
             /* Said at the start of the drain too; again here in case the database was away
@@ -414,11 +498,13 @@ int d2o_worker_run(const struct d2o_worker_opts *o)
     d2o_kinesis_free(w->kin);
     free(w->stream_arn);
     d2o_sigv4_signer_free(w->os_signer);
+    d2o_rds_pg_auth_use_creds(NULL);
     d2o_creds_free(w->creds);
     d2o_http_free(w->http);
     if (w->pg) {
         PQfinish(w->pg);
     }
+    d2o_pg_open_free(w->pg_opening);
     close(w->sigfd);
     free(w);
     return rc;

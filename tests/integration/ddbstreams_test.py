@@ -20,6 +20,7 @@ import unittest
 import botocore.session
 
 import poolkit
+from ops_life import TcpCut
 from poolkit import Env, Supervisor, wait_for
 
 BINARY = None
@@ -79,6 +80,35 @@ class Table:
             self.ddb.delete_table(TableName=self.name)
         except Exception:  # noqa: BLE001 - cleanup only
             pass
+
+
+class FirstConnectionOnly(TcpCut):
+    """A TCP forwarder to PostgreSQL that passes the first connection (the supervisor's
+    migration) and refuses every later one until heal(), as a PostgreSQL that went away right
+    after the start would."""
+
+    def __init__(self, conninfo):
+        kv = dict(x.split("=", 1) for x in conninfo.split())
+        super().__init__(kv.get("host", "127.0.0.1"), int(kv.get("port", "5432")))
+        kv.update(host="127.0.0.1", port=str(self.port))
+        self.conninfo = " ".join("%s=%s" % x for x in kv.items())
+        self.accepted = 0
+
+    def _accept(self, c):
+        self.accepted += 1
+        if self.accepted == 2:
+            self.cut = True
+        super()._accept(c)
+
+    def heal(self):
+        self.cut = False
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of pid so far, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class StreamsCase(unittest.TestCase):
@@ -322,6 +352,28 @@ class Operator(StreamsCase):
                                       % self.env.app), seq)
         rel = self.cli("lease", "release", shard)
         self.assertEqual(rel.returncode, 0, rel.stderr)
+
+
+class PostgresAwayAtStart(StreamsCase):
+    def test_the_loop_waits_while_the_stream_to_read_first_is_unknown(self):
+        """Which stream of a table to read first is in PostgreSQL: while it is unreachable the
+        worker waits for it with a backoff (a loop polling with no timeout would burn a core),
+        and reads the table once it is back."""
+        proxy = FirstConnectionOnly(self.env.pg)
+        self.addCleanup(proxy.close)
+        self.table.workload(10, 2, "w")
+        sup = self.start("w1", extra=["--pg-conninfo", proxy.conninfo])
+        wait_for("the worker to find PostgreSQL away",
+                 lambda: sup.worker_pids() and "pg_unavailable" in sup.tail(200), 30, step=0.2)
+        pid = sup.worker_pids()[0]
+        t0, c0 = time.time(), cpu_seconds(pid)
+        time.sleep(3)
+        used = cpu_seconds(pid) - c0
+        print("worker CPU while PostgreSQL was away: %.2f s in %.1f s" % (used, time.time() - t0))
+        self.assertLess(used, 0.3, sup.tail(20))
+        proxy.heal()
+        self.wait_exact()
+        self.assertEqual(sup.stop(), 0)
 
 
 class Poison(StreamsCase):

@@ -165,10 +165,71 @@ class TcpCut:
         self.sock.close()
 
 
+def answer_credentials(c, key_id, valid_s):
+    """Reads a request on c and answers it as an ECS container credentials endpoint, with
+    credentials that expire in valid_s seconds; then closes c."""
+    c.settimeout(5)
+    try:
+        c.recv(65536)
+        exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + valid_s))
+        body = json.dumps({"AccessKeyId": key_id, "SecretAccessKey": "test-secret",
+                           "Token": "test-token", "Expiration": exp}).encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                  b"%d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    finally:
+        c.close()
+
+
+class SlowCredentials(Stall):
+    """An ECS container credentials endpoint that answers the first request with credentials
+    due for a refresh (they expire in 200 s, within the 5 minutes ddb2os refreshes ahead) and
+    then hangs: every refresh reaches it and gets no answer."""
+
+    def _accept(self, c):
+        with self.lock:
+            first = not getattr(self, "answered", False)
+            self.answered = True
+        if not first:
+            return super()._accept(c)
+        answer_credentials(c, "AKIDSLOWCREDS", 200)
+
+    def refreshes(self):
+        return self.seen().count(b"GET /creds")
+
+
+class CredentialsThenHang(Stall):
+    """An ECS container credentials endpoint that answers with credentials valid for an hour
+    (no refresh is due) until hang() is called, and from then on reads every request and never
+    answers it. answered() and hung() count the requests of each kind."""
+
+    def __init__(self, max_seconds=120):
+        super().__init__(max_seconds)
+        self.hanging = False
+        self.n_answered = 0
+
+    def hang(self):
+        self.hanging = True
+
+    def _accept(self, c):
+        if self.hanging:
+            return super()._accept(c)
+        answer_credentials(c, "AKIDHANGCREDS", 3600)
+        with self.lock:
+            self.n_answered += 1
+
+    def answered(self):
+        with self.lock:
+            return self.n_answered
+
+    def hung(self):
+        return self.seen().count(b"GET /creds")
+
+
 class Run:
     """One `ddb2os run` in its own process group, logging to a file."""
 
-    def __init__(self, env, task, workers=2, extra=(), pg=None, stream=None, conf_file=None):
+    def __init__(self, env, task, workers=2, extra=(), pg=None, stream=None, conf_file=None,
+                 environ=None):
         self.log_path = os.path.join(env.logdir, "%s.log" % task)
         args = [BINARY, "run"]
         if conf_file:
@@ -187,6 +248,11 @@ class Run:
         args += list(extra)
         proc_env = dict(os.environ)
         proc_env.update(poolkit.ENV_AWS)
+        for k, v in (environ or {}).items():
+            if v is None:
+                proc_env.pop(k, None)
+            else:
+                proc_env[k] = v
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=proc_env, start_new_session=True)
@@ -282,34 +348,66 @@ class Signals(Base):
         states = sorted(w["state"] for w in json.loads(out.stdout))
         self.assertEqual(states, ["stopped", "stopped"])
 
+    def start_stuck(self, task, drain_ms):
+        """A run of one worker whose records are stuck in the sink: its bulk request reached an
+        OpenSearch that never answers (self.stall), so its drain lasts until drain_ms."""
+        self.env.create_stream(1)
+        self.stall = Stall()
+        self.addCleanup(self.stall.close)
+        run = self.start(task, workers=1, extra=[
+            "--opensearch-url", "http://127.0.0.1:%d" % self.stall.port,
+            "--http-timeout-ms", "30000", "--drain-timeout-ms", str(drain_ms)])
+        poolkit.wait_for("the lease", self.held(1), 10 * LEASE_MS / 1000)
+        self.env.put(self.items.workload(5, 1, prefix=task.lower()))
+        poolkit.wait_for("the bulk request", lambda: b"POST /_bulk" in self.stall.seen(), 60)
+        return run
+
+    def assert_stopped_now(self, run):
+        """It exits because of a second signal, with the bulk request still unanswered and
+        long before the drain timeout would have ended the drain."""
+        self.assertEqual(run.proc.wait(timeout=50), 0)
+        self.assertIn("stop_now", run.text())
+        self.assertNotIn("drain_timeout", run.text())
+
     def test_second_signal_a_while_later_releases_at_once(self):
-        env = self.env
-        env.create_stream(1)
-        # OpenSearch that never answers keeps the drain waiting for its bulk request.
-        stall = Stall()
+        run = self.start_stuck("Q", 60000)
+        os.killpg(run.proc.pid, signal.SIGTERM)
+        # Both the supervisor and the worker took the first signal ...
+        poolkit.wait_for("the drain to begin", lambda: " stop signal: " in run.text()
+                         and " draining: " in run.text(), 30)
+        # ... and the second one comes a while later.
+        time.sleep(1.5)
+        os.killpg(run.proc.pid, signal.SIGTERM)
+        self.assert_stopped_now(run)
+
+    def test_group_signal_forwarded_late_is_still_one_drain(self):
+        run = self.start_stuck("L", 12000)
+        sup = run.proc.pid
+        # A supervisor slow to forward (a loaded machine): it is stopped while the group's
+        # signal reaches the worker, and forwards its copy 2.5 s after the worker took its
+        # own, later than any fixed window for "the same request" would allow.
+        os.kill(sup, signal.SIGSTOP)
         try:
-            run = self.start("Q", workers=1, extra=[
-                "--opensearch-url", "http://127.0.0.1:%d" % stall.port,
-                "--http-timeout-ms", "30000", "--drain-timeout-ms", "60000"])
-            poolkit.wait_for("the lease", self.held(1), 10 * LEASE_MS / 1000)
-            env.put(self.items.workload(5, 1, prefix="q"))
-            # read, and stuck in the sink: its bulk request reached the server that never answers
-            poolkit.wait_for("the bulk request", lambda: b"POST /_bulk" in stall.seen(), 60)
-            os.killpg(run.proc.pid, signal.SIGTERM)
-            # Both the supervisor and the worker took the first signal ...
-            poolkit.wait_for("the drain to begin", lambda: " stop signal: " in run.text()
-                             and " draining: " in run.text(), 30)
-            # ... and the second one comes later than a repeat of the same request could
-            # (D2O_STOP_REPEAT_MS, 1 s, from when each read the first).
-            time.sleep(1.5)
-            os.killpg(run.proc.pid, signal.SIGTERM)
-            # It exits because of the second signal, with the bulk request still unanswered and
-            # long before the drain timeout (60 s) would have ended the drain.
-            self.assertEqual(run.proc.wait(timeout=50), 0)
-            self.assertIn("stop_now", run.text())
-            self.assertNotIn("drain_timeout", run.text())
+            os.killpg(sup, signal.SIGTERM)
+            poolkit.wait_for("the worker draining", lambda: " draining: " in run.text(), 30)
+            time.sleep(2.5)
         finally:
-            stall.close()
+            os.kill(sup, signal.SIGCONT)
+        poolkit.wait_for("the supervisor's copy", lambda: " stop signal: " in run.text(), 30)
+        # One request: the worker drains on until the drain timeout, it does not stop at once.
+        self.assertEqual(run.proc.wait(timeout=60), 0)
+        log = run.text()
+        self.assertNotIn("stop_now", log, "a late forwarded copy was taken as a second signal")
+        self.assertIn("drain_timeout", log)
+
+    def test_second_signal_to_the_supervisor_alone_releases_at_once(self):
+        run = self.start_stuck("S", 60000)
+        # docker stop, twice: only the supervisor gets the signals, the workers only the
+        # forwarded copies, which have no direct twin and are two requests.
+        run.proc.send_signal(signal.SIGTERM)
+        poolkit.wait_for("the drain to begin", lambda: " draining: " in run.text(), 30)
+        run.proc.send_signal(signal.SIGTERM)
+        self.assert_stopped_now(run)
 
     def test_workers_exit_when_the_supervisor_is_killed(self):
         env = self.env
@@ -349,6 +447,19 @@ class Signals(Base):
 class Health(Base):
     tag = "lifehealth"
 
+    def slowest_healthz(self, port, seconds):
+        """Asks /healthz every 50 ms for seconds; each answer must be 200. Returns the slowest
+        answer's time in seconds."""
+        slowest = 0.0
+        end = time.time() + seconds
+        while time.time() < end:
+            t0 = time.time()
+            code, _ = http_get(port, "/healthz")
+            self.assertEqual(code, 200)
+            slowest = max(slowest, time.time() - t0)
+            time.sleep(0.05)
+        return slowest
+
     def test_healthz_answers_before_postgresql_is_reachable(self):
         port = free_port()
         dead_pg = "host=127.0.0.1 port=%d dbname=ddb2os user=postgres" % free_port()
@@ -379,6 +490,68 @@ class Health(Base):
             run = self.start("B", workers=1, extra=["--metrics-port", str(port)])
             self.assertEqual(run.proc.wait(timeout=20), 78)
         self.assertIn("127.0.0.1:%d" % port, run.text())
+
+    def test_a_hung_credentials_endpoint_stalls_no_shard(self):
+        env = self.env
+        env.create_stream(2)
+        creds = SlowCredentials()
+        self.addCleanup(creds.close)
+        port = free_port()
+        # single process: the worker's own loop answers /healthz
+        run = self.start("C", workers=1, extra=["--single-process", "--metrics-port", str(port)],
+                         environ={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                                  "AWS_EC2_METADATA_DISABLED": "true",
+                                  "AWS_CONTAINER_CREDENTIALS_FULL_URI":
+                                  "http://127.0.0.1:%d/creds" % creds.port})
+        poolkit.wait_for("2 leases", self.held(2), 6 * LEASE_MS / 1000)
+        # Every lease tick (about 1 s) tries to refresh the credentials, and each try hangs until
+        # its 1 s timeout: the loop must answer /healthz meanwhile, and records keep flowing.
+        poolkit.wait_for("a refresh to reach the endpoint", lambda: creds.refreshes() >= 1, 20)
+        env.put(self.items.workload(20, 2, prefix="c"))
+        slowest = self.slowest_healthz(port, 6)
+        print("slowest /healthz answer while refreshes hung: %.0f ms (%d refreshes)"
+              % (slowest * 1000, creds.refreshes()))
+        self.assertGreaterEqual(creds.refreshes(), 3)
+        self.assertLess(slowest, 0.5, run.text()[-2000:])
+        self.assertIn("creds_refresh_failed", run.text())
+        poolkit.wait_for("the records in OpenSearch",
+                         lambda: not self.items.mismatches(env.documents()), 30, step=0.5)
+
+    def test_iam_auth_reconnects_without_asking_for_credentials(self):
+        """With pg_iam_auth a worker signs each opening's token with the credentials it keeps
+        fresh on its multi handle: a reconnect asks no credentials endpoint and waits for none.
+        (The local PostgreSQL trusts every connection, so it does not check the token.)"""
+        env = self.env
+        env.create_stream(2)
+        creds = CredentialsThenHang()
+        self.addCleanup(creds.close)
+        port = free_port()
+        # single process: the worker's own loop answers /healthz
+        run = self.start("I", workers=1,
+                         extra=["--single-process", "--metrics-port", str(port), "--pg-iam-auth", "true"],
+                         environ={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                                  "AWS_EC2_METADATA_DISABLED": "true",
+                                  "AWS_CONTAINER_CREDENTIALS_FULL_URI":
+                                  "http://127.0.0.1:%d/creds" % creds.port})
+        poolkit.wait_for("2 leases", self.held(2), 6 * LEASE_MS / 1000)
+        self.assertGreaterEqual(creds.answered(), 1)
+        creds.hang()
+        sessions = ("SELECT count(*) FROM pg_stat_activity WHERE application_name IN"
+                    " ('ddb2os worker', 'ddb2os worker async')")
+        self.assertEqual(env.sql(sessions), "2")
+        # Both of the worker's sessions break; it opens them again while the endpoint hangs.
+        env.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name"
+                " IN ('ddb2os worker', 'ddb2os worker async')")
+        slowest = self.slowest_healthz(port, 4)
+        print("slowest /healthz answer while reconnecting: %.0f ms; credentials requests "
+              "after the hang: %d" % (slowest * 1000, creds.hung()))
+        poolkit.wait_for("both sessions open again", lambda: env.sql(sessions) == "2", 10)
+        self.assertEqual(creds.hung(), 0, run.text()[-2000:])
+        self.assertLess(slowest, 0.5, run.text()[-2000:])
+        env.put(self.items.workload(20, 2, prefix="i"))
+        poolkit.wait_for("the records in OpenSearch",
+                         lambda: not self.items.mismatches(env.documents()), 30, step=0.5)
+        poolkit.wait_for("2 leases held on", self.held(2), 2 * LEASE_MS / 1000)
 
     def test_leases_held_drops_when_postgresql_is_lost(self):
         from prometheus_client.parser import text_string_to_metric_families

@@ -309,6 +309,8 @@ class TakesUnderSlowPostgres(ProxiedPostgres):
 
 
 SLOW_MS = 1500
+RECONNECT_SLOW_MS = 4000
+RECONNECT_LEASE_MS = 60000
 
 
 class Prober:
@@ -574,6 +576,66 @@ class LoopUnderSlowPostgres(SlowLoop):
         self.converge(timeout=60)
         self.pgproxy.set({"latency_ms": 0})
         self.assertEqual(a.stop(), 0)
+
+
+class ReconnectUnderSlowPostgres(SlowLoop):
+    tag = "pgreconn"
+
+    def put_writes(self, n, prefix):
+        """Puts n changes; returns shard id -> highest sequence number put to it."""
+        res = self.env.kinesis.put_records(StreamName=self.env.stream, Records=[
+            {"PartitionKey": pk, "Data": data} for pk, data in self.writes(n, prefix)])
+        self.assertEqual(res["FailedRecordCount"], 0)
+        last = {}
+        for r in res["Records"]:
+            last[r["ShardId"]] = max(last.get(r["ShardId"], 0), int(r["SequenceNumber"]))
+        return last
+
+    def test_reopening_both_sessions_stalls_nothing(self):
+        env = self.env
+        a = self.slow_worker(SHARDS, ["--delete-mode", "tombstone"], lease_ms=RECONNECT_LEASE_MS)
+        poolkit.wait_for("A to hold every lease", self.a_holds(SHARDS), 90, step=0.5)
+        env.put(self.writes(2 * SHARDS, "b"))
+        self.converge(timeout=60)
+        held = sorted(self.lease())
+        prober = Prober(self.port)
+        # PostgreSQL becomes slow (4 s a round trip: opening a session, several round trips,
+        # cannot finish within the 10 s connect timeout) and both of A's sessions break, so A
+        # opens them again, and again, through the proxy.
+        self.pgproxy.set({"latency_ms": RECONNECT_SLOW_MS})
+        t0 = time.time()
+        env.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'ddb2os worker%'")
+        poolkit.wait_for("A to notice", lambda: "pg_error" in self.log_text(a), 30)
+        # Records read meanwhile are written to OpenSearch (tombstone mode: no PostgreSQL on the
+        # way to it) while the sessions are being opened.
+        last = self.put_writes(4 * SHARDS, "d")
+        self.converge(timeout=RECONNECT_SLOW_MS / 1000.0 * 3)
+        # Long enough for an opening to give up (its 10 s) and the next one to begin.
+        time.sleep(max(0, t0 + 14 - time.time()))
+        t1 = time.time()
+        self.assertIn("pg_unavailable", self.log_text(a))
+        # PostgreSQL returns: A opens its sessions, checkpoints every shard at its last change,
+        # and holds every lease as before (same owner, same counter: none was lost).
+        self.pgproxy.set({"latency_ms": 0})
+
+        def caught_up():
+            cps = {r[0]: r[1] for r in env.rows(
+                "SELECT shard_id, checkpoint FROM leases WHERE application = '%s'" % env.app)}
+            return all(cps[sh].isdigit() and int(cps[sh]) >= seq for sh, seq in last.items())
+        poolkit.wait_for("every shard's checkpoint at its last change", caught_up, 30, step=0.3)
+        prober.stop()
+        self.assertEqual(sorted(self.lease()), held)
+        self.assertNotIn("lease_lost", self.log_text(a))
+        n, slowest = prober.slowest(t0, t1)
+        print("reopening its sessions at %d ms per round trip: slowest /healthz answer %.0f ms"
+              " of %d" % (RECONNECT_SLOW_MS, slowest[1] * 1000, n))
+        self.assertGreater(n, 10)
+        self.assertLess(slowest[1] * 1000, SLOW_MS * 0.6,
+                        "A's loop answered /healthz after %.0f ms while it opened its sessions;"
+                        " A's log then:\n%s" % (slowest[1] * 1000, lines_between(
+                            self.log_text(a), slowest[0], slowest[0] + slowest[1])))
+        self.converge(timeout=60)
 
 
 class StreamStartUnderSlowPostgres(SlowLoop):

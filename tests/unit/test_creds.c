@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "d2o/clock.h"
 #include "d2o/creds.h"
 #include "d2o/http.h"
 #include "d2o/log.h"
@@ -320,6 +321,126 @@ START_TEST(ecs_full_uri_with_token_and_refresh_ahead)
 }
 END_TEST
 
+static void refreshed(void *arg, const struct d2o_aws_creds *ac)
+{
+    *(const struct d2o_aws_creds **)arg = ac;
+}
+
+/* Drives h until *got is set or ms passed. */
+static void run_until(struct d2o_http *h, const struct d2o_aws_creds **got, int64_t ms)
+{
+    int64_t end = d2o_mono_ms() + ms;
+
+    while (!*got && d2o_mono_ms() < end) {
+        ck_assert_int_ge(d2o_http_run(h, NULL, 0, 50), 0);
+    }
+}
+
+/* A chain on a fake ECS endpoint (*fk) whose credentials expire at *exp; e1 (n bytes) is the
+ * environment entry of o->envp that names the endpoint. */
+static struct d2o_creds *ecs_chain(struct d2o_http *h, const struct d2o_creds_opts *o, char *e1,
+                                   size_t n, struct fake *fk, time_t *exp)
+{
+    char doc[512];
+    struct route routes[1];
+
+    snprintf(doc, sizeof(doc), ecs_doc_fmt, "2026-11-25T12:00:00Z");
+    routes[0] = (struct route){"GET", "/creds", "", NULL, 200, doc};
+    *fk = fake_start(routes, 1);
+    snprintf(e1, n, "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:%d/creds", fk->port);
+    ck_assert_int_eq(d2o_creds_parse_time("2026-11-25T12:00:00Z", exp), 0);
+    return d2o_creds_new(h, o);
+}
+
+START_TEST(a_refresh_on_the_multi_handle_never_waits)
+{
+    struct fake fk;
+    char e1[300], e2[] = "AWS_EC2_METADATA_DISABLED=true";
+    char *env[] = {e1, e2, NULL};
+    struct d2o_creds_opts o = {.envp = env, .refresh_ahead_s = 300, .metadata_timeout_ms = 300};
+    struct d2o_http *h = http();
+    struct d2o_creds *c;
+    const struct d2o_aws_creds *ac, *got = NULL;
+    struct sockaddr_in sa = {0};
+    socklen_t sl = sizeof(sa);
+    char err[1024] = "";
+    int64_t t0;
+    time_t exp;
+    int hung;
+
+    c = ecs_chain(h, &o, e1, sizeof(e1), &fk, &exp);
+    ck_assert_int_eq(d2o_creds_get(c, exp - 3600, &ac, err, sizeof(err)), 0);
+    ck_assert_uint_eq(d2o_creds_fetches(c), 1);
+    /* Not due: nothing starts. */
+    ck_assert_int_eq(d2o_creds_refresh_async(c, exp - 1000, refreshed, &got), 0);
+    /* Due: it starts, once, and its answer comes through the loop. */
+    ck_assert_int_eq(d2o_creds_refresh_async(c, exp - 200, refreshed, &got), 1);
+    ck_assert_int_eq(d2o_creds_refresh_async(c, exp - 200, refreshed, &got), 1);
+    ck_assert_uint_eq(d2o_creds_fetches(c), 1);
+    run_until(h, &got, 5000);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got->access_key_id, "AKIDECS");
+    ck_assert_uint_eq(d2o_creds_fetches(c), 2);
+    fake_stop(&fk);
+    /* An endpoint that accepts and never answers: the start returns at once, the current
+     * credentials stay in use meanwhile and after the request times out. */
+    hung = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(hung, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(hung, 8), 0);
+    ck_assert_int_eq(getsockname(hung, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(e1, sizeof(e1), "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:%d/creds",
+             ntohs(sa.sin_port));
+    d2o_creds_invalidate(c);
+    got = NULL;
+    t0 = d2o_mono_ms();
+    ck_assert_int_eq(d2o_creds_refresh_async(c, exp - 3000, refreshed, &got), 1);
+    ck_assert_int_eq(d2o_creds_get(c, exp - 3000, &ac, err, sizeof(err)), 0);
+    ck_assert_int_lt(d2o_mono_ms() - t0, 100);
+    ck_assert_str_eq(ac->access_key_id, "AKIDECS");
+    run_until(h, &got, 1500);
+    ck_assert_ptr_null(got);
+    ck_assert_uint_eq(d2o_creds_fetches(c), 2);
+    ck_assert_int_eq(d2o_creds_get(c, exp - 3000, &ac, err, sizeof(err)), 0);
+    close(hung);
+    d2o_creds_free(c);
+    d2o_http_free(h);
+}
+END_TEST
+
+/* What a PostgreSQL opening with pg_iam_auth signs with in a worker: the credentials in hand,
+ * never a request, and an error that says so once they expired. */
+START_TEST(cached_credentials_never_fetch)
+{
+    struct fake fk;
+    char e1[300], e2[] = "AWS_EC2_METADATA_DISABLED=true";
+    char *env[] = {e1, e2, NULL};
+    struct d2o_creds_opts o = {.envp = env, .refresh_ahead_s = 300};
+    struct d2o_http *h = http();
+    struct d2o_creds *c;
+    const struct d2o_aws_creds *ac;
+    char err[1024] = "";
+    time_t exp;
+
+    c = ecs_chain(h, &o, e1, sizeof(e1), &fk, &exp);
+    ck_assert_int_eq(d2o_creds_cached(c, exp - 3600, &ac, err, sizeof(err)), -ENOENT);
+    ck_assert_uint_eq(d2o_creds_fetches(c), 0);
+    ck_assert_int_eq(d2o_creds_get(c, exp - 3600, &ac, err, sizeof(err)), 0);
+    fake_stop(&fk);
+    /* A refresh is due: the current ones still serve, and nothing is asked. */
+    d2o_creds_invalidate(c);
+    ck_assert_int_eq(d2o_creds_cached(c, exp - 10, &ac, err, sizeof(err)), 0);
+    ck_assert_str_eq(ac->access_key_id, "AKIDECS");
+    ck_assert_uint_eq(d2o_creds_fetches(c), 1);
+    ck_assert_int_eq(d2o_creds_cached(c, exp + 5, &ac, err, sizeof(err)), -EKEYEXPIRED);
+    ck_assert_ptr_nonnull(strstr(err, "from ecs expired 5 s ago"));
+    ck_assert_uint_eq(d2o_creds_fetches(c), 1);
+    d2o_creds_free(c);
+    d2o_http_free(h);
+}
+END_TEST
+
 START_TEST(ecs_wrong_token_is_refused)
 {
     struct route routes[] = {{"GET", "/creds", "Authorization: right-token", NULL, 200, "{}"}};
@@ -482,6 +603,8 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, imdsv2_token_then_role_then_credentials);
     tcase_add_test(tc, web_identity_through_sts);
     tcase_add_test(tc, times_parse);
+    tcase_add_test(tc, a_refresh_on_the_multi_handle_never_waits);
+    tcase_add_test(tc, cached_credentials_never_fetch);
     suite_add_tcase(s, tc);
     return s;
 }
