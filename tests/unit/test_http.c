@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "d2o/buf.h"
 #include "d2o/classify.h"
 #include "d2o/conf.h"
@@ -348,6 +350,75 @@ START_TEST(post_sends_empty_expect_and_body)
     ck_assert_ptr_null(strcasestr(resp.body.data, "Content-Length"));
     d2o_http_response_free(&resp);
     free(body);
+    d2o_http_free(h);
+}
+END_TEST
+
+START_TEST(post_body_in_pieces)
+{
+    struct d2o_http *h = new_http(0, 0);
+    struct d2o_sigv4_signer *s = d2o_sigv4_signer_new("us-east-1", "aoss");
+    struct d2o_aws_creds creds = {"AKIDTEST", "test-secret", NULL};
+    struct d2o_http_header hdr[] = {{"Content-Type", "application/x-ndjson"}};
+    struct d2o_http_request req = {.method = "POST", .headers = hdr, .n_headers = 1};
+    struct d2o_http_response resp = {0};
+    struct iovec parts[5];
+    size_t sizes[5] = {70000, 0, 1, 100000, 30000}, i, total = 0;
+    char u[128], *whole = malloc(200001), *bufs[5], *p, want[128];
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+
+    ck_assert_ptr_nonnull(s);
+    /* each piece in a buffer of its own, with its own letter; longer than libcurl's upload
+     * buffer, so it reads them in several calls, across the pieces' edges */
+    for (i = 0; i < 5; i++) {
+        bufs[i] = malloc(sizes[i] + 1);
+        memset(bufs[i], 'a' + (int)i, sizes[i]);
+        parts[i].iov_base = bufs[i];
+        parts[i].iov_len = sizes[i];
+        memcpy(whole + total, bufs[i], sizes[i]);
+        total += sizes[i];
+    }
+    url(u, sizeof(u), "/echo");
+    req.url = u;
+    req.body_parts = parts;
+    req.n_body_parts = 5;
+    req.body_len = total;
+    req.signer = s;
+    req.creds = &creds;
+    req.sigv4_flags = D2O_SIGV4_CONTENT_SHA256_HEADER;
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &resp), 0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_ptr_nonnull(strstr(resp.body.data, "\r\nContent-Length: 200001\r\n"));
+    ck_assert_ptr_null(strcasestr(resp.body.data, "Transfer-Encoding"));
+    p = strstr(resp.body.data, "\r\n\r\n");
+    ck_assert_ptr_nonnull(p);
+    p += 4;
+    ck_assert_uint_eq(resp.body.len - (size_t)(p - resp.body.data), total);
+    ck_assert(memcmp(p, whole, total) == 0);
+    /* the signed payload hash is the whole body's */
+    ck_assert(EVP_Digest(whole, total, md, &mdlen, EVP_sha256(), NULL) == 1);
+    snprintf(want, sizeof(want), "\r\nx-amz-content-sha256: ");
+    for (i = 0; i < 32; i++) {
+        snprintf(want + strlen(want), 3, "%02x", md[i]);
+    }
+    ck_assert_ptr_nonnull(strcasestr(resp.body.data, want));
+    d2o_http_response_free(&resp);
+
+    /* pieces that do not add up to body_len, or pieces and a body: a bad request */
+    req.signer = NULL;
+    req.body_len = total - 1;
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &resp), -EINVAL);
+    d2o_http_response_free(&resp);
+    req.body_len = total;
+    req.body = whole;
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &resp), -EINVAL);
+    d2o_http_response_free(&resp);
+    for (i = 0; i < 5; i++) {
+        free(bufs[i]);
+    }
+    free(whole);
+    d2o_sigv4_signer_free(s);
     d2o_http_free(h);
 }
 END_TEST
@@ -949,6 +1020,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, connection_is_reused);
     tcase_add_test(tc, post_sends_empty_expect_and_body);
     tcase_add_test(tc, sigv4_headers_are_added);
+    tcase_add_test(tc, post_body_in_pieces);
     tcase_add_test(tc, response_cap_content_length);
     tcase_add_test(tc, response_cap_while_streaming);
     tcase_add_test(tc, timeout_and_nothing);
