@@ -144,7 +144,8 @@ void d2o_http_cancel_all(struct d2o_http *h);
 /*
  * Starts req asynchronously; cb(resp, arg) runs from a later d2o_http_run() when it completes,
  * exactly once (also for signing failures and transport errors). *id_out (optional) receives a
- * process-unique id. Returns 0, -EINVAL (bad request: missing method/url) or -ENOMEM; on error
+ * process-unique id. Returns 0, -EINVAL (bad request: missing method/url, a body missing, or body
+ * pieces that do not add up to body_len) or -ENOMEM; on error
  * cb is never called. @blocking no.
  */
 __attribute__((warn_unused_result)) int d2o_http_start(struct d2o_http *h,
