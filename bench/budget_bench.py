@@ -178,8 +178,10 @@ def drain_runs(binaries, shards, records, extra=(), debug=False, timeout=900, st
                 env.stream = base.stream
                 r = drain_once(env, binary, shards, len(records), extra, debug, timeout, step,
                                pgids)
+                # the build directory and the binary, so the rows of an A/B run say whose
                 r.update(put_s=put_s, record_bytes=len(records[0][1]),
-                         binary=os.path.basename(binary))
+                         binary=os.path.join(os.path.basename(os.path.dirname(
+                             os.path.abspath(binary))), os.path.basename(binary)))
                 yield r
     finally:
         base.delete_stream()

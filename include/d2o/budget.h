@@ -3,15 +3,16 @@
  * fairly by its shards.
  *
  * What is counted: a GetRecords call reserves, before it starts, what its answer can cost while
- * it is received (D2O_BUDGET_RECEIVE_FACTOR times its largest wire size: the response buffer);
+ * it is received and then holds (d2o_budget_receive_bytes: the larger of the response buffer and
+ * what its records will be charged once taken);
  * answers are parsed and taken one at a time, so the budget also keeps one parse's and one
  * take's worth (D2O_BUDGET_ONCE_FACTOR times the wire size) for the largest answer in flight,
  * once, not per call. The reservations are returned when the answer arrives; each record taken is
  * charged what it really holds (its raw bytes for the dead-letter queue, its document in the
- * sink and in the bulk body) until its write is acknowledged; a dead-letter row is charged until
- * it is committed. A call starts only when the budget has room for its reservation (and for the
- * growth of the once-share when its answer would be the largest in flight), so the sum of
- * reservations and charges never passes the budget.
+ * sink's item, which the bulk request reads without a copy) until its write is acknowledged; a
+ * dead-letter row is charged until it is committed. A call starts only when the budget has room for
+ * its reservation (and for the growth of the once-share when its answer would be the largest in
+ * flight), so the sum of reservations and charges never passes the budget.
  *
  * How big an answer can be: GetRecords returns at most Limit records and at most 10 MiB of
  * data; a record from a DynamoDB table's stream destination is below 1 MiB (an item is at most
@@ -55,14 +56,26 @@
  * key, timestamps, JSON punctuation), and once per answer (iterator, child shards). */
 #define D2O_BUDGET_RECORD_WIRE ((size_t)320)
 #define D2O_BUDGET_RESPONSE_BASE ((size_t)8192)
+/* What a record holds besides its raw bytes and its document: the cookie's strings (sequence
+ * number, partition key, table, index, id) and allocation headers. */
+#define D2O_BUDGET_RECORD_OVERHEAD ((size_t)512)
 /*
- * The reservation's factors, per byte of an answer's largest wire size (docs/performance.md,
- * "A worker's memory"):
- * RECEIVE, for every call in flight: the response buffer, which the HTTP layer sizes to the
- *   body (the Content-Length exactly; without one, growth by doubling stops at the cap), so it
- *   holds at most the answer's cap; and, once the answer is taken and its reservation returned,
- *   the room its records are charged from (raw bytes and the document twice: about twice the
- *   wire size for 1 KB records). So the factor stays 2 although the buffer is 1.
+ * The reservation (docs/performance.md, "A worker's memory"):
+ * RECEIVE, for every call in flight (d2o_budget_receive_bytes): the larger of
+ *   - the response buffer, which the HTTP layer sizes to the body (the Content-Length exactly;
+ *     without one, growth by doubling stops at the cap), so it holds at most the answer's cap,
+ *     its wire size; and
+ *   - the room its records are charged from once the answer is taken and the reservation
+ *     returned: Limit records of the planned size, each its raw bytes, a document no larger
+ *     than them (plain JSON is shorter than DynamoDB JSON, and the action line shorter than the
+ *     change record's envelope) and D2O_BUDGET_RECORD_OVERHEAD (d2o_budget_record_cost). The
+ *     bulk request reads the document from the sink's item without a copy, so a record holds
+ *     it once. A document larger than its record is charged what it holds all the same.
+ *   Both are never held at once for the same call except while its answer is taken, which the
+ *   once-share covers. That is about 1.5 times the wire size for records of any size (1.4 for
+ *   1 MiB records; for a call of one small record, the buffer); it was twice the wire size
+ *   while the document was held twice, in the sink's item and in the bulk body.
+ * And per byte of the largest answer's wire size:
  * PARSE, once, for the largest answer in flight: what parsing one answer holds besides its
  *   buffer. A Kinesis answer is read by a streaming parser (src/core/yjson.c) that holds only
  *   the records packed into one block (three quarters of the base64 size): below 1x. A
@@ -70,12 +83,11 @@
  *   (src/core/jdoc.c) whose nodes can weigh several times the JSON they stand for; the factor
  *   does not cover that yet (docs/performance.md, "A worker's memory").
  * TAKE, once, for the same answer: the worker's copies of the records it takes from the answer
- *   while the answer is still held (raw bytes, the document twice: d2o_budget_record_cost, about
- *   2x the wire size for 1 KB records); from then on they are charged per record.
+ *   while the answer is still held (raw bytes and the document: d2o_budget_record_cost, below
+ *   2x the wire size); from then on they are charged per record.
  * Answers are parsed and taken one at a time (in the loop's thread), so PARSE and TAKE are kept
  * once for the largest answer in flight, not per call.
  */
-#define D2O_BUDGET_RECEIVE_FACTOR ((size_t)2)
 #define D2O_BUDGET_PARSE_FACTOR ((size_t)2)
 #define D2O_BUDGET_TAKE_FACTOR ((size_t)2)
 #define D2O_BUDGET_ONCE_FACTOR (D2O_BUDGET_PARSE_FACTOR + D2O_BUDGET_TAKE_FACTOR)
@@ -118,10 +130,14 @@ size_t d2o_budget_share(const struct d2o_budget *b);
 
 /* Wire bytes a GetRecords answer of at most limit records of about est bytes can take. */
 size_t d2o_budget_response_bytes(size_t limit, size_t est);
-/* The most a call with that Limit can reserve: its receive buffer and, when its answer is the
- * largest in flight, the parse's share (what the configuration check needs room for). */
+/* What a call with that Limit reserves while it is in flight: the larger of its response
+ * buffer (its wire size) and what its records will be charged once taken (see RECEIVE above). */
+size_t d2o_budget_receive_bytes(size_t limit, size_t est);
+/* The most a call with that Limit can reserve: d2o_budget_receive_bytes and, when its answer
+ * is the largest in flight, the parse's share (what the configuration check needs room for). */
 size_t d2o_budget_call_cost(size_t limit, size_t est);
-/* What a record keeps until its write is acknowledged: raw bytes and its document, twice. */
+/* What a record keeps until its write is acknowledged: its raw bytes and its document (once:
+ * the bulk request borrows the sink item's bytes), and 512 bytes of strings and headers. */
 size_t d2o_budget_record_cost(size_t raw_len, size_t doc_len);
 
 /* The Limit (1..max_limit) the member's next GetRecords may ask for now, or 0 when the

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "d2o/buf.h"
 
@@ -68,6 +69,12 @@ struct d2o_http_request {
     size_t n_headers;
     const void *body; /* may be NULL when body_len is 0 */
     size_t body_len;
+    /* Or the body in pieces (body NULL, body_len their sum), BORROWED like body: libcurl reads
+     * them in order as it sends (CURLOPT_READFUNCTION, and CURLOPT_SEEKFUNCTION when it must send
+     * the body again), so a caller whose body is made of pieces it holds anyway sends them
+     * without a contiguous copy. */
+    const struct iovec *body_parts;
+    size_t n_body_parts;
     /* Optional SigV4: both set to sign; flags are enum d2o_sigv4_flags. */
     struct d2o_sigv4_signer *signer;
     const struct d2o_aws_creds *creds;
@@ -137,7 +144,8 @@ void d2o_http_cancel_all(struct d2o_http *h);
 /*
  * Starts req asynchronously; cb(resp, arg) runs from a later d2o_http_run() when it completes,
  * exactly once (also for signing failures and transport errors). *id_out (optional) receives a
- * process-unique id. Returns 0, -EINVAL (bad request: missing method/url) or -ENOMEM; on error
+ * process-unique id. Returns 0, -EINVAL (bad request: missing method/url, a body missing, or body
+ * pieces that do not add up to body_len) or -ENOMEM; on error
  * cb is never called. @blocking no.
  */
 __attribute__((warn_unused_result)) int d2o_http_start(struct d2o_http *h,

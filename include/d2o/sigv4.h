@@ -12,6 +12,7 @@
 #define D2O_SIGV4_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 #include <time.h>
 
 /* Borrowed credential strings; session_token is NULL for long-term keys. */
@@ -35,6 +36,9 @@ struct d2o_sigv4_request {
     size_t n_headers;
     const void *body;
     size_t body_len;
+    /* Or the body in pieces, sent one after the other (body NULL; body_len is their sum). */
+    const struct iovec *body_parts;
+    size_t n_body_parts;
 };
 
 enum d2o_sigv4_flags {

@@ -175,6 +175,27 @@ static int sha256(const void *p, size_t n, unsigned char out[SHA256_LEN])
     return 0;
 }
 
+/* The SHA-256 of the pieces one after the other. */
+static int sha256_parts(const struct iovec *parts, size_t n, unsigned char out[SHA256_LEN])
+{
+    unsigned int len = 0;
+    size_t i;
+
+    if (crypto_init() < 0 || !EVP_DigestInit_ex(crypto.dctx, crypto.md, NULL)) {
+        return -EIO;
+    }
+    for (i = 0; i < n; i++) {
+        if (parts[i].iov_len &&
+            !EVP_DigestUpdate(crypto.dctx, parts[i].iov_base, parts[i].iov_len)) {
+            return -EIO;
+        }
+    }
+    if (!EVP_DigestFinal_ex(crypto.dctx, out, &len)) {
+        return -EIO;
+    }
+    return 0;
+}
+
 static int hmac(const void *key, size_t key_len, const void *msg, size_t msg_len,
                 unsigned char out[SHA256_LEN])
 {
@@ -718,7 +739,20 @@ int d2o_sigv4_sign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds
                 req->url ? req->url : "(null)");
         return -EINVAL;
     }
-    if (req->body_len && !req->body) {
+    if (req->n_body_parts > 0) {
+        size_t sum = 0;
+
+        for (i = 0; i < req->n_body_parts; i++) {
+            sum += req->body_parts[i].iov_len;
+        }
+        if (req->body || sum != req->body_len) {
+            set_err(errstr, errstr_size,
+                    "sigv4: a body in %zu pieces of %zu bytes%s, but body length %zu",
+                    req->n_body_parts, sum, req->body ? " and a whole body too" : "",
+                    req->body_len);
+            return -EINVAL;
+        }
+    } else if (req->body_len && !req->body) {
         set_err(errstr, errstr_size, "sigv4: body length %zu with no body", req->body_len);
         return -EINVAL;
     }
@@ -791,7 +825,8 @@ int d2o_sigv4_sign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds
     } else if (req->body_len == 0) {
         payload = EMPTY_SHA256;
     } else {
-        r = sha256(req->body, req->body_len, digest);
+        r = req->n_body_parts > 0 ? sha256_parts(req->body_parts, req->n_body_parts, digest)
+                                  : sha256(req->body, req->body_len, digest);
         if (r < 0) {
             goto out;
         }

@@ -91,7 +91,11 @@ struct request {
     const char **ids;
     size_t n;
     uint64_t no; /* the sink's count of requests when this one was sent: names it in the log */
-    struct d2o_buf body;
+    /* The body: parts[i] is items[i]'s NDJSON, borrowed (an item in flight is not changed or
+     * freed before its request's answer). No contiguous copy is made: the HTTP layer reads the
+     * pieces as it sends, so a document is held once, in its item, whatever its state. */
+    struct iovec *parts;
+    size_t bytes;
 };
 
 struct d2o_bulk {
@@ -412,7 +416,7 @@ static void request_free(struct request *rq)
     if (rq) {
         free(rq->items);
         free(rq->ids);
-        d2o_buf_free(&rq->body);
+        free(rq->parts);
         free(rq);
     }
 }
@@ -876,7 +880,7 @@ static void split(struct d2o_bulk *b, struct request *rq, int status, const char
     b->splits_made++;
     d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_split",
             "bulk request of %zu items (%zu bytes) refused with HTTP %d; splitting it", rq->n,
-            rq->body.len, status);
+            rq->bytes, status);
     for (i = rq->n; i-- > 0;) {
         rq->items[i]->max_batch = (rq->n + 1) / 2;
         rq->items[i]->split_group = b->splits_made;
@@ -1167,7 +1171,7 @@ static int send_request(struct d2o_bulk *b, size_t n)
     struct d2o_http_request req = {0};
     struct request *rq = calloc(1, sizeof(*rq));
     struct item *it;
-    size_t i, bytes = 0;
+    size_t i;
     int r = -ENOMEM;
 
     if (!rq) {
@@ -1176,21 +1180,16 @@ static int send_request(struct d2o_bulk *b, size_t n)
     rq->b = b;
     rq->items = malloc(n * sizeof(*rq->items));
     rq->ids = malloc(n * sizeof(*rq->ids));
-    if (!rq->items || !rq->ids) {
-        goto fail;
-    }
-    for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
-        bytes += it->len;
-    }
-    if (d2o_buf_reserve(&rq->body, bytes) < 0) {
+    rq->parts = malloc(n * sizeof(*rq->parts));
+    if (!rq->items || !rq->ids || !rq->parts) {
         goto fail;
     }
     for (i = 0, it = b->ready.head; i < n; i++, it = it->next) {
         rq->items[i] = it;
         rq->ids[i] = it->doc ? it->doc->id : NULL;
-        if (d2o_buf_append(&rq->body, it->data, it->len) < 0) {
-            goto fail;
-        }
+        rq->parts[i].iov_base = it->data;
+        rq->parts[i].iov_len = it->len;
+        rq->bytes += it->len;
     }
     rq->n = n;
     req.method = "POST";
@@ -1202,8 +1201,9 @@ static int send_request(struct d2o_bulk *b, size_t n)
         hdrs[1].value = b->basic_header;
         req.n_headers = 2;
     }
-    req.body = rq->body.data;
-    req.body_len = rq->body.len;
+    req.body_parts = rq->parts;
+    req.n_body_parts = n;
+    req.body_len = rq->bytes;
     if (b->o.signer && b->o.creds) {
         req.signer = b->o.signer;
         req.creds = b->o.creds;
@@ -1237,7 +1237,7 @@ static int send_request(struct d2o_bulk *b, size_t n)
     d2o_debug(D2O_CAT_SINK, "bulk_sent",
               "bulk request %" PRIu64
               ": %zu items, %zu bytes, %u in flight, the first one waited %" PRId64 " ms",
-              rq->no, n, rq->body.len, b->in_flight, b->o.now_ms() - rq->items[0]->enq_ms);
+              rq->no, n, rq->bytes, b->in_flight, b->o.now_ms() - rq->items[0]->enq_ms);
     return 0;
 fail:
     d2o_log(D2O_LOG_WARN, D2O_CAT_SINK, NULL, "bulk_start_failed",

@@ -84,10 +84,23 @@ size_t d2o_budget_response_bytes(size_t limit, size_t est)
     return (data + 2) / 3 * 4 + limit * D2O_BUDGET_RECORD_WIRE + D2O_BUDGET_RESPONSE_BASE;
 }
 
+size_t d2o_budget_receive_bytes(size_t limit, size_t est)
+{
+    size_t wire = d2o_budget_response_bytes(limit, est), data = limit * est, held;
+
+    if (data > D2O_BUDGET_CALL_DATA_MAX || (est && data / est != limit)) {
+        data = D2O_BUDGET_CALL_DATA_MAX;
+    }
+    /* the records once taken: raw bytes, documents no larger than them, and the per-record
+     * overhead (d2o_budget_record_cost) */
+    held = 2 * data + limit * D2O_BUDGET_RECORD_OVERHEAD;
+    return held > wire ? held : wire;
+}
+
 size_t d2o_budget_call_cost(size_t limit, size_t est)
 {
-    return d2o_budget_response_bytes(limit, est) *
-           (D2O_BUDGET_RECEIVE_FACTOR + D2O_BUDGET_ONCE_FACTOR);
+    return d2o_budget_receive_bytes(limit, est) +
+           d2o_budget_response_bytes(limit, est) * D2O_BUDGET_ONCE_FACTOR;
 }
 
 /* What starting a call adds to what is used now: its receive buffer, and the growth of the
@@ -96,14 +109,15 @@ static size_t admit_cost(const struct d2o_budget *b, size_t limit, size_t est)
 {
     size_t wire = d2o_budget_response_bytes(limit, est);
 
-    return wire * D2O_BUDGET_RECEIVE_FACTOR + sub0(wire, b->parse_wire) * D2O_BUDGET_ONCE_FACTOR;
+    return d2o_budget_receive_bytes(limit, est) +
+           sub0(wire, b->parse_wire) * D2O_BUDGET_ONCE_FACTOR;
 }
 
 size_t d2o_budget_record_cost(size_t raw_len, size_t doc_len)
 {
-    /* the cookie's copy of the raw record and its strings; the document in the sink's item and
-     * again in the bulk body; allocation headers */
-    return raw_len + 2 * doc_len + 512;
+    /* the cookie's copy of the raw record and its strings; the document in the sink's item (the
+     * bulk request borrows it: no body copy is made); allocation headers */
+    return raw_len + doc_len + D2O_BUDGET_RECORD_OVERHEAD;
 }
 
 /* The record size the member's next call is planned with: until its first answer, what the
@@ -136,8 +150,7 @@ static size_t room(const struct d2o_budget_acct *a)
  */
 static bool waits_for_own(const struct d2o_budget_acct *a, size_t limit, size_t max_limit)
 {
-    return limit < max_limit &&
-           a->charged > d2o_budget_response_bytes(limit, plan_est(a)) * D2O_BUDGET_RECEIVE_FACTOR;
+    return limit < max_limit && a->charged > d2o_budget_receive_bytes(limit, plan_est(a));
 }
 
 /* The Limit the member could ask for now, before waits_for_own. */
@@ -230,7 +243,7 @@ size_t d2o_budget_reserve(struct d2o_budget_acct *a, size_t limit)
 
     a->est = plan_est(a);
     wire = d2o_budget_response_bytes(limit, a->est);
-    cost = wire * D2O_BUDGET_RECEIVE_FACTOR;
+    cost = d2o_budget_receive_bytes(limit, a->est);
 
     d2o_budget_unwait(a);
     a->reserved += cost;

@@ -48,7 +48,11 @@ struct xfer {
     int64_t max_bytes;
     bool too_large;
     bool done;
-    uint64_t visits; /* how often libcurl drove the transfer (its progress callback) */
+    uint64_t visits;           /* how often libcurl drove the transfer (its progress callback) */
+    const struct iovec *parts; /* a body in pieces (borrowed), read by read_parts_cb */
+    size_t n_parts;
+    size_t part;     /* the piece read next */
+    size_t part_off; /* bytes of it already read */
     struct d2o_http_response resp;
     struct xfer *prev, *next;
 };
@@ -497,6 +501,50 @@ static int add_header(struct curl_slist **list, const char *line)
     return 0;
 }
 
+/* libcurl reads a body in pieces: as much as fits, piece after piece. */
+static size_t read_parts_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    struct xfer *x = userdata;
+    size_t room = size * nitems, n = 0;
+
+    while (n < room && x->part < x->n_parts) {
+        const struct iovec *p = &x->parts[x->part];
+        size_t take = p->iov_len - x->part_off;
+
+        if (take > room - n) {
+            take = room - n;
+        }
+        memcpy(buf + n, (const char *)p->iov_base + x->part_off, take);
+        n += take;
+        x->part_off += take;
+        if (x->part_off == p->iov_len) {
+            x->part++;
+            x->part_off = 0;
+        }
+    }
+    return n;
+}
+
+/* libcurl sends the body again (a reused connection the server had closed): back to offset. */
+static int seek_parts_cb(void *userdata, curl_off_t offset, int origin)
+{
+    struct xfer *x = userdata;
+    size_t i;
+
+    if (origin != SEEK_SET || offset < 0) {
+        return CURL_SEEKFUNC_CANTSEEK;
+    }
+    for (i = 0; i < x->n_parts && (size_t)offset >= x->parts[i].iov_len; i++) {
+        offset -= (curl_off_t)x->parts[i].iov_len;
+    }
+    if (i == x->n_parts && offset > 0) {
+        return CURL_SEEKFUNC_FAIL;
+    }
+    x->part = i;
+    x->part_off = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 /* Builds the header list, signing when asked. On -EINVAL, x->resp.errstr says why. */
 static int build_headers(struct xfer *x, const struct d2o_http_request *req)
 {
@@ -559,6 +607,8 @@ static int build_headers(struct xfer *x, const struct d2o_http_request *req)
         sreq.n_headers = req->n_headers;
         sreq.body = req->body;
         sreq.body_len = req->body_len;
+        sreq.body_parts = req->body_parts;
+        sreq.n_body_parts = req->n_body_parts;
         r = d2o_sigv4_sign(req->signer, req->creds, &sreq, time(NULL), req->sigv4_flags, &sout,
                            x->resp.errstr, sizeof(x->resp.errstr));
         if (r < 0) {
@@ -616,10 +666,19 @@ static int setup_easy(struct xfer *x, const struct d2o_http_request *req)
     } else if (strcmp(req->method, "HEAD") == 0) {
         cc |= curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (strcmp(req->method, "POST") == 0 || req->body_len > 0) {
-        /* the body is borrowed, not copied (CURLOPT_POSTFIELDS) */
+        /* the body is borrowed, not copied (CURLOPT_POSTFIELDS, or read piece by piece) */
         cc |= curl_easy_setopt(e, CURLOPT_POST, 1L);
         cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : (const void *)"");
+        if (req->n_body_parts > 0) {
+            x->parts = req->body_parts;
+            x->n_parts = req->n_body_parts;
+            cc |= curl_easy_setopt(e, CURLOPT_READFUNCTION, read_parts_cb);
+            cc |= curl_easy_setopt(e, CURLOPT_READDATA, x);
+            cc |= curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_parts_cb);
+            cc |= curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+        } else {
+            cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : (const void *)"");
+        }
         if (strcmp(req->method, "POST") != 0) {
             cc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
         }
@@ -641,8 +700,19 @@ static int xfer_new(struct d2o_http *h, const struct d2o_http_request *req, d2o_
     int r;
 
     if (!req || !req->method || !req->url || !req->method[0] || !req->url[0] ||
-        (req->body_len > 0 && !req->body)) {
+        (req->body_len > 0 && !req->body && req->n_body_parts == 0) ||
+        (req->n_body_parts > 0 && (req->body || !req->body_parts))) {
         return -EINVAL;
+    }
+    if (req->n_body_parts > 0) {
+        size_t i, sum = 0;
+
+        for (i = 0; i < req->n_body_parts; i++) {
+            sum += req->body_parts[i].iov_len;
+        }
+        if (sum != req->body_len) {
+            return -EINVAL;
+        }
     }
     x = calloc(1, sizeof(*x));
     if (!x) {

@@ -370,8 +370,10 @@ END_TEST
 #define MAX_OUT 2048
 
 struct sent {
-    char *body;
+    char *body; /* a copy of the body, taken when the request started */
     size_t len;
+    const struct iovec *parts; /* the request's borrowed pieces, read again at the answer */
+    size_t n_parts;
     char url[256];
     char auth[128];
     char ctype[64];
@@ -484,7 +486,20 @@ static int fake_start(void *ctx, const struct d2o_http_request *req, d2o_http_do
     ck_assert_uint_lt(n_sent, MAX_REQ);
     memset(s, 0, sizeof(*s));
     s->body = malloc(req->body_len + 1);
-    memcpy(s->body, req->body, req->body_len);
+    if (req->n_body_parts > 0) {
+        size_t off = 0;
+
+        ck_assert_ptr_null(req->body);
+        for (i = 0; i < req->n_body_parts; i++) {
+            memcpy(s->body + off, req->body_parts[i].iov_base, req->body_parts[i].iov_len);
+            off += req->body_parts[i].iov_len;
+        }
+        ck_assert_uint_eq(off, req->body_len);
+        s->parts = req->body_parts;
+        s->n_parts = req->n_body_parts;
+    } else {
+        memcpy(s->body, req->body, req->body_len);
+    }
     s->body[req->body_len] = '\0';
     s->len = req->body_len;
     snprintf(s->url, sizeof(s->url), "%s", req->url);
@@ -628,6 +643,20 @@ static bool carries(size_t r, const char *id)
     return found;
 }
 
+/* The pieces a request borrowed still hold what it started with: until its answer, the bytes
+ * of its items are neither freed nor changed (the HTTP layer may read them again to resend). */
+static void sent_intact(size_t r)
+{
+    size_t i, off = 0;
+
+    for (i = 0; i < sent[r].n_parts; i++) {
+        ck_assert_uint_le(off + sent[r].parts[i].iov_len, sent[r].len);
+        ck_assert(memcmp(sent[r].body + off, sent[r].parts[i].iov_base, sent[r].parts[i].iov_len) ==
+                  0);
+        off += sent[r].parts[i].iov_len;
+    }
+}
+
 /* Answers request r with HTTP status and body. */
 static void answer_raw(size_t r, long status, const char *body, CURLcode code)
 {
@@ -635,6 +664,7 @@ static void answer_raw(size_t r, long status, const char *body, CURLcode code)
 
     ck_assert_uint_lt(r, n_sent);
     ck_assert(!sent[r].answered);
+    sent_intact(r);
     memset(&resp, 0, sizeof(resp));
     resp.curl_code = code;
     resp.status = status;
@@ -859,6 +889,83 @@ START_TEST(only_failed_items_are_sent_again)
     }
     ck_assert_uint_eq(d2o_bulk_stats(b)->items_sent, 8);
     ck_assert_uint_eq(d2o_bulk_stats(b)->throttled, 2);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+    d2o_bulk_free(b);
+}
+END_TEST
+
+/* The NDJSON of item id in request r (action and source lines), copied into out. */
+static size_t item_bytes(size_t r, const char *id, char *out, size_t size)
+{
+    char key[64];
+    const char *p, *end, *nl;
+
+    snprintf(key, sizeof(key), "\"_id\":\"%s\"", id);
+    p = strstr(sent[r].body, key);
+    ck_assert_ptr_nonnull(p);
+    while (p > sent[r].body && p[-1] != '\n') {
+        p--;
+    }
+    nl = strchr(p, '\n');
+    ck_assert_ptr_nonnull(nl);
+    end = strncmp(p, "{\"delete\"", 9) == 0 ? nl + 1 : strchr(nl + 1, '\n') + 1;
+    ck_assert_uint_lt((size_t)(end - p), size);
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = '\0';
+    return (size_t)(end - p);
+}
+
+START_TEST(a_request_borrows_its_items_bytes)
+{
+    struct d2o_bulk *b = sink_new(10, 1 << 20, 2);
+
+    add_numbered(b, "p", 4);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 1);
+    /* one piece per item, no contiguous copy of the body: a document is held once */
+    ck_assert_uint_eq(sent[0].n_parts, 4);
+    ck_assert_uint_eq(d2o_bulk_pending_bytes(b), sent[0].len);
+    answer_items(0, NULL); /* checks the pieces are intact at the answer */
+    ck_assert_uint_eq(n_order, 4);
+    d2o_bulk_free(b);
+}
+END_TEST
+
+START_TEST(a_retry_after_a_partial_failure_resends_the_same_bytes)
+{
+    struct d2o_bulk *b = sink_new(10, 1 << 20, 2);
+    static const int first[] = {0, 429, 0, 503, 0};
+    char before[2][512], after[2][512];
+    size_t lb[2], la[2];
+
+    add(b, 0, "q0", 1, false);
+    add(b, 1, "q1", 7, false);
+    add(b, 2, "q2", 1, false);
+    add(b, 3, "q3", 9, true);
+    add(b, 4, "q4", 1, false);
+    d2o_bulk_flush(b);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 1);
+    lb[0] = item_bytes(0, "q1", before[0], sizeof(before[0]));
+    lb[1] = item_bytes(0, "q3", before[1], sizeof(before[1]));
+    answer_items(0, first);
+    fake_now += 100;
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 2);
+    ck_assert_uint_eq(items_in(1), 2);
+    la[0] = item_bytes(1, "q1", after[0], sizeof(after[0]));
+    la[1] = item_bytes(1, "q3", after[1], sizeof(after[1]));
+    /* the retry carries each failed item's document byte for byte as the first request did */
+    ck_assert_uint_eq(la[0], lb[0]);
+    ck_assert_str_eq(after[0], before[0]);
+    ck_assert_uint_eq(la[1], lb[1]);
+    ck_assert_str_eq(after[1], before[1]);
+    ck_assert_ptr_nonnull(strstr(after[0], "{\"title\":\"t7\"}\n"));
+    ck_assert_uint_eq(sent[1].len, lb[0] + lb[1]);
+    answer_items(1, NULL);
+    ck_assert_int_eq(outs[1].res.outcome, D2O_BULK_DONE);
+    ck_assert_int_eq(outs[3].res.outcome, D2O_BULK_DONE);
     ck_assert_uint_eq(d2o_bulk_pending(b), 0);
     d2o_bulk_free(b);
 }
@@ -1152,6 +1259,7 @@ static void answer_cancelled_at(size_t r, int64_t at)
 
     ck_assert_uint_lt(r, n_sent);
     ck_assert(!sent[r].answered);
+    sent_intact(r);
     memset(&resp, 0, sizeof(resp));
     resp.err = -ECANCELED;
     sent[r].answered = true;
@@ -1698,6 +1806,8 @@ Suite *d2o_test_suite(void)
     tcase_add_test(sender, whole_request_failures_retry_every_item_and_never_dead_letter);
     tcase_add_test(sender, unreadable_and_mismatched_answers_are_retried_up_to_the_cap);
     tcase_add_test(sender, a_refused_body_is_split_down_to_the_bad_item);
+    tcase_add_test(sender, a_request_borrows_its_items_bytes);
+    tcase_add_test(sender, a_retry_after_a_partial_failure_resends_the_same_bytes);
     tcase_add_test(sender, one_document_at_a_time_in_arrival_order);
     tcase_add_test(sender, a_failed_start_keeps_the_items);
     tcase_add_test(sender, the_pre_send_filter_drops_items_before_they_go_out);

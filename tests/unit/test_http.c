@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "d2o/buf.h"
 #include "d2o/classify.h"
 #include "d2o/conf.h"
@@ -137,6 +139,13 @@ static void serve_conn(int fd)
         } else if (strncmp(buf, "POST /echo ", 11) == 0 || strncmp(buf, "PUT /echo ", 10) == 0 ||
                    strncmp(buf, "DELETE /echo ", 13) == 0) {
             /* echo the request head and body back */
+            respond(fd, "200 OK", "Content-Type: text/plain\r\n", buf, head_len + body_len);
+        } else if (strncmp(buf, "POST /dropsecond ", 17) == 0) {
+            /* the second request of a connection is read and then the connection is closed
+             * without an answer: the client must send it again on a fresh one */
+            if (nreq == 2) {
+                return;
+            }
             respond(fd, "200 OK", "Content-Type: text/plain\r\n", buf, head_len + body_len);
         } else if (strncmp(buf, "POST /capture/ ", 15) == 0) {
             /* a Kinesis-style error whose message is the request target + body, so the client's
@@ -348,6 +357,145 @@ START_TEST(post_sends_empty_expect_and_body)
     ck_assert_ptr_null(strcasestr(resp.body.data, "Content-Length"));
     d2o_http_response_free(&resp);
     free(body);
+    d2o_http_free(h);
+}
+END_TEST
+
+/* A body in pieces, each in a buffer of its own filled with its own letter, and the whole. */
+struct pieces {
+    struct iovec parts[8];
+    char *bufs[8];
+    char *whole;
+    size_t n, total;
+};
+
+static void pieces_make(struct pieces *ps, const size_t *sizes, size_t n, char first)
+{
+    size_t i;
+
+    ck_assert_uint_le(n, 8);
+    memset(ps, 0, sizeof(*ps));
+    for (i = 0; i < n; i++) {
+        ps->total += sizes[i];
+    }
+    ps->whole = malloc(ps->total + 1);
+    ps->total = 0;
+    for (i = 0; i < n; i++) {
+        ps->bufs[i] = malloc(sizes[i] + 1);
+        memset(ps->bufs[i], first + (int)i, sizes[i]);
+        ps->parts[i].iov_base = ps->bufs[i];
+        ps->parts[i].iov_len = sizes[i];
+        memcpy(ps->whole + ps->total, ps->bufs[i], sizes[i]);
+        ps->total += sizes[i];
+    }
+    ps->n = n;
+}
+
+static void pieces_free(struct pieces *ps)
+{
+    size_t i;
+
+    for (i = 0; i < ps->n; i++) {
+        free(ps->bufs[i]);
+    }
+    free(ps->whole);
+}
+
+/* The body /echo (or /dropsecond) sent back after the request head is the whole of ps. */
+static void echoed_whole(const struct d2o_http_response *resp, const struct pieces *ps)
+{
+    const char *p = strstr(resp->body.data, "\r\n\r\n");
+
+    ck_assert_ptr_nonnull(p);
+    p += 4;
+    ck_assert_uint_eq(resp->body.len - (size_t)(p - resp->body.data), ps->total);
+    ck_assert(memcmp(p, ps->whole, ps->total) == 0);
+}
+
+START_TEST(post_body_in_pieces)
+{
+    struct d2o_http *h = new_http(0, 0);
+    struct d2o_sigv4_signer *s = d2o_sigv4_signer_new("us-east-1", "aoss");
+    struct d2o_aws_creds creds = {"AKIDTEST", "test-secret", NULL};
+    struct d2o_http_header hdr[] = {{"Content-Type", "application/x-ndjson"}};
+    struct d2o_http_request req = {.method = "POST", .headers = hdr, .n_headers = 1};
+    struct d2o_http_response resp = {0};
+    static const size_t sizes[5] = {70000, 0, 1, 100000, 30000};
+    struct pieces ps;
+    char u[128], want[128];
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    size_t i;
+
+    ck_assert_ptr_nonnull(s);
+    /* longer than libcurl's upload buffer, so it reads them in several calls, across the
+     * pieces' edges; one piece is empty */
+    pieces_make(&ps, sizes, 5, 'a');
+    url(u, sizeof(u), "/echo");
+    req.url = u;
+    req.body_parts = ps.parts;
+    req.n_body_parts = ps.n;
+    req.body_len = ps.total;
+    req.signer = s;
+    req.creds = &creds;
+    req.sigv4_flags = D2O_SIGV4_CONTENT_SHA256_HEADER;
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &resp), 0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_ptr_nonnull(strstr(resp.body.data, "\r\nContent-Length: 200001\r\n"));
+    ck_assert_ptr_null(strcasestr(resp.body.data, "Transfer-Encoding"));
+    echoed_whole(&resp, &ps);
+    /* the signed payload hash is the whole body's */
+    ck_assert(EVP_Digest(ps.whole, ps.total, md, &mdlen, EVP_sha256(), NULL) == 1);
+    snprintf(want, sizeof(want), "\r\nx-amz-content-sha256: ");
+    for (i = 0; i < 32; i++) {
+        snprintf(want + strlen(want), 3, "%02x", md[i]);
+    }
+    ck_assert_ptr_nonnull(strcasestr(resp.body.data, want));
+    d2o_http_response_free(&resp);
+
+    /* pieces that do not add up to body_len, or pieces and a body: a bad request */
+    req.signer = NULL;
+    req.body_len = ps.total - 1;
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &resp), -EINVAL);
+    d2o_http_response_free(&resp);
+    req.body_len = ps.total;
+    req.body = ps.whole;
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &resp), -EINVAL);
+    d2o_http_response_free(&resp);
+    pieces_free(&ps);
+    d2o_sigv4_signer_free(s);
+    d2o_http_free(h);
+}
+END_TEST
+
+/* A connection that died under a request: libcurl sends it again on a fresh one, and reads a
+ * body in pieces again from its first byte (the seek callback). */
+START_TEST(a_body_in_pieces_is_sent_again_from_its_start)
+{
+    struct d2o_http *h = new_http(0, 0);
+    struct d2o_http_request req = {.method = "POST"};
+    struct d2o_http_response r1 = {0}, r2 = {0};
+    static const size_t sizes[3] = {40000, 30000, 50000};
+    struct pieces ps;
+    char u[128];
+
+    pieces_make(&ps, sizes, 3, 'k');
+    url(u, sizeof(u), "/dropsecond");
+    req.url = u;
+    req.body_parts = ps.parts;
+    req.n_body_parts = ps.n;
+    req.body_len = ps.total;
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &r1), 0);
+    ck_assert_int_eq(r1.status, 200);
+    /* the same connection: the server reads the request and hangs up */
+    ck_assert_int_eq(d2o_http_request_sync(h, &req, &r2), 0);
+    ck_assert_msg(r2.curl_code == CURLE_OK, "curl %d: %s", (int)r2.curl_code, r2.errstr);
+    ck_assert_int_eq(r2.status, 200);
+    ck_assert_int_ne(r2.local_port, r1.local_port);
+    echoed_whole(&r2, &ps);
+    d2o_http_response_free(&r1);
+    d2o_http_response_free(&r2);
+    pieces_free(&ps);
     d2o_http_free(h);
 }
 END_TEST
@@ -949,6 +1097,8 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, connection_is_reused);
     tcase_add_test(tc, post_sends_empty_expect_and_body);
     tcase_add_test(tc, sigv4_headers_are_added);
+    tcase_add_test(tc, post_body_in_pieces);
+    tcase_add_test(tc, a_body_in_pieces_is_sent_again_from_its_start);
     tcase_add_test(tc, response_cap_content_length);
     tcase_add_test(tc, response_cap_while_streaming);
     tcase_add_test(tc, timeout_and_nothing);

@@ -631,6 +631,48 @@ START_TEST(payload_options)
 }
 END_TEST
 
+START_TEST(a_body_in_pieces_signs_as_the_whole)
+{
+    struct d2o_sigv4_signer *s = d2o_sigv4_signer_new("us-east-1", "aoss");
+    static const char whole[] = "{\"index\":{\"_id\":\"1\"}}\n{\"a\":1}\n{\"delete\":{}}\n";
+    struct iovec parts[4] = {{(void *)whole, 23},
+                             {(void *)(whole + 23), 0},
+                             {(void *)(whole + 23), 8},
+                             {(void *)(whole + 31), sizeof(whole) - 32}};
+    struct d2o_sigv4_request one = {
+        "POST", "https://x.us-east-1.aoss.amazonaws.com/_bulk", NULL, 0, whole, sizeof(whole) - 1};
+    struct d2o_sigv4_request split = one;
+    struct d2o_sigv4_out a, b;
+    char err[256];
+
+    split.body = NULL;
+    split.body_parts = parts;
+    split.n_body_parts = 4;
+    ck_assert_int_eq(d2o_sigv4_sign(s, &suite_creds, &one, SUITE_TIME,
+                                    D2O_SIGV4_CONTENT_SHA256_HEADER, &a, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(d2o_sigv4_sign(s, &suite_creds, &split, SUITE_TIME,
+                                    D2O_SIGV4_CONTENT_SHA256_HEADER, &b, err, sizeof(err)),
+                     0);
+    ck_assert_str_eq(line_value(&b, "x-amz-content-sha256"),
+                     line_value(&a, "x-amz-content-sha256"));
+    ck_assert_str_eq(b.signature, a.signature);
+    d2o_sigv4_out_free(&a);
+    d2o_sigv4_out_free(&b);
+    /* pieces that do not add up to the body's length, or pieces and a whole body: refused */
+    split.body_len--;
+    ck_assert_int_eq(d2o_sigv4_sign(s, &suite_creds, &split, SUITE_TIME, 0, &b, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "4 pieces"));
+    split.body_len++;
+    split.body = whole;
+    ck_assert_int_eq(d2o_sigv4_sign(s, &suite_creds, &split, SUITE_TIME, 0, &b, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "a whole body too"));
+    d2o_sigv4_signer_free(s);
+}
+END_TEST
+
 START_TEST(malformed_requests_are_refused)
 {
     struct d2o_sigv4_signer *s = d2o_sigv4_signer_new("us-east-1", "service");
@@ -898,6 +940,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(tc, day_key_is_cached);
     tcase_add_test(tc, payload_options);
     tcase_add_test(tc, malformed_requests_are_refused);
+    tcase_add_test(tc, a_body_in_pieces_signs_as_the_whole);
     tcase_add_test(tc, matches_libcurl);
     tcase_add_test(tc, rds_token);
     suite_add_tcase(s, tc);
