@@ -289,8 +289,14 @@ def trace_summary(log_path):
     """What the worker's debug log (log_debug kinesis,sink) says about its GetRecords calls and
     bulk requests: counts, sizes, and the bulk requests in flight when each was sent."""
     calls, records, limits, bulks, in_flight, waited = [], [], [], [], [], []
+    events, first_read = [], None  # (time, +1 sent / -1 answered); the first records' time
     with open(log_path, errors="replace") as f:
         for line in f:
+            t = log_time(line)
+            if t is not None and first_read is None and re.search(r"get_records: [1-9]", line):
+                first_read = t
+            if t is not None and "bulk_answered" in line:
+                events.append((t, -1))
             if "get_records_call" in line:
                 m = re.search(r"Limit (\d+)", line)
                 if m:
@@ -304,6 +310,8 @@ def trace_summary(log_path):
                 m = re.search(r"(\d+) items, (\d+) bytes, (\d+) in flight, the first one "
                               r"waited (-?\d+) ms", line)
                 if m:
+                    if t is not None:
+                        events.append((t, 1))
                     bulks.append((int(m.group(1)), int(m.group(2))))
                     in_flight.append(int(m.group(3)))
                     waited.append(int(m.group(4)))
@@ -323,7 +331,31 @@ def trace_summary(log_path):
             % (len(records), mean(records), median(records), records.count(0), mean(limits),
                mean(calls), len(bulks), mean(items), median(items), max(items or [0]),
                mean(sizes) / 1000, median(sizes) / 1000, max(sizes or [0]) / 1000,
-               mean(in_flight), mean(waited), median(waited)))
+               mean(in_flight), mean(waited), median(waited))) + in_flight_share(events, first_read)
+
+
+def log_time(line):
+    """The seconds of a worker log line's timestamp (2026-12-02T17:23:35.436Z ...), or None."""
+    m = re.match(r"\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d\.\d+)Z", line)
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else None
+
+
+def in_flight_share(events, start):
+    """'; bulk requests in flight from the first records read to the last answer: 0 for x %,
+    1 for y %, 2 for z %' (OpenSearch alone keeps 2 in flight until its last bodies)."""
+    if not events or start is None:
+        return ""
+    events.sort()
+    share, n, t_last = {}, 0, start
+    for t, d in events:
+        share[n] = share.get(n, 0.0) + max(0.0, t - t_last)
+        n, t_last = n + d, max(t, t_last)
+    total = t_last - start
+    if total <= 0:
+        return ""
+    return ("; bulk requests in flight over the %.1f s from the first records read to the last "
+            "answer: %s" % (total, ", ".join("%d for %.0f %%" % (k, 100 * v / total)
+                                            for k, v in sorted(share.items()))))
 
 
 def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000, extra=(),
