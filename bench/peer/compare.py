@@ -4,6 +4,7 @@
 usage: compare.py DDB2OS_BINARY [--records N] [--shards S] [--limit L] [--kcl-heap SIZE]
                   [--skip-build] [--only ddb2os] [--repeat R] [--os-alone] [--pin] [--trace]
                   [--set KEY=VALUE]... [--b BINARY] [--b-set KEY=VALUE]...
+                  [--source kinesalite|kinesis-mock]
 
 A fresh kinesalite stream of S shards (default 8) is loaded with about N change records (default
 100 000; 200-byte items created, updated three times, one in five deleted: the workload of
@@ -60,7 +61,14 @@ the script's own clients on the others (sched_setaffinity of every thread; put b
 at the end): the stream is then not served from the search node's cores, as in production.
 --trace runs the worker at log level debug for kinesis and sink and sums up its log: GetRecords
 calls (records a call, Limit asked, empty answers) and bulk requests (items, bytes, in flight,
-how long the first item waited). --set KEY=VALUE (repeatable) adds a setting to ddb2os's
+how long the first item waited); and prints, for ddb2os's drain and OpenSearch alone, the share
+of a CPU each server and ddb2os used in every half second (from /proc), which shows which side
+waited for the other.
+--source kinesis-mock puts the stream on kinesis-mock instead of kinesalite (both started by
+scripts/services; kinesis-mock spent about ten times kinesalite's CPU per record read,
+docs/performance.md).
+ddb2os's drain ends at its last checkpoint, seen by polling /metrics 4 times a second until
+every record is read and 50 times a second from then on. --set KEY=VALUE (repeatable) adds a setting to ddb2os's
 command line. --b BINARY and/or --b-set KEY=VALUE (repeatable) add a second ddb2os drain of the
 same stream (its own application name and index) with that binary and those settings; the
 two drains take turns going first from run to run, so an A/B comparison sees the same records,
@@ -121,7 +129,17 @@ def load_now():
     return os.getloadavg()[0]
 
 
-SERVERS = ("kinesalite", "opensearch", "pg")
+SERVERS = ("kinesalite", "kinesis-mock", "opensearch", "pg")
+# --source: the emulator the stream lives on, and the variable of scripts/services env that
+# gives its URL.
+SOURCES = {"kinesalite": "D2O_TEST_KINESALITE", "kinesis-mock": "D2O_TEST_KINESIS_MOCK"}
+SOURCE = "kinesalite"
+TRACE = False  # --trace
+
+
+def source_env(tag):
+    """A poolkit.Env on --source's emulator."""
+    return poolkit.Env(tag, kinesis=SOURCES[SOURCE])
 
 
 def server_pids(name):
@@ -172,6 +190,8 @@ def pin(on):
         try:
             pids = server_pids(name)
         except (OSError, ValueError) as e:
+            if name != SOURCE and name in SOURCES:
+                continue  # the other emulator, not running
             sys.exit("--pin: no pid of %s (%s): start the servers with scripts/services"
                      % (name, e))
         for p in pids:
@@ -214,12 +234,69 @@ def per_1000(delta, name, n):
     return "%s %.0f ms per 1000 records" % (name, 1e6 * delta[name] / n)
 
 
+class CpuSampler:
+    """--trace: the share of a CPU each server (and each of `extra`'s named pid lists) used in
+    every SAMPLE_S of a phase, from /proc, to show where one side waited for the other."""
+    SAMPLE_S = 0.5
+
+    def __init__(self, extra=None):
+        self.groups = {}
+        for name in SERVERS:
+            try:
+                self.groups[name] = server_pids(name)
+            except (OSError, ValueError):
+                pass
+        self.groups.update(extra or {})
+        self.rows = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def cpu(self):
+        out = {}
+        for name, pids in self.groups.items():
+            total = 0.0
+            for p in pids:
+                try:
+                    total += proc_cpu_s(p)
+                except (OSError, ValueError):
+                    pass
+            out[name] = total
+        return out
+
+    def run(self):
+        last, t_last = self.cpu(), time.time()
+        while not self.done.wait(self.SAMPLE_S):
+            now, t = self.cpu(), time.time()
+            self.rows.append({k: (now[k] - last[k]) / (t - t_last) for k in now})
+            last, t_last = now, t
+
+    def stop(self):
+        """'name 93 91 88 ... (mean 90)' per group, in % of one CPU per SAMPLE_S."""
+        self.done.set()
+        self.thread.join()
+        lines = []
+        for name in self.groups:
+            xs = [100 * r[name] for r in self.rows]
+            if not xs or max(xs) < 1:
+                continue
+            lines.append("%-12s %s (mean %.0f %%)" % (name, " ".join("%3.0f" % x for x in xs),
+                                                     sum(xs) / len(xs)))
+        return ("%% of a CPU every %.1f s:\n       " % self.SAMPLE_S) + "\n       ".join(lines)
+
+
 def trace_summary(log_path):
     """What the worker's debug log (log_debug kinesis,sink) says about its GetRecords calls and
     bulk requests: counts, sizes, and the bulk requests in flight when each was sent."""
     calls, records, limits, bulks, in_flight, waited = [], [], [], [], [], []
+    events, first_read = [], None  # (time, +1 sent / -1 answered); the first records' time
     with open(log_path, errors="replace") as f:
         for line in f:
+            t = log_time(line)
+            if t is not None and first_read is None and re.search(r"get_records: [1-9]", line):
+                first_read = t
+            if t is not None and "bulk_answered" in line:
+                events.append((t, -1))
             if "get_records_call" in line:
                 m = re.search(r"Limit (\d+)", line)
                 if m:
@@ -233,6 +310,8 @@ def trace_summary(log_path):
                 m = re.search(r"(\d+) items, (\d+) bytes, (\d+) in flight, the first one "
                               r"waited (-?\d+) ms", line)
                 if m:
+                    if t is not None:
+                        events.append((t, 1))
                     bulks.append((int(m.group(1)), int(m.group(2))))
                     in_flight.append(int(m.group(3)))
                     waited.append(int(m.group(4)))
@@ -252,7 +331,31 @@ def trace_summary(log_path):
             % (len(records), mean(records), median(records), records.count(0), mean(limits),
                mean(calls), len(bulks), mean(items), median(items), max(items or [0]),
                mean(sizes) / 1000, median(sizes) / 1000, max(sizes or [0]) / 1000,
-               mean(in_flight), mean(waited), median(waited)))
+               mean(in_flight), mean(waited), median(waited))) + in_flight_share(events, first_read)
+
+
+def log_time(line):
+    """The seconds of a worker log line's timestamp (2026-12-02T17:23:35.436Z ...), or None."""
+    m = re.match(r"\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d\.\d+)Z", line)
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else None
+
+
+def in_flight_share(events, start):
+    """'; bulk requests in flight from the first records read to the last answer: 0 for x %,
+    1 for y %, 2 for z %' (OpenSearch alone keeps 2 in flight until its last bodies)."""
+    if not events or start is None:
+        return ""
+    events.sort()
+    share, n, t_last = {}, 0, start
+    for t, d in events:
+        share[n] = share.get(n, 0.0) + max(0.0, t - t_last)
+        n, t_last = n + d, max(t, t_last)
+    total = t_last - start
+    if total <= 0:
+        return ""
+    return ("; bulk requests in flight over the %.1f s from the first records read to the last "
+            "answer: %s" % (total, ", ".join("%d for %.0f %%" % (k, 100 * v / total)
+                                            for k, v in sorted(share.items()))))
 
 
 def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000, extra=(),
@@ -279,9 +382,16 @@ def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000, ext
         if on_first_read:
             on_first_read(sup.worker_pids())
 
-        # Looks at /metrics 4 times a second: the supervisor renders each one.
-        wait_drained(port, n_records, TIME_LIMIT_S, step=0.25)
+        sampler = CpuSampler({"ddb2os": pids}) if trace else None
+        # Looks at /metrics 4 times a second while records are still to be read (the supervisor
+        # renders each one), then 50 times a second for the last checkpoint, so the drain's end
+        # is not read up to 0.25 s late (5 % of a 5 s drain).
+        poolkit.wait_for("the backlog read", lambda: (metric_total(
+            port, "ddb2os_records_read_total") or 0) >= n_records, TIME_LIMIT_S, step=0.25)
+        wait_drained(port, n_records, TIME_LIMIT_S, step=0.02)
         t_done = time.time()
+        if sampler:
+            timeline = sampler.stop()
         servers = server_cpu_delta(servers0)
         cpu = sum(proc_cpu_s(p) for p in pids) - cpu0
         sup_cpu = proc_cpu_s(sup.proc.pid) - sup0
@@ -296,7 +406,7 @@ def run_ddb2os(binary, env, n_records, port, on_first_read=None, limit=5000, ext
            "load": (load0, load_now()), "servers": cpu_text(servers), "server_cpu": servers,
            "stale": stale}
     if trace:
-        out["trace"] = trace_summary(sup.log_path)
+        out["trace"] = trace_summary(sup.log_path) + "\n       " + timeline
     return out
 
 
@@ -375,19 +485,22 @@ def os_alone(binary, env, batch, connections=2, suffix="-alone", bodies=None, by
 
     threads = [threading.Thread(target=poster, args=(mine,)) for mine in bodies]
     servers0 = server_cpu()
+    sampler = CpuSampler() if TRACE else None
     t = time.time()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     secs = time.time() - t
+    timeline = sampler.stop() if sampler else ""
     servers = server_cpu_delta(servers0)
     env.os_call("DELETE", "/%s" % index)
     assert not errors, errors[:3]
     return {"records_per_s": len(batch) / secs, "seconds": secs,
             "bodies": sum(len(b) for b in bodies),
             "body_bytes": sum(len(x) for b in bodies for x in b),
-            "servers": cpu_text(servers), "server_cpu": servers, "stale": stale[0]}
+            "servers": cpu_text(servers), "server_cpu": servers, "stale": stale[0],
+            "timeline": timeline}
 
 
 def source_alone(env, limit):
@@ -564,6 +677,11 @@ def main():
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     binary, args = sys.argv[1], sys.argv[2:]
+    global SOURCE, TRACE
+    TRACE = "--trace" in args
+    SOURCE = opt(args, "--source", SOURCE)
+    if SOURCE not in SOURCES:
+        sys.exit("--source takes %s" % " or ".join(SOURCES))
     n_target = int(opt(args, "--records", "100000"))
     shards = int(opt(args, "--shards", "8"))
     heap = opt(args, "--kcl-heap", "1g")
@@ -592,7 +710,7 @@ def main():
     if RATIO_ROWS:
         print("\n| Run | Consumer | Cores | Drain | / OpenSearch alone | / source alone "
               "| / both at once | OpenSearch CPU ms per 1000 records: drain / alone / both "
-              "| kinesalite CPU ms per 1000 records: drain / source alone | Load |")
+              "| %s CPU ms per 1000 records: drain / source alone | Load |" % SOURCE)
         print("|---|---|---|---|---|---|---|---|---|---|")
         print("\n".join(RATIO_ROWS), flush=True)
     sys.exit(1 if any(not ok for _, ok in rows) else 0)
@@ -604,7 +722,7 @@ def warm_up(binary):
     documents after its start, and that CPU would otherwise land on the first run's first
     phase, ddb2os's drain (in one run right after a start, OpenSearch spent 106 ms per 1000
     documents on ddb2os's bodies against 58-92 in every later phase)."""
-    env = poolkit.Env("warm", kinesis="D2O_TEST_KINESALITE")
+    env = source_env("warm")
     batch = poolkit.Items().workload(5000, 4, prefix="w")
     a = os_alone(binary, env, batch, suffix="-warm")
     print("warm-up: %d changes into a throwaway index in %.1f s (OpenSearch %.1f CPU s)"
@@ -644,7 +762,7 @@ def ddb2os_variants(binary, args, run):
 
 def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
     """One run; returns (its table rows, whether every consumer finished)."""
-    env = poolkit.Env("peer", kinesis="D2O_TEST_KINESALITE")
+    env = source_env("peer")
     batch = []
     n_records, live = preload(env, n_target, shards, batch)
     kcl_index = env.index + "-kcl"
@@ -680,11 +798,13 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
                   % (a["bodies"], a["body_bytes"] / 1000.0 / max(1, a["bodies"]), a["seconds"],
                      a["records_per_s"], a["stale"], a["servers"],
                      per_1000(a["server_cpu"], "opensearch", n_records), load_now()), flush=True)
+            if trace:
+                print("       %s" % a["timeline"], flush=True)
             k = source_alone(env, limit)
             print("source the source alone, one bare client, Limit %d: %d records in %d calls, "
                   "%.2f s, %.0f records/s; servers' CPU s: %s; %s; load average %.1f"
                   % (limit, k["records"], k["calls"], k["seconds"], k["records"] / k["seconds"],
-                     k["servers"], per_1000(k["server_cpu"], "kinesalite", k["records"]),
+                     k["servers"], per_1000(k["server_cpu"], SOURCE, k["records"]),
                      load_now()), flush=True)
             b = both_alone(binary, env, batch, limit)
             print("both   OpenSearch alone and the source alone at the same time: %.2f s "
@@ -706,8 +826,8 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
                        ms_1000(r["server_cpu"], "opensearch", n_records),
                        ms_1000(a["server_cpu"], "opensearch", n_records),
                        ms_1000(b["server_cpu"], "opensearch", n_records),
-                       ms_1000(r["server_cpu"], "kinesalite", n_records),
-                       ms_1000(k["server_cpu"], "kinesalite", k["records"]),
+                       ms_1000(r["server_cpu"], SOURCE, n_records),
+                       ms_1000(k["server_cpu"], SOURCE, k["records"]),
                        r["load"][0], load_now()))
                 print("%-6s end to end at %.0f %% of OpenSearch alone, %.0f %% of the source "
                       "alone, %.0f %% of both at once; %d stale (409) against OpenSearch "

@@ -3,7 +3,7 @@
 with GetRecords of other Limits (docs/performance.md, "End to end against OpenSearch alone:
 CPU per phase").
 
-usage: source_calls.py [LIMIT,...] [ROUNDS] [RECORDS]
+usage: source_calls.py [--source kinesalite|kinesis-mock] [LIMIT,...] [ROUNDS] [RECORDS]
 
 Loads a fresh 8-shard kinesalite stream with compare.py's workload (RECORDS change records,
 default 50 000), then reads it from TRIM_HORIZON with compare.py's bare reader (one call at a
@@ -21,6 +21,9 @@ import poolkit  # noqa: E402
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--source" and sys.argv[2] in compare.SOURCES:
+        compare.SOURCE = sys.argv[2]
+        del sys.argv[1:3]
     if len(sys.argv) > 1 and sys.argv[1].startswith("-"):
         print(__doc__, file=sys.stderr)
         sys.exit(2)
@@ -28,15 +31,15 @@ def main():
               .split(",")]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 50000
-    env = poolkit.Env("kl", kinesis="D2O_TEST_KINESALITE")
+    env = compare.source_env("kl")
     try:
         compare.preload(env, n, 8)
         for r in range(rounds):
             for limit in (limits if r % 2 == 0 else list(reversed(limits))):
                 k = compare.source_alone(env, limit)
-                cpu = k["server_cpu"]["kinesalite"]
-                print("Limit %5d: %5d calls, %6.2f s, kinesalite %.2f CPU s, %.1f ms per 1000 "
-                      "records; load average %.1f" % (limit, k["calls"], k["seconds"], cpu,
+                cpu = k["server_cpu"][compare.SOURCE]
+                print("Limit %5d: %5d calls, %6.2f s, %s %.2f CPU s, %.1f ms per 1000 "
+                      "records; load average %.1f" % (limit, k["calls"], k["seconds"], compare.SOURCE, cpu,
                                                       1e6 * cpu / k["records"],
                                                       os.getloadavg()[0]), flush=True)
     finally:

@@ -1475,14 +1475,22 @@ static void promote_delayed(struct d2o_bulk *b, int64_t now)
     b->ready.bytes += due.bytes;
 }
 
-/* Whether the ready list should go out now. */
+/*
+ * Whether the ready list should go out now: when it fills a request, holds a retry, a split half
+ * or checked items, when its first item has waited flush_ms, or when no request of ours is at
+ * OpenSearch and a tenth of max_items is ready. Without that last rule a backlog's drain left
+ * OpenSearch idle for the flush time after each answer that emptied both slots, with a GetRecords
+ * answer's thousand items waiting (a tenth of a drain, docs/performance.md, "A source that does
+ * not decide"); a quiet stream's items still wait for the timer, so they go out in a few requests.
+ */
 static bool ready_due(const struct d2o_bulk *b, int64_t now)
 {
     const struct item *h = b->ready.head;
 
     return h &&
            (b->flush_all || b->ready.n >= b->o.max_items || b->ready.bytes >= b->o.max_bytes ||
-            h->attempts > 0 || h->max_batch > 0 || h->checked || h->enq_ms + b->o.flush_ms <= now);
+            h->attempts > 0 || h->max_batch > 0 || h->checked || h->enq_ms + b->o.flush_ms <= now ||
+            (b->in_flight == 0 && b->ready.n * 10 >= b->o.max_items));
 }
 
 static void send_due(struct d2o_bulk *b, int64_t now)

@@ -219,7 +219,8 @@ const struct d2o_conf_entry d2o_conf_table[] = {
     {"bulk_flush_ms", D2O_CONF_MS, OFF(bulk_flush_ms), "100ms", 0, 60000, NULL,
      "Longest time a record waits in a partly filled bulk request before it is sent. Lower: "
      "changes reach the index sooner, in more and smaller requests when the stream is quiet; a "
-     "busy stream fills requests before the time is up (docs/performance.md, \"Latency\").",
+     "busy stream fills requests before the time is up (docs/performance.md, \"Latency\"). When "
+     "no bulk request is at OpenSearch, a tenth of bulk_max_records goes at once.",
      true, false, NULL},
     {"retry_base_ms", D2O_CONF_MS, OFF(retry_base_ms), "100ms", 1, 60000, NULL,
      "First retry delay; each attempt doubles the ceiling of a full-jitter backoff.", true, false,

@@ -761,6 +761,40 @@ START_TEST(flushes_on_count_size_and_timer)
 }
 END_TEST
 
+/* With no request at OpenSearch, a tenth of a request's items goes out at once
+ * instead of waiting for the flush timer: a backlog's GetRecords answers bring a thousand items
+ * at a time, and waiting left OpenSearch idle. Fewer items wait for the timer, and so do a
+ * tenth's worth while a request is in flight. */
+START_TEST(a_tenth_goes_out_at_once_when_nothing_is_in_flight)
+{
+    struct d2o_bulk *b = sink_new(20, 1 << 20, 2);
+
+    add(b, 0, "q0", 1, false);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 0); /* one of 20: waits for the timer */
+    ck_assert_int_eq(d2o_bulk_next_ms(b, fake_now), 500);
+    add(b, 1, "q1", 1, false);
+    ck_assert_int_eq(d2o_bulk_next_ms(b, fake_now), 0);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 1);
+    ck_assert_uint_eq(items_in(0), 2);
+    /* one request in flight: the next tenth waits for its timer */
+    add(b, 2, "q2", 1, false);
+    add(b, 3, "q3", 1, false);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 1);
+    ck_assert_int_eq(d2o_bulk_next_ms(b, fake_now), 500);
+    /* the answer leaves nothing in flight: the waiting tenth goes out at once */
+    answer_items(0, NULL);
+    d2o_bulk_tick(b, fake_now);
+    ck_assert_uint_eq(n_sent, 2);
+    ck_assert_uint_eq(items_in(1), 2);
+    answer_items(1, NULL);
+    ck_assert_uint_eq(d2o_bulk_pending(b), 0);
+    d2o_bulk_free(b);
+}
+END_TEST
+
 /* At level debug the sink names each request when it goes out (with its items and how long the
  * first one waited for the flush) and when it is answered: how the latency benchmark tells the
  * flush's share of a change's time from the bulk request's. */
@@ -1798,6 +1832,7 @@ Suite *d2o_test_suite(void)
     tcase_add_test(pure, refuses_items_out_of_place_or_out_of_range);
     tcase_add_test(pure, outcome_names);
     tcase_add_test(sender, flushes_on_count_size_and_timer);
+    tcase_add_test(sender, a_tenth_goes_out_at_once_when_nothing_is_in_flight);
     tcase_add_test(sender, the_debug_log_names_each_request_sent_and_answered);
     tcase_add_test(sender, flushes_on_size_and_a_giant_goes_alone);
     tcase_add_test(sender, only_failed_items_are_sent_again);
