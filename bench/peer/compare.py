@@ -4,7 +4,7 @@
 usage: compare.py DDB2OS_BINARY [--records N] [--shards S] [--limit L] [--kcl-heap SIZE]
                   [--skip-build] [--only ddb2os] [--repeat R] [--os-alone] [--pin] [--trace]
                   [--set KEY=VALUE]... [--b BINARY] [--b-set KEY=VALUE]...
-                  [--source kinesalite|kinesis-mock]
+                  [--source kinesalite|kinesis-mock|replay]
 
 A fresh kinesalite stream of S shards (default 8) is loaded with about N change records (default
 100 000; 200-byte items created, updated three times, one in five deleted: the workload of
@@ -67,6 +67,11 @@ waited for the other.
 --source kinesis-mock puts the stream on kinesis-mock instead of kinesalite (both started by
 scripts/services; kinesis-mock spent about ten times kinesalite's CPU per record read,
 docs/performance.md).
+--source replay loads the stream on kinesalite as usual (so OpenSearch alone gets the same bodies
+from `ddb2os transform`), then starts bench/peer/replay_source.py, which reads the whole stream
+once from kinesalite, keeps every record's JSON text in memory and serves it on another port:
+ddb2os and the source alone read from that replay, whose own CPU is counted as "replay"
+(docs/performance.md, "A source that costs almost nothing"); it needs --only ddb2os.
 ddb2os's drain ends at its last checkpoint, seen by polling /metrics 4 times a second until
 every record is read and 50 times a second from then on. --set KEY=VALUE (repeatable) adds a setting to ddb2os's
 command line. --b BINARY and/or --b-set KEY=VALUE (repeatable) add a second ddb2os drain of the
@@ -84,6 +89,8 @@ import threading
 import time
 import urllib.request
 import zlib
+
+import botocore.session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -129,10 +136,12 @@ def load_now():
     return os.getloadavg()[0]
 
 
-SERVERS = ("kinesalite", "kinesis-mock", "opensearch", "pg")
+SERVERS = ("kinesalite", "kinesis-mock", "replay", "opensearch", "pg")
 # --source: the emulator the stream lives on, and the variable of scripts/services env that
-# gives its URL.
-SOURCES = {"kinesalite": "D2O_TEST_KINESALITE", "kinesis-mock": "D2O_TEST_KINESIS_MOCK"}
+# gives its URL (replay: the stream is loaded on kinesalite, then served by replay_source.py).
+SOURCES = {"kinesalite": "D2O_TEST_KINESALITE", "kinesis-mock": "D2O_TEST_KINESIS_MOCK",
+           "replay": "D2O_TEST_KINESALITE"}
+REPLAY = {}  # --source replay: "pid" of the running replay_source.py
 SOURCE = "kinesalite"
 TRACE = False  # --trace
 
@@ -145,7 +154,11 @@ def source_env(tag):
 def server_pids(name):
     """The pids of a local server this script talks to, from $D2O_SERVICES_DIR/run/NAME.pid
     (PostgreSQL with its backends); OSError when its pid file is not there (servers started
-    some other way)."""
+    some other way; replay: while replay_source.py runs)."""
+    if name == "replay":
+        if "pid" not in REPLAY:
+            raise OSError("replay_source.py is not running")
+        return [REPLAY["pid"]]
     run = os.path.join(os.environ.get("D2O_SERVICES_DIR") or
                        os.path.join(HERE, "..", "..", ".services"), "run")
     with open(os.path.join(run, name + ".pid")) as f:
@@ -190,8 +203,9 @@ def pin(on):
         try:
             pids = server_pids(name)
         except (OSError, ValueError) as e:
-            if name != SOURCE and name in SOURCES:
-                continue  # the other emulator, not running
+            if name == "replay" or (name != SOURCE and name in SOURCES):
+                continue  # the other emulator, not running; the replay starts later, pinned
+                # as this script's child
             sys.exit("--pin: no pid of %s (%s): start the servers with scripts/services"
                      % (name, e))
         for p in pids:
@@ -221,7 +235,10 @@ def cpu_text(delta):
 
 def ms_1000(delta, name, n):
     """A server's CPU milliseconds per 1000 records of a phase, as text."""
-    return "%.0f" % (1e6 * delta[name] / n) if name in delta and n else "?"
+    if name not in delta or not n:
+        return "?"
+    ms = 1e6 * delta[name] / n
+    return "%.0f" % ms if ms >= 10 else "%.1f" % ms  # the replay's fraction of a ms
 
 
 RATIO_ROWS = []
@@ -689,6 +706,8 @@ def main():
     only = opt(args, "--only", None)
     if only not in (None, "ddb2os"):
         sys.exit("--only takes ddb2os")
+    if SOURCE == "replay" and only is None:
+        sys.exit("--source replay needs --only ddb2os (the replay speaks only ddb2os's calls)")
     if only is None:
         poolkit.need("D2O_TEST_DYNAMODB")
     if only is None and "--skip-build" not in args:
@@ -760,18 +779,54 @@ def ddb2os_variants(binary, args, run):
     return out
 
 
+def start_replay(env):
+    """--source replay: replay_source.py serving env's stream (captured from kinesalite), and a
+    copy of env whose Kinesis calls go to it."""
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "replay_source.py"),
+                             env.kinesis_url, env.stream, "--timeout", str(TIME_LIMIT_S * 2)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    word = proc.stdout.readline().split()
+    if not word or word[0] != "ready":
+        proc.kill()
+        sys.exit("replay_source.py did not start (exit %s)" % proc.wait())
+    REPLAY.update(pid=proc.pid, proc=proc)
+    renv = copy.copy(env)
+    renv.kinesis_url = "http://127.0.0.1:%s" % word[1]
+    renv.kinesis = botocore.session.get_session().create_client(
+        "kinesis", region_name=poolkit.REGION, endpoint_url=renv.kinesis_url,
+        aws_access_key_id="AKIDPOOLTEST", aws_secret_access_key="pool-test-secret")
+    print("replay %s records captured from kinesalite in %s s, served at %s (replay_source.py "
+          "%.2f CPU s so far)" % (word[2], word[3], renv.kinesis_url, proc_cpu_s(proc.pid)),
+          flush=True)
+    return renv
+
+
+def stop_replay():
+    proc = REPLAY.pop("proc", None)
+    REPLAY.pop("pid", None)
+    if proc:
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
     """One run; returns (its table rows, whether every consumer finished)."""
     env = source_env("peer")
     batch = []
     n_records, live = preload(env, n_target, shards, batch)
+    # where ddb2os and the source alone read: the replay of the stream, or the emulator itself
+    renv = start_replay(env) if SOURCE == "replay" else env
     kcl_index = env.index + "-kcl"
     results, errors = {}, {}
     variants = ddb2os_variants(binary, args, run)
     trace = "--trace" in args
     try:
         for name, vbinary, extra in variants:
-            venv = copy.copy(env)
+            venv = copy.copy(renv)
             if name != "ddb2os":
                 venv.app, venv.index = env.app + "b", env.index + "-b"
             r = run_ddb2os(vbinary, venv, n_records, 19500 + os.getpid() % 400, limit=limit,
@@ -800,13 +855,13 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
                      per_1000(a["server_cpu"], "opensearch", n_records), load_now()), flush=True)
             if trace:
                 print("       %s" % a["timeline"], flush=True)
-            k = source_alone(env, limit)
+            k = source_alone(renv, limit)
             print("source the source alone, one bare client, Limit %d: %d records in %d calls, "
                   "%.2f s, %.0f records/s; servers' CPU s: %s; %s; load average %.1f"
                   % (limit, k["records"], k["calls"], k["seconds"], k["records"] / k["seconds"],
                      k["servers"], per_1000(k["server_cpu"], SOURCE, k["records"]),
                      load_now()), flush=True)
-            b = both_alone(binary, env, batch, limit)
+            b = both_alone(binary, renv, batch, limit)
             print("both   OpenSearch alone and the source alone at the same time: %.2f s "
                   "(OpenSearch's part %.2f s), %.0f records/s; servers' CPU s: %s; load "
                   "average %.1f"
@@ -844,6 +899,7 @@ def compare(binary, n_target, shards, heap, limit, only, alone, run, args=()):
                 errors["kcl"] = str(e)
                 print("kcl    did not finish: %s" % e, flush=True)
     finally:
+        stop_replay()
         env.delete_stream()
         env.delete_index()
         env.os_call("DELETE", "/%s" % kcl_index)
