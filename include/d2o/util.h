@@ -42,6 +42,11 @@ unsigned d2o_edit_distance(const char *a, const char *b);
  * as it is. */
 bool d2o_utf8_text(const char *s, size_t n);
 
+struct iovec;
+
+/* The bytes of n pieces together (a body in pieces: d2o/http.h, d2o/sigv4.h). */
+size_t d2o_iov_total(const struct iovec *v, size_t n);
+
 /*
  * A named place that integration tests can freeze a process at. When the environment variable
  * D2O_TEST_STOP_AT equals name, the process stops itself with SIGSTOP the first time it gets

@@ -164,17 +164,6 @@ static int crypto_init(void)
     return 0;
 }
 
-static int sha256(const void *p, size_t n, unsigned char out[SHA256_LEN])
-{
-    unsigned int len = 0;
-
-    if (crypto_init() < 0 || !EVP_DigestInit_ex(crypto.dctx, crypto.md, NULL) ||
-        !EVP_DigestUpdate(crypto.dctx, p, n) || !EVP_DigestFinal_ex(crypto.dctx, out, &len)) {
-        return -EIO;
-    }
-    return 0;
-}
-
 /* The SHA-256 of the pieces one after the other. */
 static int sha256_parts(const struct iovec *parts, size_t n, unsigned char out[SHA256_LEN])
 {
@@ -185,8 +174,7 @@ static int sha256_parts(const struct iovec *parts, size_t n, unsigned char out[S
         return -EIO;
     }
     for (i = 0; i < n; i++) {
-        if (parts[i].iov_len &&
-            !EVP_DigestUpdate(crypto.dctx, parts[i].iov_base, parts[i].iov_len)) {
+        if (!EVP_DigestUpdate(crypto.dctx, parts[i].iov_base, parts[i].iov_len)) {
             return -EIO;
         }
     }
@@ -194,6 +182,13 @@ static int sha256_parts(const struct iovec *parts, size_t n, unsigned char out[S
         return -EIO;
     }
     return 0;
+}
+
+static int sha256(const void *p, size_t n, unsigned char out[SHA256_LEN])
+{
+    const struct iovec one = {.iov_base = (void *)p, .iov_len = n};
+
+    return sha256_parts(&one, 1, out);
 }
 
 static int hmac(const void *key, size_t key_len, const void *msg, size_t msg_len,
@@ -740,11 +735,8 @@ int d2o_sigv4_sign(struct d2o_sigv4_signer *s, const struct d2o_aws_creds *creds
         return -EINVAL;
     }
     if (req->n_body_parts > 0) {
-        size_t sum = 0;
+        size_t sum = d2o_iov_total(req->body_parts, req->n_body_parts);
 
-        for (i = 0; i < req->n_body_parts; i++) {
-            sum += req->body_parts[i].iov_len;
-        }
         if (req->body || sum != req->body_len) {
             set_err(errstr, errstr_size,
                     "sigv4: a body in %zu pieces of %zu bytes%s, but body length %zu",

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "d2o/util.h"
@@ -179,4 +180,14 @@ void d2o_test_point(const char *name)
         fired = true;
         (void)raise(SIGSTOP);
     }
+}
+
+size_t d2o_iov_total(const struct iovec *v, size_t n)
+{
+    size_t i, sum = 0;
+
+    for (i = 0; i < n; i++) {
+        sum += v[i].iov_len;
+    }
+    return sum;
 }

@@ -704,15 +704,9 @@ static int xfer_new(struct d2o_http *h, const struct d2o_http_request *req, d2o_
         (req->n_body_parts > 0 && (req->body || !req->body_parts))) {
         return -EINVAL;
     }
-    if (req->n_body_parts > 0) {
-        size_t i, sum = 0;
-
-        for (i = 0; i < req->n_body_parts; i++) {
-            sum += req->body_parts[i].iov_len;
-        }
-        if (sum != req->body_len) {
-            return -EINVAL;
-        }
+    if (req->n_body_parts > 0 &&
+        d2o_iov_total(req->body_parts, req->n_body_parts) != req->body_len) {
+        return -EINVAL;
     }
     x = calloc(1, sizeof(*x));
     if (!x) {
